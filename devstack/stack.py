@@ -1,0 +1,116 @@
+"""`web` and `worker` as real processes, wired to a simulator, Redis and a local S3."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from devstack.processes import Service, free_port, wait_for
+from devstack.seaweed import ACCESS_KEY, SECRET_KEY
+
+__all__ = ["StackEnv", "start_web", "start_worker"]
+
+_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class StackEnv:
+    """The environment variables of a local deployment (INTERFACES.md's names)."""
+
+    redis_url: str
+    s3_endpoint_url: str
+    s3_bucket: str
+    graph_url: str
+    media_hosts: str
+    access_token: str
+    app_secret: str
+    verify_token: str
+    max_media_bytes: int = 104857600
+    s3_prefix: str = ""
+    reply_text: str | None = None
+
+    def environ(self) -> dict[str, str]:
+        """os.environ plus this deployment's variables."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "REDIS_URL": self.redis_url,
+                "S3_ENDPOINT_URL": self.s3_endpoint_url,
+                "S3_BUCKET": self.s3_bucket,
+                "S3_PREFIX": self.s3_prefix,
+                "WHATSAPP_GRAPH_URL": self.graph_url,
+                "WHATSAPP_MEDIA_HOSTS": self.media_hosts,
+                "WHATSAPP_ACCESS_TOKEN": self.access_token,
+                "WHATSAPP_APP_SECRET": self.app_secret,
+                "WHATSAPP_VERIFY_TOKEN": self.verify_token,
+                "MAX_MEDIA_BYTES": str(self.max_media_bytes),
+                "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.reply_text is not None:
+            env["TOO_BIG_REPLY_TEXT"] = self.reply_text
+        return env
+
+
+def start_web(env: StackEnv, log_dir: Path, *, port: int | None = None) -> tuple[Service, str]:
+    """Gunicorn serving `webhook:create_app()`; returns the service and its base URL."""
+    port = port or free_port()
+    argv = [
+        str(_BIN / "gunicorn"),
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", "2",
+        "--access-logfile", "-",
+        "webhook:create_app()",
+    ]  # fmt: skip
+    service = Service("web", argv, log_dir / f"web-{port}.log", env=env.environ()).start()
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if not service.alive():
+            raise RuntimeError(f"web exited:\n{service.log_text()[-3000:]}")
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(healthy, timeout=30, what="web /healthz")
+    return service, url
+
+
+def start_worker(
+    env: StackEnv,
+    log_dir: Path,
+    *,
+    name: str = "w1",
+    concurrency: int = 2,
+    pool: str = "prefork",
+) -> Service:
+    """`celery -A worker worker` on the media and replies queues, waiting until it is ready."""
+    argv = [
+        str(_BIN / "celery"),
+        "-A", "worker",
+        "worker",
+        "--queues", "media,replies",
+        "--pool", pool,
+        "--concurrency", str(concurrency),
+        "--hostname", f"{name}@%h",
+        "--loglevel", "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]  # fmt: skip
+    service = Service("worker", argv, log_dir / f"worker-{name}.log", env=env.environ()).start()
+
+    def ready() -> bool:
+        if not service.alive():
+            raise RuntimeError(f"worker exited:\n{service.log_text()[-3000:]}")
+        return " ready." in service.log_text()
+
+    wait_for(ready, timeout=60, interval=0.1, what=f"worker {name} ready")
+    return service

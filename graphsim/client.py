@@ -1,0 +1,149 @@
+"""A client of the simulator's control API (`/_sim/`), for tests, the demo and benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import requests
+
+__all__ = ["DEFAULT_TIMEOUT", "MediaRecord", "SimulatorClient", "SimulatorError"]
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class SimulatorError(Exception):
+    """The control API could not be reached or refused a call."""
+
+
+@dataclass(frozen=True)
+class MediaRecord:
+    """A media stored in the simulator, with both forms of its SHA-256."""
+
+    id: str
+    mime_type: str
+    sha256: str
+    sha256_b64: str
+    file_size: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MediaRecord:
+        """Build a record from the control API's answer."""
+        return cls(
+            id=str(data["id"]),
+            mime_type=str(data["mime_type"]),
+            sha256=str(data["sha256"]),
+            sha256_b64=str(data["sha256_b64"]),
+            file_size=int(data["file_size"]),
+        )
+
+
+class SimulatorClient:
+    """Calls the control API over HTTP; not thread-safe: use one per thread."""
+
+    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.base_url}/_sim/{path}"
+        try:
+            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise SimulatorError(f"{method} {url}: {exc}") from exc
+        if not response.ok:
+            raise SimulatorError(f"{method} {url}: HTTP {response.status_code}: {response.text}")
+        return response.json()
+
+    def add_media(
+        self,
+        data: bytes,
+        mime_type: str,
+        media_id: str | None = None,
+        phone_number_id: str | None = None,
+    ) -> MediaRecord:
+        """Store these bytes as a media; give media_id to choose its id."""
+        params = {"media_id": media_id, "phone_number_id": phone_number_id}
+        answer = self._call(
+            "POST", "media", data=data, headers={"Content-Type": mime_type}, params=params
+        )
+        return MediaRecord.from_json(answer)
+
+    def add_generated_media(
+        self,
+        size: int,
+        seed: int,
+        mime_type: str,
+        media_id: str | None = None,
+        phone_number_id: str | None = None,
+    ) -> MediaRecord:
+        """Store `size` deterministic pseudo-random bytes derived from `seed`."""
+        body = {
+            "size": size,
+            "seed": seed,
+            "mime_type": mime_type,
+            "media_id": media_id,
+            "phone_number_id": phone_number_id,
+        }
+        return MediaRecord.from_json(self._call("POST", "media/generated", json=body))
+
+    def add_fault(self, **rule: Any) -> str:
+        """Add a fault rule (fields of `graphsim.faults.FaultRule`); return its id."""
+        return str(self._call("POST", "faults", json=rule)["id"])
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Return the fault rules with their remaining uses."""
+        answer: list[dict[str, Any]] = self._call("GET", "faults")
+        return answer
+
+    def remove_fault(self, fault_id: str) -> None:
+        """Drop one fault rule."""
+        self._call("DELETE", f"faults/{fault_id}")
+
+    def clear_faults(self) -> None:
+        """Drop every fault rule."""
+        self._call("DELETE", "faults")
+
+    def set_latency(self, seconds: float) -> None:
+        """Add this many seconds to every look-up and download."""
+        self._call("PUT", "latency", json={"seconds": seconds})
+
+    def sent_messages(self) -> list[dict[str, Any]]:
+        """Return the messages the send endpoint accepted, oldest first."""
+        answer: list[dict[str, Any]] = self._call("GET", "messages")
+        return answer
+
+    def foreign_requests(self) -> list[dict[str, Any]]:
+        """Return the requests that reached the foreign host, oldest first."""
+        answer: list[dict[str, Any]] = self._call("GET", "foreign")
+        return answer
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Return `{"lookups": {media_id: n}, "downloads": {...}, "sends": {to: n}}`."""
+        answer: dict[str, dict[str, int]] = self._call("GET", "stats")
+        return answer
+
+    def set_tokens(self, tokens: list[str]) -> None:
+        """Replace the set of valid access tokens (an empty list revokes all)."""
+        self._call("PUT", "tokens", json={"tokens": tokens})
+
+    def reset(self) -> None:
+        """Forget media, faults, latency and records; accept only the initial token."""
+        self._call("POST", "reset")
+
+    def close(self) -> None:
+        """Release the HTTP session."""
+        self._session.close()
+
+    def __enter__(self) -> SimulatorClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

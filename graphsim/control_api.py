@@ -1,0 +1,154 @@
+"""Handlers of the control API under `/_sim/` (no auth): set up media and faults, read records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec
+
+from werkzeug.wrappers import Request, Response
+
+from graphsim.faults import FaultRule
+from graphsim.responses import json_response
+from graphsim.state import SimState
+
+__all__ = [
+    "add_fault",
+    "add_generated_media",
+    "add_media",
+    "clear_faults",
+    "foreign_requests",
+    "list_faults",
+    "remove_fault",
+    "reset",
+    "sent_messages",
+    "set_latency",
+    "set_tokens",
+    "stats",
+]
+
+P = ParamSpec("P")
+Handler = Callable[Concatenate[SimState, Request, P], Response]
+
+
+def _bad_input_is_400(handler: Handler[P]) -> Handler[P]:
+    def wrapper(
+        state: SimState, request: Request, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Response:
+        try:
+            return handler(state, request, *args, **kwargs)
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 400)
+
+    return wrapper
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type[Any], *, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    # bool subclasses int, but `true` is no size.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"field {name!r} must be {kind.__name__}")
+    return value
+
+
+@_bad_input_is_400
+def add_media(state: SimState, request: Request) -> Response:
+    """`POST /_sim/media`: store the raw body as a media of its Content-Type."""
+    mime_type = request.headers.get("Content-Type")
+    if not mime_type:
+        raise ValueError("the Content-Type header gives the media's mime type")
+    media = state.media.add_bytes(
+        request.get_data(),
+        mime_type,
+        media_id=request.args.get("media_id") or None,
+        phone_number_id=request.args.get("phone_number_id") or None,
+    )
+    return json_response(media.describe())
+
+
+@_bad_input_is_400
+def add_generated_media(state: SimState, request: Request) -> Response:
+    """`POST /_sim/media/generated`: store deterministic pseudo-random bytes."""
+    body = _json_object(request)
+    media = state.media.add_generated(
+        _field(body, "size", int),
+        _field(body, "seed", int),
+        _field(body, "mime_type", str),
+        media_id=_field(body, "media_id", str, required=False),
+        phone_number_id=_field(body, "phone_number_id", str, required=False),
+    )
+    return json_response(media.describe())
+
+
+@_bad_input_is_400
+def add_fault(state: SimState, request: Request) -> Response:
+    """`POST /_sim/faults`: add a fault rule, answering its id."""
+    rule = FaultRule.from_json(request.get_json(force=True, silent=True))
+    return json_response({"id": state.faults.add(rule)})
+
+
+def list_faults(state: SimState, request: Request) -> Response:
+    """`GET /_sim/faults`: the rules with their remaining uses."""
+    return json_response(state.faults.describe())
+
+
+def clear_faults(state: SimState, request: Request) -> Response:
+    """`DELETE /_sim/faults`: drop every rule."""
+    state.faults.clear()
+    return json_response({"success": True})
+
+
+def remove_fault(state: SimState, request: Request, fault_id: str) -> Response:
+    """`DELETE /_sim/faults/{id}`: drop one rule."""
+    if not state.faults.remove(fault_id):
+        return json_response({"error": f"no fault {fault_id!r}"}, 404)
+    return json_response({"success": True})
+
+
+@_bad_input_is_400
+def set_latency(state: SimState, request: Request) -> Response:
+    """`PUT /_sim/latency`: seconds added to every look-up and download."""
+    seconds = _json_object(request).get("seconds")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise ValueError("field 'seconds' must be a number")
+    state.faults.latency = float(seconds)
+    return json_response({"seconds": state.faults.latency})
+
+
+def sent_messages(state: SimState, request: Request) -> Response:
+    """`GET /_sim/messages`: the messages accepted by the send endpoint."""
+    return json_response(state.records.messages())
+
+
+def foreign_requests(state: SimState, request: Request) -> Response:
+    """`GET /_sim/foreign`: the requests that reached the foreign host."""
+    return json_response(state.records.foreign())
+
+
+def stats(state: SimState, request: Request) -> Response:
+    """`GET /_sim/stats`: request counters per media id (and per recipient for sends)."""
+    return json_response(state.records.stats())
+
+
+@_bad_input_is_400
+def set_tokens(state: SimState, request: Request) -> Response:
+    """`PUT /_sim/tokens`: replace the set of valid access tokens."""
+    tokens = _field(_json_object(request), "tokens", list)
+    if not all(isinstance(token, str) and token for token in tokens):
+        raise ValueError("tokens must be non-empty strings")
+    state.tokens.replace(tokens)
+    return json_response({"success": True})
+
+
+def reset(state: SimState, request: Request) -> Response:
+    """`POST /_sim/reset`: back to a fresh simulator."""
+    state.reset()
+    return json_response({"success": True})

@@ -1,0 +1,24 @@
+"""Fixtures every test may use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+SHARED_REDIS = "redis://127.0.0.1:6379"
+
+
+def redis_db(db: int) -> Iterator[str]:
+    """A flushed database of the shared Redis (each test module family has its own number)."""
+    url = f"{SHARED_REDIS}/{db}"
+    client = Redis.from_url(url)
+    try:
+        client.ping()
+    except OSError as exc:  # pragma: no cover - a broken machine, not a test outcome
+        pytest.fail(f"the shared Redis at {SHARED_REDIS} does not answer: run `make redis` ({exc})")
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

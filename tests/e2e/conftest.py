@@ -1,0 +1,199 @@
+"""The real stack for end-to-end tests: SeaweedFS, the simulator, Redis, `web` and `worker`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from redis import Redis
+
+from devstack.processes import Service, wait_for
+from devstack.seaweed import SeaweedFS
+from devstack.stack import StackEnv, start_web, start_worker
+from graphsim import MediaRecord, Simulator, SimulatorClient, webhooks
+from tests.conftest import redis_db
+from worker.layout import build_key
+
+BUCKET = "wa-archive"
+MAX_MEDIA_BYTES = 8 * 1024 * 1024
+REPLY_TEXT = "Your file is over 100 MB: please send a smaller one."
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def seaweed(run_dir: Path) -> Iterator[SeaweedFS]:
+    store = SeaweedFS(run_dir / "weed", buckets=(BUCKET,)).start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(seaweed: SeaweedFS) -> Any:
+    return seaweed.client()
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Simulator]:
+    with Simulator() as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(simulator: Simulator) -> Iterator[SimulatorClient]:
+    client = simulator.client()
+    client.clear_faults()
+    client.set_latency(0)
+    client.set_tokens([simulator.token])
+    yield client
+    client.clear_faults()
+    client.set_latency(0)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def e2e_redis_url() -> Iterator[str]:
+    yield from redis_db(9)
+
+
+@pytest.fixture(scope="session")
+def redis_client(e2e_redis_url: str) -> Redis:
+    return Redis.from_url(e2e_redis_url, decode_responses=True)
+
+
+def stack_env(simulator: Simulator, seaweed: SeaweedFS, redis_url: str) -> StackEnv:
+    return StackEnv(
+        redis_url=redis_url,
+        s3_endpoint_url=seaweed.endpoint_url,
+        s3_bucket=BUCKET,
+        graph_url=simulator.url,
+        media_hosts=simulator.media_host,
+        access_token=simulator.token,
+        app_secret=secrets.token_hex(16),
+        verify_token=secrets.token_hex(8),
+        max_media_bytes=MAX_MEDIA_BYTES,
+        reply_text=REPLY_TEXT,
+    )
+
+
+@pytest.fixture(scope="session")
+def env(simulator: Simulator, seaweed: SeaweedFS, e2e_redis_url: str) -> StackEnv:
+    return stack_env(simulator, seaweed, e2e_redis_url)
+
+
+@pytest.fixture(scope="session")
+def web(env: StackEnv, run_dir: Path) -> Iterator[str]:
+    service, url = start_web(env, run_dir / "logs")
+    yield url
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(env: StackEnv, run_dir: Path) -> Iterator[Service]:
+    service = start_worker(env, run_dir / "logs", concurrency=2)
+    yield service
+    service.stop()
+
+
+@dataclass
+class Sent:
+    """A media registered in the simulator and announced to `web`."""
+
+    record: MediaRecord
+    message: dict[str, Any]
+    key: str
+
+
+class Stack:
+    """Test-side helpers over the running stack."""
+
+    def __init__(
+        self, web: str, env: StackEnv, sim: SimulatorClient, s3: Any, redis: Redis
+    ) -> None:
+        self.web, self.env, self.sim, self.s3, self.redis = web, env, sim, s3, redis
+
+    def media(
+        self, kind: str = "image", *, size: int = 20_000, mime_type: str | None = None, **extra: Any
+    ) -> Sent:
+        mime = (
+            mime_type
+            or {
+                "image": "image/jpeg",
+                "video": "video/mp4",
+                "audio": "audio/mpeg",
+                "voice": "audio/ogg; codecs=opus",
+                "document": "application/pdf",
+                "sticker": "image/webp",
+            }[kind]
+        )
+        record = self.sim.add_generated_media(size=size, seed=secrets.randbits(32), mime_type=mime)
+        message = webhooks.media_message(
+            kind, record.id, sha256_b64=record.sha256_b64, mime_type=mime, **extra
+        )
+        key = build_key("", "106540352242922", int(message["timestamp"]), record.id, mime)
+        return Sent(record, message, key)
+
+    def post(self, *items: Sent | dict[str, Any], secret: str | None = None) -> requests.Response:
+        messages = [item.message if isinstance(item, Sent) else item for item in items]
+        body = webhooks.encode(webhooks.envelope(messages))
+        signature = webhooks.sign(body, secret or self.env.app_secret)
+        return requests.post(
+            f"{self.web}/webhook",
+            data=body,
+            headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"},
+            timeout=10,
+        )
+
+    def sidecar(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=BUCKET, Key=key + ".json")["Body"].read()
+        except ClientError:
+            return None
+        document: dict[str, Any] = json.loads(body)
+        return document
+
+    def wait_archived(self, sent: Sent, timeout: float = 60) -> dict[str, Any]:
+        return wait_for(lambda: self.sidecar(sent.key), timeout=timeout, what=f"{sent.key}")
+
+    def state(self, media_id: str) -> dict[str, str]:
+        return self.redis.hgetall(f"wa:media:{media_id}")  # type: ignore[return-value]
+
+    def wait_state(self, media_id: str, state: str, timeout: float = 60) -> dict[str, str]:
+        def reached() -> dict[str, str] | None:
+            record = self.state(media_id)
+            return record if record.get("state") == state else None
+
+        return wait_for(reached, timeout=timeout, what=f"{media_id} {state}")
+
+    def object_bytes(self, key: str) -> bytes:
+        body: bytes = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        return body
+
+    def object_exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=BUCKET, Key=key)
+        except ClientError:
+            return False
+        return True
+
+    def verified(self, sent: Sent) -> bool:
+        data = self.object_bytes(sent.key)
+        return hashlib.sha256(data).hexdigest() == sent.record.sha256
+
+
+@pytest.fixture
+def stack(
+    web: str, worker: Service, env: StackEnv, sim: SimulatorClient, s3: Any, redis_client: Redis
+) -> Stack:
+    return Stack(web, env, sim, s3, redis_client)

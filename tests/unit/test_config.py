@@ -1,0 +1,70 @@
+import pytest
+
+from webhook.config import WebSettings
+from worker.config import DEFAULT_TOO_BIG_REPLY, WorkerSettings
+from worker.env import ConfigError
+
+WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}
+
+
+def test_worker_defaults() -> None:
+    settings = WorkerSettings.from_env(WORKER_ENV)
+    assert settings.api_version == "v23.0"
+    assert settings.graph_url == "https://graph.facebook.com"
+    assert settings.media_hosts == ("lookaside.fbsbx.com",)
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.s3_prefix == ""
+    assert settings.s3_endpoint_url is None
+    assert settings.max_media_bytes == 104857600
+    assert settings.too_big_reply_text == DEFAULT_TOO_BIG_REPLY
+
+
+def test_worker_values() -> None:
+    settings = WorkerSettings.from_env(
+        {
+            **WORKER_ENV,
+            "S3_PREFIX": "/wa/media/",
+            "WHATSAPP_MEDIA_HOSTS": "a.example, 127.0.0.1:9000",
+            "WHATSAPP_GRAPH_URL": "http://127.0.0.1:5000/",
+            "MAX_MEDIA_BYTES": "1000",
+        }
+    )
+    assert settings.s3_prefix == "wa/media"
+    assert settings.media_hosts == ("a.example", "127.0.0.1:9000")
+    assert settings.graph_url == "http://127.0.0.1:5000"
+    assert settings.max_media_bytes == 1000
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({"WHATSAPP_ACCESS_TOKEN": ""}, "WHATSAPP_ACCESS_TOKEN"),
+        ({"S3_BUCKET": " "}, "S3_BUCKET"),
+        ({"MAX_MEDIA_BYTES": "lots"}, "MAX_MEDIA_BYTES"),
+        ({"MAX_MEDIA_BYTES": "-1"}, "MAX_MEDIA_BYTES"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"WHATSAPP_GRAPH_URL": "graph.facebook.com"}, "WHATSAPP_GRAPH_URL"),
+        ({"S3_ENDPOINT_URL": "localhost:8333"}, "S3_ENDPOINT_URL"),
+        ({"WHATSAPP_MEDIA_HOSTS": "https://x/"}, "WHATSAPP_MEDIA_HOSTS"),
+        ({"TOO_BIG_REPLY_TEXT": "x" * 4097}, "TOO_BIG_REPLY_TEXT"),
+    ],
+)
+def test_worker_errors_name_the_variable(changes: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        WorkerSettings.from_env({**WORKER_ENV, **changes})
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    assert "tok-123" not in repr(WorkerSettings.from_env(WORKER_ENV))
+    web = WebSettings.from_env({"WHATSAPP_APP_SECRET": "s1,s2", "WHATSAPP_VERIFY_TOKEN": "vt"})
+    assert web.app_secrets == ("s1", "s2")
+    assert "s1" not in repr(web)
+    assert "vt" not in repr(web)
+
+
+@pytest.mark.parametrize("missing", ["WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN"])
+def test_web_requires(missing: str) -> None:
+    env = {"WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v"}
+    del env[missing]
+    with pytest.raises(ConfigError, match=missing):
+        WebSettings.from_env(env)

@@ -1,0 +1,847 @@
+"""Tests of graphsim: the Cloud API simulator over real HTTP, and the pure webhook builders."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
+
+TOKEN = "sim-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TIMEOUT = 5.0
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(token=TOKEN) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def client(sim: Simulator) -> Iterator[SimulatorClient]:
+    with sim.client() as control:
+        control.reset()
+        yield control
+
+
+def lookup(
+    sim: Simulator, media_id: str, headers: dict[str, str] | None = None, **params: str
+) -> requests.Response:
+    return requests.get(
+        f"{sim.graph_url}/{media_id}",
+        headers=AUTH if headers is None else headers,
+        params=params,
+        timeout=TIMEOUT,
+    )
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> requests.Response:
+    return requests.get(url, headers=AUTH if headers is None else headers, timeout=TIMEOUT)
+
+
+def download_url(sim: Simulator, media_id: str) -> str:
+    response = lookup(sim, media_id)
+    assert response.status_code == 200, response.text
+    url: str = response.json()["url"]
+    return url
+
+
+def send(sim: Simulator, body: object, headers: dict[str, str] | None = None) -> requests.Response:
+    return requests.post(
+        f"{sim.graph_url}/106540352242922/messages",
+        headers=AUTH if headers is None else headers,
+        json=body,
+        timeout=TIMEOUT,
+    )
+
+
+def text_body(to: str = "16505551234", text: str = "hello") -> dict[str, Any]:
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "type": "text",
+        "text": {"preview_url": False, "body": text},
+    }
+
+
+def read_into(response: requests.Response, buffer: bytearray) -> None:
+    for chunk in response.iter_content(64 * 1024):
+        buffer += chunk
+
+
+def error_code(response: requests.Response) -> int:
+    code: int = response.json()["error"]["code"]
+    return code
+
+
+# --- look-up -------------------------------------------------------------------------------
+
+
+def test_lookup_describes_media_with_hex_sha256_and_int_size(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    data = b"\x89PNG fake image bytes"
+    record = client.add_media(data, "image/png")
+
+    response = lookup(sim, record.id)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["messaging_product"] == "whatsapp"
+    assert body["id"] == record.id
+    assert body["mime_type"] == "image/png"
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert isinstance(body["file_size"], int)
+    assert body["file_size"] == len(data)
+    url = urlsplit(body["url"])
+    assert url.netloc == sim.media_host
+    assert url.path == f"/lookaside/{record.id}"
+    assert "ext=" in url.query
+    assert "hash=" in url.query
+
+
+def test_media_record_carries_both_digest_forms(client: SimulatorClient) -> None:
+    record = client.add_media(b"abc", "image/jpeg", media_id="1234567890")
+
+    assert record == MediaRecord(
+        id="1234567890",
+        mime_type="image/jpeg",
+        sha256=hashlib.sha256(b"abc").hexdigest(),
+        sha256_b64=base64.b64encode(hashlib.sha256(b"abc").digest()).decode(),
+        file_size=3,
+    )
+    assert base64.b64decode(record.sha256_b64) == bytes.fromhex(record.sha256)
+
+
+def test_generated_media_ids_look_like_meta_ids(client: SimulatorClient) -> None:
+    ids = {client.add_media(b"x", "image/jpeg").id for _ in range(5)}
+
+    assert len(ids) == 5
+    assert all(media_id.isdigit() and len(media_id) in (15, 16) for media_id in ids)
+
+
+def test_lookup_of_unknown_media_is_graph_error_100(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    response = lookup(sim, "999")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == 100
+    assert error["type"] == "GraphMethodException"
+    assert error["message"].startswith("Unsupported get request")
+    assert "fbtrace_id" in error
+
+
+def test_lookup_refuses_media_of_another_phone_number(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg", phone_number_id="111")
+
+    assert lookup(sim, record.id, phone_number_id="111").status_code == 200
+    assert lookup(sim, record.id).status_code == 200
+    refused = lookup(sim, record.id, phone_number_id="222")
+    assert refused.status_code == 400
+    assert error_code(refused) == 100
+
+
+def test_any_graph_version_is_served(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+
+    response = fetch(f"{sim.url}/v21.0/{record.id}")
+
+    assert response.status_code == 200
+
+
+def test_unknown_route_is_a_json_404(sim: Simulator, client: SimulatorClient) -> None:
+    response = fetch(f"{sim.url}/not/a/route")
+
+    assert response.status_code == 404
+    assert "error" in response.json()
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}],
+    ids=["missing", "wrong-token", "wrong-scheme"],
+)
+def test_graph_endpoints_require_a_valid_bearer_token(
+    sim: Simulator, client: SimulatorClient, headers: dict[str, str]
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    url = download_url(sim, record.id)
+
+    responses = [
+        lookup(sim, record.id, headers=headers),
+        fetch(url, headers=headers),
+        send(sim, text_body(), headers=headers),
+        requests.delete(f"{sim.graph_url}/{record.id}", headers=headers, timeout=TIMEOUT),
+    ]
+
+    for response in responses:
+        assert response.status_code == 401
+        error = response.json()["error"]
+        assert error["code"] == 190
+        assert error["type"] == "OAuthException"
+        assert error["message"].startswith("Error validating access token")
+
+
+def test_revoked_token_fails_until_restored(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    url = download_url(sim, record.id)
+
+    client.set_tokens(["rotated-token"])
+    assert lookup(sim, record.id).status_code == 401
+    assert fetch(url).status_code == 401
+    assert lookup(sim, record.id, headers={"Authorization": "Bearer rotated-token"}).ok
+
+    client.set_tokens([TOKEN])
+    assert lookup(sim, record.id).status_code == 200
+    assert fetch(url).status_code == 200
+
+
+def test_reset_restores_the_initial_token(sim: Simulator, client: SimulatorClient) -> None:
+    client.set_tokens([])
+    record = client.add_media(b"x", "image/jpeg")
+    assert lookup(sim, record.id).status_code == 401
+
+    client.reset()
+
+    assert lookup(sim, record.id).status_code == 400  # the token works again; the media is gone
+
+
+# --- download ------------------------------------------------------------------------------
+
+
+def test_download_streams_the_bytes_with_their_type(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    data = os.urandom(700_000)  # spans several chunks
+    record = client.add_media(data, "audio/ogg; codecs=opus")
+
+    response = fetch(download_url(sim, record.id))
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "audio/ogg; codecs=opus"
+    assert response.headers["Content-Length"] == str(len(data))
+    assert response.content == data
+
+
+def test_download_without_token_is_401(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+
+    response = fetch(download_url(sim, record.id), headers={})
+
+    assert response.status_code == 401
+    assert error_code(response) == 190
+
+
+def test_download_url_with_edited_expiry_is_404(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    url = download_url(sim, record.id)
+    ext = urlsplit(url).query.split("&")[0].removeprefix("ext=")
+
+    response = fetch(url.replace(f"ext={ext}", f"ext={int(ext) + 3600}"))
+
+    assert response.status_code == 404
+
+
+def test_download_of_deleted_media_is_404(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    url = download_url(sim, record.id)
+
+    deleted = requests.delete(f"{sim.graph_url}/{record.id}", headers=AUTH, timeout=TIMEOUT)
+
+    assert deleted.json() == {"success": True}
+    assert fetch(url).status_code == 404
+    assert lookup(sim, record.id).status_code == 400
+
+
+def test_download_url_expires_after_url_ttl() -> None:
+    with Simulator(token=TOKEN, url_ttl=1.0) as short_lived, short_lived.client() as control:
+        record = control.add_media(b"x", "image/jpeg")
+        url = download_url(short_lived, record.id)
+        ext = int(urlsplit(url).query.split("&")[0].removeprefix("ext="))
+        assert time.time() < ext <= time.time() + 2
+        assert fetch(url).status_code == 200
+
+        wait_until(lambda: fetch(url).status_code == 404, timeout=5)
+
+        assert fetch(download_url(short_lived, record.id)).status_code == 200
+
+
+def test_generated_media_hashes_match_the_downloaded_bytes(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    size = 3 * 1024 * 1024 + 17  # not a multiple of the chunk size
+    record = client.add_generated_media(size, 42, "video/mp4")
+
+    body = fetch(download_url(sim, record.id)).content
+
+    assert len(body) == size == record.file_size
+    assert hashlib.sha256(body).hexdigest() == record.sha256
+    assert base64.b64encode(hashlib.sha256(body).digest()).decode() == record.sha256_b64
+
+
+def test_generated_media_is_deterministic_per_seed_and_size(client: SimulatorClient) -> None:
+    first = client.add_generated_media(100_000, 7, "application/pdf")
+    again = client.add_generated_media(100_000, 7, "application/pdf")
+    other_seed = client.add_generated_media(100_000, 8, "application/pdf")
+
+    assert first.sha256 == again.sha256
+    assert first.id != again.id
+    assert other_seed.sha256 != first.sha256
+
+
+def test_generated_media_honours_given_id_and_owner(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_generated_media(10, 1, "image/jpeg", media_id="42", phone_number_id="111")
+
+    assert record.id == "42"
+    assert lookup(sim, "42", phone_number_id="222").status_code == 400
+
+
+# --- faults --------------------------------------------------------------------------------
+
+
+def test_status_fault_applies_once_by_default(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.add_fault(op="lookup", status=500)
+
+    failed = lookup(sim, record.id)
+
+    assert failed.status_code == 500
+    assert failed.json()["error"]["code"] == 131000
+    assert failed.json()["error"]["type"] == "OAuthException"
+    assert lookup(sim, record.id).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(429, 130429), (503, 131000), (404, 100), (400, 100), (401, 190)]
+)
+def test_status_fault_picks_a_matching_graph_code(
+    sim: Simulator, client: SimulatorClient, status: int, code: int
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.add_fault(op="lookup", status=status)
+
+    response = lookup(sim, record.id)
+
+    assert response.status_code == status
+    assert error_code(response) == code
+
+
+def test_rate_limit_fault_sends_retry_after(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.add_fault(op="download", status=429, retry_after=7)
+
+    response = fetch(download_url(sim, record.id))
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+    assert error_code(response) == 130429
+
+
+def test_fault_error_fields_are_merged(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.add_fault(op="lookup", status=400, error={"code": 4, "error_subcode": 2494007})
+
+    error = lookup(sim, record.id).json()["error"]
+
+    assert error["code"] == 4
+    assert error["error_subcode"] == 2494007
+    assert error["message"] == "(#4) Application request limit reached"
+    assert error["type"] == "OAuthException"
+
+
+def test_fault_times_counts_down_and_minus_one_is_forever(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    first = client.add_media(b"x", "image/jpeg")
+    second = client.add_media(b"y", "image/jpeg")
+    client.add_fault(op="lookup", media_id=first.id, status=500, times=2)
+    client.add_fault(op="lookup", media_id=second.id, status=500, times=-1)
+
+    assert [lookup(sim, first.id).status_code for _ in range(3)] == [500, 500, 200]
+    assert [lookup(sim, second.id).status_code for _ in range(4)] == [500] * 4
+    assert [fault["remaining"] for fault in client.faults()] == [0, -1]
+
+
+def test_fault_targets_one_media_id(sim: Simulator, client: SimulatorClient) -> None:
+    target = client.add_media(b"x", "image/jpeg")
+    bystander = client.add_media(b"y", "image/jpeg")
+    client.add_fault(op="lookup", media_id=target.id, status=500)
+
+    assert lookup(sim, bystander.id).status_code == 200
+    assert lookup(sim, target.id).status_code == 500
+
+
+def test_op_any_matches_lookups_and_downloads(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    url = download_url(sim, record.id)
+    client.add_fault(op="any", status=503, times=2)
+
+    assert lookup(sim, record.id).status_code == 503
+    assert fetch(url).status_code == 503
+    assert fetch(url).status_code == 200
+
+
+def test_removed_and_cleared_faults_no_longer_apply(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    fault_id = client.add_fault(op="lookup", status=500)
+    client.remove_fault(fault_id)
+    assert lookup(sim, record.id).status_code == 200
+
+    client.add_fault(op="lookup", status=500, times=-1)
+    client.clear_faults()
+    assert lookup(sim, record.id).status_code == 200
+    assert client.faults() == []
+
+
+def test_latency_fault_delays_the_answer(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.add_fault(op="lookup", latency=0.3)
+
+    started = time.monotonic()
+    response = lookup(sim, record.id)
+
+    assert response.status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_global_latency_delays_lookups_and_downloads(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.set_latency(0.2)
+
+    started = time.monotonic()
+    assert fetch(download_url(sim, record.id)).status_code == 200
+
+    assert time.monotonic() - started >= 0.4
+
+
+def test_truncate_fault_closes_after_half_the_bytes(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    data = os.urandom(600_000)
+    record = client.add_media(data, "video/mp4")
+    url = download_url(sim, record.id)
+    client.add_fault(op="download", truncate=True)
+
+    received = bytearray()
+    with requests.get(url, headers=AUTH, timeout=TIMEOUT, stream=True) as response:
+        assert response.headers["Content-Length"] == str(len(data))
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            read_into(response, received)
+
+    # The client drops the bytes of its last, short read when it raises.
+    assert 0 < len(received) <= len(data) // 2
+    assert bytes(received) == data[: len(received)]
+    assert fetch(url).content == data
+
+
+def test_corrupt_fault_flips_exactly_one_byte(sim: Simulator, client: SimulatorClient) -> None:
+    data = os.urandom(300_000)
+    record = client.add_media(data, "image/jpeg")
+    client.add_fault(op="download", media_id=record.id, corrupt=True)
+
+    body = fetch(download_url(sim, record.id)).content
+
+    assert len(body) == len(data)
+    assert sum(a != b for a, b in zip(body, data, strict=True)) == 1
+    assert hashlib.sha256(body).hexdigest() != record.sha256
+
+
+def test_expired_fault_hands_out_a_dead_url(sim: Simulator, client: SimulatorClient) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.add_fault(op="lookup", expired=True)
+
+    dead = download_url(sim, record.id)
+
+    assert fetch(dead).status_code == 404
+    assert fetch(download_url(sim, record.id)).status_code == 200
+
+
+def test_file_size_and_sha256_faults_misreport_the_lookup(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.add_fault(op="lookup", file_size=123, sha256="00" * 32)
+
+    body = lookup(sim, record.id).json()
+
+    assert body["file_size"] == 123
+    assert body["sha256"] == "00" * 32
+    assert lookup(sim, record.id).json()["sha256"] == record.sha256
+
+
+def test_foreign_fault_hands_out_another_host_and_records_its_requests(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"payload", "image/jpeg")
+    client.add_fault(op="lookup", foreign=True)
+
+    url = download_url(sim, record.id)
+    assert urlsplit(url).netloc != sim.media_host
+    assert urlsplit(url).hostname == "localhost"
+
+    careful = fetch(url, headers={"User-Agent": "careful-worker"})
+    careless = fetch(url, headers={**AUTH, "User-Agent": "careless-worker"})
+
+    assert careful.content == careless.content == b"payload"
+    seen = client.foreign_requests()
+    assert [r["headers"]["User-Agent"] for r in seen] == ["careful-worker", "careless-worker"]
+    assert "Authorization" not in seen[0]["headers"]
+    assert seen[1]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert seen[0]["method"] == "GET"
+    assert seen[0]["path"] == f"/foreign/{record.id}"
+    assert client.stats()["downloads"] == {}
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"op": "lookup"},
+        {"op": "upload", "status": 500},
+        {"op": "lookup", "truncate": True},
+        {"op": "download", "expired": True},
+        {"op": "lookup", "status": 500, "times": 0},
+        {"op": "lookup", "status": 200},
+        {"op": "lookup", "error": {"code": 4}},
+        {"op": "lookup", "status": "500"},
+        {"op": "lookup", "status": 500, "colour": "red"},
+    ],
+)
+def test_invalid_fault_rules_are_refused(client: SimulatorClient, rule: dict[str, Any]) -> None:
+    with pytest.raises(SimulatorError, match="HTTP 400"):
+        client.add_fault(**rule)
+
+
+# --- sending -------------------------------------------------------------------------------
+
+
+def test_send_answers_like_meta_and_records_the_message(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    response = send(sim, text_body(to="447700900123", text="Your file was too big"))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["messaging_product"] == "whatsapp"
+    assert body["contacts"] == [{"input": "447700900123", "wa_id": "447700900123"}]
+    wamid = body["messages"][0]["id"]
+    assert wamid.startswith("wamid.")
+    [sent] = client.sent_messages()
+    assert sent["phone_number_id"] == "106540352242922"
+    assert sent["to"] == "447700900123"
+    assert sent["body"] == "Your file was too big"
+    assert sent["wamid"] == wamid
+    assert isinstance(sent["received_at"], float)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        {**text_body(), "messaging_product": "sms"},
+        {key: value for key, value in text_body().items() if key != "to"},
+        {**text_body(), "type": "image"},
+        {**text_body(), "text": {"body": ""}},
+        {**text_body(), "text": {"body": "x" * 4097}},
+        {**text_body(), "text": "hello"},
+    ],
+    ids=["not-object", "product", "no-to", "type", "empty", "too-long", "text-string"],
+)
+def test_send_refuses_a_malformed_body(
+    sim: Simulator, client: SimulatorClient, body: object
+) -> None:
+    response = send(sim, body)
+
+    assert response.status_code == 400
+    assert error_code(response) == 100
+    assert client.sent_messages() == []
+
+
+def test_send_fault_131047_targets_one_recipient(sim: Simulator, client: SimulatorClient) -> None:
+    client.add_fault(op="send", media_id="111", status=400, error={"code": 131047})
+
+    refused = send(sim, text_body(to="111"))
+    accepted = send(sim, text_body(to="222"))
+
+    assert refused.status_code == 400
+    assert error_code(refused) == 131047
+    assert refused.json()["error"]["message"] == "(#131047) Re-engagement message"
+    assert accepted.status_code == 200
+    assert [m["to"] for m in client.sent_messages()] == ["222"]
+    assert client.stats()["sends"] == {"111": 1, "222": 1}
+
+
+def test_send_server_error_fault(sim: Simulator, client: SimulatorClient) -> None:
+    client.add_fault(op="send", status=500)
+
+    assert send(sim, text_body()).status_code == 500
+    assert send(sim, text_body()).status_code == 200
+
+
+# --- records, control API, concurrency ------------------------------------------------------
+
+
+def test_stats_count_lookups_and_downloads_per_media(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    url = download_url(sim, record.id)
+    fetch(url)
+    fetch(url, headers={})
+    lookup(sim, "404404")
+
+    stats = client.stats()
+
+    assert stats["lookups"] == {record.id: 1, "404404": 1}
+    assert stats["downloads"] == {record.id: 2}
+
+
+def test_control_api_refuses_bad_input(sim: Simulator, client: SimulatorClient) -> None:
+    no_type = requests.post(f"{sim.url}/_sim/media", data=b"x", timeout=TIMEOUT)
+    assert no_type.status_code == 400
+    with pytest.raises(SimulatorError, match="size"):
+        client.add_generated_media(True, 1, "image/jpeg")
+    with pytest.raises(SimulatorError, match="HTTP 400"):
+        client.set_latency(-1)
+    with pytest.raises(SimulatorError, match="HTTP 404"):
+        client.remove_fault("fault-0")
+
+
+def test_client_translates_connection_errors() -> None:
+    with (
+        SimulatorClient("http://127.0.0.1:9", timeout=1) as unreachable,
+        pytest.raises(SimulatorError, match="POST"),
+    ):
+        unreachable.reset()
+
+
+def test_concurrent_requests_are_all_answered_and_counted(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_generated_media(200_000, 3, "video/mp4")
+
+    def lookup_and_download(_: int) -> str:
+        return hashlib.sha256(fetch(download_url(sim, record.id)).content).hexdigest()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        digests = list(pool.map(lookup_and_download, range(32)))
+
+    assert digests == [record.sha256] * 32
+    assert client.stats()["downloads"] == {record.id: 32}
+    assert client.stats()["lookups"] == {record.id: 32}
+
+
+def test_concurrent_requests_consume_a_fault_exactly_times(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    client.add_fault(op="lookup", status=500, times=5)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(lambda _: lookup(sim, record.id).status_code, range(30)))
+
+    assert sorted(statuses) == [200] * 25 + [500] * 5
+
+
+# --- python -m graphsim ----------------------------------------------------------------------
+
+
+def test_module_entry_point_serves_until_sigterm() -> None:
+    command = [sys.executable, "-m", "graphsim", "--port", "0", "--token", "cli-token"]
+    with subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            assert selector.select(timeout=10), "no startup line within 10 s"
+        line = proc.stdout.readline().strip()
+        assert line.startswith("graphsim listening on http://127.0.0.1:")
+        base_url = line.removeprefix("graphsim listening on ")
+
+        with SimulatorClient(base_url) as control:
+            record = control.add_media(b"x", "image/jpeg")
+        response = fetch(
+            f"{base_url}/v23.0/{record.id}", headers={"Authorization": "Bearer cli-token"}
+        )
+        assert response.status_code == 200
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+# --- webhook builders (pure) ---------------------------------------------------------------
+
+SHA_B64 = base64.b64encode(hashlib.sha256(b"media").digest()).decode()
+
+
+def test_sign_known_answer() -> None:
+    expected = hmac.new(b"secret", b'{"a":1}', hashlib.sha256).hexdigest()
+
+    signature = webhooks.sign(b'{"a":1}', "secret")
+
+    assert signature == f"sha256={expected}"
+    assert signature == "sha256=aa9e2e3575f5d7098b6caccd790888c36d5fdb63342a73bada2d6a51747a8494"
+
+
+def test_signed_returns_body_and_matching_headers() -> None:
+    payload = webhooks.envelope([webhooks.text_message("hi")])
+
+    body, headers = webhooks.signed(payload, "app-secret")
+
+    assert json.loads(body) == payload
+    assert headers["X-Hub-Signature-256"] == webhooks.sign(body, "app-secret")
+    assert headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("kind", "wire_type", "fields"),
+    [
+        ("image", "image", {"id", "mime_type", "sha256"}),
+        ("video", "video", {"id", "mime_type", "sha256"}),
+        ("document", "document", {"id", "mime_type", "sha256", "filename"}),
+        ("audio", "audio", {"id", "mime_type", "sha256", "voice"}),
+        ("voice", "audio", {"id", "mime_type", "sha256", "voice"}),
+        ("sticker", "sticker", {"id", "mime_type", "sha256", "animated"}),
+    ],
+)
+def test_media_message_has_the_fields_of_its_type(
+    kind: webhooks.MediaKind, wire_type: str, fields: set[str]
+) -> None:
+    message = webhooks.media_message(kind, "1234", sha256_b64=SHA_B64, mime_type="image/webp")
+
+    assert set(message) == {"from", "id", "timestamp", "type", wire_type}
+    assert message["type"] == wire_type
+    assert message["from"] == webhooks.DEFAULT_SENDER
+    assert message["id"].startswith("wamid.")
+    assert isinstance(message["timestamp"], str)
+    assert message["timestamp"].isdigit()
+    media = message[wire_type]
+    assert set(media) == fields
+    assert media["id"] == "1234"
+    assert len(base64.b64decode(media["sha256"], validate=True)) == 32
+
+
+def test_media_message_type_specific_values() -> None:
+    def build(kind: webhooks.MediaKind, **extra: Any) -> dict[str, Any]:
+        return webhooks.media_message(kind, "1", sha256_b64=SHA_B64, mime_type="x/y", **extra)
+
+    assert build("voice")["audio"]["voice"] is True
+    assert build("audio")["audio"]["voice"] is False
+    assert build("sticker")["sticker"]["animated"] is False
+    assert build("document", filename="a.pdf", caption="c")["document"]["filename"] == "a.pdf"
+    assert build("image", caption="look")["image"]["caption"] == "look"
+    assert build("video", wamid="wamid.X", timestamp=1700000000)["id"] == "wamid.X"
+    assert build("video", timestamp=1700000000)["timestamp"] == "1700000000"
+    with pytest.raises(ValueError, match="caption"):
+        build("audio", caption="no")
+    with pytest.raises(ValueError, match="filename"):
+        build("image", filename="no.jpg")
+
+
+def test_wamids_are_unique() -> None:
+    assert len({webhooks.new_wamid() for _ in range(100)}) == 100
+
+
+def test_too_big_message_carries_131052() -> None:
+    message = webhooks.too_big_message(sender="447700900123", wamid="wamid.BIG")
+
+    assert message["type"] == "unsupported"
+    assert message["from"] == "447700900123"
+    assert message["id"] == "wamid.BIG"
+    assert message["errors"] == [
+        {
+            "code": 131052,
+            "title": "Media file size too big",
+            "message": "Media file size too big",
+            "error_data": {
+                "details": "Media file size too big. Max file size we currently support: "
+                "100MB. Please communicate with your customer to send a file of smaller size."
+            },
+        }
+    ]
+
+
+def test_envelope_wraps_messages_with_one_contact_per_sender() -> None:
+    messages = [
+        webhooks.text_message("a", sender="1"),
+        webhooks.media_message("image", "9", sha256_b64=SHA_B64, mime_type="image/jpeg"),
+        webhooks.text_message("b", sender="1"),
+    ]
+    status = webhooks.status_update("wamid.OUT", status="failed", errors=[{"code": 131047}])
+
+    payload = webhooks.envelope(messages, statuses=[status], errors=[{"code": 131053}])
+
+    assert payload["object"] == "whatsapp_business_account"
+    [entry] = payload["entry"]
+    assert entry["id"] == webhooks.DEFAULT_WABA_ID
+    [change] = entry["changes"]
+    assert change["field"] == "messages"
+    value = change["value"]
+    assert value["messaging_product"] == "whatsapp"
+    assert value["metadata"] == {
+        "display_phone_number": "15550783881",
+        "phone_number_id": "106540352242922",
+    }
+    assert [c["wa_id"] for c in value["contacts"]] == ["1", webhooks.DEFAULT_SENDER]
+    assert value["messages"] == messages
+    assert value["statuses"][0]["errors"] == [{"code": 131047}]
+    assert value["statuses"][0]["recipient_id"] == webhooks.DEFAULT_SENDER
+    assert value["errors"] == [{"code": 131053}]
+
+
+def test_envelope_of_statuses_only_has_no_messages() -> None:
+    payload = webhooks.envelope([], statuses=[webhooks.status_update("wamid.OUT")])
+
+    value = payload["entry"][0]["changes"][0]["value"]
+    assert "messages" not in value
+    assert "contacts" not in value
+    assert value["statuses"][0]["status"] == "delivered"
+
+
+def test_encode_is_compact_json() -> None:
+    payload = webhooks.envelope([webhooks.text_message("héllo")])
+
+    body = webhooks.encode(payload)
+
+    assert b'": ' not in body
+    assert b', "' not in body
+    assert json.loads(body) == payload

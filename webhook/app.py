@@ -1,0 +1,40 @@
+"""The Flask application factory for `web`."""
+
+from __future__ import annotations
+
+import sys
+
+from flask import Flask
+from redis import Redis
+
+from webhook.config import MAX_BODY_BYTES, WebSettings
+from webhook.publisher import Publisher
+from webhook.views import bp
+from worker.celery_app import make_celery
+from worker.env import ConfigError
+from worker.logs import configure_logging, register_secrets
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: WebSettings | None = None) -> Flask:
+    """Build the webhook receiver; without `settings`, read them from the environment."""
+    configure_logging()
+    if settings is None:
+        try:
+            settings = WebSettings.from_env()
+        except ConfigError as exc:
+            # Gunicorn would otherwise print a long traceback and retry the worker forever.
+            print(f"web: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    register_secrets([*settings.app_secrets, settings.verify_token])
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["wa.settings"] = settings
+    app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url))
+    app.extensions["wa.redis"] = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1, socket_timeout=1
+    )
+    app.register_blueprint(bp)
+    return app

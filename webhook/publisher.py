@@ -1,0 +1,37 @@
+"""Handing a request's work to the broker in one publish."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+from redis.exceptions import RedisError
+
+from webhook.payload import ParsedPayload
+from worker.celery_app import FAN_OUT_TASK, MEDIA_QUEUE
+
+__all__ = ["BrokerUnavailable", "Publisher"]
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take the work: the request must not be answered 200."""
+
+
+class Publisher:
+    """Publishes one fan-out task per request, carrying every job of that request."""
+
+    def __init__(self, celery: Celery) -> None:
+        self._celery = celery
+
+    def publish(self, parsed: ParsedPayload) -> str | None:
+        """Publish the request's jobs as one message; return its task id (None if no jobs)."""
+        if not parsed.media and not parsed.replies:
+            return None
+        batch = {
+            "media": [job.model_dump(mode="json") for job in parsed.media],
+            "replies": [job.model_dump(mode="json") for job in parsed.replies],
+        }
+        try:
+            result = self._celery.send_task(FAN_OUT_TASK, args=[batch], queue=MEDIA_QUEUE)
+        except (OperationalError, KombuError, RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"broker did not accept the batch: {exc}") from exc
+        return str(result.id)

@@ -1,0 +1,110 @@
+"""The HTTP endpoints of `web`: Meta's verification handshake, webhooks, health."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+
+from flask import Blueprint, Response, current_app, request
+from redis import Redis
+from redis.exceptions import RedisError
+
+from webhook.config import MAX_BODY_BYTES, WebSettings
+from webhook.payload import NotWhatsAppPayload, parse_cloud_payload
+from webhook.publisher import BrokerUnavailable, Publisher
+from webhook.signature import MissingSignature, SignatureError, verify
+from worker.logs import get_logger
+
+__all__ = ["bp"]
+
+bp = Blueprint("webhook", __name__)
+log = get_logger(__name__)
+
+
+def _text(body: str, status: int) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+def _settings() -> WebSettings:
+    settings: WebSettings = current_app.extensions["wa.settings"]
+    return settings
+
+
+@bp.get("/webhook")
+def verify_subscription() -> Response:
+    """Answer Meta's subscription handshake with the challenge, only for our verify token."""
+    token = request.args.get("hub.verify_token", "")
+    challenge = request.args.get("hub.challenge")
+    expected = _settings().verify_token
+    if (
+        request.args.get("hub.mode") == "subscribe"
+        and challenge is not None
+        and hmac.compare_digest(token.encode(), expected.encode())
+    ):
+        return _text(challenge, 200)
+    log.warning("verification_refused", mode=request.args.get("hub.mode"))
+    return _text("forbidden", 403)
+
+
+@bp.post("/webhook")
+def receive() -> Response:
+    """Verify, parse and enqueue one webhook delivery."""
+    started = time.perf_counter()
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        log.warning("webhook_rejected", status=413, content_length=length)
+        return _text("payload too large", 413)
+    body = request.get_data(cache=False)  # enforces MAX_CONTENT_LENGTH for chunked bodies too
+
+    try:
+        verify(body, request.headers.get("X-Hub-Signature-256"), _settings().app_secrets)
+    except SignatureError as exc:
+        status = 401 if isinstance(exc, MissingSignature) else 403
+        log.warning("webhook_rejected", status=status, reason=str(exc), size=len(body))
+        return _text("unauthorized" if status == 401 else "forbidden", status)
+
+    try:
+        parsed = parse_cloud_payload(json.loads(body))
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, NotWhatsAppPayload) else "body is not JSON"
+        log.warning("webhook_rejected", status=400, reason=reason, size=len(body))
+        return _text("bad request", 400)
+
+    for notice in parsed.notices:
+        log.warning(notice.event, detail=notice.detail, wamid=notice.wamid, code=notice.code)
+
+    publisher: Publisher = current_app.extensions["wa.publisher"]
+    try:
+        task_id = publisher.publish(parsed)
+    except BrokerUnavailable as exc:
+        log.error("webhook_enqueue_failed", status=503, reason=str(exc))
+        return _text("broker unavailable", 503)
+
+    log.info(
+        "webhook_received",
+        media=len(parsed.media),
+        replies=len(parsed.replies),
+        ignored=parsed.ignored,
+        task_id=task_id,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return _text("ok", 200)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is running."""
+    return _text("ok", 200)
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Ready when Redis answers."""
+    redis: Redis = current_app.extensions["wa.redis"]
+    try:
+        redis.ping()
+    except (RedisError, OSError) as exc:
+        log.warning("not_ready", reason=str(exc))
+        return _text("redis unavailable", 503)
+    return _text("ok", 200)

@@ -1,0 +1,135 @@
+"""Archiving one media: look up, stream-download, verify, commit to S3, write the sidecar."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from worker.config import WorkerSettings
+from worker.errors import IntegrityError, PermanentError
+from worker.graph import GraphClient, MediaInfo, UrlRefused
+from worker.jobs import MediaJob
+from worker.layout import (
+    InvalidIdError,
+    build_key,
+    content_disposition,
+    object_metadata,
+    sidecar,
+    sidecar_key,
+)
+from worker.state import MediaStateStore
+from worker.storage import ArchiveStore, ObjectExists
+
+__all__ = ["Archiver", "Outcome", "check_download"]
+
+Outcome = Literal["archived", "already_archived"]
+# Fresh URLs to try when a download URL is refused (expired) before giving the task back.
+URL_ATTEMPTS = 3
+
+
+def check_download(digest_hex: str, size: int, info: MediaInfo, job: MediaJob) -> None:
+    """Raise IntegrityError unless the bytes match the look-up's and the webhook's sha256 and
+    the look-up's size."""
+    if size != info.file_size:
+        raise IntegrityError(f"downloaded {size} bytes, look-up announced {info.file_size}")
+    if not hmac.compare_digest(digest_hex, info.sha256):
+        raise IntegrityError("sha256 of the download differs from the look-up's")
+    if job.sha256 is not None and not hmac.compare_digest(digest_hex, job.sha256):
+        raise IntegrityError("sha256 of the download differs from the webhook's")
+
+
+@dataclass
+class Archiver:
+    """Turns a MediaJob into a verified object and sidecar in the bucket, exactly once."""
+
+    settings: WorkerSettings
+    graph: GraphClient
+    store: ArchiveStore
+    state: MediaStateStore
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def object_key(self, job: MediaJob) -> str:
+        """The job's key; PermanentError for ids that cannot form one."""
+        try:
+            return build_key(
+                self.settings.s3_prefix,
+                job.phone_number_id,
+                job.timestamp,
+                job.media_id,
+                job.mime_type,
+            )
+        except InvalidIdError as exc:
+            raise PermanentError(str(exc)) from None
+
+    def archive(self, job: MediaJob) -> Outcome:
+        """Archive the media unless it already is; raises ArchiveError subclasses."""
+        key = self.object_key(job)
+        if self.state.get(job.media_id).get("state") == "archived":
+            return "already_archived"
+        with self.state.lease(job.media_id):
+            # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
+            if self.store.metadata(sidecar_key(key)) is not None:
+                self.state.mark_archived(job.media_id, key)
+                return "already_archived"
+            self.state.mark_archiving(job.media_id)
+            info, digest, size = self._download_to(key, job)
+            document = sidecar(
+                job,
+                bucket=self.store.bucket,
+                key=key,
+                sha256_hex=digest,
+                size=size,
+                lookup=info.without_url(),
+                archived_at=self.clock(),
+            )
+            self.store.put_json(sidecar_key(key), document)
+            self.state.mark_archived(job.media_id, key)
+        return "archived"
+
+    def _download_to(self, key: str, job: MediaJob) -> tuple[MediaInfo, str, int]:
+        info = self.graph.lookup(job.media_id, job.phone_number_id)
+        for attempt in range(1, URL_ATTEMPTS + 1):
+            try:
+                with self.graph.download(info.url) as chunks:
+                    digest, size = self._store(key, job, info, chunks)
+                return info, digest, size
+            except UrlRefused:
+                if attempt == URL_ATTEMPTS:
+                    raise
+                info = self.graph.lookup(job.media_id, job.phone_number_id)
+        raise AssertionError("unreachable")
+
+    def _store(
+        self, key: str, job: MediaJob, info: MediaInfo, chunks: Iterator[bytes]
+    ) -> tuple[str, int]:
+        limit = self.settings.max_media_bytes
+        hasher = hashlib.sha256()
+        size = 0
+        with self.store.upload(
+            key,
+            content_type=job.mime_type,
+            metadata=object_metadata(job, info.sha256),
+            content_disposition=content_disposition(job.filename)
+            if job.type == "document"
+            else None,
+        ) as upload:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise PermanentError(f"download passed MAX_MEDIA_BYTES={limit}; stopped")
+                hasher.update(chunk)
+                upload.write(chunk)
+            digest = hasher.hexdigest()
+            check_download(digest, size, info, job)
+            try:
+                upload.commit()
+            except ObjectExists:
+                # Another writer won the race; its object is fine if it holds the same bytes.
+                existing = self.store.metadata(key) or {}
+                if existing.get("sha256") != digest:
+                    raise PermanentError("the key holds a different object already") from None
+        return digest, size

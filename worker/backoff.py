@@ -1,0 +1,29 @@
+"""How long to wait before the next try: exponential, jittered, bounded."""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["next_countdown"]
+
+
+def next_countdown(
+    retries: int,
+    *,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds before try number `retries + 1`: full jitter over `base * 2**retries`, capped.
+
+    A server's `Retry-After` is a floor (still capped, so a countdown never outlives the
+    broker's visibility timeout).
+    """
+    ceiling = min(cap, base * 2.0 ** min(retries, 30))
+    # Half fixed, half random: spreads a burst of retries without ever retrying at once.
+    jitter = (rng or random).uniform(0, ceiling / 2)
+    delay = ceiling / 2 + jitter
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return min(delay, cap)

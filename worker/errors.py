@@ -1,0 +1,79 @@
+"""The worker's errors, split by what a task should do about them.
+
+ArchiveError
+├── RetryableError          try again later (after `retry_after` seconds at least)
+│   ├── ThrottledError      Meta asked us to slow down (429, throttling codes)
+│   ├── TemporaryError      Meta or the network failed for now (5xx, timeouts, resets)
+│   ├── CredentialsError    the token is expired or revoked (190, 401): wait for an operator
+│   ├── IntegrityError      the bytes did not match the announced digest or size
+│   ├── StorageError        S3 failed or is unreachable
+│   └── BusyError           another worker holds this media's lease
+└── PermanentError          retrying cannot help: record the media as failed with the reason
+    └── ReengagementError   131047: the customer's 24-hour window is closed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveError",
+    "BusyError",
+    "CredentialsError",
+    "IntegrityError",
+    "PermanentError",
+    "ReengagementError",
+    "RetryableError",
+    "StorageError",
+    "TemporaryError",
+    "ThrottledError",
+]
+
+
+class ArchiveError(Exception):
+    """Base of every error the worker raises on purpose; `reason` is a short, secret-free text."""
+
+    def __init__(self, reason: str, *, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class RetryableError(ArchiveError):
+    """Worth trying again; `retry_after` is the least wait in seconds, when known."""
+
+    def __init__(
+        self, reason: str, *, code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason, code=code)
+        self.retry_after = retry_after
+
+
+class ThrottledError(RetryableError):
+    """Meta is rate-limiting us."""
+
+
+class TemporaryError(RetryableError):
+    """A transient failure of Meta or the network."""
+
+
+class CredentialsError(RetryableError):
+    """The access token does not work; every call fails until an operator fixes it."""
+
+
+class IntegrityError(RetryableError):
+    """Downloaded bytes disagree with the announced sha256 or size."""
+
+
+class StorageError(RetryableError):
+    """S3 refused or could not be reached."""
+
+
+class BusyError(RetryableError):
+    """Another worker is archiving this media right now."""
+
+
+class PermanentError(ArchiveError):
+    """Retrying cannot succeed for this item."""
+
+
+class ReengagementError(PermanentError):
+    """Free-form text is not allowed: more than 24 hours since the customer wrote (131047)."""

@@ -1,0 +1,159 @@
+"""The S3 archive layout fixed by INTERFACES.md: keys, object headers and the sidecar."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from worker.jobs import MediaJob
+
+__all__ = [
+    "EXTENSIONS",
+    "InvalidIdError",
+    "build_key",
+    "checked_id",
+    "content_disposition",
+    "extension_for",
+    "object_metadata",
+    "sidecar",
+    "sidecar_key",
+]
+
+# Keyed by MIME type without parameters. Covers DOMAIN.md's supported types; never derived
+# from the sender's filename or the host's mimetypes database, so keys are reproducible.
+EXTENSIONS: dict[str, str] = {
+    "audio/aac": ".aac",
+    "audio/amr": ".amr",
+    "audio/mpeg": ".mp3",
+    "audio/mp4": ".m4a",
+    "audio/ogg": ".ogg",
+    "audio/opus": ".opus",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "video/mp4": ".mp4",
+    "video/3gpp": ".3gp",
+    "text/plain": ".txt",
+    "application/pdf": ".pdf",
+    "application/msword": ".doc",
+    "application/vnd.ms-excel": ".xls",
+    "application/vnd.ms-powerpoint": ".ppt",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+}
+
+_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()+,=@-]")
+_FILENAME_MAX = 200
+
+
+class InvalidIdError(ValueError):
+    """An id that cannot be part of an object key."""
+
+
+def checked_id(name: str, value: str) -> str:
+    """Return `value` if it may stand in an object key; InvalidIdError if not."""
+    # Dots alone would read as "this folder" or "the parent" to consumers that map keys to paths.
+    if not _ID.fullmatch(value) or set(value) == {"."}:
+        raise InvalidIdError(f"{name} is not 1 to 128 of [A-Za-z0-9_.-]")
+    return value
+
+
+def base_mime_type(mime_type: str) -> str:
+    """`audio/ogg; codecs=opus` → `audio/ogg`."""
+    return mime_type.split(";", 1)[0].strip().lower()
+
+
+def extension_for(mime_type: str) -> str:
+    """The key's extension for a MIME type, `.bin` when the table does not know it."""
+    return EXTENSIONS.get(base_mime_type(mime_type), ".bin")
+
+
+def build_key(
+    prefix: str, phone_number_id: str, timestamp: int, media_id: str, mime_type: str
+) -> str:
+    """`{prefix}/{phone_number_id}/{YYYY}/{MM}/{DD}/{media_id}{ext}`; InvalidIdError on bad ids."""
+    checked_id("phone_number_id", phone_number_id)
+    checked_id("media_id", media_id)
+    day = datetime.fromtimestamp(timestamp, UTC)
+    key = f"{phone_number_id}/{day:%Y/%m/%d}/{media_id}{extension_for(mime_type)}"
+    prefix = prefix.strip("/")
+    return f"{prefix}/{key}" if prefix else key
+
+
+def sidecar_key(object_key: str) -> str:
+    """Where the sidecar of an object lives."""
+    return object_key + ".json"
+
+
+def _ascii_filename(filename: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", filename)
+    ascii_only = decomposed.encode("ascii", "ignore").decode("ascii")
+    cleaned = _FILENAME_UNSAFE.sub("_", ascii_only).strip(" .")
+    return cleaned[:_FILENAME_MAX] or "file"
+
+
+def content_disposition(filename: str | None) -> str:
+    """`attachment` with an ASCII filename and, for other scripts, an RFC 5987 `filename*`."""
+    if not filename:
+        return "attachment"
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")[:_FILENAME_MAX]
+    fallback = _ascii_filename(name)
+    header = f'attachment; filename="{fallback}"'
+    if name and name != fallback:
+        header += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return header
+
+
+def _header_safe(value: str) -> str:
+    """S3 user metadata travels as HTTP headers: printable ASCII only."""
+    return "".join(ch if " " <= ch <= "~" else "_" for ch in value)[:256]
+
+
+def object_metadata(job: MediaJob, sha256_hex: str) -> dict[str, str]:
+    """The object's user metadata: sha256 (hex), wamid, from, media-type."""
+    return {
+        "sha256": sha256_hex,
+        "wamid": _header_safe(job.wamid),
+        "from": _header_safe(job.sender),
+        "media-type": job.type,
+    }
+
+
+def sidecar(
+    job: MediaJob,
+    *,
+    bucket: str,
+    key: str,
+    sha256_hex: str,
+    size: int,
+    lookup: dict[str, Any],
+    archived_at: datetime,
+) -> dict[str, Any]:
+    """The sidecar document, field for field as INTERFACES.md lists it."""
+    return {
+        "schema": 1,
+        "media_id": job.media_id,
+        "phone_number_id": job.phone_number_id,
+        "waba_id": job.waba_id,
+        "wamid": job.wamid,
+        "from": job.sender,
+        "timestamp": job.timestamp,
+        "type": job.type,
+        "caption": job.caption,
+        "filename": job.filename,
+        "voice": job.voice,
+        "animated": job.animated,
+        "mime_type": job.mime_type,
+        "sha256": sha256_hex,
+        "size": size,
+        "bucket": bucket,
+        "key": key,
+        "archived_at": archived_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "lookup": {name: value for name, value in lookup.items() if name != "url"},
+    }

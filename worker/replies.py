@@ -1,0 +1,48 @@
+"""Warning a customer, once per wamid, that their file was too big for WhatsApp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from worker.config import WorkerSettings
+from worker.errors import BusyError, PermanentError, RetryableError
+from worker.graph import GraphClient
+from worker.jobs import ReplyJob
+from worker.layout import InvalidIdError, checked_id
+from worker.state import ReplyLedger
+
+__all__ = ["Replier", "ReplyOutcome"]
+
+ReplyOutcome = Literal["sent", "already_sent"]
+
+
+@dataclass
+class Replier:
+    """Sends TOO_BIG_REPLY_TEXT through the Graph API, guarded by the reply ledger."""
+
+    settings: WorkerSettings
+    graph: GraphClient
+    ledger: ReplyLedger
+
+    def reply(self, job: ReplyJob) -> ReplyOutcome:
+        """Send the warning unless it was sent (or is being sent) for this wamid."""
+        try:
+            checked_id("phone_number_id", job.phone_number_id)
+        except InvalidIdError as exc:
+            raise PermanentError(str(exc)) from None
+        claim = self.ledger.claim(job.wamid)
+        if claim == "sent":
+            return "already_sent"
+        if claim == "in_flight":
+            raise BusyError("a reply for this wamid is being sent", retry_after=60)
+        try:
+            self.graph.send_text(job.phone_number_id, job.to, self.settings.too_big_reply_text)
+        except PermanentError as exc:
+            self.ledger.settle(job.wamid, f"failed: {exc.reason}")
+            raise
+        except RetryableError:
+            self.ledger.release(job.wamid)
+            raise
+        self.ledger.settle(job.wamid, "sent")
+        return "sent"
