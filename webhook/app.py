@@ -16,6 +16,8 @@ from worker.logs import configure_logging, register_secrets
 
 __all__ = ["create_app"]
 
+APP_LOAD_ERROR = 4
+
 
 def create_app(settings: WebSettings | None = None) -> Flask:
     """Build the webhook receiver; without `settings`, read them from the environment."""
@@ -24,9 +26,10 @@ def create_app(settings: WebSettings | None = None) -> Flask:
         try:
             settings = WebSettings.from_env()
         except ConfigError as exc:
-            # Gunicorn would otherwise print a long traceback and retry the worker forever.
-            print(f"web: configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            print(f"web: configuration error: {exc}", file=sys.stderr, flush=True)
+            # 4 is gunicorn's "app failed to load": the master stops instead of respawning the
+            # worker forever.
+            raise SystemExit(APP_LOAD_ERROR) from None
     register_secrets([*settings.app_secrets, settings.verify_token])
 
     app = Flask(__name__)

@@ -23,7 +23,7 @@ from tests.conftest import redis_db
 from worker.layout import build_key
 
 BUCKET = "wa-archive"
-MAX_MEDIA_BYTES = 8 * 1024 * 1024
+MAX_MEDIA_BYTES = 12 * 1024 * 1024
 REPLY_TEXT = "Your file is over 100 MB: please send a smaller one."
 
 
@@ -119,9 +119,16 @@ class Stack:
     """Test-side helpers over the running stack."""
 
     def __init__(
-        self, web: str, env: StackEnv, sim: SimulatorClient, s3: Any, redis: Redis
+        self,
+        web: str,
+        worker: Service,
+        env: StackEnv,
+        sim: SimulatorClient,
+        s3: Any,
+        redis: Redis,
     ) -> None:
-        self.web, self.env, self.sim, self.s3, self.redis = web, env, sim, s3, redis
+        self.web, self.worker, self.env, self.sim = web, worker, env, sim
+        self.s3, self.redis = s3, redis
 
     def media(
         self, kind: str = "image", *, size: int = 20_000, mime_type: str | None = None, **extra: Any
@@ -196,4 +203,4 @@ class Stack:
 def stack(
     web: str, worker: Service, env: StackEnv, sim: SimulatorClient, s3: Any, redis_client: Redis
 ) -> Stack:
-    return Stack(web, env, sim, s3, redis_client)
+    return Stack(web, worker, env, sim, s3, redis_client)

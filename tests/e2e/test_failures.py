@@ -1,0 +1,186 @@
+"""One test per failure path between Meta and the bucket."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from devstack.processes import wait_for
+from graphsim import webhooks
+from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def lookups(stack: Stack, media_id: str) -> int:
+    return stack.sim.stats()["lookups"].get(media_id, 0)
+
+
+def downloads(stack: Stack, media_id: str) -> int:
+    return stack.sim.stats()["downloads"].get(media_id, 0)
+
+
+def test_expired_url_gets_a_fresh_one(stack: Stack) -> None:
+    item = stack.media("image")
+    stack.sim.add_fault(op="lookup", media_id=item.record.id, expired=True)
+    assert stack.post(item).status_code == 200
+    stack.wait_archived(item)
+    assert stack.verified(item)
+    assert lookups(stack, item.record.id) == 2
+
+
+@pytest.mark.parametrize("status", [404, 401, 403])
+def test_refused_download_url_gets_a_fresh_one(stack: Stack, status: int) -> None:
+    item = stack.media("document", filename="a.pdf")
+    stack.sim.add_fault(op="download", media_id=item.record.id, status=status)
+    assert stack.post(item).status_code == 200
+    stack.wait_archived(item)
+    assert stack.verified(item)
+    assert lookups(stack, item.record.id) == 2
+    assert downloads(stack, item.record.id) == 2
+
+
+def test_throttled_lookup_waits_for_retry_after(stack: Stack) -> None:
+    item = stack.media("image")
+    stack.sim.add_fault(op="lookup", media_id=item.record.id, status=429, retry_after=3)
+    started = time.monotonic()
+    assert stack.post(item).status_code == 200
+    stack.wait_state(item.record.id, "queued")
+    stack.wait_archived(item)
+    assert time.monotonic() - started >= 3
+    assert lookups(stack, item.record.id) == 2
+
+
+def test_throttling_code_with_http_400_is_retried(stack: Stack) -> None:
+    item = stack.media("audio")
+    stack.sim.add_fault(
+        op="lookup",
+        media_id=item.record.id,
+        status=400,
+        error={"code": 130429, "message": "Rate limit hit"},
+    )
+    assert stack.post(item).status_code == 200
+    stack.wait_archived(item)
+    assert lookups(stack, item.record.id) == 2
+
+
+@pytest.mark.parametrize("op", ["lookup", "download"])
+def test_server_errors_are_retried(stack: Stack, op: str) -> None:
+    item = stack.media("video")
+    stack.sim.add_fault(op=op, media_id=item.record.id, status=503, times=2)
+    assert stack.post(item).status_code == 200
+    stack.wait_archived(item)
+    assert stack.verified(item)
+    assert lookups(stack, item.record.id) == 3
+
+
+def test_permanent_error_is_recorded_not_retried(stack: Stack) -> None:
+    item = stack.media("image")
+    stack.sim.add_fault(
+        op="lookup", media_id=item.record.id, status=400, error={"code": 100}, times=-1
+    )
+    assert stack.post(item).status_code == 200
+    record = stack.wait_state(item.record.id, "failed")
+    assert "code 100" in record["last_error"]
+    assert lookups(stack, item.record.id) == 1
+    assert not stack.object_exists(item.key)
+
+
+def test_sha256_mismatch_never_becomes_visible_and_is_retried(stack: Stack) -> None:
+    item = stack.media("document", size=9_000_000, filename="big.pdf")  # multipart
+    stack.sim.add_fault(op="download", media_id=item.record.id, corrupt=True, times=-1)
+    assert stack.post(item).status_code == 200
+
+    def retried_after_mismatch() -> bool:
+        record = stack.state(item.record.id)
+        return "sha256" in record.get("last_error", "") and int(record.get("attempts", 0)) >= 2
+
+    wait_for(retried_after_mismatch, timeout=60, what="a retry after a sha256 mismatch")
+    assert not stack.object_exists(item.key)
+    assert stack.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    stack.sim.clear_faults()
+    stack.wait_archived(item, timeout=90)
+    assert stack.verified(item)
+
+
+def test_webhook_digest_disagreeing_with_the_lookup_is_refused(stack: Stack) -> None:
+    item = stack.media("image")
+    other = stack.media("image")
+    item.message["image"]["sha256"] = other.record.sha256_b64
+    assert stack.post(item).status_code == 200
+    wait_for(
+        lambda: "webhook" in stack.state(item.record.id).get("last_error", ""),
+        timeout=30,
+        what="a webhook digest mismatch",
+    )
+    assert not stack.object_exists(item.key)
+
+
+def test_truncated_download_is_retried(stack: Stack) -> None:
+    item = stack.media("video", size=2_000_000)
+    stack.sim.add_fault(op="download", media_id=item.record.id, truncate=True)
+    assert stack.post(item).status_code == 200
+    stack.wait_archived(item)
+    assert stack.verified(item)
+    assert downloads(stack, item.record.id) == 2
+
+
+def test_foreign_download_host_never_gets_the_token(stack: Stack) -> None:
+    item = stack.media("image")
+    stack.sim.add_fault(op="lookup", media_id=item.record.id, foreign=True, times=-1)
+    assert stack.post(item).status_code == 200
+    record = stack.wait_state(item.record.id, "failed")
+    assert "WHATSAPP_MEDIA_HOSTS" in record["last_error"]
+    assert stack.sim.foreign_requests() == []
+    assert not stack.object_exists(item.key)
+
+
+def test_file_over_the_limit_is_refused_before_download(stack: Stack) -> None:
+    item = stack.media("document", size=MAX_MEDIA_BYTES + 1, filename="huge.pdf")
+    assert stack.post(item).status_code == 200
+    record = stack.wait_state(item.record.id, "failed")
+    assert "MAX_MEDIA_BYTES" in record["last_error"]
+    assert downloads(stack, item.record.id) == 0
+
+
+def test_download_past_the_limit_stops(stack: Stack) -> None:
+    item = stack.media("document", size=MAX_MEDIA_BYTES + 3_000_000, filename="liar.pdf")
+    stack.sim.add_fault(op="lookup", media_id=item.record.id, file_size=1000, times=-1)
+    assert stack.post(item).status_code == 200
+    record = stack.wait_state(item.record.id, "failed")
+    assert "MAX_MEDIA_BYTES" in record["last_error"]
+    assert not stack.object_exists(item.key)
+    assert stack.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_too_big_is_answered_once_even_when_delivered_twice(stack: Stack) -> None:
+    message = webhooks.too_big_message(sender="4915112345678")
+    assert stack.post(message).status_code == 200
+    assert stack.post(message).status_code == 200
+
+    def replies() -> list[dict[str, object]]:
+        return [m for m in stack.sim.sent_messages() if m["to"] == "4915112345678"]
+
+    wait_for(replies, timeout=30, what="the warning")
+    ledger = stack.redis.get(f"wa:reply:{message['id']}")
+    assert ledger == "sent"
+    assert 0 < stack.redis.ttl(f"wa:reply:{message['id']}") <= 8 * 24 * 3600
+    # A third delivery after the reply went out changes nothing either.
+    assert stack.post(message).status_code == 200
+    wait_for(lambda: "reply_already_sent" in stack.worker.log_text(), timeout=30, what="skipped")
+    [reply] = replies()
+    assert reply["body"] == REPLY_TEXT
+
+
+def test_reengagement_error_is_recorded_not_retried(stack: Stack) -> None:
+    sender = "4477009001122"
+    stack.sim.add_fault(op="send", media_id=sender, status=400, error={"code": 131047}, times=-1)
+    message = webhooks.too_big_message(sender=sender)
+    assert stack.post(message).status_code == 200
+    ledger = wait_for(
+        lambda: stack.redis.get(f"wa:reply:{message['id']}"), timeout=30, what="ledger"
+    )
+    assert ledger.startswith("failed")
+    assert "131047" in ledger
+    assert stack.sim.stats()["sends"].get(sender) == 1

@@ -1,0 +1,102 @@
+"""The processes themselves: start-up validation, and surviving a Redis restart."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from devstack.processes import wait_for
+from devstack.redis_server import RedisServer
+from devstack.seaweed import SeaweedFS
+from devstack.stack import StackEnv, start_web, start_worker
+from graphsim import Simulator
+from tests.e2e.conftest import Stack, stack_env
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_worker_refuses_to_start_without_a_bucket(env: StackEnv) -> None:
+    environ = env.environ()
+    del environ["S3_BUCKET"]
+    done = run([str(BIN / "celery"), "-A", "worker", "worker", "--pool", "solo"], environ)
+    assert done.returncode != 0
+    assert "S3_BUCKET is required" in done.stderr
+
+
+def test_worker_names_an_invalid_variable(env: StackEnv) -> None:
+    environ = {**env.environ(), "MAX_MEDIA_BYTES": "lots"}
+    done = run([str(BIN / "celery"), "-A", "worker", "worker", "--pool", "solo"], environ)
+    assert done.returncode != 0
+    assert "MAX_MEDIA_BYTES is invalid" in done.stderr
+
+
+def test_web_refuses_to_start_without_an_app_secret(env: StackEnv) -> None:
+    environ = env.environ()
+    del environ["WHATSAPP_APP_SECRET"]
+    argv = [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "webhook:create_app()"]
+    done = run(argv, environ)
+    assert done.returncode != 0
+    assert "WHATSAPP_APP_SECRET is required" in done.stderr
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis", persistent=True).start()
+    yield server
+    server.stop()
+
+
+def test_redis_restart_503_then_recovery(
+    own_redis: RedisServer,
+    simulator: Simulator,
+    seaweed: SeaweedFS,
+    s3: object,
+    tmp_path: Path,
+) -> None:
+    env = stack_env(simulator, seaweed, own_redis.url)
+    web, url = start_web(env, tmp_path / "logs")
+    worker = start_worker(env, tmp_path / "logs", name="restart", concurrency=1)
+    from redis import Redis
+
+    stack = Stack(
+        url,
+        worker,
+        env,
+        simulator.client(),
+        s3,
+        Redis.from_url(own_redis.url, decode_responses=True),
+    )
+    try:
+        first = stack.media("image")
+        assert stack.post(first).status_code == 200
+        stack.wait_archived(first)
+
+        own_redis.stop()
+        second = stack.media("image")
+        assert stack.post(second).status_code == 503
+        assert requests.get(f"{url}/readyz", timeout=5).status_code == 503
+
+        own_redis.start()
+        wait_for(
+            lambda: requests.get(f"{url}/readyz", timeout=5).status_code == 200,
+            timeout=30,
+            what="readyz after restart",
+        )
+        # Meta delivers the refused webhook again; the worker has reconnected by itself.
+        assert stack.post(second).status_code == 200
+        stack.wait_archived(second, timeout=90)
+        assert stack.verified(second)
+    finally:
+        worker.stop()
+        web.stop()
