@@ -29,6 +29,7 @@ from worker.celery_app import (
 from worker.config import WorkerSettings
 from worker.env import ConfigError
 from worker.errors import (
+    ArchiveError,
     CredentialsError,
     PermanentError,
     RetryableError,
@@ -154,6 +155,12 @@ def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
             outcome = services().archiver.archive(job)
         except SoftTimeLimitExceeded:
             raise TemporaryError("task ran past its soft time limit") from None
+        except ArchiveError:
+            raise
+        except Exception as exc:
+            # A failure nobody classified yet: retrying is safe, dropping the media is not.
+            log.exception("media_unexpected_error", **context)
+            raise TemporaryError(f"unexpected {type(exc).__name__}") from None
     except PermanentError as exc:
         state.mark_failed(job.media_id, exc.reason)
         log.error("media_failed", reason=exc.reason, code=exc.code, **context)

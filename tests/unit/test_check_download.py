@@ -1,0 +1,74 @@
+import hashlib
+
+import pytest
+
+from worker.archive import check_download
+from worker.errors import IntegrityError
+from worker.graph import MediaInfo
+from worker.jobs import MediaJob
+
+DATA = b"customer photo"
+HEX = hashlib.sha256(DATA).hexdigest()
+OTHER = hashlib.sha256(b"other").hexdigest()
+
+
+def info(sha256: str = HEX, size: int = len(DATA)) -> MediaInfo:
+    return MediaInfo(
+        url="https://lookaside.fbsbx.com/x",
+        mime_type="image/jpeg",
+        sha256=sha256,
+        file_size=size,
+        id="1",
+    )
+
+
+def job(sha256: str | None = HEX) -> MediaJob:
+    return MediaJob(
+        phone_number_id="p", waba_id=None, wamid="w", sender="s", timestamp=0,
+        type="image", media_id="1", mime_type="image/jpeg", sha256=sha256,
+    )  # fmt: skip
+
+
+def test_matching_download_passes() -> None:
+    check_download(HEX, len(DATA), info(), job())
+    check_download(HEX, len(DATA), info(), job(sha256=None))
+
+
+@pytest.mark.parametrize(
+    ("look_up", "webhook", "size", "reason"),
+    [
+        (info(sha256=OTHER), job(), len(DATA), "look-up"),
+        (info(), job(sha256=OTHER), len(DATA), "webhook"),
+        (info(), job(), len(DATA) - 1, "bytes"),
+        (info(size=len(DATA) + 1), job(), len(DATA), "bytes"),
+    ],
+)
+def test_any_disagreement_is_an_integrity_error(
+    look_up: MediaInfo, webhook: MediaJob, size: int, reason: str
+) -> None:
+    with pytest.raises(IntegrityError, match=reason):
+        check_download(HEX, size, look_up, webhook)
+
+
+def test_lookup_accepts_string_file_size_and_base64_digest() -> None:
+    import base64
+
+    parsed = MediaInfo.model_validate(
+        {
+            "messaging_product": "whatsapp",
+            "url": "https://lookaside.fbsbx.com/x",
+            "mime_type": "image/jpeg",
+            "sha256": base64.b64encode(hashlib.sha256(DATA).digest()).decode(),
+            "file_size": "14",
+            "id": "1",
+        }
+    )
+    assert parsed.file_size == 14
+    assert parsed.sha256 == HEX
+    assert parsed.without_url() == {
+        "messaging_product": "whatsapp",
+        "mime_type": "image/jpeg",
+        "sha256": HEX,
+        "file_size": 14,
+        "id": "1",
+    }
