@@ -103,10 +103,11 @@ class Service:
                 os.killpg(self.pid, sig)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the group, then SIGKILL whatever is left after `timeout`."""
+        """SIGTERM the process (a warm shutdown), then SIGKILL the group after `timeout`."""
         if self.process is None:
             return
-        self.signal_group(signal.SIGTERM)
+        if self.alive():
+            self.process.terminate()
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -60,7 +60,11 @@ class RedisServer:
             "noeviction",
         ]
         self.service = Service("redis", argv, self.data_dir / "redis.log").start()
-        wait_for(lambda: redis_answers(self.url), timeout=timeout, what=f"redis on {self.port}")
+        try:
+            wait_for(lambda: redis_answers(self.url), timeout=timeout, what=f"redis on {self.port}")
+        except BaseException:
+            self.service.stop()
+            raise
         return self
 
     def stop(self) -> None:

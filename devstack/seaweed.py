@@ -34,6 +34,10 @@ def weed_binary() -> str:
     return found
 
 
+class ExitedEarly(RuntimeError):
+    """`weed mini` stopped before it answered."""
+
+
 @dataclass
 class SeaweedFS:
     """One `weed mini` with S3 on `s3_port`, telemetry and every extra gateway off."""
@@ -99,19 +103,34 @@ class SeaweedFS:
         for bucket in self.buckets:
             try:
                 client.create_bucket(Bucket=bucket)
-            except client.exceptions.BucketAlreadyOwnedByYou:
-                pass
-            except client.exceptions.BucketAlreadyExists:
-                pass
+            except (
+                client.exceptions.BucketAlreadyOwnedByYou,
+                client.exceptions.BucketAlreadyExists,
+            ):
+                continue
 
-    def start(self, timeout: float = 60.0) -> SeaweedFS:
-        """Start and wait until S3 answers with every bucket created."""
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> SeaweedFS:
+        """Start and wait until S3 answers with every bucket created.
+
+        A port picked free can be taken by someone else before weed binds it; weed then exits,
+        and another try with other ports follows.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout)
+            except ExitedEarly:
+                if attempt == attempts:
+                    raise
+                self.s3_port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> SeaweedFS:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.service = Service("seaweedfs", self.argv(), self.data_dir / "weed.log").start()
 
         def ready() -> bool:
             if not self.service or not self.service.alive():
-                raise RuntimeError(
+                raise ExitedEarly(
                     f"weed mini exited:\n{self.service and self.service.log_text()[-3000:]}"
                 )
             return self._answers()

@@ -80,7 +80,11 @@ def start_web(env: StackEnv, log_dir: Path, *, port: int | None = None) -> tuple
         except requests.RequestException:
             return False
 
-    wait_for(healthy, timeout=30, what="web /healthz")
+    try:
+        wait_for(healthy, timeout=30, what="web /healthz")
+    except BaseException:
+        service.stop()
+        raise
     return service, url
 
 
@@ -112,5 +116,9 @@ def start_worker(
             raise RuntimeError(f"worker exited:\n{service.log_text()[-3000:]}")
         return " ready." in service.log_text()
 
-    wait_for(ready, timeout=60, interval=0.1, what=f"worker {name} ready")
+    try:
+        wait_for(ready, timeout=60, interval=0.1, what=f"worker {name} ready")
+    except BaseException:
+        service.stop()
+        raise
     return service

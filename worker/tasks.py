@@ -12,6 +12,7 @@ from typing import Any
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task
 from celery.signals import worker_init
+from kombu.exceptions import KombuError
 from pydantic import ValidationError
 from redis import Redis
 
@@ -138,7 +139,8 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
         for raw in batch.get("replies", []):
             send_reply.apply_async(args=(raw,), queue=REPLIES_QUEUE)
             counts["replies"] += 1
-    except (StorageError, OSError) as exc:
+    except (StorageError, OSError, KombuError) as exc:
+        # Not acknowledged: the whole batch runs again, and the records skip what was done.
         raise self.retry(countdown=next_countdown(self.request.retries, base=1, cap=60)) from exc
     log.info("fanned_out", task_id=self.request.id, **counts)
     return counts
@@ -187,7 +189,9 @@ def _retry_or_give_up(
     record: Callable[[str], None] | None = None,
 ) -> str:
     """Schedule the next try, or, past the task's max_retries, record the failure."""
-    if task.request.retries >= (task.max_retries or 0):
+    # A rejected token is the operator's to fix; it must not use up the media's tries.
+    out_of_tries = task.request.retries >= (task.max_retries or 0)
+    if out_of_tries and not isinstance(exc, CredentialsError):
         reason = f"gave up after {task.request.retries + 1} tries: {exc.reason}"
         give_up(reason)
         log.error(f"{event}_failed", reason=reason, **context)
@@ -203,7 +207,9 @@ def _retry_or_give_up(
         retries=task.request.retries,
         **context,
     )
-    raise task.retry(countdown=countdown, exc=exc)
+    raise task.retry(
+        countdown=countdown, exc=exc, max_retries=None if out_of_tries else task.max_retries
+    )
 
 
 @app.task(name=REPLY_TASK, bind=True, acks_late=True, max_retries=REPLY_MAX_RETRIES)

@@ -1,0 +1,666 @@
+"""The newcomer's demo: the whole stack on one machine, one webhook of every media type, and
+proof that each file reached the archive byte for byte.
+
+Run it with `python -m devstack.demo` (or `make demo`). It starts a private SeaweedFS, the Graph
+API simulator, one `web` and one `worker`; it uses the Redis at REDIS_URL when one answers (in a
+database of its own, 14, flushed first), otherwise a private `redis-server`. Everything it starts
+is stopped when it ends, also on Ctrl-C. It exits 0 only if every check passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import boto3
+import requests
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from redis import Redis
+from redis.exceptions import RedisError
+
+from devstack.processes import Service, free_port, wait_for
+from devstack.redis_server import RedisServer, redis_answers
+from devstack.seaweed import SeaweedFS
+from devstack.stack import StackEnv, start_web, start_worker
+from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
+from worker.config import DEFAULT_REDIS_URL, DEFAULT_TOO_BIG_REPLY
+from worker.layout import build_key, sidecar_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["DEMO_DB", "main"]
+
+BUCKET = "wa-archive"
+DEMO_DB = 14
+"""The Redis database the demo uses, so it never touches another user's queues or records."""
+
+PHONE_NUMBER_ID = webhooks.DEFAULT_PHONE_NUMBER_ID
+WABA_ID = webhooks.DEFAULT_WABA_ID
+SENDER = webhooks.DEFAULT_SENDER
+TOO_BIG_SENDER = "447700900123"
+
+ARCHIVE_TIMEOUT = 120.0
+REPLY_TIMEOUT = 60.0
+HTTP_TIMEOUT = 10.0
+LOG_TAIL_LINES = 40
+LOG_LINE_CHARS = 300
+
+SIDECAR_FIELDS = frozenset(
+    {
+        "schema", "media_id", "phone_number_id", "waba_id", "wamid", "from", "timestamp",
+        "type", "caption", "filename", "voice", "animated", "mime_type", "sha256", "size",
+        "bucket", "key", "archived_at", "lookup",
+    }
+)  # fmt: skip
+
+
+class DemoFailure(Exception):
+    """A check failed or a part of the stack did not come up; the message says which."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One media the demo customer sends: its kind, type, generated size and what it carries."""
+
+    kind: webhooks.MediaKind
+    mime_type: str
+    size: int
+    seed: int
+    caption: str | None = None
+    filename: str | None = None
+
+
+# From a few KB to a few MB; the video is past one 8 MiB part, so it travels as a multipart upload.
+SAMPLES: tuple[Sample, ...] = (
+    Sample("image", "image/jpeg", 350_000, 1, caption="Delivery photo, parcel 4471"),
+    Sample("video", "video/mp4", 9_500_000, 2, caption="Unboxing"),
+    Sample("audio", "audio/mpeg", 1_200_000, 3),
+    Sample("voice", "audio/ogg; codecs=opus", 18_000, 4),
+    Sample(
+        "document", "application/pdf", 2_500_000, 5,
+        caption="Q3 numbers", filename="Quarterly report.pdf",
+    ),
+    Sample("sticker", "image/webp", 24_000, 6),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A media registered in the simulator and sent in a webhook, with the key it must get."""
+
+    sample: Sample
+    record: MediaRecord
+    message: dict[str, Any]
+    key: str
+
+    @property
+    def wire_type(self) -> str:
+        """The message `type`: a voice note is an `audio` message."""
+        return str(self.message["type"])
+
+
+@dataclass
+class Verified:
+    """The outcome of checking one archived object."""
+
+    sent: Sent
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stack:
+    """What the demo started: processes to watch, and the logs to show when something fails."""
+
+    workdir: Path
+    exits: contextlib.ExitStack
+    watched: list[Service] = field(default_factory=list)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def log_tails(self) -> str:
+        """The last lines of the web and worker logs."""
+        parts = []
+        for name, path in self.logs.items():
+            try:
+                lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            except FileNotFoundError:
+                lines = ["(no log written)"]
+            parts.append(f"--- {name}: {path} (last lines)")
+            parts.extend(
+                line if len(line) <= LOG_LINE_CHARS else line[:LOG_LINE_CHARS] + " [...]"
+                for line in lines
+            )
+        return "\n".join(parts)
+
+
+def stop_leftover_children(timeout: float = 15.0) -> None:
+    """SIGTERM (then SIGKILL) the process group of every child process still running.
+
+    start_web, start_worker and RedisServer.start return their Service only once it is ready:
+    when the wait fails or Ctrl-C interrupts it, nobody holds the handle to stop it. Each
+    Service leads its own process group, so its group id is its pid. Linux only (/proc).
+    """
+    me = os.getpid()
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name in parentheses may hold spaces: split after its last `)`.
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == me:
+            children.append(int(stat.parent.name))
+    for pid in children:
+        _signal_group(pid, signal.SIGTERM)
+    for pid in children:
+        try:
+            wait_for(functools.partial(_reaped, pid), timeout=timeout, what=f"process {pid}")
+        except TimeoutError:
+            _signal_group(pid, signal.SIGKILL)
+            _reaped(pid, block=True)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def _reaped(pid: int, *, block: bool = False) -> bool:
+    try:
+        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done == pid
+
+
+def say(text: str) -> None:
+    """One progress line."""
+    print(text, flush=True)
+
+
+def demo_redis_url(url: str) -> str:
+    """The same server as `url`, database DEMO_DB."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.netloc:
+        raise ValueError(f"cannot pick database {DEMO_DB} on {url!r}")
+    return f"{parts.scheme}://{parts.netloc}/{DEMO_DB}"
+
+
+def choose_redis(stack: Stack) -> str:
+    """REDIS_URL's server if it answers, else a private redis-server; database DEMO_DB."""
+    configured = os.environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+    with contextlib.suppress(ValueError):
+        url = demo_redis_url(configured)
+        if redis_answers(url):
+            say(f"Redis: using the server at {configured}, database {DEMO_DB}")
+            return url
+    say("Redis: none answers at REDIS_URL; starting a private redis-server")
+    server = RedisServer(stack.workdir / "redis", persistent=False)
+    stack.exits.callback(server.stop)
+    server.start()
+    if server.service is not None:
+        stack.watched.append(server.service)
+    return demo_redis_url(server.url)
+
+
+def s3_client(endpoint_url: str, env: dict[str, str]) -> S3Client:
+    """A boto3 client for the private SeaweedFS, with the credentials the worker gets."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        config=Config(
+            connect_timeout=5,
+            read_timeout=30,
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def register_media(client: SimulatorClient, timestamp: int) -> list[Sent]:
+    """Store every sample in the simulator and build its webhook message."""
+    sent = []
+    for sample in SAMPLES:
+        record = client.add_generated_media(
+            sample.size, sample.seed, sample.mime_type, phone_number_id=PHONE_NUMBER_ID
+        )
+        message = webhooks.media_message(
+            sample.kind,
+            record.id,
+            sha256_b64=record.sha256_b64,
+            mime_type=record.mime_type,
+            sender=SENDER,
+            wamid=webhooks.new_wamid(),
+            timestamp=timestamp,
+            caption=sample.caption,
+            filename=sample.filename,
+        )
+        key = build_key("", PHONE_NUMBER_ID, timestamp, record.id, record.mime_type)
+        sent.append(Sent(sample, record, message, key))
+    return sent
+
+
+def post_webhook(web_url: str, messages: list[dict[str, Any]], secret: str) -> None:
+    """Sign a Cloud API payload holding `messages` and POST it as Meta would; 200 expected."""
+    payload = webhooks.envelope(messages, phone_number_id=PHONE_NUMBER_ID, waba_id=WABA_ID)
+    body = webhooks.encode(payload)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": webhooks.sign(body, secret),
+    }
+    try:
+        answer = requests.post(
+            f"{web_url}/webhook", data=body, headers=headers, timeout=HTTP_TIMEOUT
+        )
+    except requests.RequestException as exc:
+        raise DemoFailure(f"POST /webhook failed: {exc}") from exc
+    if answer.status_code != 200:
+        raise DemoFailure(f"POST /webhook answered {answer.status_code}: {answer.text[:200]}")
+    say(f"POST /webhook with {len(messages)} message(s): {answer.status_code} {answer.text}")
+
+
+def object_exists(s3: S3Client, key: str) -> bool:
+    """True when `key` is in the bucket."""
+    try:
+        s3.head_object(Bucket=BUCKET, Key=key)
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            return False
+        raise DemoFailure(f"HEAD {key} failed: {exc}") from exc
+    except BotoCoreError as exc:
+        raise DemoFailure(f"HEAD {key} failed: {exc}") from exc
+    return True
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def media_state(redis: Redis, media_id: str) -> str:
+    """`state` and `last_error` of the service's record `wa:media:{media_id}`, for messages."""
+    try:
+        record = redis.hgetall(f"wa:media:{media_id}")
+    except (RedisError, OSError) as exc:
+        return f"(Redis unreadable: {type(exc).__name__})"
+    fields = {_text(name): _text(value) for name, value in record.items()}
+    if not fields:
+        return "no record in Redis"
+    state = f"state={fields.get('state', '?')}, attempts={fields.get('attempts', '0')}"
+    if fields.get("last_error"):
+        state += f", last_error={fields['last_error']!r}"
+    return state
+
+
+def check_alive(stack: Stack) -> None:
+    """Fail at once when a process the demo started has exited."""
+    for service in stack.watched:
+        if not service.alive():
+            raise DemoFailure(f"{service.name} exited unexpectedly")
+
+
+def wait_for_archive(stack: Stack, s3: S3Client, redis: Redis, sent: list[Sent]) -> None:
+    """Wait until every sidecar exists; fail early on a media recorded as failed."""
+    pending = {item.key: item for item in sent}
+
+    def all_archived() -> bool:
+        check_alive(stack)
+        for key, item in list(pending.items()):
+            if object_exists(s3, sidecar_key(key)):
+                del pending[key]
+                say(f"  archived: {key}")
+                continue
+            state = media_state(redis, item.record.id)
+            if state.startswith("state=failed"):
+                raise DemoFailure(f"the worker gave up on the {item.sample.kind}: {state}")
+        return not pending
+
+    try:
+        wait_for(all_archived, timeout=ARCHIVE_TIMEOUT, interval=0.2, what="every sidecar")
+    except TimeoutError as exc:
+        missing = "\n".join(
+            f"  {item.sample.kind} {key}: {media_state(redis, item.record.id)}"
+            for key, item in pending.items()
+        )
+        raise DemoFailure(f"{exc}; still missing:\n{missing}") from exc
+
+
+def _get(s3: S3Client, key: str) -> tuple[bytes, dict[str, Any]]:
+    try:
+        answer = s3.get_object(Bucket=BUCKET, Key=key)
+        body = answer["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise DemoFailure(f"GET {key} failed: {exc}") from exc
+    return body, dict(answer)
+
+
+def check_object(s3: S3Client, item: Sent) -> Verified:
+    """Download one object and its sidecar; compare them with what the simulator holds."""
+    result = Verified(item)
+    problems = result.problems
+    record, message = item.record, item.message
+    media = message[item.wire_type]
+
+    body, head = _get(s3, item.key)
+    digest = hashlib.sha256(body).hexdigest()
+    if not hmac.compare_digest(digest, record.sha256):
+        problems.append(f"sha256 {digest[:12]} differs from the simulator's {record.sha256[:12]}")
+    if len(body) != record.file_size:
+        problems.append(f"{len(body)} bytes, the simulator holds {record.file_size}")
+    if head.get("ContentType") != record.mime_type:
+        problems.append(f"ContentType {head.get('ContentType')!r}, expected {record.mime_type!r}")
+    expected_metadata = {
+        "sha256": record.sha256,
+        "wamid": message["id"],
+        "from": message["from"],
+        "media-type": item.wire_type,
+    }
+    metadata = head.get("Metadata", {})
+    for name, expected in expected_metadata.items():
+        if metadata.get(name) != expected:
+            problems.append(f"metadata {name}={metadata.get(name)!r}, expected {expected!r}")
+    disposition = str(head.get("ContentDisposition") or "")
+    if item.sample.kind == "document":
+        wanted = f'filename="{item.sample.filename}"'
+        if not disposition.startswith("attachment") or wanted not in disposition:
+            problems.append(f"Content-Disposition {disposition!r}, expected attachment; {wanted}")
+    elif disposition:
+        problems.append(f"unexpected Content-Disposition {disposition!r}")
+
+    raw, _ = _get(s3, sidecar_key(item.key))
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        problems.append("the sidecar is not UTF-8 JSON")
+        return result
+    if not isinstance(document, dict):
+        problems.append("the sidecar is not a JSON object")
+        return result
+    if missing := sorted(SIDECAR_FIELDS - document.keys()):
+        problems.append(f"sidecar lacks {', '.join(missing)}")
+    expected_sidecar: dict[str, Any] = {
+        "schema": 1,
+        "media_id": record.id,
+        "phone_number_id": PHONE_NUMBER_ID,
+        "waba_id": WABA_ID,
+        "wamid": message["id"],
+        "from": message["from"],
+        "type": item.wire_type,
+        "caption": media.get("caption"),
+        "filename": media.get("filename"),
+        "voice": media.get("voice"),
+        "animated": media.get("animated"),
+        "mime_type": record.mime_type,
+        "sha256": digest,
+        "size": len(body),
+        "bucket": BUCKET,
+        "key": item.key,
+    }
+    for name, expected in expected_sidecar.items():
+        if name in document and document[name] != expected:
+            problems.append(f"sidecar {name}={document[name]!r}, expected {expected!r}")
+    if str(document.get("timestamp")) != message["timestamp"]:
+        problems.append(f"sidecar timestamp {document.get('timestamp')!r}")
+    try:
+        datetime.fromisoformat(str(document.get("archived_at")))
+    except ValueError:
+        problems.append(f"sidecar archived_at {document.get('archived_at')!r} is no RFC 3339 time")
+    lookup = document.get("lookup")
+    if not isinstance(lookup, dict) or "url" in lookup:
+        problems.append("sidecar lookup is missing or still holds the download url")
+    elif lookup.get("id") != record.id:
+        problems.append(f"sidecar lookup id {lookup.get('id')!r}")
+    return result
+
+
+def check_bucket(s3: S3Client, sent: list[Sent]) -> list[str]:
+    """The bucket must hold exactly the objects and sidecars of the media sent, nothing else."""
+    expected = {item.key for item in sent} | {sidecar_key(item.key) for item in sent}
+    found: set[str] = set()
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            found.update(entry["Key"] for entry in page.get("Contents", []) if "Key" in entry)
+    except (ClientError, BotoCoreError) as exc:
+        raise DemoFailure(f"listing the bucket failed: {exc}") from exc
+    return [f"unexpected object in the bucket: {key}" for key in sorted(found - expected)]
+
+
+def wait_for_warning(stack: Stack, client: SimulatorClient, wamid: str) -> dict[str, Any]:
+    """Wait until the simulator received the 131052 warning for TOO_BIG_SENDER."""
+
+    def warning() -> dict[str, Any] | None:
+        check_alive(stack)
+        for message in client.sent_messages():
+            if message.get("to") == TOO_BIG_SENDER:
+                return message
+        return None
+
+    try:
+        return wait_for(warning, timeout=REPLY_TIMEOUT, what=f"the warning for {wamid}")
+    except TimeoutError as exc:
+        raise DemoFailure(str(exc)) from exc
+
+
+def check_warning(client: SimulatorClient, warning: dict[str, Any]) -> list[str]:
+    """The warning must be the configured text, sent once, from the right number."""
+    problems = []
+    if warning.get("body") != DEFAULT_TOO_BIG_REPLY:
+        problems.append(f"warning text {warning.get('body')!r} is not TOO_BIG_REPLY_TEXT")
+    if warning.get("phone_number_id") != PHONE_NUMBER_ID:
+        problems.append(f"warning sent from {warning.get('phone_number_id')!r}")
+    count = sum(1 for message in client.sent_messages() if message.get("to") == TOO_BIG_SENDER)
+    if count != 1:
+        problems.append(f"{count} warnings sent to {TOO_BIG_SENDER}, expected 1")
+    others = [m.get("to") for m in client.sent_messages() if m.get("to") != TOO_BIG_SENDER]
+    if others:
+        problems.append(f"unexpected messages sent to {others}")
+    return problems
+
+
+def human_size(size: int) -> str:
+    """`350000` → `341.8 KiB`."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024 or unit == "MiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    """Left-aligned columns separated by two spaces, with a rule under the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def report(results: list[Verified]) -> str:
+    """The table of archived objects."""
+    rows: list[tuple[str, ...]] = [("S3 key", "size", "MIME type", "sha256", "check")]
+    for result in results:
+        record = result.sent.record
+        rows.append(
+            (
+                result.sent.key,
+                human_size(record.file_size),
+                record.mime_type,
+                record.sha256[:16] + "...",
+                "verified" if not result.problems else "FAILED",
+            )
+        )
+    return table(rows)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, so `finally` blocks stop what was started."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous: Callable[[int, FrameType | None], Any] | int | None
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def start_stack(stack: Stack) -> tuple[StackEnv, str, Redis, SimulatorClient]:
+    """Redis, SeaweedFS, the simulator, web and worker; each stopped when `stack.exits` closes."""
+    redis_url = choose_redis(stack)
+    redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+    stack.exits.callback(redis.close)
+    # Flushed at the start, not the end: what a failed run left is there to inspect.
+    redis.flushdb()
+
+    say(f"SeaweedFS: starting `weed mini` with bucket {BUCKET}")
+    seaweed = SeaweedFS(stack.workdir / "seaweedfs", buckets=(BUCKET,))
+    stack.exits.callback(seaweed.stop)
+    seaweed.start()
+    if seaweed.service is not None:
+        stack.watched.append(seaweed.service)
+
+    sim = Simulator()
+    sim.start()
+    stack.exits.callback(sim.stop)
+    client = sim.client()
+    stack.exits.callback(client.close)
+    say(f"Graph API simulator: {sim.url}")
+
+    env = StackEnv(
+        redis_url=redis_url,
+        s3_endpoint_url=seaweed.endpoint_url,
+        s3_bucket=BUCKET,
+        graph_url=sim.url,
+        media_hosts=sim.media_host,
+        access_token=sim.token,
+        app_secret=secrets.token_hex(32),
+        verify_token=secrets.token_urlsafe(24),
+    )
+    logs = stack.workdir / "logs"
+    # The port is chosen here so that the log's path is known even if web never comes up.
+    web_port = free_port()
+    stack.logs["web"] = logs / f"web-{web_port}.log"
+    web, web_url = start_web(env, logs, port=web_port)
+    stack.exits.callback(web.stop)
+    stack.watched.append(web)
+    say(f"web: {web_url}")
+    stack.logs["worker"] = logs / "worker-demo.log"
+    worker = start_worker(env, logs, name="demo")
+    stack.exits.callback(worker.stop)
+    stack.watched.append(worker)
+    say("worker: ready")
+    return env, web_url, redis, client
+
+
+def run(stack: Stack) -> bool:
+    """Start everything, send the webhooks, check the archive and the warning; True if every
+    check passed. Raises DemoFailure when the stack cannot do its work at all."""
+    env, web_url, redis, client = start_stack(stack)
+    s3 = s3_client(env.s3_endpoint_url, env.environ())
+
+    timestamp = int(time.time())
+    sent = register_media(client, timestamp)
+    total = human_size(sum(item.record.file_size for item in sent))
+    say(f"Simulator: {len(sent)} media registered, {total} in all")
+    first, rest = sent[:3], sent[3:]
+    post_webhook(web_url, [item.message for item in first], env.app_secret)
+    post_webhook(web_url, [item.message for item in rest], env.app_secret)
+    too_big_wamid = webhooks.new_wamid()
+    too_big = webhooks.too_big_message(
+        sender=TOO_BIG_SENDER, wamid=too_big_wamid, timestamp=timestamp
+    )
+    post_webhook(web_url, [too_big], env.app_secret)
+
+    say("Waiting for the worker to archive every media ...")
+    wait_for_archive(stack, s3, redis, sent)
+    results = [check_object(s3, item) for item in sent]
+    bucket_problems = check_bucket(s3, sent)
+    say("Waiting for the 131052 warning ...")
+    warning = wait_for_warning(stack, client, too_big_wamid)
+    warning_problems = check_warning(client, warning)
+
+    say("")
+    say(f"Archived into s3://{BUCKET}/ (each object with a sidecar <key>.json):")
+    say(report(results))
+    say("")
+    say(f"Error 131052 (file over 100 MB) on message {too_big_wamid[:20]}...:")
+    say(f"  warning sent to +{warning.get('to')} from phone number id {PHONE_NUMBER_ID}:")
+    say(f"  {warning.get('body')!r}")
+
+    problems = [
+        f"{result.sent.sample.kind} {result.sent.key}: {problem}"
+        for result in results
+        for problem in result.problems
+    ]
+    problems += bucket_problems + warning_problems
+    say("")
+    if problems:
+        say("FAILED checks:")
+        for problem in problems:
+            say(f"  - {problem}")
+        return False
+    say(
+        f"All checks passed: {len(results)} files archived and verified (bytes, sha256, size, "
+        "ContentType, metadata, sidecar); one warning sent, once."
+    )
+    return True
+
+
+def main() -> int:
+    """Run the demo; 0 when every check passed."""
+    workdir = Path(tempfile.mkdtemp(prefix="wa-demo-"))
+    ok = False
+    interrupted = False
+    stack = Stack(workdir, contextlib.ExitStack())
+    # Registered first, so it runs last, after every Service was stopped the normal way.
+    stack.exits.callback(stop_leftover_children)
+    try:
+        with sigterm_as_interrupt(), stack.exits:
+            ok = run(stack)
+    except KeyboardInterrupt:
+        interrupted = True
+    except (DemoFailure, SimulatorError, RedisError, OSError, RuntimeError, TimeoutError) as exc:
+        print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
+    if interrupted:
+        print("\nInterrupted: everything the demo started is stopped.", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 130
+    if ok:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 0
+    print(f"\n{stack.log_tails()}", file=sys.stderr)
+    print(f"\nDEMO FAILED; logs and data are kept in {workdir}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
