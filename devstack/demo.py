@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -555,16 +554,7 @@ def start_stack(stack: Stack) -> tuple[StackEnv, str, Redis, SimulatorClient]:
     stack.exits.callback(client.close)
     say(f"Graph API simulator: {sim.url}")
 
-    env = StackEnv(
-        redis_url=redis_url,
-        s3_endpoint_url=seaweed.endpoint_url,
-        s3_bucket=BUCKET,
-        graph_url=sim.url,
-        media_hosts=sim.media_host,
-        access_token=sim.token,
-        app_secret=secrets.token_hex(32),
-        verify_token=secrets.token_urlsafe(24),
-    )
+    env = StackEnv.local(sim, seaweed, redis_url, BUCKET)
     logs = stack.workdir / "logs"
     # The port is chosen here so that the log's path is known even if web never comes up.
     web_port = free_port()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from devstack.processes import Service, free_port, wait_for
-from devstack.seaweed import ACCESS_KEY, SECRET_KEY
+from devstack.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS
+from graphsim import Simulator
 
 __all__ = ["StackEnv", "start_web", "start_worker"]
 
@@ -32,6 +35,23 @@ class StackEnv:
     max_media_bytes: int = 104857600
     s3_prefix: str = ""
     reply_text: str | None = None
+
+    @classmethod
+    def local(
+        cls, sim: Simulator, seaweed: SeaweedFS, redis_url: str, bucket: str, **overrides: Any
+    ) -> StackEnv:
+        """A deployment wired to a local simulator and SeaweedFS, with fresh secrets."""
+        settings: dict[str, Any] = {
+            "redis_url": redis_url,
+            "s3_endpoint_url": seaweed.endpoint_url,
+            "s3_bucket": bucket,
+            "graph_url": sim.url,
+            "media_hosts": sim.media_host,
+            "access_token": sim.token,
+            "app_secret": secrets.token_hex(32),
+            "verify_token": secrets.token_urlsafe(24),
+        }
+        return cls(**{**settings, **overrides})
 
     def environ(self) -> dict[str, str]:
         """os.environ plus this deployment's variables."""

@@ -73,15 +73,11 @@ def redis_client(e2e_redis_url: str) -> Redis:
 
 
 def stack_env(simulator: Simulator, seaweed: SeaweedFS, redis_url: str) -> StackEnv:
-    return StackEnv(
-        redis_url=redis_url,
-        s3_endpoint_url=seaweed.endpoint_url,
-        s3_bucket=BUCKET,
-        graph_url=simulator.url,
-        media_hosts=simulator.media_host,
-        access_token=simulator.token,
-        app_secret=secrets.token_hex(16),
-        verify_token=secrets.token_hex(8),
+    return StackEnv.local(
+        simulator,
+        seaweed,
+        redis_url,
+        BUCKET,
         max_media_bytes=MAX_MEDIA_BYTES,
         reply_text=REPLY_TEXT,
     )
