@@ -116,6 +116,9 @@ class Service:
         # Children that outlived their parent are still in the group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -125,3 +128,4 @@ class Service:
         self.signal_group(signal.SIGKILL)
         if self.process is not None:
             self.process.wait(timeout=10)
+        self._close_log()

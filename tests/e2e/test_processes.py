@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from redis import Redis
 
 from devstack.processes import wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import Simulator
-from tests.e2e.conftest import Stack, stack_env
+from tests.e2e.conftest import BUCKET, Stack, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -67,8 +68,6 @@ def test_redis_restart_503_then_recovery(
     env = stack_env(simulator, seaweed, own_redis.url)
     web, url = start_web(env, tmp_path / "logs")
     worker = start_worker(env, tmp_path / "logs", name="restart", concurrency=1)
-    from redis import Redis
-
     stack = Stack(
         url,
         worker,
@@ -100,3 +99,31 @@ def test_redis_restart_503_then_recovery(
     finally:
         worker.stop()
         web.stop()
+
+
+def test_s3_outage_is_retried_until_it_ends(
+    own_redis: RedisServer, simulator: Simulator, tmp_path: Path
+) -> None:
+    seaweed = SeaweedFS(tmp_path / "weed", buckets=(BUCKET,)).start()
+    env = stack_env(simulator, seaweed, own_redis.url)
+    web, url = start_web(env, tmp_path / "logs")
+    worker = start_worker(env, tmp_path / "logs", name="s3-outage", concurrency=1)
+    redis = Redis.from_url(own_redis.url, decode_responses=True)
+    stack = Stack(url, worker, env, simulator.client(), seaweed.client(), redis)
+    try:
+        seaweed.kill()
+        item = stack.media("image")
+        assert stack.post(item).status_code == 200
+        wait_for(
+            lambda: "S3" in stack.state(item.record.id).get("last_error", ""),
+            timeout=60,
+            what="a retry after an S3 failure",
+        )
+        assert stack.state(item.record.id)["state"] == "queued"
+        seaweed.start()
+        stack.wait_archived(item, timeout=120)
+        assert stack.verified(item)
+    finally:
+        worker.stop()
+        web.stop()
+        seaweed.stop()
