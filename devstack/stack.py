@@ -15,7 +15,7 @@ from devstack.processes import Service, free_port, wait_for
 from devstack.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS
 from graphsim import Simulator
 
-__all__ = ["StackEnv", "start_web", "start_worker"]
+__all__ = ["StackEnv", "start_beat", "start_web", "start_worker"]
 
 _BIN = Path(sys.executable).parent
 
@@ -138,6 +138,31 @@ def start_worker(
 
     try:
         wait_for(ready, timeout=60, interval=0.1, what=f"worker {name} ready")
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def start_beat(env: StackEnv, log_dir: Path) -> Service:
+    """`celery -A worker beat`, the periodic sweeps; its schedule file lives in `log_dir`."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(_BIN / "celery"),
+        "-A", "worker",
+        "beat",
+        "--loglevel", "INFO",
+        "--schedule", str(log_dir / "celerybeat-schedule"),
+    ]  # fmt: skip
+    service = Service("beat", argv, log_dir / "beat.log", env=env.environ()).start()
+
+    def started() -> bool:
+        if not service.alive():
+            raise RuntimeError(f"beat exited:\n{service.log_text()[-3000:]}")
+        return "beat: Starting" in service.log_text() or "Scheduler" in service.log_text()
+
+    try:
+        wait_for(started, timeout=30, interval=0.1, what="beat started")
     except BaseException:
         service.stop()
         raise

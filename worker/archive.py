@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from billiard.exceptions import SoftTimeLimitExceeded
+
+from worker.celery_app import MAX_COUNTDOWN
 from worker.config import WorkerSettings
-from worker.errors import IntegrityError, PermanentError
+from worker.errors import (
+    BusyError,
+    IntegrityError,
+    PermanentError,
+    RetryableError,
+    TemporaryError,
+)
 from worker.graph import GraphClient, MediaInfo, UrlRefused
 from worker.jobs import MediaJob
 from worker.layout import (
@@ -21,10 +31,14 @@ from worker.layout import (
     sidecar,
     sidecar_key,
 )
-from worker.state import MediaStateStore
+from worker.logs import get_logger
+from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
+from worker.state import LEASE_TTL, MediaStateStore
 from worker.storage import ArchiveStore, ObjectExists
 
-__all__ = ["Archiver", "Outcome", "check_download"]
+__all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
+
+log = get_logger(__name__)
 
 Outcome = Literal["archived", "already_archived"]
 # Fresh URLs to try when a download URL is refused (expired) before giving the task back.
@@ -40,6 +54,33 @@ def check_download(digest_hex: str, size: int, info: MediaInfo, job: MediaJob) -
         raise IntegrityError("sha256 of the download differs from the look-up's")
     if job.sha256 is not None and not hmac.compare_digest(digest_hex, job.sha256):
         raise IntegrityError("sha256 of the download differs from the webhook's")
+
+
+@dataclass(frozen=True)
+class Done:
+    """The media is in the bucket (now, or already before this try)."""
+
+    outcome: Outcome
+    key: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Given up; the state record says why."""
+
+    reason: str
+    code: int | None = None
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """Another try is due in `countdown` seconds."""
+
+    countdown: float
+    error: RetryableError
+
+
+Result = Done | Failed | RetryLater
 
 
 @dataclass
@@ -65,29 +106,87 @@ class Archiver:
         except InvalidIdError as exc:
             raise PermanentError(str(exc)) from None
 
-    def archive(self, job: MediaJob) -> Outcome:
-        """Archive the media unless it already is; raises ArchiveError subclasses."""
-        key = self.object_key(job)
-        if self.state.get(job.media_id).get("state") == "archived":
-            return "already_archived"
-        with self.state.lease(job.media_id):
-            # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
-            if self.store.metadata(sidecar_key(key)) is not None:
-                self.state.mark_archived(job.media_id, key)
-                return "already_archived"
-            self.state.mark_archiving(job.media_id)
-            info, digest, size = self._download_to(key, job)
-            document = sidecar(
-                job,
-                bucket=self.store.bucket,
-                key=key,
-                sha256_hex=digest,
-                size=size,
-                lookup=info.without_url(),
-                archived_at=self.clock(),
-            )
-            self.store.put_json(sidecar_key(key), document)
+    def archive(self, job: MediaJob) -> Result:
+        """Try once to archive the media, and record in its state what came of it."""
+        deadline = media_deadline(job.timestamp)
+        try:
+            key = self.object_key(job)
+            if self.state.get(job.media_id).get("state") == "archived":
+                return Done("already_archived", key)
+            if time.time() >= deadline:
+                raise PermanentError("expired: the media id is past its 7-day window")
+        except PermanentError as exc:
+            self.state.mark_failed(job.media_id, exc.reason)
+            return Failed(exc.reason, exc.code)
+        try:
+            with self.state.lease(job.media_id):
+                # Every outcome is recorded while the lease is held, so the sweep never
+                # mistakes a try that just ended for one whose worker died.
+                return self._try_under_lease(job, key, deadline)
+        except BusyError as exc:
+            return RetryLater(exc.retry_after or LEASE_TTL / 4, exc)
+
+    def _try_under_lease(self, job: MediaJob, key: str, deadline: float) -> Result:
+        try:
+            return Done(self._archive(job, key), key)
+        except PermanentError as exc:
+            self.state.mark_failed(job.media_id, exc.reason)
+            return Failed(exc.reason, exc.code)
+        except RetryableError as exc:
+            return self._plan(job, exc, deadline)
+        except SoftTimeLimitExceeded:
+            return self._plan(job, TemporaryError("try ran past its soft time limit"), deadline)
+        except Exception as exc:
+            # A failure nobody classified yet: retrying is safe, dropping the media is not.
+            log.exception("media_unexpected_error", media_id=job.media_id, wamid=job.wamid)
+            return self._plan(job, TemporaryError(f"unexpected {type(exc).__name__}"), deadline)
+
+    def _plan(self, job: MediaJob, exc: RetryableError, deadline: float) -> Result:
+        record = self.state.get(job.media_id)
+        now = time.time()
+        plan = plan_retry(
+            exc,
+            attempts=int(record.get("attempts", 1)),
+            integrity_failures=int(record.get("integrity_failures", 0)),
+            now=now,
+            deadline=deadline,
+            cap=MAX_COUNTDOWN,
+        )
+        if plan.countdown is None:
+            reason = plan.give_up or exc.reason
+            self.state.mark_failed(job.media_id, reason)
+            return Failed(reason, exc.code)
+        self.state.record_error(
+            job.media_id,
+            exc.reason,
+            retry_at=now + plan.countdown,
+            integrity=isinstance(exc, IntegrityError),
+        )
+        return RetryLater(plan.countdown, exc)
+
+    def _archive(self, job: MediaJob, key: str) -> Outcome:
+        # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
+        if self.store.metadata(sidecar_key(key)) is not None:
             self.state.mark_archived(job.media_id, key)
+            return "already_archived"
+        self.graph.check_paused()
+        attempt = self.state.start(job.media_id)
+        if attempt.crashes >= MAX_WORKER_DEATHS:
+            raise PermanentError(
+                f"the worker died {attempt.crashes} times while archiving this media"
+            )
+        info, digest, size = self._download_to(key, job)
+        document = sidecar(
+            job,
+            bucket=self.store.bucket,
+            key=key,
+            sha256_hex=digest,
+            size=size,
+            lookup=info.without_url(),
+            archived_at=self.clock(),
+        )
+        self.store.put_json(sidecar_key(key), document)
+        self.state.mark_archived(job.media_id, key)
         return "archived"
 
     def _download_to(self, key: str, job: MediaJob) -> tuple[MediaInfo, str, int]:

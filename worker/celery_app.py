@@ -17,6 +17,8 @@ __all__ = [
     "MEDIA_QUEUE",
     "REPLIES_QUEUE",
     "REPLY_TASK",
+    "SWEEP_INTERVAL",
+    "SWEEP_TASK",
     "TASK_TIME_LIMIT",
     "VISIBILITY_TIMEOUT",
     "app",
@@ -28,6 +30,10 @@ REPLIES_QUEUE = "replies"
 FAN_OUT_TASK = "wa.fan_out"
 ARCHIVE_TASK = "wa.archive_media"
 REPLY_TASK = "wa.send_reply"
+SWEEP_TASK = "wa.sweep"
+# Beat sends a sweep this often; with the 60 s lease, a dead worker's media is enqueued again
+# at most about 75 s after it died.
+SWEEP_INTERVAL = 15
 
 # A 100 MB file at a slow 200 KB/s takes about 8.5 minutes: no task may run longer than this.
 TASK_TIME_LIMIT = 15 * 60
@@ -59,7 +65,19 @@ def make_celery(broker_url: str) -> Celery:
         accept_content=["json"],
         task_queues=(Queue(MEDIA_QUEUE), Queue(REPLIES_QUEUE)),
         task_default_queue=MEDIA_QUEUE,
-        task_routes={REPLY_TASK: {"queue": REPLIES_QUEUE}},
+        # The sweep rides the light queue: it must not wait behind the backlog it rescues.
+        task_routes={
+            REPLY_TASK: {"queue": REPLIES_QUEUE},
+            SWEEP_TASK: {"queue": REPLIES_QUEUE},
+        },
+        beat_schedule={
+            "sweep": {
+                "task": SWEEP_TASK,
+                "schedule": float(SWEEP_INTERVAL),
+                # Sweeps that no worker took in time are dropped, not piled up.
+                "options": {"queue": REPLIES_QUEUE, "expires": float(SWEEP_INTERVAL)},
+            }
+        },
         # Acknowledge after the work is done, so a task whose worker dies is delivered again.
         task_acks_late=True,
         # A child killed mid-task (OOM, SIGKILL) requeues its task instead of acknowledging it.

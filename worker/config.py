@@ -57,6 +57,8 @@ class WorkerSettings:
     s3_endpoint_url: str | None
     max_media_bytes: int
     too_big_reply_text: str
+    graph_rate_limit: int = 50
+    sweep_stalled_after: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -74,4 +76,6 @@ class WorkerSettings:
             too_big_reply_text=read(
                 environ, "TOO_BIG_REPLY_TEXT", _reply_text, DEFAULT_TOO_BIG_REPLY
             ),
+            graph_rate_limit=read(environ, "GRAPH_RATE_LIMIT", positive_int, "50"),
+            sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
         )

@@ -15,7 +15,8 @@ from worker.allowlist import is_allowed_media_url
 from worker.classify import classify_graph_error, parse_retry_after
 from worker.config import WorkerSettings
 from worker.digests import normalise_sha256
-from worker.errors import PermanentError, RetryableError, TemporaryError
+from worker.errors import CredentialsError, PermanentError, RetryableError, TemporaryError
+from worker.gate import MetaGate
 
 __all__ = ["CHUNK_SIZE", "TIMEOUT", "USER_AGENT", "GraphClient", "MediaInfo", "UrlRefused"]
 
@@ -69,24 +70,39 @@ class GraphClient:
 
     settings: WorkerSettings
     session: requests.Session
+    gate: MetaGate | None = None
 
     @classmethod
-    def create(cls, settings: WorkerSettings) -> GraphClient:
+    def create(cls, settings: WorkerSettings, gate: MetaGate | None = None) -> GraphClient:
         """A client with its own connection pool."""
         session = requests.Session()
         session.headers["User-Agent"] = USER_AGENT
-        return cls(settings, session)
+        return cls(settings, session, gate)
+
+    def check_paused(self) -> None:
+        """Raise PausedError while calls with this token are paused."""
+        if self.gate is not None:
+            self.gate.check_paused()
+
+    def _admit(self) -> None:
+        if self.gate is not None:
+            self.gate.admit()
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.access_token}"}
 
     def _failure(self, response: requests.Response, what: str) -> Exception:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
-        return classify_graph_error(
+        error = classify_graph_error(
             response.status_code, _json(response), retry_after=retry_after, what=what
         )
+        if isinstance(error, CredentialsError) and self.gate is not None:
+            self.gate.rejected()
+            error.retry_after = float(self.gate.pause_seconds)
+        return error
 
     def _call(self, method: str, url: str, what: str, **kwargs: Any) -> requests.Response:
+        self._admit()
         try:
             response = self.session.request(
                 method, url, headers=self._auth(), timeout=TIMEOUT, allow_redirects=False, **kwargs
@@ -121,6 +137,7 @@ class GraphClient:
                 raise PermanentError(
                     "download URL host is not in WHATSAPP_MEDIA_HOSTS; the token was not sent"
                 )
+            self._admit()
             try:
                 response = self.session.get(
                     url, headers=self._auth(), timeout=TIMEOUT, stream=True, allow_redirects=False

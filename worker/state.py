@@ -18,10 +18,14 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.errors import BusyError, StorageError
+from worker.jobs import MediaJob
 
 __all__ = [
+    "FAILED_KEY",
     "LEASE_TTL",
+    "PENDING_KEY",
     "RECORD_TTL",
+    "Attempt",
     "MediaStateStore",
     "ReplyClaim",
     "ReplyLedger",
@@ -48,6 +52,10 @@ return 0
 """
 
 
+PENDING_KEY = "wa:pending"
+FAILED_KEY = "wa:failed"
+
+
 def _media_key(media_id: str) -> str:
     return f"wa:media:{media_id}"
 
@@ -56,8 +64,8 @@ def _lease_key(media_id: str) -> str:
     return f"wa:lease:{media_id}"
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @contextmanager
@@ -68,11 +76,25 @@ def _redis_errors(action: str) -> Iterator[None]:
         raise StorageError(f"Redis {action} failed: {type(exc).__name__}") from None
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What a worker learns when it starts on a media."""
+
+    attempts: int
+    crashes: int
+    """Earlier attempts that never finished: the worker running them died."""
+    integrity_failures: int
+
+
 @dataclass
 class MediaStateStore:
-    """`wa:media:{media_id}` hashes (state, attempts, last_error, key, ...) and their leases."""
+    """`wa:media:{media_id}` records and their leases, plus two indexes the sweep and the CLI
+    read: `wa:pending` (media not settled yet, scored by when to look at them again) and
+    `wa:failed` (scored by when they failed)."""
 
     redis: Redis
+    stall_after: float = 600.0
+    """How long past its due time a queued media may wait before the sweep enqueues it again."""
 
     def get(self, media_id: str) -> dict[str, str]:
         """The record as stored (empty when there is none)."""
@@ -80,35 +102,79 @@ class MediaStateStore:
             raw = self.redis.hgetall(_media_key(media_id))
         return {_text(k): _text(v) for k, v in raw.items()}
 
-    def _write(self, media_id: str, fields: dict[str, str], *, incr: bool = False) -> None:
+    def _write(
+        self,
+        media_id: str,
+        fields: dict[str, str],
+        *,
+        incr: tuple[str, ...] = (),
+        pending_at: float | None = None,
+        failed: bool = False,
+    ) -> None:
         key = _media_key(media_id)
+        now = time.time()
         # redis-py types `mapping` with an invariant key union that no dict[str, str] satisfies.
-        mapping: dict[Any, Any] = {**fields, "updated_at": f"{time.time():.3f}"}
+        mapping: dict[Any, Any] = {**fields, "updated_at": f"{now:.3f}"}
         with _redis_errors("write"), self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=mapping)
-            if incr:
-                pipe.hincrby(key, "attempts", 1)
+            for counter in incr:
+                pipe.hincrby(key, counter, 1)
             pipe.expire(key, RECORD_TTL)
+            if pending_at is None:
+                pipe.zrem(PENDING_KEY, media_id)
+            else:
+                pipe.zadd(PENDING_KEY, {media_id: pending_at})
+                pipe.expire(PENDING_KEY, RECORD_TTL)
+            if failed:
+                pipe.zadd(FAILED_KEY, {media_id: now})
+                pipe.expire(FAILED_KEY, RECORD_TTL)
+            else:
+                pipe.zrem(FAILED_KEY, media_id)
             pipe.execute()
 
-    def mark_queued(self, media_id: str, wamid: str) -> bool:
-        """Record a media as queued unless known; True unless it is already archived or failed.
+    def admit(self, job: MediaJob) -> bool:
+        """Record a media announced by a webhook; True unless it is already archived or failed.
 
         A duplicate of a media still in flight is enqueued again: its lease keeps the two
         tasks from working at once, and the later one finds the media archived.
         """
-        key = _media_key(media_id)
+        key = _media_key(job.media_id)
         with _redis_errors("write"):
             created = self.redis.hsetnx(key, "state", "queued")
-            if created:
-                self._write(media_id, {"wamid": wamid, "queued_at": f"{time.time():.3f}"})
-                return True
-            state = self.redis.hget(key, "state")
-        return state is None or _text(state) not in ("archived", "failed")
+            if not created:
+                state = self.redis.hget(key, "state")
+                return state is None or _text(state) not in ("archived", "failed")
+        now = time.time()
+        self._write(
+            job.media_id,
+            {
+                "wamid": job.wamid,
+                "job": job.model_dump_json(),
+                "queued_at": f"{now:.3f}",
+                "attempts": "0",
+            },
+            pending_at=now + self.stall_after,
+        )
+        return True
 
-    def mark_archiving(self, media_id: str) -> None:
-        """A worker has started (or restarted) on this media."""
-        self._write(media_id, {"state": "archiving"}, incr=True)
+    def start(self, media_id: str) -> Attempt:
+        """A worker holding the lease starts a try; an unfinished earlier try counts as a crash."""
+        key = _media_key(media_id)
+        with _redis_errors("read"):
+            state = self.redis.hget(key, "state")
+        crashed = state is not None and _text(state) == "archiving"
+        self._write(
+            media_id,
+            {"state": "archiving"},
+            incr=("attempts", "crashes") if crashed else ("attempts",),
+            pending_at=time.time() + LEASE_TTL,
+        )
+        record = self.get(media_id)
+        return Attempt(
+            attempts=int(record.get("attempts", 1)),
+            crashes=int(record.get("crashes", 0)),
+            integrity_failures=int(record.get("integrity_failures", 0)),
+        )
 
     def mark_archived(self, media_id: str, object_key: str) -> None:
         """The object and its sidecar are committed."""
@@ -116,11 +182,69 @@ class MediaStateStore:
 
     def mark_failed(self, media_id: str, reason: str) -> None:
         """Given up: `reason` says why, for an operator."""
-        self._write(media_id, {"state": "failed", "last_error": reason})
+        self._write(media_id, {"state": "failed", "last_error": reason}, failed=True)
 
-    def record_error(self, media_id: str, reason: str) -> None:
-        """A try failed and another will follow."""
-        self._write(media_id, {"state": "queued", "last_error": reason})
+    def record_error(self, media_id: str, reason: str, *, retry_at: float, integrity: bool) -> None:
+        """A try failed and another is scheduled for `retry_at`."""
+        self._write(
+            media_id,
+            {"state": "queued", "last_error": reason, "next_try_at": f"{retry_at:.3f}"},
+            incr=("integrity_failures",) if integrity else (),
+            pending_at=retry_at + self.stall_after,
+        )
+
+    def due(self, now: float, limit: int = 500) -> list[str]:
+        """Media the sweep should look at now."""
+        with _redis_errors("read"):
+            members = self.redis.zrangebyscore(PENDING_KEY, "-inf", now, start=0, num=limit)
+        return [_text(member) for member in members]
+
+    def look_again(self, media_id: str, at: float) -> None:
+        """Push a pending media's next look to `at`."""
+        with _redis_errors("write"):
+            self.redis.zadd(PENDING_KEY, {media_id: at}, xx=True)
+
+    def forget_pending(self, media_id: str) -> None:
+        """Drop a media from the pending index (its record is settled or has expired)."""
+        with _redis_errors("write"):
+            self.redis.zrem(PENDING_KEY, media_id)
+
+    def leased(self, media_id: str) -> bool:
+        """True while some worker holds this media's lease."""
+        with _redis_errors("read"):
+            return bool(self.redis.exists(_lease_key(media_id)))
+
+    def failed(self, limit: int = 1000) -> list[tuple[str, dict[str, str]]]:
+        """Failed media, oldest failure first, with their records."""
+        with _redis_errors("read"):
+            self.redis.zremrangebyscore(FAILED_KEY, "-inf", time.time() - RECORD_TTL)
+            members = self.redis.zrange(FAILED_KEY, 0, limit - 1)
+        out = []
+        for member in members:
+            media_id = _text(member)
+            record = self.get(media_id)
+            if record.get("state") == "failed":
+                out.append((media_id, record))
+        return out
+
+    def requeue(self, media_id: str) -> MediaJob | None:
+        """Reset a media for another round of tries; its job, or None if nothing is known."""
+        record = self.get(media_id)
+        if "job" not in record:
+            return None
+        job = MediaJob.model_validate_json(record["job"])
+        self._write(
+            media_id,
+            {
+                "state": "queued",
+                "attempts": "0",
+                "crashes": "0",
+                "integrity_failures": "0",
+                "requeued_at": f"{time.time():.3f}",
+            },
+            pending_at=time.time() + self.stall_after,
+        )
+        return job
 
     @contextmanager
     def lease(self, media_id: str) -> Iterator[None]:
@@ -129,7 +253,9 @@ class MediaStateStore:
         token = secrets.token_hex(8)
         with _redis_errors("lease"):
             if not self.redis.set(key, token, nx=True, ex=LEASE_TTL):
-                raise BusyError("another worker holds this media's lease", retry_after=LEASE_TTL)
+                raise BusyError(
+                    "another worker holds this media's lease", retry_after=LEASE_TTL / 4
+                )
         stop = threading.Event()
         renew = self.redis.register_script(_RENEW)
 

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from billiard.exceptions import SoftTimeLimitExceeded
 from celery import Task
 from celery.signals import worker_init
 from kombu.exceptions import KombuError
 from pydantic import ValidationError
 from redis import Redis
+from redis.exceptions import RedisError
 
-from worker.archive import Archiver
+from worker.archive import Archiver, Done, Failed, RetryLater
 from worker.backoff import next_countdown
 from worker.celery_app import (
     ARCHIVE_TASK,
@@ -25,34 +26,26 @@ from worker.celery_app import (
     MEDIA_QUEUE,
     REPLIES_QUEUE,
     REPLY_TASK,
+    SWEEP_INTERVAL,
+    SWEEP_TASK,
     app,
 )
 from worker.config import WorkerSettings
 from worker.env import ConfigError
-from worker.errors import (
-    ArchiveError,
-    CredentialsError,
-    PermanentError,
-    RetryableError,
-    StorageError,
-    TemporaryError,
-)
+from worker.errors import CredentialsError, PermanentError, RetryableError, StorageError
+from worker.gate import MetaGate
 from worker.graph import GraphClient
 from worker.jobs import MediaJob, ReplyJob
 from worker.logs import configure_logging, get_logger, register_secrets
 from worker.replies import Replier
-from worker.state import MediaStateStore, ReplyLedger
+from worker.state import LEASE_TTL, MediaStateStore, ReplyLedger
 from worker.storage import ArchiveStore, make_s3_client
 
-__all__ = ["archive_media", "fan_out", "send_reply"]
+__all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
 
 log = get_logger(__name__)
 
-ARCHIVE_MAX_RETRIES = 20
 REPLY_MAX_RETRIES = 10
-RETRY_BASE = 2.0
-# An operator has to fix a rejected token: ask again every few minutes, not every few seconds.
-CREDENTIALS_RETRY = 300.0
 
 
 @functools.cache
@@ -80,6 +73,7 @@ class Services:
     archiver: Archiver
     replier: Replier
     state: MediaStateStore
+    redis: Redis
 
 
 @functools.cache
@@ -87,28 +81,21 @@ def _services_for(pid: int) -> Services:
     config = settings()
     register_secrets([config.access_token])
     redis = Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
-    graph = GraphClient.create(config)
-    state = MediaStateStore(redis)
+    gate = MetaGate(redis, config.access_token, config.graph_rate_limit)
+    graph = GraphClient.create(config, gate)
+    state = MediaStateStore(redis, stall_after=config.sweep_stalled_after)
     store = ArchiveStore(make_s3_client(config.s3_endpoint_url), config.s3_bucket)
     return Services(
         archiver=Archiver(config, graph, store, state),
         replier=Replier(config, graph, ReplyLedger(redis)),
         state=state,
+        redis=redis,
     )
 
 
 def services() -> Services:
     """This process's clients."""
     return _services_for(os.getpid())
-
-
-def _countdown(task: Task[Any, Any], exc: RetryableError) -> float:
-    if isinstance(exc, CredentialsError):
-        log.error("access_token_rejected", reason=exc.reason)
-        return CREDENTIALS_RETRY
-    return next_countdown(
-        task.request.retries, base=RETRY_BASE, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
-    )
 
 
 @app.task(
@@ -131,7 +118,7 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
                 counts["invalid"] += 1
                 log.error("job_invalid", task_id=self.request.id, kind="media")
                 continue
-            if state.mark_queued(job.media_id, job.wamid):
+            if state.admit(job):
                 archive_media.apply_async(args=(raw,), queue=MEDIA_QUEUE)
                 counts["media"] += 1
             else:
@@ -146,70 +133,41 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
     return counts
 
 
-@app.task(name=ARCHIVE_TASK, bind=True, acks_late=True, max_retries=ARCHIVE_MAX_RETRIES)
+@app.task(
+    name=ARCHIVE_TASK,
+    bind=True,
+    acks_late=True,
+    # The media's 7-day deadline bounds its tries (worker/policy.py), not a count.
+    max_retries=None,
+)
 def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
     """Archive one media; retry what can succeed later, record what cannot."""
     job = MediaJob.model_validate(raw)
     context = {"media_id": job.media_id, "wamid": job.wamid, "task_id": self.request.id}
-    state = services().state
     try:
-        try:
-            outcome = services().archiver.archive(job)
-        except SoftTimeLimitExceeded:
-            raise TemporaryError("task ran past its soft time limit") from None
-        except ArchiveError:
-            raise
-        except Exception as exc:
-            # A failure nobody classified yet: retrying is safe, dropping the media is not.
-            log.exception("media_unexpected_error", **context)
-            raise TemporaryError(f"unexpected {type(exc).__name__}") from None
-    except PermanentError as exc:
-        state.mark_failed(job.media_id, exc.reason)
-        log.error("media_failed", reason=exc.reason, code=exc.code, **context)
-        return "failed"
-    except RetryableError as exc:
-        return _retry_or_give_up(
-            self,
-            exc,
-            "media",
-            context,
-            give_up=lambda reason: state.mark_failed(job.media_id, reason),
-            record=lambda reason: state.record_error(job.media_id, reason),
-        )
-    log.info("media_" + outcome, **context)
-    return outcome
-
-
-def _retry_or_give_up(
-    task: Task[Any, Any],
-    exc: RetryableError,
-    event: str,
-    context: dict[str, Any],
-    give_up: Callable[[str], None],
-    record: Callable[[str], None] | None = None,
-) -> str:
-    """Schedule the next try, or, past the task's max_retries, record the failure."""
-    # A rejected token is the operator's to fix; it must not use up the media's tries.
-    out_of_tries = task.request.retries >= (task.max_retries or 0)
-    if out_of_tries and not isinstance(exc, CredentialsError):
-        reason = f"gave up after {task.request.retries + 1} tries: {exc.reason}"
-        give_up(reason)
-        log.error(f"{event}_failed", reason=reason, **context)
-        return "failed"
-    countdown = _countdown(task, exc)
-    if record is not None:
-        record(exc.reason)
-    log.warning(
-        f"{event}_retry",
-        reason=exc.reason,
-        error=type(exc).__name__,
-        countdown=round(countdown, 1),
-        retries=task.request.retries,
-        **context,
-    )
-    raise task.retry(
-        countdown=countdown, exc=exc, max_retries=None if out_of_tries else task.max_retries
-    )
+        result = services().archiver.archive(job)
+    except StorageError as exc:
+        # Redis itself failed while recording the outcome: the next try starts afresh.
+        countdown = next_countdown(self.request.retries, base=2, cap=60)
+        log.warning("media_retry", reason=exc.reason, countdown=round(countdown, 1), **context)
+        raise self.retry(countdown=countdown, exc=exc) from None
+    match result:
+        case Done(outcome, key):
+            log.info("media_" + outcome, key=key, **context)
+            return outcome
+        case Failed(reason, code):
+            log.error("media_failed", reason=reason, code=code, **context)
+            return "failed"
+        case RetryLater(countdown, error):
+            log.warning(
+                "media_retry",
+                reason=error.reason,
+                error=type(error).__name__,
+                countdown=round(countdown, 1),
+                **context,
+            )
+            raise self.retry(countdown=countdown, exc=error)
+    raise AssertionError(f"unexpected result {result!r}")
 
 
 @app.task(name=REPLY_TASK, bind=True, acks_late=True, max_retries=REPLY_MAX_RETRIES)
@@ -227,6 +185,62 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
         log.error("reply_failed", reason=exc.reason, code=exc.code, **context)
         return "failed"
     except RetryableError as exc:
-        return _retry_or_give_up(self, exc, "reply", context, give_up=lambda _reason: None)
+        # A rejected token is the operator's to fix; it must not use up the reply's tries.
+        waiting_on_token = isinstance(exc, CredentialsError)
+        if (
+            self.request.retries >= REPLY_MAX_RETRIES and not waiting_on_token
+        ):  # we count, not Celery
+            log.error("reply_failed", reason=f"gave up: {exc.reason}", **context)
+            return "failed"
+        countdown = next_countdown(
+            self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
+        )
+        log.warning("reply_retry", reason=exc.reason, countdown=round(countdown, 1), **context)
+        raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
     log.info("reply_" + outcome, **context)
     return outcome
+
+
+@app.task(
+    name=SWEEP_TASK,
+    # A lost sweep costs nothing: beat sends another within SWEEP_INTERVAL.
+    acks_late=False,
+    ignore_result=True,
+)
+def sweep() -> dict[str, int]:
+    """Enqueue again the media whose worker died (lease expired) or that sat queued too long."""
+    svc = services()
+    state = svc.state
+    try:
+        # One sweep at a time across every worker.
+        if not svc.redis.set("wa:sweep-lock", "1", nx=True, ex=SWEEP_INTERVAL * 4):
+            return {}
+        counts = {"requeued": 0, "settled": 0, "leased": 0}
+        now = time.time()
+        for media_id in state.due(now):
+            record = state.get(media_id)
+            current = record.get("state")
+            if current in (None, "archived", "failed") or "job" not in record:
+                state.forget_pending(media_id)
+                counts["settled"] += 1
+            elif current == "archiving" and state.leased(media_id):
+                state.look_again(media_id, now + LEASE_TTL)
+                counts["leased"] += 1
+            else:
+                archive_media.apply_async(args=(json.loads(record["job"]),), queue=MEDIA_QUEUE)
+                state.look_again(media_id, now + svc.archiver.settings.sweep_stalled_after)
+                counts["requeued"] += 1
+                log.warning(
+                    "media_requeued",
+                    media_id=media_id,
+                    wamid=record.get("wamid"),
+                    state=current,
+                    reason="lease expired" if current == "archiving" else "queued too long",
+                )
+        svc.redis.delete("wa:sweep-lock")
+    except (StorageError, RedisError, OSError, KombuError) as exc:
+        log.warning("sweep_failed", reason=str(exc))
+        return {}
+    if counts["requeued"]:
+        log.info("swept", **counts)
+    return counts

@@ -1,0 +1,73 @@
+"""When to try a media again, and when to stop: pure decisions, no I/O."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from worker.backoff import next_countdown
+from worker.errors import BusyError, CredentialsError, IntegrityError, RetryableError
+
+__all__ = [
+    "DEADLINE_MARGIN",
+    "MAX_INTEGRITY_FAILURES",
+    "MAX_WORKER_DEATHS",
+    "MEDIA_LIFETIME",
+    "RetryPlan",
+    "media_deadline",
+    "plan_retry",
+]
+
+# Media ids from webhooks can be fetched for 7 days after the message.
+MEDIA_LIFETIME = 7 * 24 * 3600
+# The last try is scheduled at least this long before the deadline.
+DEADLINE_MARGIN = 3600
+# A media whose tries keep killing their worker (memory, crash) is poison after this many deaths.
+MAX_WORKER_DEATHS = 3
+# Bytes that never match their digest will not start matching: stop after this many downloads.
+MAX_INTEGRITY_FAILURES = 5
+RETRY_BASE = 2.0
+MIN_COUNTDOWN = 1.0
+
+
+def media_deadline(timestamp: int) -> float:
+    """The moment Meta forgets a webhook's media id."""
+    return float(timestamp + MEDIA_LIFETIME)
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """Either a countdown to the next try, or the reason to give up."""
+
+    countdown: float | None
+    give_up: str | None = None
+
+
+def plan_retry(
+    exc: RetryableError,
+    *,
+    attempts: int,
+    integrity_failures: int,
+    now: float,
+    deadline: float,
+    cap: float,
+    rng: random.Random | None = None,
+) -> RetryPlan:
+    """Back off exponentially with jitter, never past the deadline minus a margin.
+
+    `attempts` counts real tries so far; waiting for a lease or for a token to work again
+    does not make the next wait longer.
+    """
+    if isinstance(exc, IntegrityError) and integrity_failures + 1 >= MAX_INTEGRITY_FAILURES:
+        return RetryPlan(None, f"bytes did not verify {integrity_failures + 1} times: {exc.reason}")
+    left = deadline - DEADLINE_MARGIN - now
+    if deadline - now <= 0:
+        return RetryPlan(None, f"expired: the 7-day window closed ({exc.reason})")
+    if isinstance(exc, BusyError | CredentialsError) and exc.retry_after is not None:
+        jitter = (rng or random).uniform(0, exc.retry_after / 4)
+        countdown = min(cap, exc.retry_after + jitter)
+    else:
+        countdown = next_countdown(
+            max(0, attempts - 1), base=RETRY_BASE, cap=cap, retry_after=exc.retry_after, rng=rng
+        )
+    return RetryPlan(max(MIN_COUNTDOWN, min(countdown, left)))
