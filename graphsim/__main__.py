@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulator.start(args.host, args.port)
     try:
         print(f"graphsim listening on {simulator.url}", flush=True)
+        print(f"graphsim foreign host on {simulator.foreign_url}", flush=True)
         signal.sigwait(stop_signals)
     finally:
         simulator.stop()

@@ -116,8 +116,21 @@ class SimulatorClient:
         return answer
 
     def foreign_requests(self) -> list[dict[str, Any]]:
-        """Return the requests that reached the foreign host, oldest first."""
+        """Return the requests that reached the foreign host, oldest first.
+
+        Each entry: `method`, `path`, `query`, `headers`, `has_authorization`, `received_at`.
+        """
         answer: list[dict[str, Any]] = self._call("GET", "foreign")
+        return answer
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Return the Graph API request log, oldest first.
+
+        Each entry: `op`, `media_id` (the recipient for a send), `time`, `status`,
+        `user_agent`, `authorized` (a valid token was presented) and `connection` (the
+        server's number for the connection, equal for requests over one kept-alive connection).
+        """
+        answer: list[dict[str, Any]] = self._call("GET", "requests")
         return answer
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -130,7 +143,7 @@ class SimulatorClient:
         self._call("PUT", "tokens", json={"tokens": tokens})
 
     def reset(self) -> None:
-        """Forget media, faults, latency and records; accept only the initial token."""
+        """Forget media, faults, latency, records and the request log; accept the initial token."""
         self._call("POST", "reset")
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "foreign_requests",
     "list_faults",
     "remove_fault",
+    "request_log",
     "reset",
     "sent_messages",
     "set_latency",
@@ -131,6 +132,11 @@ def sent_messages(state: SimState, request: Request) -> Response:
 def foreign_requests(state: SimState, request: Request) -> Response:
     """`GET /_sim/foreign`: the requests that reached the foreign host."""
     return json_response(state.records.foreign())
+
+
+def request_log(state: SimState, request: Request) -> Response:
+    """`GET /_sim/requests`: every Graph API request with its answer, oldest first."""
+    return json_response(state.records.requests())
 
 
 def stats(state: SimState, request: Request) -> Response:

@@ -17,7 +17,7 @@ OPS: tuple[Op, ...] = get_args(Op)
 FOREVER = -1
 
 _LOOKUP_EFFECTS = ("expired", "foreign", "file_size", "sha256")
-_DOWNLOAD_EFFECTS = ("truncate", "corrupt")
+_DOWNLOAD_EFFECTS = ("truncate", "corrupt", "redirect")
 _EFFECTS = ("status", "latency", *_LOOKUP_EFFECTS, *_DOWNLOAD_EFFECTS)
 
 # JSON types accepted per field; bool is rejected where an int is expected (bool subclasses int).
@@ -31,6 +31,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "latency": (int, float),
     "truncate": (bool,),
     "corrupt": (bool,),
+    "redirect": (bool,),
     "expired": (bool,),
     "foreign": (bool,),
     "file_size": (int,),
@@ -68,6 +69,8 @@ class FaultRule:
     latency: float = 0.0
     truncate: bool = False
     corrupt: bool = False
+    # Answer 302 to the foreign host: a client following it blindly carries its token there.
+    redirect: bool = False
     expired: bool = False
     foreign: bool = False
     file_size: int | None = None
@@ -97,6 +100,8 @@ class FaultRule:
                 raise ValueError(f"fault effect {name!r} applies to look-ups only")
             if name in _DOWNLOAD_EFFECTS and self.op not in ("download", "any"):
                 raise ValueError(f"fault effect {name!r} applies to downloads only")
+        if self.redirect and (self.truncate or self.corrupt):
+            raise ValueError("a redirect has no body to truncate or corrupt")
 
     @classmethod
     def from_json(cls, data: object) -> FaultRule:

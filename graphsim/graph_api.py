@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from graphsim.errors import graph_error, invalid_parameter, invalid_token, unknown_object
@@ -55,10 +56,12 @@ def _url_hash(state: SimState, media_id: str, ext: int) -> str:
     return base64.urlsafe_b64encode(mac[:18]).decode()
 
 
-def _download_url(state: SimState, media_id: str, rule: FaultRule | None) -> str:
+def _download_url(
+    state: SimState, media_id: str, *, expired: bool = False, foreign: bool = False
+) -> str:
     now = time.time()
-    ext = int(now) - 1 if rule and rule.expired else math.ceil(now + state.url_ttl)
-    if rule and rule.foreign:
+    ext = int(now) - 1 if expired else math.ceil(now + state.url_ttl)
+    if foreign:
         base, route = state.foreign_base_url, "foreign"
     else:
         base, route = state.base_url, "lookaside"
@@ -83,7 +86,12 @@ def lookup(state: SimState, request: Request, media_id: str) -> Response:
     media = _owned_media(state, request, media_id)
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
-        "url": _download_url(state, media_id, rule),
+        "url": _download_url(
+            state,
+            media_id,
+            expired=rule is not None and rule.expired,
+            foreign=rule is not None and rule.foreign,
+        ),
         "mime_type": media.mime_type,
         "sha256": media.sha256,
         "file_size": media.file_size,
@@ -99,7 +107,7 @@ def lookup(state: SimState, request: Request, media_id: str) -> Response:
 def _stream(media: Media, rule: FaultRule | None) -> Iterator[bytes]:
     size = media.file_size
     # Truncation stops after half the bytes while Content-Length still promises all of them;
-    # the server closes every connection after a response, so the client sees a short body.
+    # the server closes a connection whose body fell short, so the client sees a short body.
     stop = size // 2 if rule and rule.truncate else size
     flip = size // 2 if rule and rule.corrupt else -1
     sent = 0
@@ -137,17 +145,20 @@ def download(state: SimState, request: Request, media_id: str) -> Response:
     media = state.media.get(media_id)
     if media is None or not _url_valid(state, media_id, request.args):
         return _not_found()
+    if rule is not None and rule.redirect:
+        return redirect(_download_url(state, media_id, foreign=True), 302)
     return _bytes_response(media, rule)
 
 
 def foreign(state: SimState, request: Request, media_id: str) -> Response:
-    """`/foreign/{media_id}`: a host a worker must not trust; record what reached it."""
+    """`/foreign/{media_id}` on the foreign host: record what reached it, answer the bytes."""
     state.records.add_foreign(
         {
             "method": request.method,
             "path": request.path,
             "query": request.query_string.decode("latin-1"),
             "headers": dict(request.headers),
+            "has_authorization": "Authorization" in request.headers,
             "received_at": time.time(),
         }
     )

@@ -1,21 +1,52 @@
-"""What the simulator saw: request counters, sent messages and requests to the foreign host."""
+"""What the simulator saw: counters, a request log, sent messages and foreign-host requests."""
 
 from __future__ import annotations
 
 import copy
 import threading
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Literal
 
-__all__ = ["Counted", "Recorder"]
+__all__ = ["REQUEST_LOG_LIMIT", "Counted", "GraphOp", "LoggedRequest", "Recorder"]
 
 Counted = Literal["lookups", "downloads", "sends"]
+GraphOp = Literal["lookup", "download", "send", "delete"]
+
+# The request log keeps the newest entries only, so a long benchmark cannot exhaust memory.
+REQUEST_LOG_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One Graph API request as answered: its operation, key, arrival, status and client."""
+
+    op: GraphOp
+    media_id: str | None  # the recipient for a send; None when a send's body has no `to`
+    time: float  # time.time() on arrival
+    status: int
+    user_agent: str | None
+    authorized: bool  # whether a valid access token was presented
+    connection: int | None  # the server's number for the connection it came on
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the entry as the control API serves it."""
+        return {
+            "op": self.op,
+            "media_id": self.media_id,
+            "time": self.time,
+            "status": self.status,
+            "user_agent": self.user_agent,
+            "authorized": self.authorized,
+            "connection": self.connection,
+        }
 
 
 class Recorder:
     """Thread-safe records, read back through the control API."""
 
-    def __init__(self) -> None:
+    def __init__(self, request_log_limit: int = REQUEST_LOG_LIMIT) -> None:
         self._lock = threading.Lock()
         self._counters: dict[Counted, Counter[str]] = {
             "lookups": Counter(),
@@ -24,6 +55,7 @@ class Recorder:
         }
         self._messages: list[dict[str, Any]] = []
         self._foreign: list[dict[str, Any]] = []
+        self._requests: deque[LoggedRequest] = deque(maxlen=request_log_limit)
 
     def count(self, kind: Counted, key: str) -> None:
         """Count one request of a kind, keyed by media id (or recipient for sends)."""
@@ -39,6 +71,18 @@ class Recorder:
         """Record a request that reached the foreign host."""
         with self._lock:
             self._foreign.append(request)
+
+    def log_request(self, entry: LoggedRequest) -> None:
+        """Append a Graph API request to the log, dropping the oldest entry when full."""
+        with self._lock:
+            self._requests.append(entry)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Return the logged requests, oldest arrival first."""
+        with self._lock:
+            entries = list(self._requests)
+        # Logged when answered, so a slow request may follow a later, faster one.
+        return [entry.to_json() for entry in sorted(entries, key=attrgetter("time"))]
 
     def messages(self) -> list[dict[str, Any]]:
         """Return a copy of the sent messages, oldest first."""
@@ -62,3 +106,4 @@ class Recorder:
                 counter.clear()
             self._messages.clear()
             self._foreign.clear()
+            self._requests.clear()

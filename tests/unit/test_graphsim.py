@@ -9,6 +9,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ import pytest
 import requests
 
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
+from graphsim.records import REQUEST_LOG_LIMIT, LoggedRequest, Recorder
 
 TOKEN = "sim-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -100,6 +102,23 @@ def read_into(response: requests.Response, buffer: bytearray) -> None:
 def error_code(response: requests.Response) -> int:
     code: int = response.json()["error"]["code"]
     return code
+
+
+def address(sim: Simulator) -> tuple[str, int]:
+    host, _, port = sim.media_host.rpartition(":")
+    return host, int(port)
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """Read until the server closes the connection (a timeout fails the test)."""
+    answer = bytearray()
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return bytes(answer)
+
+
+def connections(client: SimulatorClient) -> list[int]:
+    return [entry["connection"] for entry in client.requests()]
 
 
 # --- look-up -------------------------------------------------------------------------------
@@ -510,15 +529,19 @@ def test_file_size_and_sha256_faults_misreport_the_lookup(
     assert lookup(sim, record.id).json()["sha256"] == record.sha256
 
 
-def test_foreign_fault_hands_out_another_host_and_records_its_requests(
+def test_foreign_fault_hands_out_the_foreign_server_and_it_records_requests(
     sim: Simulator, client: SimulatorClient
 ) -> None:
     record = client.add_media(b"payload", "image/jpeg")
     client.add_fault(op="lookup", foreign=True)
 
     url = download_url(sim, record.id)
-    assert urlsplit(url).netloc != sim.media_host
-    assert urlsplit(url).hostname == "localhost"
+    parts = urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == sim.foreign_url
+    assert parts.hostname == "127.0.0.1"
+    assert parts.netloc != sim.media_host
+    assert parts.path == f"/foreign/{record.id}"
+    assert parts.query.startswith("ext=")
 
     careful = fetch(url, headers={"User-Agent": "careful-worker"})
     careless = fetch(url, headers={**AUTH, "User-Agent": "careless-worker"})
@@ -526,11 +549,60 @@ def test_foreign_fault_hands_out_another_host_and_records_its_requests(
     assert careful.content == careless.content == b"payload"
     seen = client.foreign_requests()
     assert [r["headers"]["User-Agent"] for r in seen] == ["careful-worker", "careless-worker"]
+    assert [r["has_authorization"] for r in seen] == [False, True]
     assert "Authorization" not in seen[0]["headers"]
     assert seen[1]["headers"]["Authorization"] == f"Bearer {TOKEN}"
     assert seen[0]["method"] == "GET"
     assert seen[0]["path"] == f"/foreign/{record.id}"
+    assert seen[0]["query"] == parts.query
     assert client.stats()["downloads"] == {}
+    assert [r["op"] for r in client.requests()] == ["lookup"]
+
+
+def test_foreign_server_answers_any_method_on_foreign_paths_only(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"payload", "image/jpeg")
+
+    posted = requests.post(f"{sim.foreign_url}/foreign/{record.id}", data=b"x", timeout=TIMEOUT)
+    graph_route = fetch(f"{sim.foreign_url}/v23.0/{record.id}")
+    unknown_media = fetch(f"{sim.foreign_url}/foreign/404404")
+    main_server = fetch(f"{sim.url}/foreign/{record.id}")
+
+    assert posted.content == b"payload"
+    assert graph_route.status_code == 404
+    assert unknown_media.status_code == 404
+    assert main_server.status_code == 404
+    seen = client.foreign_requests()
+    assert [(r["method"], r["path"]) for r in seen] == [
+        ("POST", f"/foreign/{record.id}"),
+        ("GET", "/foreign/404404"),
+    ]
+
+
+def test_redirect_fault_sends_the_download_to_the_foreign_host(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    data = os.urandom(1000)
+    record = client.add_media(data, "image/jpeg")
+    url = download_url(sim, record.id)
+    client.add_fault(op="download", media_id=record.id, redirect=True)
+
+    redirected = requests.get(url, headers=AUTH, timeout=TIMEOUT, allow_redirects=False)
+
+    assert redirected.status_code == 302
+    location = redirected.headers["Location"]
+    assert location.startswith(f"{sim.foreign_url}/foreign/{record.id}?ext=")
+    # A client that follows blindly hands its token to the foreign host.
+    assert fetch(location).content == data
+    [seen] = client.foreign_requests()
+    assert seen["has_authorization"] is True
+    assert fetch(url).content == data
+    assert [(r["op"], r["status"]) for r in client.requests()] == [
+        ("lookup", 200),
+        ("download", 302),
+        ("download", 200),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -540,6 +612,9 @@ def test_foreign_fault_hands_out_another_host_and_records_its_requests(
         {"op": "upload", "status": 500},
         {"op": "lookup", "truncate": True},
         {"op": "download", "expired": True},
+        {"op": "lookup", "redirect": True},
+        {"op": "download", "redirect": True, "truncate": True},
+        {"op": "download", "redirect": "yes"},
         {"op": "lookup", "status": 500, "times": 0},
         {"op": "lookup", "status": 200},
         {"op": "lookup", "error": {"code": 4}},
@@ -636,6 +711,85 @@ def test_stats_count_lookups_and_downloads_per_media(
     assert stats["downloads"] == {record.id: 2}
 
 
+def test_request_log_records_every_graph_request_with_its_answer(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+    agent = {"User-Agent": "archiver/1.0"}
+    before = time.time()
+    url = lookup(sim, record.id, headers={**AUTH, **agent}).json()["url"]
+    fetch(url, headers={})
+    client.add_fault(op="download", status=503)
+    fetch(url)
+    send(sim, text_body(to="447700900123"))
+    send(sim, text_body(to="111"), headers={})
+    send(sim, [])
+    requests.delete(f"{sim.graph_url}/{record.id}", headers=AUTH, timeout=TIMEOUT)
+    after = time.time()
+
+    log = client.requests()
+
+    assert [(e["op"], e["media_id"], e["status"], e["authorized"]) for e in log] == [
+        ("lookup", record.id, 200, True),
+        ("download", record.id, 401, False),
+        ("download", record.id, 503, True),
+        ("send", "447700900123", 200, True),
+        ("send", "111", 401, False),
+        ("send", None, 400, True),
+        ("delete", record.id, 200, True),
+    ]
+    assert log[0]["user_agent"] == "archiver/1.0"
+    assert log[1]["user_agent"].startswith("python-requests/")
+    times = [entry["time"] for entry in log]
+    assert times == sorted(times)
+    assert before <= times[0]
+    assert times[-1] <= after
+    assert all(isinstance(entry["connection"], int) for entry in log)
+
+
+def test_request_log_records_no_user_agent_as_null(sim: Simulator, client: SimulatorClient) -> None:
+    with socket.create_connection(address(sim), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /v23.0/42 HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n")
+        answer = read_to_end(sock)
+
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    [entry] = client.requests()
+    assert entry["user_agent"] is None
+    assert entry["authorized"] is False
+
+
+def test_reset_clears_the_request_log(sim: Simulator, client: SimulatorClient) -> None:
+    lookup(sim, "42")
+    assert len(client.requests()) == 1
+
+    client.reset()
+
+    assert client.requests() == []
+
+
+def logged(arrival: float, media_id: str = "1") -> LoggedRequest:
+    return LoggedRequest("lookup", media_id, arrival, 200, None, True, 1)
+
+
+def test_request_log_keeps_the_newest_entries_sorted_by_arrival() -> None:
+    recorder = Recorder(request_log_limit=3)
+    for media_id, arrival in [("a", 1.0), ("b", 5.0), ("c", 3.0), ("d", 2.0), ("e", 4.0)]:
+        recorder.log_request(logged(arrival, media_id))
+
+    assert [e["media_id"] for e in recorder.requests()] == ["d", "c", "e"]
+
+
+def test_request_log_is_bounded_by_default() -> None:
+    recorder = Recorder()
+    for arrival in range(REQUEST_LOG_LIMIT + 1):
+        recorder.log_request(logged(float(arrival)))
+
+    log = recorder.requests()
+
+    assert len(log) == REQUEST_LOG_LIMIT == 100_000
+    assert log[0]["time"] == 1.0
+
+
 def test_control_api_refuses_bad_input(sim: Simulator, client: SimulatorClient) -> None:
     no_type = requests.post(f"{sim.url}/_sim/media", data=b"x", timeout=TIMEOUT)
     assert no_type.status_code == 400
@@ -681,6 +835,93 @@ def test_concurrent_requests_consume_a_fault_exactly_times(
         statuses = list(pool.map(lambda _: lookup(sim, record.id).status_code, range(30)))
 
     assert sorted(statuses) == [200] * 25 + [500] * 5
+
+
+# --- connections ---------------------------------------------------------------------------
+
+
+def test_a_session_reuses_one_connection_across_all_kinds_of_answers(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    data = os.urandom(300_000)
+    record = client.add_media(data, "video/mp4")
+    client.add_fault(op="lookup", status=500)
+
+    lookup_url = f"{sim.graph_url}/{record.id}"
+
+    with requests.Session() as session:
+        session.headers.update(AUTH)
+        answers = [
+            session.get(lookup_url, timeout=TIMEOUT),  # the fault
+            session.get(lookup_url, headers={"Authorization": ""}, timeout=TIMEOUT),
+            session.get(f"{sim.url}/no/such/route", timeout=TIMEOUT),
+            # Refused before the handler reads the body: the server must skip it itself.
+            session.post(f"{sim.url}/_sim/media", data=b"x" * 100_000, timeout=TIMEOUT),
+            session.post(f"{sim.url}/_sim/media", data=iter([b"a", b"b"]), timeout=TIMEOUT),
+            session.get(lookup_url, timeout=TIMEOUT),
+        ]
+        answers.append(session.get(answers[-1].json()["url"], timeout=TIMEOUT))
+        answers.append(send(sim, text_body()))  # another connection
+
+    assert [a.status_code for a in answers] == [500, 401, 404, 400, 400, 200, 200, 200]
+    assert all("Content-Length" in a.headers for a in answers)
+    assert answers[6].content == data
+    first, second, *rest, last = connections(client)
+    assert first == second == rest[0] == rest[1]
+    assert last != first
+
+
+def test_truncate_fault_closes_only_its_own_connection(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    data = os.urandom(600_000)
+    record = client.add_media(data, "video/mp4")
+
+    with requests.Session() as session:
+        session.headers.update(AUTH)
+        url = session.get(f"{sim.graph_url}/{record.id}", timeout=TIMEOUT).json()["url"]
+        client.add_fault(op="download", truncate=True)
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            session.get(url, timeout=TIMEOUT)
+        assert session.get(url, timeout=TIMEOUT).content == data
+        assert session.get(url, timeout=TIMEOUT).content == data
+
+    lookup_on, truncated_on, again_on, reused_on = connections(client)
+    assert lookup_on == truncated_on
+    assert again_on == reused_on != truncated_on
+
+
+def test_http_1_0_clients_get_one_request_per_connection(sim: Simulator) -> None:
+    with socket.create_connection(address(sim), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /v23.0/42 HTTP/1.0\r\n\r\n")
+        answer = read_to_end(sock)
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 ")
+    assert b"\r\nConnection: close" in head
+    assert json.loads(body)["error"]["code"] == 190
+
+
+def test_stop_closes_both_servers_and_kept_alive_connections() -> None:
+    with (
+        Simulator(token=TOKEN) as simulator,
+        simulator.client() as control,
+        requests.Session() as session,
+    ):
+        record = control.add_media(b"x", "image/jpeg")
+        lookup_url = f"{simulator.graph_url}/{record.id}"
+        foreign_url = f"{simulator.foreign_url}/foreign/{record.id}"
+        assert session.get(lookup_url, headers=AUTH, timeout=TIMEOUT).ok
+        assert session.get(foreign_url, timeout=TIMEOUT).ok
+
+        simulator.stop()
+
+        with pytest.raises(requests.ConnectionError):
+            session.get(lookup_url, headers=AUTH, timeout=TIMEOUT)
+        with pytest.raises(requests.ConnectionError):
+            session.get(foreign_url, timeout=TIMEOUT)
+        with pytest.raises(RuntimeError, match="not running"):
+            _ = simulator.foreign_url
 
 
 # --- python -m graphsim ----------------------------------------------------------------------
