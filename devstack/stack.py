@@ -35,6 +35,8 @@ class StackEnv:
     max_media_bytes: int = 104857600
     s3_prefix: str = ""
     reply_text: str | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+    """More variables, e.g. (("SWEEP_STALLED_AFTER", "5"),)."""
 
     @classmethod
     def local(
@@ -76,6 +78,7 @@ class StackEnv:
         )
         if self.reply_text is not None:
             env["TOO_BIG_REPLY_TEXT"] = self.reply_text
+        env.update(self.extra)
         return env
 
 

@@ -33,7 +33,7 @@ from worker.layout import (
 )
 from worker.logs import get_logger
 from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
-from worker.state import LEASE_TTL, MediaStateStore
+from worker.state import MediaStateStore
 from worker.storage import ArchiveStore, ObjectExists
 
 __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
@@ -124,7 +124,7 @@ class Archiver:
                 # mistakes a try that just ended for one whose worker died.
                 return self._try_under_lease(job, key, deadline)
         except BusyError as exc:
-            return RetryLater(exc.retry_after or LEASE_TTL / 4, exc)
+            return RetryLater(exc.retry_after or self.state.lease_ttl / 4, exc)
 
     def _try_under_lease(self, job: MediaJob, key: str, deadline: float) -> Result:
         try:

@@ -37,6 +37,13 @@ def _host_list(value: str) -> tuple[str, ...]:
     return hosts
 
 
+def _lease_seconds(value: str) -> int:
+    seconds = positive_int(value)
+    if not 3 <= seconds <= 600:
+        raise ValueError("expected 3 to 600 seconds")
+    return seconds
+
+
 def _reply_text(value: str) -> str:
     if len(value) > 4096:
         raise ValueError("a WhatsApp text body holds at most 4096 characters")
@@ -59,6 +66,8 @@ class WorkerSettings:
     too_big_reply_text: str
     graph_rate_limit: int = 50
     sweep_stalled_after: int = 600
+    token_pause_seconds: int = 60
+    lease_seconds: int = 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -78,4 +87,6 @@ class WorkerSettings:
             ),
             graph_rate_limit=read(environ, "GRAPH_RATE_LIMIT", positive_int, "50"),
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
+            token_pause_seconds=read(environ, "TOKEN_PAUSE_SECONDS", positive_int, "60"),
+            lease_seconds=read(environ, "LEASE_SECONDS", _lease_seconds, "60"),
         )

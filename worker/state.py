@@ -34,7 +34,6 @@ __all__ = [
 
 RECORD_TTL = 8 * 24 * 3600
 LEASE_TTL = 60
-_RENEW_EVERY = LEASE_TTL / 3
 
 State = Literal["queued", "archiving", "archived", "failed"]
 
@@ -95,6 +94,8 @@ class MediaStateStore:
     redis: Redis
     stall_after: float = 600.0
     """How long past its due time a queued media may wait before the sweep enqueues it again."""
+    lease_ttl: int = LEASE_TTL
+    """A lease not renewed for this long means its worker died."""
 
     def get(self, media_id: str) -> dict[str, str]:
         """The record as stored (empty when there is none)."""
@@ -167,7 +168,7 @@ class MediaStateStore:
             media_id,
             {"state": "archiving"},
             incr=("attempts", "crashes") if crashed else ("attempts",),
-            pending_at=time.time() + LEASE_TTL,
+            pending_at=time.time() + self.lease_ttl,
         )
         record = self.get(media_id)
         return Attempt(
@@ -252,17 +253,17 @@ class MediaStateStore:
         key = _lease_key(media_id)
         token = secrets.token_hex(8)
         with _redis_errors("lease"):
-            if not self.redis.set(key, token, nx=True, ex=LEASE_TTL):
+            if not self.redis.set(key, token, nx=True, ex=self.lease_ttl):
                 raise BusyError(
-                    "another worker holds this media's lease", retry_after=LEASE_TTL / 4
+                    "another worker holds this media's lease", retry_after=self.lease_ttl / 4
                 )
         stop = threading.Event()
         renew = self.redis.register_script(_RENEW)
 
         def heartbeat() -> None:
-            while not stop.wait(_RENEW_EVERY):
+            while not stop.wait(self.lease_ttl / 3):
                 try:
-                    renew(keys=[key], args=[token, LEASE_TTL])
+                    renew(keys=[key], args=[token, self.lease_ttl])
                 except (RedisError, OSError):
                     continue  # Redis may be restarting; the next beat tries again.
 
@@ -273,7 +274,7 @@ class MediaStateStore:
         finally:
             stop.set()
             beat.join()
-            # If Redis is unreachable now, the lease expires by itself within LEASE_TTL.
+            # If Redis is unreachable now, the lease expires by itself within the lease TTL.
             with suppress(RedisError, OSError):
                 self.redis.register_script(_RELEASE)(keys=[key], args=[token])
 

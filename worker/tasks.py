@@ -38,7 +38,7 @@ from worker.graph import GraphClient
 from worker.jobs import MediaJob, ReplyJob
 from worker.logs import configure_logging, get_logger, register_secrets
 from worker.replies import Replier
-from worker.state import LEASE_TTL, MediaStateStore, ReplyLedger
+from worker.state import MediaStateStore, ReplyLedger
 from worker.storage import ArchiveStore, make_s3_client
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
@@ -81,9 +81,11 @@ def _services_for(pid: int) -> Services:
     config = settings()
     register_secrets([config.access_token])
     redis = Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
-    gate = MetaGate(redis, config.access_token, config.graph_rate_limit)
+    gate = MetaGate(redis, config.access_token, config.graph_rate_limit, config.token_pause_seconds)
     graph = GraphClient.create(config, gate)
-    state = MediaStateStore(redis, stall_after=config.sweep_stalled_after)
+    state = MediaStateStore(
+        redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
+    )
     store = ArchiveStore(make_s3_client(config.s3_endpoint_url), config.s3_bucket)
     return Services(
         archiver=Archiver(config, graph, store, state),
@@ -224,7 +226,7 @@ def sweep() -> dict[str, int]:
                 state.forget_pending(media_id)
                 counts["settled"] += 1
             elif current == "archiving" and state.leased(media_id):
-                state.look_again(media_id, now + LEASE_TTL)
+                state.look_again(media_id, now + state.lease_ttl)
                 counts["leased"] += 1
             else:
                 archive_media.apply_async(args=(json.loads(record["job"]),), queue=MEDIA_QUEUE)

@@ -117,7 +117,7 @@ class Stack:
     def __init__(
         self,
         web: str,
-        worker: Service,
+        worker: Service | None,
         env: StackEnv,
         sim: SimulatorClient,
         s3: Any,

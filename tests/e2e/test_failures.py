@@ -136,6 +136,25 @@ def test_foreign_download_host_never_gets_the_token(stack: Stack) -> None:
     assert not stack.object_exists(item.key)
 
 
+def test_redirect_to_a_foreign_host_never_gets_the_token(stack: Stack) -> None:
+    item = stack.media("image")
+    stack.sim.add_fault(op="download", media_id=item.record.id, redirect=True, times=-1)
+    assert stack.post(item).status_code == 200
+    record = stack.wait_state(item.record.id, "failed")
+    assert "WHATSAPP_MEDIA_HOSTS" in record["last_error"]
+    assert stack.sim.foreign_requests() == []
+    assert not stack.object_exists(item.key)
+
+
+def test_downloads_carry_an_explicit_user_agent(stack: Stack) -> None:
+    item = stack.media("image")
+    assert stack.post(item).status_code == 200
+    stack.wait_archived(item)
+    seen = [r for r in stack.sim.requests() if r["media_id"] == item.record.id]
+    assert {r["op"] for r in seen} == {"lookup", "download"}
+    assert all(r["user_agent"].startswith("wa-media-archiver/") for r in seen)
+
+
 def test_file_over_the_limit_is_refused_before_download(stack: Stack) -> None:
     item = stack.media("document", size=MAX_MEDIA_BYTES + 1, filename="huge.pdf")
     assert stack.post(item).status_code == 200
@@ -168,7 +187,9 @@ def test_too_big_is_answered_once_even_when_delivered_twice(stack: Stack) -> Non
     assert 0 < stack.redis.ttl(f"wa:reply:{message['id']}") <= 8 * 24 * 3600
     # A third delivery after the reply went out changes nothing either.
     assert stack.post(message).status_code == 200
-    wait_for(lambda: "reply_already_sent" in stack.worker.log_text(), timeout=30, what="skipped")
+    worker = stack.worker
+    assert worker is not None
+    wait_for(lambda: "reply_already_sent" in worker.log_text(), timeout=30, what="skipped")
     [reply] = replies()
     assert reply["body"] == REPLY_TEXT
 
