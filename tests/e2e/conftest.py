@@ -80,6 +80,7 @@ def stack_env(simulator: Simulator, seaweed: SeaweedFS, redis_url: str) -> Stack
         BUCKET,
         max_media_bytes=MAX_MEDIA_BYTES,
         reply_text=REPLY_TEXT,
+        extra=(("TOKEN_PAUSE_SECONDS", "3"),),
     )
 
 

@@ -136,6 +136,24 @@ def test_foreign_download_host_never_gets_the_token(stack: Stack) -> None:
     assert not stack.object_exists(item.key)
 
 
+def test_media_past_its_deadline_is_failed_without_a_download(stack: Stack) -> None:
+    item = stack.media("image", timestamp=int(time.time()) - 8 * 24 * 3600)
+    assert stack.post(item).status_code == 200
+    record = stack.wait_state(item.record.id, "failed")
+    assert record["last_error"].startswith("expired")
+    assert lookups(stack, item.record.id) == 0
+    assert downloads(stack, item.record.id) == 0
+    worker = stack.worker
+    assert worker is not None
+    wait_for(lambda: item.record.id in worker.log_text(), timeout=10, what="the error log")
+    [line] = [
+        line
+        for line in worker.log_text().splitlines()
+        if item.record.id in line and "media_failed" in line
+    ]
+    assert '"level": "error"' in line
+
+
 def test_redirect_to_a_foreign_host_never_gets_the_token(stack: Stack) -> None:
     item = stack.media("image")
     stack.sim.add_fault(op="download", media_id=item.record.id, redirect=True, times=-1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,13 @@ from worker.state import MediaStateStore
 pytestmark = pytest.mark.e2e
 
 LEASE = 6
-EXTRA = (("LEASE_SECONDS", str(LEASE)), ("SWEEP_STALLED_AFTER", "5"), ("TOKEN_PAUSE_SECONDS", "3"))
+RATE = 5
+EXTRA = (
+    ("LEASE_SECONDS", str(LEASE)),
+    ("SWEEP_STALLED_AFTER", "5"),
+    ("TOKEN_PAUSE_SECONDS", "3"),
+    ("GRAPH_RATE_LIMIT", str(RATE)),
+)
 
 
 @dataclass
@@ -240,3 +247,26 @@ def test_failed_media_are_listed_and_replayed(rel: Reliable) -> None:
     )
     unknown = runner.invoke(cli, ["replay", "no-such-media"], env={"REDIS_URL": rel.redis.url})
     assert unknown.exit_code == 1
+
+
+def test_calls_to_meta_are_rate_limited_per_token(rel: Reliable) -> None:
+    rel.worker("rate")
+    # A second worker process shares the same limit through Redis.
+    second = start_worker(rel.env, rel.logs, name="rate-2", concurrency=2)
+    try:
+        items = [rel.stack.media("sticker", size=1_000) for _ in range(20)]
+        started = time.time()
+        for batch in (items[:10], items[10:]):
+            assert rel.stack.post(*batch).status_code == 200
+        for item in items:
+            rel.stack.wait_archived(item, timeout=90)
+    finally:
+        second.stop()
+    ids = {item.record.id for item in items}
+    calls = [r for r in rel.stack.sim.requests() if r["media_id"] in ids and r["time"] >= started]
+    assert len(calls) >= 40
+    per_second = Counter(int(r["time"]) for r in calls)
+    span = max(r["time"] for r in calls) - min(r["time"] for r in calls)
+    # Windows are the workers' seconds; a call admitted at a window's end may arrive in the next.
+    assert max(per_second.values()) <= 2 * RATE
+    assert len(calls) <= RATE * (span + 2)
