@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 from kombu import Queue
 
 from worker.config import DEFAULT_REDIS_URL
 from worker.env import read, redis_url
+from worker.logs import configure_logging
 
 __all__ = [
     "ARCHIVE_TASK",
@@ -100,10 +103,15 @@ def make_celery(broker_url: str) -> Celery:
             "interval_step": 0.2,
             "interval_max": 0.2,
         },
-        worker_hijack_root_logger=False,
         broker_channel_error_retry=True,
     )
     return app
+
+
+@setup_logging.connect
+def _structured_logs(**_: Any) -> None:
+    # Connected, this replaces Celery's own logging set-up in worker and beat alike.
+    configure_logging()
 
 
 app = make_celery(read(os.environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL))

@@ -36,7 +36,7 @@ from worker.errors import CredentialsError, PermanentError, RetryableError, Stor
 from worker.gate import MetaGate
 from worker.graph import GraphClient
 from worker.jobs import MediaJob, ReplyJob
-from worker.logs import configure_logging, get_logger, register_secrets
+from worker.logs import get_logger, register_secrets
 from worker.replies import Replier
 from worker.state import MediaStateStore, ReplyLedger
 from worker.storage import ArchiveStore, make_s3_client
@@ -56,7 +56,6 @@ def settings() -> WorkerSettings:
 
 @worker_init.connect
 def _validate_at_start(**_: Any) -> None:
-    configure_logging()
     try:
         loaded = settings()
     except ConfigError as exc:
