@@ -7,7 +7,7 @@ import sys
 from flask import Flask
 from redis import Redis
 
-from webhook.config import MAX_BODY_BYTES, WebSettings
+from webhook.config import WebSettings
 from webhook.publisher import Publisher
 from webhook.views import bp
 from worker.celery_app import make_celery
@@ -33,7 +33,6 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     register_secrets([*settings.app_secrets, settings.verify_token])
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["wa.settings"] = settings
     app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url))
     app.extensions["wa.redis"] = Redis.from_url(

@@ -63,7 +63,7 @@ def _error_codes(errors: Any) -> list[int]:
         code = _dict(error).get("code")
         if isinstance(code, int) and not isinstance(code, bool):
             codes.append(code)
-        elif isinstance(code, str) and code.isdigit():
+        elif isinstance(code, str) and code.isascii() and code.isdigit() and len(code) < 19:
             codes.append(int(code))
     return codes
 
@@ -120,7 +120,7 @@ def _parse_message(
     for code in _error_codes(message.get("errors")):
         out.notices.append(Notice("message_error", "inbound message error", wamid, code))
 
-    if kind not in MEDIA_TYPES:
+    if not isinstance(kind, str) or kind not in MEDIA_TYPES:
         out.ignored += 1
         return
     if phone_number_id is None:
@@ -136,7 +136,12 @@ def _parse_message(
 def _parse_value(value: dict[str, Any], waba_id: str | None, out: ParsedPayload) -> None:
     phone_number_id = _text(_dict(value.get("metadata")).get("phone_number_id"))
     for message in _list(value.get("messages")):
-        _parse_message(message, phone_number_id, waba_id, out)
+        try:
+            _parse_message(message, phone_number_id, waba_id, out)
+        except (ValueError, TypeError) as exc:
+            # Whatever one message holds, it must not cost the others their delivery.
+            wamid = _text(_dict(message).get("id"))
+            out.notices.append(Notice("message_skipped", f"unreadable message: {exc}", wamid))
     for code in _error_codes(value.get("errors")):
         out.notices.append(Notice("account_error", "error reported for the account", code=code))
     for status in _list(value.get("statuses")):

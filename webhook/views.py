@@ -55,7 +55,14 @@ def receive() -> Response:
     if length is not None and length > MAX_BODY_BYTES:
         log.warning("webhook_rejected", status=413, content_length=length)
         return _text("payload too large", 413)
-    body = request.get_data(cache=False)  # enforces MAX_CONTENT_LENGTH for chunked bodies too
+    if length is None:
+        # A chunked body has no Content-Length: it is too large once byte 4 MiB + 1 arrives.
+        body = request.stream.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            log.warning("webhook_rejected", status=413, chunked=True)
+            return _text("payload too large", 413)
+    else:
+        body = request.get_data(cache=False)  # a body shorter than declared is a 400
 
     try:
         verify(body, request.headers.get("X-Hub-Signature-256"), _settings().app_secrets)

@@ -175,6 +175,9 @@ class Archiver:
             raise PermanentError(
                 f"the worker died {attempt.crashes} times while archiving this media"
             )
+        if attempt.crashed:
+            # A dead worker cannot abort its multipart upload; its parts would linger unseen.
+            self.store.abort_uploads(key)
         info, digest, size = self._download_to(key, job)
         document = sidecar(
             job,

@@ -14,12 +14,14 @@ from worker.env import read, redis_url
 from worker.logs import configure_logging
 
 __all__ = [
+    "ARCHIVE_PRIORITY",
     "ARCHIVE_TASK",
     "FAN_OUT_TASK",
     "MAX_COUNTDOWN",
     "MEDIA_QUEUE",
     "REPLIES_QUEUE",
     "REPLY_TASK",
+    "RESCUE_PRIORITY",
     "SWEEP_INTERVAL",
     "SWEEP_TASK",
     "TASK_TIME_LIMIT",
@@ -37,6 +39,12 @@ SWEEP_TASK = "wa.sweep"
 # Beat sends a sweep this often; with the 60 s lease, a dead worker's media is enqueued again
 # at most about 75 s after it died.
 SWEEP_INTERVAL = 15
+
+# Redis serves a queue's lower priority numbers first. Fan-outs (cheap, they record the media)
+# and media rescued by the sweep go first; ordinary archive tasks wait behind them, so a dead
+# worker's media does not wait behind the whole backlog.
+RESCUE_PRIORITY = 0
+ARCHIVE_PRIORITY = 3
 
 # A 100 MB file at a slow 200 KB/s takes about 8.5 minutes: no task may run longer than this.
 TASK_TIME_LIMIT = 15 * 60

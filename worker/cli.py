@@ -11,7 +11,7 @@ from kombu.exceptions import KombuError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.celery_app import ARCHIVE_TASK, MEDIA_QUEUE, make_celery
+from worker.celery_app import ARCHIVE_PRIORITY, ARCHIVE_TASK, MEDIA_QUEUE, make_celery
 from worker.config import DEFAULT_REDIS_URL
 from worker.env import ConfigError, read, redis_url
 from worker.errors import StorageError
@@ -82,7 +82,10 @@ def replay(media_ids: tuple[str, ...], replay_all: bool) -> None:
                     unknown.append(media_id)
                     continue
                 celery.send_task(
-                    ARCHIVE_TASK, args=[job.model_dump(mode="json")], queue=MEDIA_QUEUE
+                    ARCHIVE_TASK,
+                    args=[job.model_dump(mode="json")],
+                    queue=MEDIA_QUEUE,
+                    priority=ARCHIVE_PRIORITY,
                 )
                 queued += 1
     except (StorageError, RedisError, KombuError, OSError) as exc:

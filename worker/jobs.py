@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["MediaJob", "MediaType", "ReplyJob"]
 
 MediaType = Literal["image", "video", "audio", "document", "sticker"]
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _Job(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable(cls, value: object) -> object:
+        # JSON may escape half of a UTF-16 pair; such text cannot be written as UTF-8 anywhere.
+        if isinstance(value, str):
+            return _LONE_SURROGATE.sub("\ufffd", value)
+        return value
 
 
 class MediaJob(_Job):

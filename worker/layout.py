@@ -49,6 +49,8 @@ EXTENSIONS: dict[str, str] = {
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()+,=@-]")
 _FILENAME_MAX = 200
+# Keeps the whole header under about 1,300 characters whatever the script of the name.
+_ENCODED_MAX = 1000
 
 
 class InvalidIdError(ValueError):
@@ -106,8 +108,17 @@ def content_disposition(filename: str | None) -> str:
     fallback = _ascii_filename(name)
     header = f'attachment; filename="{fallback}"'
     if name and name != fallback:
-        header += f"; filename*=UTF-8''{quote(name, safe='')}"
+        header += f"; filename*=UTF-8''{_quoted_within(name, _ENCODED_MAX)}"
     return header
+
+
+def _quoted_within(name: str, limit: int) -> str:
+    """Percent-encode the longest start of `name` whose encoding fits in `limit` characters."""
+    encoded = quote(name, safe="")
+    while len(encoded) > limit:
+        name = name[: len(name) * limit // len(encoded) or len(name) - 1]
+        encoded = quote(name, safe="")
+    return encoded
 
 
 def _header_safe(value: str) -> str:

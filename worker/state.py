@@ -83,6 +83,8 @@ class Attempt:
     crashes: int
     """Earlier attempts that never finished: the worker running them died."""
     integrity_failures: int
+    crashed: bool
+    """The attempt just before this one is among them."""
 
 
 @dataclass
@@ -175,6 +177,7 @@ class MediaStateStore:
             attempts=int(record.get("attempts", 1)),
             crashes=int(record.get("crashes", 0)),
             integrity_failures=int(record.get("integrity_failures", 0)),
+            crashed=crashed,
         )
 
     def mark_archived(self, media_id: str, object_key: str) -> None:
@@ -210,10 +213,11 @@ class MediaStateStore:
         with _redis_errors("write"):
             self.redis.zrem(PENDING_KEY, media_id)
 
-    def leased(self, media_id: str) -> bool:
-        """True while some worker holds this media's lease."""
+    def lease_remaining(self, media_id: str) -> float:
+        """Seconds until this media's lease runs out; 0 when nobody holds it."""
         with _redis_errors("read"):
-            return bool(self.redis.exists(_lease_key(media_id)))
+            milliseconds = self.redis.pttl(_lease_key(media_id))
+        return max(0, int(milliseconds)) / 1000
 
     def failed(self, limit: int = 1000) -> list[tuple[str, dict[str, str]]]:
         """Failed media, oldest failure first, with their records."""

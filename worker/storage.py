@@ -183,6 +183,21 @@ class ArchiveStore:
             raise _storage_error("head", exc) from None
         return dict(head.get("Metadata", {}))
 
+    def abort_uploads(self, key: str) -> int:
+        """Abort the unfinished multipart uploads of exactly `key`; how many there were."""
+        aborted = 0
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in listing.get("Uploads", []):
+                if upload.get("Key") == key and "UploadId" in upload:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("abort of stale uploads", exc) from None
+        return aborted
+
     def put_json(self, key: str, document: dict[str, Any]) -> None:
         """Write a small JSON document if the key is free; a taken key is left as it is."""
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

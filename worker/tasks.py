@@ -20,12 +20,14 @@ from redis.exceptions import RedisError
 from worker.archive import Archiver, Done, Failed, RetryLater
 from worker.backoff import next_countdown
 from worker.celery_app import (
+    ARCHIVE_PRIORITY,
     ARCHIVE_TASK,
     FAN_OUT_TASK,
     MAX_COUNTDOWN,
     MEDIA_QUEUE,
     REPLIES_QUEUE,
     REPLY_TASK,
+    RESCUE_PRIORITY,
     SWEEP_INTERVAL,
     SWEEP_TASK,
     app,
@@ -120,7 +122,7 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
                 log.error("job_invalid", task_id=self.request.id, kind="media")
                 continue
             if state.admit(job):
-                archive_media.apply_async(args=(raw,), queue=MEDIA_QUEUE)
+                archive_media.apply_async(args=(raw,), queue=MEDIA_QUEUE, priority=ARCHIVE_PRIORITY)
                 counts["media"] += 1
             else:
                 counts["duplicates"] += 1
@@ -224,11 +226,14 @@ def sweep() -> dict[str, int]:
             if current in (None, "archived", "failed") or "job" not in record:
                 state.forget_pending(media_id)
                 counts["settled"] += 1
-            elif current == "archiving" and state.leased(media_id):
-                state.look_again(media_id, now + state.lease_ttl)
+            elif current == "archiving" and (remaining := state.lease_remaining(media_id)):
+                # Look again right when the lease would run out, not a whole lease later.
+                state.look_again(media_id, now + remaining + 1)
                 counts["leased"] += 1
             else:
-                archive_media.apply_async(args=(json.loads(record["job"]),), queue=MEDIA_QUEUE)
+                archive_media.apply_async(
+                    args=(json.loads(record["job"]),), queue=MEDIA_QUEUE, priority=RESCUE_PRIORITY
+                )
                 state.look_again(media_id, now + svc.archiver.settings.sweep_stalled_after)
                 counts["requeued"] += 1
                 log.warning(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterator
 
 import pytest
+import requests
 
 from devstack.processes import wait_for
 from graphsim import webhooks
@@ -223,3 +226,20 @@ def test_reengagement_error_is_recorded_not_retried(stack: Stack) -> None:
     assert ledger.startswith("failed")
     assert "131047" in ledger
     assert stack.sim.stats()["sends"].get(sender) == 1
+
+
+def test_chunked_bodies_through_gunicorn(stack: Stack) -> None:
+    item = stack.media("image")
+    body = webhooks.encode(webhooks.envelope([item.message]))
+    signature = webhooks.sign(body, stack.env.app_secret)
+
+    def chunks(data: bytes, size: int = 65536) -> Iterator[bytes]:
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+
+    post = functools.partial(requests.post, f"{stack.web}/webhook", timeout=30)
+    headers = {"X-Hub-Signature-256": signature}
+    assert post(data=chunks(body), headers=headers).status_code == 200
+    huge = body + b" " * (4 * 1024 * 1024)
+    assert post(data=chunks(huge), headers=headers).status_code == 413
+    stack.wait_archived(item)

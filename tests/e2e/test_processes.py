@@ -14,7 +14,7 @@ from redis import Redis
 from devstack.processes import wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
-from devstack.stack import StackEnv, start_web, start_worker
+from devstack.stack import StackEnv, start_beat, start_web, start_worker
 from graphsim import Simulator
 from tests.e2e.conftest import BUCKET, Stack, stack_env
 
@@ -127,3 +127,37 @@ def test_s3_outage_is_retried_until_it_ends(
         worker.stop()
         web.stop()
         seaweed.stop()
+
+
+def test_worker_survives_redis_killed_with_tasks_in_flight(
+    own_redis: RedisServer, simulator: Simulator, seaweed: SeaweedFS, s3: object, tmp_path: Path
+) -> None:
+    env = stack_env(simulator, seaweed, own_redis.url)
+    web, url = start_web(env, tmp_path / "logs")
+    worker = start_worker(env, tmp_path / "logs", name="redis-kill", concurrency=1)
+    beat = start_beat(env, tmp_path / "logs")
+    redis = Redis.from_url(own_redis.url, decode_responses=True)
+    stack = Stack(url, worker, env, simulator.client(), s3, redis)
+    try:
+        item = stack.media("image")
+        stack.sim.add_fault(op="download", media_id=item.record.id, latency=3)
+        queued = [stack.media("image") for _ in range(3)]
+        assert stack.post(item, *queued).status_code == 200
+        stack.wait_state(item.record.id, "archiving")
+        own_redis.kill()
+        # Redis stays down until the worker has noticed, as in a real outage.
+        wait_for(
+            lambda: "Connection to broker lost" in worker.log_text(),
+            timeout=30,
+            what="the worker to notice",
+        )
+        own_redis.start()
+        later = stack.media("image")
+        wait_for(lambda: stack.post(later).status_code == 200, timeout=30, what="web accepts")
+        for each in (item, *queued, later):
+            stack.wait_archived(each, timeout=120)
+        assert worker.alive(), worker.log_text()[-3000:]
+    finally:
+        beat.stop()
+        worker.stop()
+        web.stop()

@@ -270,3 +270,18 @@ def test_calls_to_meta_are_rate_limited_per_token(rel: Reliable) -> None:
     # Windows are the workers' seconds; a call admitted at a window's end may arrive in the next.
     assert max(per_second.values()) <= 2 * RATE
     assert len(calls) <= RATE * (span + 2)
+
+
+def test_a_dead_workers_unfinished_upload_is_aborted(rel: Reliable) -> None:
+    rel.worker("leftover")
+    item = rel.stack.media("video", size=9_000_000)
+    # What a worker killed mid-upload leaves: a record saying "archiving", no lease, and an
+    # unfinished multipart upload of the key.
+    rel.stack.redis.hset(f"wa:media:{item.record.id}", mapping={"state": "archiving"})
+    rel.stack.s3.create_multipart_upload(Bucket=BUCKET, Key=item.key)
+    assert rel.stack.post(item).status_code == 200
+    rel.stack.wait_archived(item)
+    assert rel.stack.verified(item)
+    uploads = rel.stack.s3.list_multipart_uploads(Bucket=BUCKET, Prefix=item.key)
+    assert uploads.get("Uploads", []) == []
+    assert rel.stack.state(item.record.id)["crashes"] == "1"
