@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 REDIS_HOST := 127.0.0.1
 REDIS_PORT := 6379
 
-.PHONY: venv redis demo test lint clean
+.PHONY: venv redis demo test lint clean chaos
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ demo: venv redis
 
 test: venv redis
 	$(BIN)/pytest
+
+# The chaos run (bench/README.md); flags through CHAOS_ARGS, e.g. make chaos CHAOS_ARGS=--small
+chaos: venv redis
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -13,6 +13,7 @@ from webhook.views import bp
 from worker.celery_app import make_celery
 from worker.env import ConfigError
 from worker.logs import configure_logging, register_secrets
+from worker.state import MediaStateStore
 
 __all__ = ["create_app"]
 
@@ -34,9 +35,9 @@ def create_app(settings: WebSettings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.extensions["wa.settings"] = settings
-    app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url))
-    app.extensions["wa.redis"] = Redis.from_url(
-        settings.redis_url, socket_connect_timeout=1, socket_timeout=1
-    )
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+    state = MediaStateStore(redis, stall_after=settings.sweep_stalled_after)
+    app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url), state)
+    app.extensions["wa.redis"] = redis
     app.register_blueprint(bp)
     return app

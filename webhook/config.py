@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from worker.config import DEFAULT_REDIS_URL
-from worker.env import comma_list, read, redis_url, text
+from worker.env import comma_list, positive_int, read, redis_url, text
 
 __all__ = ["MAX_BODY_BYTES", "WebSettings"]
 
@@ -22,6 +22,7 @@ class WebSettings:
     app_secrets: tuple[str, ...] = field(repr=False)
     verify_token: str = field(repr=False)
     redis_url: str = DEFAULT_REDIS_URL
+    sweep_stalled_after: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WebSettings:
@@ -30,4 +31,5 @@ class WebSettings:
             app_secrets=read(environ, "WHATSAPP_APP_SECRET", comma_list),
             verify_token=read(environ, "WHATSAPP_VERIFY_TOKEN", text),
             redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
+            sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
         )

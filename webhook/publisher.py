@@ -8,6 +8,8 @@ from redis.exceptions import RedisError
 
 from webhook.payload import ParsedPayload
 from worker.celery_app import FAN_OUT_TASK, MEDIA_QUEUE
+from worker.errors import StorageError
+from worker.state import MediaStateStore
 
 __all__ = ["BrokerUnavailable", "Publisher"]
 
@@ -17,10 +19,11 @@ class BrokerUnavailable(Exception):
 
 
 class Publisher:
-    """Publishes one fan-out task per request, carrying every job of that request."""
+    """Records a request's media, then publishes one fan-out task carrying all its jobs."""
 
-    def __init__(self, celery: Celery) -> None:
+    def __init__(self, celery: Celery, state: MediaStateStore) -> None:
         self._celery = celery
+        self._state = state
 
     def publish(self, parsed: ParsedPayload) -> str | None:
         """Publish the request's jobs as one message; return its task id (None if no jobs)."""
@@ -31,7 +34,11 @@ class Publisher:
             "replies": [job.model_dump(mode="json") for job in parsed.replies],
         }
         try:
+            # Recorded first: should the fan-out be lost with the worker holding it, the sweep
+            # still finds these media and enqueues them.
+            if parsed.media:
+                self._state.admit_many(parsed.media)
             result = self._celery.send_task(FAN_OUT_TASK, args=[batch], queue=MEDIA_QUEUE)
-        except (OperationalError, KombuError, RedisError, OSError) as exc:
+        except (StorageError, OperationalError, KombuError, RedisError, OSError) as exc:
             raise BrokerUnavailable(f"broker did not accept the batch: {exc}") from exc
         return str(result.id)

@@ -165,18 +165,19 @@ class Archiver:
         return RetryLater(plan.countdown, exc)
 
     def _archive(self, job: MediaJob, key: str) -> Outcome:
-        # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
-        if self.store.metadata(sidecar_key(key)) is not None:
-            self.state.mark_archived(job.media_id, key)
-            return "already_archived"
         self.graph.check_paused()
         attempt = self.state.start(job.media_id)
         if attempt.crashes >= MAX_WORKER_DEATHS:
             raise PermanentError(
                 f"the worker died {attempt.crashes} times while archiving this media"
             )
-        if attempt.crashed:
-            # A dead worker cannot abort its multipart upload; its parts would linger unseen.
+        # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
+        if self.store.metadata(sidecar_key(key)) is not None:
+            self.state.mark_archived(job.media_id, key)
+            return "already_archived"
+        if attempt.attempts > 1:
+            # An earlier try may have left an unfinished multipart upload: its worker died, or
+            # S3 was down when it tried to abort. Its parts would linger unseen.
             self.store.abort_uploads(key)
         info, digest, size = self._download_to(key, job)
         document = sidecar(

@@ -6,7 +6,9 @@ leases after a minute unless renewed.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +45,20 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_ADMIT = """
+local state = redis.call('hget', KEYS[1], 'state')
+if state == 'archived' or state == 'failed' then
+  return 0
+end
+if not state then
+  redis.call('hset', KEYS[1], 'state', 'queued', 'wamid', ARGV[2], 'job', ARGV[3],
+             'queued_at', ARGV[4], 'updated_at', ARGV[4], 'attempts', '0')
+  redis.call('zadd', KEYS[2], 'NX', ARGV[5], ARGV[1])
+  redis.call('expire', KEYS[2], ARGV[6])
+end
+redis.call('expire', KEYS[1], ARGV[6])
+return 1
+"""
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
@@ -61,6 +77,24 @@ def _media_key(media_id: str) -> str:
 
 def _lease_key(media_id: str) -> str:
     return f"wa:lease:{media_id}"
+
+
+_HOST = socket.gethostname()
+
+
+def _holder_died(holder: str) -> bool:
+    """True when a lease's holder is a process of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _text(value: object) -> str:
@@ -83,8 +117,6 @@ class Attempt:
     crashes: int
     """Earlier attempts that never finished: the worker running them died."""
     integrity_failures: int
-    crashed: bool
-    """The attempt just before this one is among them."""
 
 
 @dataclass
@@ -136,29 +168,34 @@ class MediaStateStore:
             pipe.execute()
 
     def admit(self, job: MediaJob) -> bool:
-        """Record a media announced by a webhook; True unless it is already archived or failed.
+        """Record one media announced by a webhook; see `admit_many`."""
+        return self.admit_many([job])[0]
 
-        A duplicate of a media still in flight is enqueued again: its lease keeps the two
-        tasks from working at once, and the later one finds the media archived.
+    def admit_many(self, jobs: list[MediaJob]) -> list[bool]:
+        """Record media announced by a webhook, in one round trip; for each, True unless it is
+        already archived or failed.
+
+        A record holds the job, so the sweep can enqueue it again if its task is lost. A
+        duplicate of a media still in flight is admitted again: its lease keeps two tasks from
+        working at once, and the later one finds the media archived.
         """
-        key = _media_key(job.media_id)
-        with _redis_errors("write"):
-            created = self.redis.hsetnx(key, "state", "queued")
-            if not created:
-                state = self.redis.hget(key, "state")
-                return state is None or _text(state) not in ("archived", "failed")
         now = time.time()
-        self._write(
-            job.media_id,
-            {
-                "wamid": job.wamid,
-                "job": job.model_dump_json(),
-                "queued_at": f"{now:.3f}",
-                "attempts": "0",
-            },
-            pending_at=now + self.stall_after,
-        )
-        return True
+        admit = self.redis.register_script(_ADMIT)
+        with _redis_errors("write"), self.redis.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                admit(
+                    keys=[_media_key(job.media_id), PENDING_KEY],
+                    args=[
+                        job.media_id,
+                        job.wamid,
+                        job.model_dump_json(),
+                        f"{now:.3f}",
+                        now + self.stall_after,
+                        RECORD_TTL,
+                    ],
+                    client=pipe,
+                )
+            return [bool(admitted) for admitted in pipe.execute()]
 
     def start(self, media_id: str) -> Attempt:
         """A worker holding the lease starts a try; an unfinished earlier try counts as a crash."""
@@ -177,7 +214,6 @@ class MediaStateStore:
             attempts=int(record.get("attempts", 1)),
             crashes=int(record.get("crashes", 0)),
             integrity_failures=int(record.get("integrity_failures", 0)),
-            crashed=crashed,
         )
 
     def mark_archived(self, media_id: str, object_key: str) -> None:
@@ -251,13 +287,23 @@ class MediaStateStore:
         )
         return job
 
+    def _take(self, key: str, token: str) -> bool:
+        if self.redis.set(key, token, nx=True, ex=self.lease_ttl):
+            return True
+        holder = self.redis.get(key)
+        if holder is None or not _holder_died(_text(holder)):
+            return False
+        # Its process on this host is gone (a killed pool process): no need to wait for expiry.
+        self.redis.register_script(_RELEASE)(keys=[key], args=[holder])
+        return bool(self.redis.set(key, token, nx=True, ex=self.lease_ttl))
+
     @contextmanager
     def lease(self, media_id: str) -> Iterator[None]:
         """Hold this media exclusively, renewed in the background; BusyError if taken."""
         key = _lease_key(media_id)
-        token = secrets.token_hex(8)
+        token = f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
         with _redis_errors("lease"):
-            if not self.redis.set(key, token, nx=True, ex=self.lease_ttl):
+            if not self._take(key, token):
                 raise BusyError(
                     "another worker holds this media's lease", retry_after=self.lease_ttl / 4
                 )

@@ -114,15 +114,20 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
     state = services().state
     counts = {"media": 0, "duplicates": 0, "replies": 0, "invalid": 0}
     try:
+        jobs = []
         for raw in batch.get("media", []):
             try:
-                job = MediaJob.model_validate(raw)
+                jobs.append(MediaJob.model_validate(raw))
             except ValidationError:
                 counts["invalid"] += 1
                 log.error("job_invalid", task_id=self.request.id, kind="media")
-                continue
-            if state.admit(job):
-                archive_media.apply_async(args=(raw,), queue=MEDIA_QUEUE, priority=ARCHIVE_PRIORITY)
+        for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
+            if admitted:
+                archive_media.apply_async(
+                    args=(job.model_dump(mode="json"),),
+                    queue=MEDIA_QUEUE,
+                    priority=ARCHIVE_PRIORITY,
+                )
                 counts["media"] += 1
             else:
                 counts["duplicates"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -132,9 +133,12 @@ def test_s3_outage_is_retried_until_it_ends(
 def test_worker_survives_redis_killed_with_tasks_in_flight(
     own_redis: RedisServer, simulator: Simulator, seaweed: SeaweedFS, s3: object, tmp_path: Path
 ) -> None:
-    env = stack_env(simulator, seaweed, own_redis.url)
+    # A short lease: the task cut off with the connection is swept back within seconds.
+    env = dataclasses.replace(
+        stack_env(simulator, seaweed, own_redis.url), extra=(("LEASE_SECONDS", "5"),)
+    )
     web, url = start_web(env, tmp_path / "logs")
-    worker = start_worker(env, tmp_path / "logs", name="redis-kill", concurrency=1)
+    worker = start_worker(env, tmp_path / "logs", name="redis-kill", concurrency=2)
     beat = start_beat(env, tmp_path / "logs")
     redis = Redis.from_url(own_redis.url, decode_responses=True)
     stack = Stack(url, worker, env, simulator.client(), s3, redis)

@@ -277,7 +277,9 @@ def test_a_dead_workers_unfinished_upload_is_aborted(rel: Reliable) -> None:
     item = rel.stack.media("video", size=9_000_000)
     # What a worker killed mid-upload leaves: a record saying "archiving", no lease, and an
     # unfinished multipart upload of the key.
-    rel.stack.redis.hset(f"wa:media:{item.record.id}", mapping={"state": "archiving"})
+    rel.stack.redis.hset(
+        f"wa:media:{item.record.id}", mapping={"state": "archiving", "attempts": "1"}
+    )
     rel.stack.s3.create_multipart_upload(Bucket=BUCKET, Key=item.key)
     assert rel.stack.post(item).status_code == 200
     rel.stack.wait_archived(item)

@@ -107,6 +107,17 @@ def test_ten_messages_are_one_publish(client: FlaskClient, queue: Redis) -> None
     assert [reply["wamid"] for reply in batch["replies"]] == [too_big["id"]]
 
 
+def test_media_are_recorded_before_the_publish(client: FlaskClient, queue: Redis) -> None:
+    body = webhooks.encode(webhooks.envelope(media(3)))
+    assert post(client, body).status_code == 200
+    for i in range(3):
+        record = queue.hgetall(f"wa:media:m{i}")
+        assert record[b"state"] == b"queued"
+        assert json.loads(record[b"job"])["media_id"] == f"m{i}"
+        assert queue.zscore("wa:pending", f"m{i}") is not None
+        assert 0 < queue.ttl(f"wa:media:m{i}") <= 8 * 24 * 3600
+
+
 def test_rotated_secret_is_accepted(client: FlaskClient, queue: Redis) -> None:
     body = webhooks.encode(webhooks.envelope(media(1)))
     assert post(client, body, secret="old-secret").status_code == 200
