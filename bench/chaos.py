@@ -547,23 +547,6 @@ def start_stack(exits: contextlib.ExitStack, workdir: Path, params: Params) -> S
     return stack
 
 
-def stop_leftover_children() -> None:
-    """SIGKILL the process group of any child still running (say, a worker whose start was cut
-    short by Ctrl-C: nobody holds its handle). Each Service leads its own group."""
-    me = os.getpid()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == me:
-            pid = int(stat.parent.name)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-
-
 # --------------------------------------------------------------------------------------------
 # Media in the simulator and webhook bodies
 
@@ -1413,7 +1396,6 @@ def run(plan: Plan, workdir: Path) -> Outcome:
     """Execute the plan; everything started is stopped before this returns or raises."""
     exits = contextlib.ExitStack()
     # Registered first, so it runs last: whatever a cut-short start left behind.
-    exits.callback(stop_leftover_children)
     with sigterm_as_interrupt(), exits:
         outcome = execute(exits, workdir, plan)
         say("stopping everything")

@@ -10,7 +10,6 @@ is stopped when it ends, also on Ctrl-C. It exits 0 only if every check passed.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import hmac
 import json
@@ -148,49 +147,6 @@ class Stack:
                 for line in lines
             )
         return "\n".join(parts)
-
-
-def stop_leftover_children(timeout: float = 15.0) -> None:
-    """SIGTERM (then SIGKILL) the process group of every child process still running.
-
-    start_web, start_worker and RedisServer.start return their Service only once it is ready:
-    when the wait fails or Ctrl-C interrupts it, nobody holds the handle to stop it. Each
-    Service leads its own process group, so its group id is its pid. Linux only (/proc).
-    """
-    me = os.getpid()
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The command name in parentheses may hold spaces: split after its last `)`.
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == me:
-            children.append(int(stat.parent.name))
-    for pid in children:
-        _signal_group(pid, signal.SIGTERM)
-    for pid in children:
-        try:
-            wait_for(functools.partial(_reaped, pid), timeout=timeout, what=f"process {pid}")
-        except TimeoutError:
-            _signal_group(pid, signal.SIGKILL)
-            _reaped(pid, block=True)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-
-
-def _reaped(pid: int, *, block: bool = False) -> bool:
-    try:
-        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == pid
 
 
 def say(text: str) -> None:
@@ -632,7 +588,6 @@ def main() -> int:
     interrupted = False
     stack = Stack(workdir, contextlib.ExitStack())
     # Registered first, so it runs last, after every Service was stopped the normal way.
-    stack.exits.callback(stop_leftover_children)
     try:
         with sigterm_as_interrupt(), stack.exits:
             ok = run(stack)
