@@ -1,4 +1,4 @@
-"""A local stand-in for Meta's WhatsApp Cloud API (media look-up, download, send) for tests."""
+"""A local stand-in for WhatsApp's provider APIs (Cloud API, 360dialog, On-Premises) for tests."""
 
 from graphsim import webhooks
 from graphsim.client import MediaRecord, SimulatorClient, SimulatorError

@@ -16,6 +16,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--token", default="sim-token", help="the initially valid access token")
     parser.add_argument("--version", default="v23.0", help="the Graph API version served")
     parser.add_argument("--url-ttl", type=float, default=300.0, help="download URL lifetime (s)")
+    parser.add_argument("--d360-key", default="d360-key", help="the initially valid 360dialog key")
+    parser.add_argument(
+        "--onprem-token", default="onprem-token", help="the initially valid On-Premises token"
+    )
     return parser.parse_args(argv)
 
 
@@ -26,11 +30,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Blocked before the server thread exists so that every thread inherits the mask and the
     # signals wait for sigwait below: no handler runs in the middle of other code.
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    simulator = Simulator(token=args.token, version=args.version, url_ttl=args.url_ttl)
+    simulator = Simulator(
+        token=args.token,
+        version=args.version,
+        url_ttl=args.url_ttl,
+        d360_keys=[args.d360_key],
+        onprem_tokens=[args.onprem_token],
+    )
     simulator.start(args.host, args.port)
     try:
         print(f"graphsim listening on {simulator.url}", flush=True)
         print(f"graphsim foreign host on {simulator.foreign_url}", flush=True)
+        print(f"graphsim 360dialog on {simulator.d360_url}", flush=True)
+        print(f"graphsim On-Premises on {simulator.onprem_url}", flush=True)
         signal.sigwait(stop_signals)
     finally:
         simulator.stop()

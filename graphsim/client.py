@@ -111,7 +111,11 @@ class SimulatorClient:
         self._call("PUT", "latency", json={"seconds": seconds})
 
     def sent_messages(self) -> list[dict[str, Any]]:
-        """Return the messages the send endpoint accepted, oldest first."""
+        """Return the messages the send endpoints accepted, oldest first.
+
+        Each entry: `provider`, `phone_number_id` (Cloud API only, else None), `to`, `body`,
+        `wamid` (the id answered), `received_at` and the whole `payload`.
+        """
         answer: list[dict[str, Any]] = self._call("GET", "messages")
         return answer
 
@@ -124,11 +128,14 @@ class SimulatorClient:
         return answer
 
     def requests(self) -> list[dict[str, Any]]:
-        """Return the Graph API request log, oldest first.
+        """Return the provider API request log, oldest first.
 
-        Each entry: `op`, `media_id` (the recipient for a send), `time`, `status`,
-        `user_agent`, `authorized` (a valid token was presented) and `connection` (the
-        server's number for the connection, equal for requests over one kept-alive connection).
+        Each entry: `op` (lookup, download, send, delete, upload, upload_session), `media_id`
+        (the recipient for a send, `upload:...` for a session, the new media id for another
+        upload), `time`, `status` (None when an interrupt fault dropped the connection),
+        `user_agent`, `authorized` (a valid credential of its dialect was presented),
+        `connection` (the server's number for the connection, equal for requests over one
+        kept-alive connection) and `provider` (`cloud`, `360dialog` or `onprem`).
         """
         answer: list[dict[str, Any]] = self._call("GET", "requests")
         return answer
@@ -142,8 +149,30 @@ class SimulatorClient:
         """Replace the set of valid access tokens (an empty list revokes all)."""
         self._call("PUT", "tokens", json={"tokens": tokens})
 
+    def set_d360_keys(self, keys: list[str]) -> None:
+        """Replace the set of valid 360dialog API keys (an empty list revokes all)."""
+        self._call("PUT", "d360/keys", json={"keys": keys})
+
+    def set_onprem_tokens(self, tokens: list[str]) -> None:
+        """Replace the set of valid On-Premises tokens (an empty list revokes all)."""
+        self._call("PUT", "onprem/tokens", json={"tokens": tokens})
+
+    def set_d360_blocking(self, limit: int, window: float = 3600.0) -> None:
+        """Block a 360dialog key after `limit` look-ups of unknown media within `window` s."""
+        self._call("PUT", "d360/blocking", json={"limit": limit, "window": window})
+
+    def upload_sessions(self) -> list[dict[str, Any]]:
+        """Return the resumable upload sessions, oldest first.
+
+        Each entry: `id` (`upload:...`), `provider`, `owner` (the app id), `file_name`,
+        `file_length`, `file_type`, `file_offset`, `complete`, `handle` and `sha256` (hex, of
+        the received bytes, once complete), `created_at`, `completed_at`.
+        """
+        answer: list[dict[str, Any]] = self._call("GET", "uploads")
+        return answer
+
     def reset(self) -> None:
-        """Forget media, faults, latency, records and the request log; accept the initial token."""
+        """Forget media, faults, latency, records, sessions and blocks; restore the credentials."""
         self._call("POST", "reset")
 
     def close(self) -> None:

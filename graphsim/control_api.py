@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec
 
+from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
+from graphsim.blocking import DEFAULT_WINDOW
 from graphsim.faults import FaultRule
 from graphsim.responses import json_response
-from graphsim.state import SimState
+from graphsim.routing import Endpoint
+from graphsim.state import SimState, TokenSet
 
 __all__ = [
     "add_fault",
@@ -21,10 +24,15 @@ __all__ = [
     "remove_fault",
     "request_log",
     "reset",
+    "rules",
     "sent_messages",
+    "set_d360_blocking",
+    "set_d360_keys",
     "set_latency",
+    "set_onprem_tokens",
     "set_tokens",
     "stats",
+    "upload_sessions",
 ]
 
 P = ParamSpec("P")
@@ -144,17 +152,77 @@ def stats(state: SimState, request: Request) -> Response:
     return json_response(state.records.stats())
 
 
+def _replace(credentials: TokenSet, request: Request, name: str) -> Response:
+    values = _field(_json_object(request), name, list)
+    if not all(isinstance(value, str) and value for value in values):
+        raise ValueError(f"{name} must be non-empty strings")
+    credentials.replace(values)
+    return json_response({"success": True})
+
+
 @_bad_input_is_400
 def set_tokens(state: SimState, request: Request) -> Response:
-    """`PUT /_sim/tokens`: replace the set of valid access tokens."""
-    tokens = _field(_json_object(request), "tokens", list)
-    if not all(isinstance(token, str) and token for token in tokens):
-        raise ValueError("tokens must be non-empty strings")
-    state.tokens.replace(tokens)
-    return json_response({"success": True})
+    """`PUT /_sim/tokens`: replace the set of valid Cloud API access tokens."""
+    return _replace(state.tokens, request, "tokens")
+
+
+@_bad_input_is_400
+def set_d360_keys(state: SimState, request: Request) -> Response:
+    """`PUT /_sim/d360/keys`: replace the set of valid 360dialog API keys."""
+    return _replace(state.d360_keys, request, "keys")
+
+
+@_bad_input_is_400
+def set_onprem_tokens(state: SimState, request: Request) -> Response:
+    """`PUT /_sim/onprem/tokens`: replace the set of valid On-Premises tokens."""
+    return _replace(state.onprem_tokens, request, "tokens")
+
+
+@_bad_input_is_400
+def set_d360_blocking(state: SimState, request: Request) -> Response:
+    """`PUT /_sim/d360/blocking`: block a key after `limit` unknown look-ups in `window` s."""
+    body = _json_object(request)
+    limit = _field(body, "limit", int)
+    window = body.get("window", DEFAULT_WINDOW)
+    if not isinstance(window, int | float) or isinstance(window, bool):
+        raise ValueError("field 'window' must be a number")
+    state.d360_blocker.configure(limit, float(window))
+    return json_response({"limit": limit, "window": float(window)})
+
+
+def upload_sessions(state: SimState, request: Request) -> Response:
+    """`GET /_sim/uploads`: every resumable upload session, oldest first."""
+    return json_response(state.sessions.describe())
 
 
 def reset(state: SimState, request: Request) -> Response:
     """`POST /_sim/reset`: back to a fresh simulator."""
     state.reset()
     return json_response({"success": True})
+
+
+def rules() -> list[Rule]:
+    """The control API's URL rules."""
+
+    def rule(path: str, method: str, handler: Handler[...]) -> Rule:
+        return Rule(f"/_sim/{path}", methods=[method], endpoint=Endpoint(handler))
+
+    return [
+        rule("media", "POST", add_media),
+        rule("media/generated", "POST", add_generated_media),
+        rule("faults", "POST", add_fault),
+        rule("faults", "GET", list_faults),
+        rule("faults", "DELETE", clear_faults),
+        rule("faults/<fault_id>", "DELETE", remove_fault),
+        rule("latency", "PUT", set_latency),
+        rule("messages", "GET", sent_messages),
+        rule("foreign", "GET", foreign_requests),
+        rule("requests", "GET", request_log),
+        rule("stats", "GET", stats),
+        rule("tokens", "PUT", set_tokens),
+        rule("d360/keys", "PUT", set_d360_keys),
+        rule("d360/blocking", "PUT", set_d360_blocking),
+        rule("onprem/tokens", "PUT", set_onprem_tokens),
+        rule("uploads", "GET", upload_sessions),
+        rule("reset", "POST", reset),
+    ]

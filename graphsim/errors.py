@@ -1,17 +1,28 @@
-"""Graph API error bodies: `{"error": {"message", "type", "code", "error_subcode"?, ...}}`."""
+"""Error bodies of the three dialects (pure).
+
+- Graph (Cloud API): `{"error": {"message", "type", "code", "error_subcode"?, "fbtrace_id"}}`
+- 360dialog: `{"error": "<text>"}`
+- On-Premises: `{"errors": [{"code", "title", "details"}]}`
+"""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 __all__ = [
     "GraphError",
+    "d360_error",
     "default_code",
     "graph_error",
+    "graph_message",
     "invalid_parameter",
     "invalid_token",
+    "onprem_default_code",
+    "onprem_error",
+    "status_phrase",
     "unknown_object",
 ]
 
@@ -44,6 +55,11 @@ def default_code(status: int) -> int:
     return 100
 
 
+def graph_message(code: int) -> str:
+    """Return the message Graph pairs with an error code, e.g. `(#4) Application request ...`."""
+    return f"(#{code}) {_MESSAGES.get(code, 'Simulated error')}"
+
+
 def _fbtrace_id() -> str:
     return "A" + secrets.token_urlsafe(16)
 
@@ -58,7 +74,7 @@ def graph_error(
 ) -> GraphError:
     """Build a Graph error body; `extra` is merged last, so it may override any field."""
     error: dict[str, Any] = {
-        "message": message or f"(#{code}) {_MESSAGES.get(code, 'Simulated error')}",
+        "message": message or graph_message(code),
         "type": type_,
         "code": code,
     }
@@ -96,3 +112,51 @@ def invalid_parameter(details: str) -> GraphError:
         100,
         extra={"error_data": {"messaging_product": "whatsapp", "details": details}},
     )
+
+
+def status_phrase(status: int) -> str:
+    """Return the reason phrase of an HTTP status, e.g. `Service Unavailable`."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Simulated error"
+
+
+def d360_error(text: str) -> dict[str, str]:
+    """Build a 360dialog error body."""
+    return {"error": text}
+
+
+# The On-Premises API's codes for the refusals the simulator makes.
+_ONPREM_TITLES: dict[int, str] = {
+    470: "Message failed to send because more than 24 hours have passed",
+    1000: "Generic error",
+    1005: "Access denied",
+    1006: "Resource not found",
+    1008: "Required parameter is missing",
+    1009: "Parameter value is not valid",
+    1011: "Service not ready",
+    1014: "Internal error",
+    1015: "Too many requests",
+}
+
+
+def onprem_default_code(status: int) -> int:
+    """Return the On-Premises error code that best fits an HTTP status."""
+    codes = {400: 1009, 401: 1005, 403: 1005, 404: 1006, 429: 1015, 503: 1011}
+    if status in codes:
+        return codes[status]
+    return 1014 if status >= 500 else 1000
+
+
+def onprem_error(code: int, details: str, title: str | None = None) -> dict[str, Any]:
+    """Build an On-Premises error body with one error."""
+    return {
+        "errors": [
+            {
+                "code": code,
+                "title": title or _ONPREM_TITLES.get(code, "Simulated error"),
+                "details": details,
+            }
+        ]
+    }

@@ -12,13 +12,14 @@ from graphsim.errors import GraphError, default_code, graph_error
 
 __all__ = ["FOREVER", "OPS", "FaultBook", "FaultRule", "Op"]
 
-Op = Literal["lookup", "download", "send", "delete", "any"]
+Op = Literal["lookup", "download", "send", "delete", "upload", "any"]
 OPS: tuple[Op, ...] = get_args(Op)
 FOREVER = -1
 
 _LOOKUP_EFFECTS = ("expired", "foreign", "file_size", "sha256")
 _DOWNLOAD_EFFECTS = ("truncate", "corrupt", "redirect")
-_EFFECTS = ("status", "latency", *_LOOKUP_EFFECTS, *_DOWNLOAD_EFFECTS)
+_UPLOAD_EFFECTS = ("interrupt_after",)
+_EFFECTS = ("status", "latency", *_LOOKUP_EFFECTS, *_DOWNLOAD_EFFECTS, *_UPLOAD_EFFECTS)
 
 # JSON types accepted per field; bool is rejected where an int is expected (bool subclasses int).
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -36,6 +37,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "foreign": (bool,),
     "file_size": (int,),
     "sha256": (str,),
+    "interrupt_after": (int,),
 }
 
 
@@ -75,6 +77,8 @@ class FaultRule:
     foreign: bool = False
     file_size: int | None = None
     sha256: str | None = None
+    # Take this many bytes of an upload's body, keep them, then drop the connection unanswered.
+    interrupt_after: int | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -89,6 +93,8 @@ class FaultRule:
             raise ValueError("a fault error code must be an int")
         if self.latency < 0 or (self.retry_after is not None and self.retry_after < 0):
             raise ValueError("fault latency and retry_after must not be negative")
+        if self.interrupt_after is not None and self.interrupt_after < 0:
+            raise ValueError("fault interrupt_after must not be negative")
         self._check_effects()
 
     def _check_effects(self) -> None:
@@ -100,8 +106,12 @@ class FaultRule:
                 raise ValueError(f"fault effect {name!r} applies to look-ups only")
             if name in _DOWNLOAD_EFFECTS and self.op not in ("download", "any"):
                 raise ValueError(f"fault effect {name!r} applies to downloads only")
+            if name in _UPLOAD_EFFECTS and self.op not in ("upload", "any"):
+                raise ValueError(f"fault effect {name!r} applies to uploads only")
         if self.redirect and (self.truncate or self.corrupt):
             raise ValueError("a redirect has no body to truncate or corrupt")
+        if self.interrupt_after is not None and self.status is not None:
+            raise ValueError("an interrupted upload gets no answer, so no status")
 
     @classmethod
     def from_json(cls, data: object) -> FaultRule:
@@ -125,7 +135,11 @@ class FaultRule:
         return {k: v for k, v in dataclasses.asdict(self).items() if _is_set(v)}
 
     def matches(self, op: Op, key: str | None) -> bool:
-        """Whether this rule applies to an operation on a media id (or a send's recipient)."""
+        """Whether this rule applies to an operation on its key.
+
+        The key is the media id of a look-up, download or delete, the recipient of a send,
+        and the file name of a resumable upload (None for other uploads: they have no name).
+        """
         if self.op not in (op, "any"):
             return False
         return self.media_id is None or self.media_id == key

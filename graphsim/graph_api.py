@@ -1,4 +1,8 @@
-"""Handlers of the simulated Graph endpoints: media look-up, download, delete and send."""
+"""Handlers of the Graph media flow: look-up, lookaside download, delete and text send.
+
+The Cloud API serves them under `/{version}/` and 360dialog under `/d360/`: each takes the
+dialect that authenticates the caller and words the refusals.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +11,30 @@ import hashlib
 import hmac
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
-from graphsim.errors import graph_error, invalid_parameter, invalid_token, unknown_object
-from graphsim.faults import FaultRule, Op
+from graphsim.delivery import media_response
+from graphsim.dialects import MediaDialect
+from graphsim.errors import graph_error
 from graphsim.media import Media
+from graphsim.messages import record_send, text_problem
 from graphsim.responses import Refusal, json_response
 from graphsim.state import SimState
 from graphsim.webhooks import new_wamid
 
-__all__ = ["delete", "download", "foreign", "lookup", "send"]
-
-MAX_TEXT_LENGTH = 4096
+__all__ = ["delete", "describe_media", "download", "foreign", "foreign_url", "lookup", "send"]
 
 
-def _require_token(state: SimState, request: Request) -> None:
-    if not state.tokens.accepts(request.headers.get("Authorization")):
-        raise Refusal(json_response(invalid_token(), 401))
-
-
-def _apply_fault(
-    state: SimState, op: Op, key: str | None, base_latency: float = 0.0
-) -> FaultRule | None:
-    rule = state.faults.take(op, key)
-    state.pause(base_latency + (rule.latency if rule else 0.0))
-    if rule is not None and rule.status is not None:
-        headers = {} if rule.retry_after is None else {"Retry-After": str(rule.retry_after)}
-        raise Refusal(json_response(rule.error_body(), rule.status, headers))
-    return rule
-
-
-def _owned_media(state: SimState, request: Request, media_id: str) -> Media:
+def _owned_media(state: SimState, request: Request, dialect: MediaDialect, media_id: str) -> Media:
     media = state.media.get(media_id)
     owner = request.args.get("phone_number_id")
     if media is None or (owner and media.phone_number_id and owner != media.phone_number_id):
-        raise Refusal(json_response(unknown_object(media_id), 400))
+        raise Refusal(dialect.unknown_media(media_id))
     return media
 
 
@@ -69,6 +57,11 @@ def _download_url(
     return f"{base}/{route}/{quote(media_id, safe='')}?{query}"
 
 
+def foreign_url(state: SimState, media_id: str) -> str:
+    """A download URL of this media on the foreign host, where a redirect fault points."""
+    return _download_url(state, media_id, foreign=True)
+
+
 def _url_valid(state: SimState, media_id: str, args: Mapping[str, str]) -> bool:
     try:
         ext = int(args.get("ext", ""))
@@ -78,12 +71,12 @@ def _url_valid(state: SimState, media_id: str, args: Mapping[str, str]) -> bool:
     return fresh and hmac.compare_digest(args.get("hash", ""), _url_hash(state, media_id, ext))
 
 
-def lookup(state: SimState, request: Request, media_id: str) -> Response:
-    """`GET /{version}/{media_id}`: describe a media and hand out a download URL."""
-    state.records.count("lookups", media_id)
-    _require_token(state, request)
-    rule = _apply_fault(state, "lookup", media_id, state.faults.latency)
-    media = _owned_media(state, request, media_id)
+def describe_media(
+    state: SimState, request: Request, dialect: MediaDialect, media_id: str
+) -> Response:
+    """Answer an authorized look-up: the media's description and a download URL."""
+    rule = dialect.apply_fault(state, "lookup", media_id, state.faults.latency)
+    media = _owned_media(state, request, dialect, media_id)
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "url": _download_url(
@@ -104,50 +97,24 @@ def lookup(state: SimState, request: Request, media_id: str) -> Response:
     return json_response(body)
 
 
-def _stream(media: Media, rule: FaultRule | None) -> Iterator[bytes]:
-    size = media.file_size
-    # Truncation stops after half the bytes while Content-Length still promises all of them;
-    # the server closes a connection whose body fell short, so the client sees a short body.
-    stop = size // 2 if rule and rule.truncate else size
-    flip = size // 2 if rule and rule.corrupt else -1
-    sent = 0
-    for chunk in media.chunks():
-        if sent >= stop:
-            return
-        piece = chunk[: stop - sent]
-        if sent <= flip < sent + len(piece):
-            altered = bytearray(piece)
-            altered[flip - sent] ^= 0xFF
-            piece = bytes(altered)
-        yield piece
-        sent += len(piece)
+def lookup(state: SimState, request: Request, dialect: MediaDialect, media_id: str) -> Response:
+    """`GET /{version}/{media_id}`: describe a media and hand out a download URL."""
+    state.records.count("lookups", media_id)
+    dialect.require_auth(state, request)
+    return describe_media(state, request, dialect, media_id)
 
 
-def _bytes_response(media: Media, rule: FaultRule | None) -> Response:
-    return Response(
-        _stream(media, rule),
-        status=200,
-        headers={"Content-Length": str(media.file_size)},
-        content_type=media.mime_type,
-        direct_passthrough=True,
-    )
-
-
-def _not_found() -> Response:
-    return json_response(graph_error(100, "The media URL is invalid or has expired"), 404)
-
-
-def download(state: SimState, request: Request, media_id: str) -> Response:
-    """`GET /lookaside/{media_id}?ext=&hash=`: stream a media's bytes to a Bearer holder."""
+def download(state: SimState, request: Request, dialect: MediaDialect, media_id: str) -> Response:
+    """`GET /lookaside/{media_id}?ext=&hash=`: stream a media's bytes to a credential holder."""
     state.records.count("downloads", media_id)
-    _require_token(state, request)
-    rule = _apply_fault(state, "download", media_id, state.faults.latency)
+    dialect.require_auth(state, request)
+    rule = dialect.apply_fault(state, "download", media_id, state.faults.latency)
     media = state.media.get(media_id)
     if media is None or not _url_valid(state, media_id, request.args):
-        return _not_found()
+        return dialect.dead_url()
     if rule is not None and rule.redirect:
-        return redirect(_download_url(state, media_id, foreign=True), 302)
-    return _bytes_response(media, rule)
+        return redirect(foreign_url(state, media_id), 302)
+    return media_response(media, rule)
 
 
 def foreign(state: SimState, request: Request, media_id: str) -> Response:
@@ -163,65 +130,39 @@ def foreign(state: SimState, request: Request, media_id: str) -> Response:
         }
     )
     media = state.media.get(media_id)
-    return _not_found() if media is None else _bytes_response(media, None)
+    if media is None:
+        return json_response(graph_error(100, "The media URL is invalid or has expired"), 404)
+    return media_response(media, None)
 
 
-def delete(state: SimState, request: Request, media_id: str) -> Response:
+def delete(state: SimState, request: Request, dialect: MediaDialect, media_id: str) -> Response:
     """`DELETE /{version}/{media_id}`: forget a media."""
-    _require_token(state, request)
-    _apply_fault(state, "delete", media_id)
-    _owned_media(state, request, media_id)
+    dialect.require_auth(state, request)
+    dialect.apply_fault(state, "delete", media_id)
+    _owned_media(state, request, dialect, media_id)
     state.media.delete(media_id)
     return json_response({"success": True})
 
 
-def _message_problem(payload: dict[str, Any]) -> str | None:
-    """Return what is wrong with a send body (DOMAIN.md section 5), or None."""
-    if payload.get("messaging_product") != "whatsapp":
-        return "Parameter messaging_product must be 'whatsapp'"
-    to = payload.get("to")
-    if not isinstance(to, str) or not to.strip():
-        return "Parameter 'to' is required"
-    if payload.get("recipient_type", "individual") != "individual":
-        return "Parameter recipient_type must be 'individual'"
-    if payload.get("type") != "text":
-        return "Only messages of type 'text' are simulated"
-    text = payload.get("text")
-    if not isinstance(text, dict):
-        return "Parameter 'text' must be an object"
-    body = text.get("body")
-    if not isinstance(body, str) or not body:
-        return "Parameter text.body is required"
-    if len(body) > MAX_TEXT_LENGTH:
-        return f"Parameter text.body is longer than {MAX_TEXT_LENGTH} characters"
-    if not isinstance(text.get("preview_url", False), bool):
-        return "Parameter text.preview_url must be a boolean"
-    return None
-
-
-def send(state: SimState, request: Request, phone_number_id: str) -> Response:
+def send(
+    state: SimState,
+    request: Request,
+    dialect: MediaDialect,
+    phone_number_id: str | None = None,
+) -> Response:
     """`POST /{version}/{phone_number_id}/messages`: accept and record a text message."""
-    _require_token(state, request)
+    dialect.require_auth(state, request)
     payload = request.get_json(force=True, silent=True)
     if not isinstance(payload, dict):
-        return json_response(invalid_parameter("The request body must be a JSON object"), 400)
-    problem = _message_problem(payload)
+        return dialect.bad_request("The request body must be a JSON object")
+    problem = text_problem(payload, cloud=True)
     if problem is not None:
-        return json_response(invalid_parameter(problem), 400)
+        return dialect.bad_request(problem)
     to: str = payload["to"]
     state.records.count("sends", to)
-    _apply_fault(state, "send", to)
+    dialect.apply_fault(state, "send", to)
     wamid = new_wamid()
-    state.records.add_message(
-        {
-            "phone_number_id": phone_number_id,
-            "to": to,
-            "body": payload["text"]["body"],
-            "wamid": wamid,
-            "received_at": time.time(),
-            "payload": payload,
-        }
-    )
+    record_send(state, dialect.provider, payload, wamid, phone_number_id)
     return json_response(
         {
             "messaging_product": "whatsapp",

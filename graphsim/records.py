@@ -9,10 +9,24 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Literal
 
-__all__ = ["REQUEST_LOG_LIMIT", "Counted", "GraphOp", "LoggedRequest", "Recorder"]
+__all__ = [
+    "LOGGED_KEY",
+    "REQUEST_LOG_LIMIT",
+    "Counted",
+    "GraphOp",
+    "LoggedRequest",
+    "Provider",
+    "Recorder",
+]
 
 Counted = Literal["lookups", "downloads", "sends"]
-GraphOp = Literal["lookup", "download", "send", "delete"]
+# `upload` carries file bytes; `upload_session` opens a resumable session or reads its offset.
+GraphOp = Literal["lookup", "download", "send", "delete", "upload", "upload_session"]
+# The dialect a request came through.
+Provider = Literal["cloud", "360dialog", "onprem"]
+
+# The WSGI environ key where a handler may note the key to log (e.g. an uploaded media's new id).
+LOGGED_KEY = "graphsim.logged_key"
 
 # The request log keeps the newest entries only, so a long benchmark cannot exhaust memory.
 REQUEST_LOG_LIMIT = 100_000
@@ -20,15 +34,18 @@ REQUEST_LOG_LIMIT = 100_000
 
 @dataclass(frozen=True, slots=True)
 class LoggedRequest:
-    """One Graph API request as answered: its operation, key, arrival, status and client."""
+    """One provider API request as answered: its operation, key, arrival, status and client."""
 
     op: GraphOp
-    media_id: str | None  # the recipient for a send; None when a send's body has no `to`
+    # The recipient for a send (None when a send's body has no `to`), the session id
+    # (`upload:...`) for a resumable upload, the new media id for another upload.
+    media_id: str | None
     time: float  # time.time() on arrival
-    status: int
+    status: int | None  # None when the connection was dropped unanswered (an interrupt fault)
     user_agent: str | None
-    authorized: bool  # whether a valid access token was presented
+    authorized: bool  # whether a valid credential of its dialect was presented
     connection: int | None  # the server's number for the connection it came on
+    provider: Provider = "cloud"
 
     def to_json(self) -> dict[str, Any]:
         """Return the entry as the control API serves it."""
@@ -40,6 +57,7 @@ class LoggedRequest:
             "user_agent": self.user_agent,
             "authorized": self.authorized,
             "connection": self.connection,
+            "provider": self.provider,
         }
 
 
@@ -63,7 +81,7 @@ class Recorder:
             self._counters[kind][key] += 1
 
     def add_message(self, message: dict[str, Any]) -> None:
-        """Record a message accepted by the send endpoint."""
+        """Record a message accepted by a send endpoint."""
         with self._lock:
             self._messages.append(message)
 
@@ -73,7 +91,7 @@ class Recorder:
             self._foreign.append(request)
 
     def log_request(self, entry: LoggedRequest) -> None:
-        """Append a Graph API request to the log, dropping the oldest entry when full."""
+        """Append a provider API request to the log, dropping the oldest entry when full."""
         with self._lock:
             self._requests.append(entry)
 

@@ -4,77 +4,52 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from graphsim import control_api, graph_api
+from graphsim import cloud_api, control_api, d360_api, graph_api, onprem_api
 from graphsim.client import SimulatorClient
-from graphsim.errors import graph_error
-from graphsim.records import GraphOp, LoggedRequest
+from graphsim.dialects import ONPREM
+from graphsim.errors import d360_error, graph_error
+from graphsim.records import LOGGED_KEY, LoggedRequest
 from graphsim.responses import Refusal, json_response
-from graphsim.serving import CONNECTION_KEY, Server
-from graphsim.state import SimState
+from graphsim.routing import VERSION_PATTERN, Endpoint, VersionConverter
+from graphsim.serving import CONNECTION_KEY, HangUp, Server
+from graphsim.state import DEFAULT_D360_KEYS, DEFAULT_ONPREM_TOKENS, SimState
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["ForeignApp", "GraphApp", "Simulator"]
 
-_VERSION = r"v\d+\.\d+"
 DEFAULT_TOKEN = "sim-token"  # noqa: S105 - the simulator's test token, not a secret
-
-Handler = Callable[..., Response]
-
-
-class _VersionConverter(BaseConverter):
-    """Matches a Graph API version such as `v23.0`."""
-
-    regex = _VERSION
 
 
 def _url_map() -> Map:
-    c, g = control_api, graph_api
     return Map(
-        [
-            Rule("/_sim/media", methods=["POST"], endpoint=c.add_media),
-            Rule("/_sim/media/generated", methods=["POST"], endpoint=c.add_generated_media),
-            Rule("/_sim/faults", methods=["POST"], endpoint=c.add_fault),
-            Rule("/_sim/faults", methods=["GET"], endpoint=c.list_faults),
-            Rule("/_sim/faults", methods=["DELETE"], endpoint=c.clear_faults),
-            Rule("/_sim/faults/<fault_id>", methods=["DELETE"], endpoint=c.remove_fault),
-            Rule("/_sim/latency", methods=["PUT"], endpoint=c.set_latency),
-            Rule("/_sim/messages", methods=["GET"], endpoint=c.sent_messages),
-            Rule("/_sim/foreign", methods=["GET"], endpoint=c.foreign_requests),
-            Rule("/_sim/requests", methods=["GET"], endpoint=c.request_log),
-            Rule("/_sim/stats", methods=["GET"], endpoint=c.stats),
-            Rule("/_sim/tokens", methods=["PUT"], endpoint=c.set_tokens),
-            Rule("/_sim/reset", methods=["POST"], endpoint=c.reset),
-            Rule("/lookaside/<media_id>", methods=["GET"], endpoint=g.download),
-            Rule("/<version:_>/<phone_number_id>/messages", methods=["POST"], endpoint=g.send),
-            Rule("/<version:_>/<media_id>", methods=["GET"], endpoint=g.lookup),
-            Rule("/<version:_>/<media_id>", methods=["DELETE"], endpoint=g.delete),
-        ],
-        converters={"version": _VersionConverter},
+        [*control_api.rules(), *cloud_api.rules(), *d360_api.rules(), *onprem_api.rules()],
+        converters={"version": VersionConverter},
     )
 
 
-# The Graph API operations the request log records, by handler.
-_LOGGED: dict[Handler, GraphOp] = {
-    graph_api.lookup: "lookup",
-    graph_api.download: "download",
-    graph_api.send: "send",
-    graph_api.delete: "delete",
-}
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(f"{prefix}/")
 
 
 def _unsupported(request: Request, exc: HTTPException) -> Response:
+    # Worded in the dialect of the path's prefix, as each provider's own server would.
     message = f"Unsupported {request.method} request to {request.path}"
-    return json_response(graph_error(100, message), exc.code or 400)
+    status = exc.code or 400
+    if _under(request.path, d360_api.PREFIX):
+        return json_response(d360_error(message), status)
+    if _under(request.path, onprem_api.PREFIX):
+        return ONPREM.error(status, message)
+    return json_response(graph_error(100, message), status)
 
 
 def _recipient(request: Request) -> str | None:
@@ -84,8 +59,17 @@ def _recipient(request: Request) -> str | None:
     return to if isinstance(to, str) else None
 
 
+def _logged_key(endpoint: Endpoint, request: Request, args: dict[str, str]) -> str | None:
+    if endpoint.op == "send":
+        return _recipient(request)
+    if "session" in args:
+        return f"upload:{args['session']}"
+    noted = request.environ.get(LOGGED_KEY)
+    return noted if isinstance(noted, str) else args.get("media_id")
+
+
 class _RoutedApp:
-    """A WSGI app dispatching to `handler(state, request, **url_args)` by its URL map."""
+    """A WSGI app dispatching to the `Endpoint` its URL map finds."""
 
     def __init__(self, state: SimState, url_map: Map) -> None:
         self.state = state
@@ -93,21 +77,21 @@ class _RoutedApp:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one WSGI request."""
-        request = Request(environ)
-        try:
-            handler, args = self._map.bind_to_environ(environ).match()
-        except HTTPException as exc:
-            response = _unsupported(request, exc)
-        else:
-            # Any well-formed version is served, as Meta serves every supported one.
-            args = {k: v for k, v in args.items() if k != "_"}
-            response = self._handle(handler, request, args)
+        # Closing the request removes the temporary files of an uploaded form.
+        with Request(environ) as request:
+            try:
+                endpoint, args = self._map.bind_to_environ(environ).match()
+            except HTTPException as exc:
+                response = _unsupported(request, exc)
+            else:
+                # Any well-formed version is served, as Meta serves every supported one.
+                args = {k: v for k, v in args.items() if k != "_"}
+                response = self._handle(endpoint, request, args)
         return response(environ, start_response)
 
-    def _handle(self, handler: Handler, request: Request, args: dict[str, str]) -> Response:
+    def _handle(self, endpoint: Endpoint, request: Request, args: dict[str, str]) -> Response:
         try:
-            response: Response = handler(self.state, request, **args)
-            return response
+            return endpoint(self.state, request, args)
         except Refusal as refusal:
             return refusal.response
         except HTTPException as exc:
@@ -115,29 +99,37 @@ class _RoutedApp:
 
 
 class GraphApp(_RoutedApp):
-    """The main server's app: Graph endpoints plus the `/_sim/` control API."""
+    """The main server's app: the three providers' endpoints plus the `/_sim/` control API."""
 
     def __init__(self, state: SimState) -> None:
         super().__init__(state, _url_map())
 
-    def _handle(self, handler: Handler, request: Request, args: dict[str, str]) -> Response:
-        op = _LOGGED.get(handler)
-        if op is None:
-            return super()._handle(handler, request, args)
+    def _handle(self, endpoint: Endpoint, request: Request, args: dict[str, str]) -> Response:
+        op, dialect = endpoint.op, endpoint.dialect
+        if op is None or dialect is None:
+            return super()._handle(endpoint, request, args)
         arrived = time.time()
-        authorized = self.state.tokens.accepts(request.headers.get("Authorization"))
-        response = super()._handle(handler, request, args)
-        self.state.records.log_request(
-            LoggedRequest(
+        authorized = dialect.authorized(self.state, request)
+
+        def log(status: int | None) -> None:
+            entry = LoggedRequest(
                 op=op,
-                media_id=_recipient(request) if op == "send" else args.get("media_id"),
+                media_id=_logged_key(endpoint, request, args),
                 time=arrived,
-                status=response.status_code,
+                status=status,
                 user_agent=request.headers.get("User-Agent"),
                 authorized=authorized,
                 connection=request.environ.get(CONNECTION_KEY),
+                provider=dialect.provider,
             )
-        )
+            self.state.records.log_request(entry)
+
+        try:
+            response = super()._handle(endpoint, request, args)
+        except HangUp:
+            log(None)  # dropped unanswered, by an interrupt fault
+            raise
+        log(response.status_code)
         return response
 
 
@@ -145,7 +137,8 @@ class ForeignApp(_RoutedApp):
     """The foreign host's app: `/foreign/{media_id}`, any method, recorded."""
 
     def __init__(self, state: SimState) -> None:
-        super().__init__(state, Map([Rule("/foreign/<media_id>", endpoint=graph_api.foreign)]))
+        rule = Rule("/foreign/<media_id>", endpoint=Endpoint(graph_api.foreign))
+        super().__init__(state, Map([rule]))
 
 
 def _url_host(host: str) -> str:
@@ -155,7 +148,11 @@ def _url_host(host: str) -> str:
 
 
 class Simulator:
-    """Meta's WhatsApp Cloud API simulated on a local threaded HTTP server, plus a foreign host.
+    """WhatsApp's provider APIs simulated on a local threaded HTTP server, plus a foreign host.
+
+    One server speaks three dialects over one media store, fault book and records: Meta's
+    Cloud API (Bearer `token`) at the root, 360dialog (`D360-API-KEY`) under `/d360` and the
+    On-Premises API (its own Bearer tokens) under `/onprem`.
 
     The foreign host is a second server on another port of the same host: the `foreign`
     look-up fault and the `redirect` download fault send clients there, and it records what
@@ -163,16 +160,24 @@ class Simulator:
     """
 
     def __init__(
-        self, token: str = DEFAULT_TOKEN, version: str = "v23.0", url_ttl: float = 300.0
+        self,
+        token: str = DEFAULT_TOKEN,
+        version: str = "v23.0",
+        url_ttl: float = 300.0,
+        *,
+        d360_keys: Sequence[str] = DEFAULT_D360_KEYS,
+        onprem_tokens: Sequence[str] = DEFAULT_ONPREM_TOKENS,
     ) -> None:
-        if not re.fullmatch(_VERSION, version):
+        if not re.fullmatch(VERSION_PATTERN, version):
             raise ValueError(f"version must look like v23.0, not {version!r}")
         if url_ttl <= 0:
             raise ValueError("url_ttl must be positive")
         self.token = token
         self.version = version
         self.url_ttl = url_ttl
-        self._state = SimState(token, url_ttl)
+        self.d360_keys = tuple(d360_keys)
+        self.onprem_tokens = tuple(onprem_tokens)
+        self._state = SimState(token, url_ttl, self.d360_keys, self.onprem_tokens)
         self._app = GraphApp(self._state)
         self._foreign_app = ForeignApp(self._state)
         self._servers: tuple[Server, Server] | None = None
@@ -206,6 +211,16 @@ class Simulator:
     def graph_url(self) -> str:
         """The Graph API base URL including the version, e.g. `http://127.0.0.1:PORT/v23.0`."""
         return f"{self.url}/{self.version}"
+
+    @property
+    def d360_url(self) -> str:
+        """360dialog's base URL, e.g. `http://127.0.0.1:PORT/d360`."""
+        return f"{self.url}{d360_api.PREFIX}"
+
+    @property
+    def onprem_url(self) -> str:
+        """The On-Premises API's base URL (before `/v1`), e.g. `http://127.0.0.1:PORT/onprem`."""
+        return f"{self.url}{onprem_api.PREFIX}"
 
     @property
     def media_host(self) -> str:

@@ -5,7 +5,8 @@ request body without reading into the next request), so clients never reuse a co
 handler frames both directions itself: it reads each request body to its declared end, gives
 every response a Content-Length or chunked encoding, and closes only when it must (an HTTP/1.0
 client, a `Connection: close`, or a body shorter than its Content-Length, as the truncate
-fault sends).
+fault sends). An app may also raise `HangUp` to drop a request unanswered, as a broken
+network would.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterable
+from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import ClientDisconnected
@@ -26,14 +28,21 @@ if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
 
-__all__ = ["CONNECTION_KEY", "Server"]
+__all__ = ["CONNECTION_KEY", "HEADERS_KEY", "HangUp", "Server", "raw_header"]
 
 # The WSGI environ key holding the number of the connection a request came on (1, 2, ...).
 CONNECTION_KEY = "graphsim.connection"
+# The WSGI environ key holding the request's headers as received: werkzeug leaves out of the
+# environ every header with an underscore in its name, such as Graph's `file_offset`.
+HEADERS_KEY = "graphsim.headers"
 
 _DRAIN_CHUNK = 64 * 1024
 # How often an idle server looks for a stop request: this bounds how long `stop()` waits.
 _POLL_INTERVAL = 0.05
+
+
+class HangUp(Exception):
+    """Raised by an app to close the connection without answering the request."""
 
 
 class _Connections:
@@ -76,6 +85,13 @@ def _shut(sock: socket.socket) -> None:
     # It may be closed already, by the peer or by its handler.
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def raw_header(environ: WSGIEnvironment, name: str) -> str | None:
+    """A request header as received (any case), also one the WSGI environ leaves out."""
+    headers = environ.get(HEADERS_KEY)
+    value = headers.get(name) if isinstance(headers, Message) else None
+    return value if isinstance(value, str) else None
 
 
 class _Server(ThreadedWSGIServer):
@@ -195,6 +211,7 @@ class _Handler(WSGIRequestHandler):
         """werkzeug's environ, with the connection number and a body that stops at its end."""
         environ = super().make_environ()
         environ[CONNECTION_KEY] = self.connection_number
+        environ[HEADERS_KEY] = self.headers
         # A chunked body is already cut at its last chunk by werkzeug (and marked terminated).
         if not environ.get("wsgi.input_terminated"):
             body = _sized_body(environ)
@@ -222,6 +239,10 @@ class _Handler(WSGIRequestHandler):
             exchange.finish()
         except (ConnectionError, TimeoutError):
             raise  # the client went away: werkzeug's handle() drops the connection
+        except HangUp:
+            # Whatever of the body is still unread stays so: the client sees a reset.
+            self.close_connection = True
+            return
         except Exception:
             self.close_connection = True
             self.log_error("error on request:\n%s", traceback.format_exc())

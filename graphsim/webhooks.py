@@ -1,4 +1,8 @@
-"""Builders of Cloud API webhook payloads and their signatures (pure: no I/O)."""
+"""Builders of webhook payloads and their signatures (pure: no I/O).
+
+The Cloud API's (also 360dialog's) `entry`/`changes` envelope, and the On-Premises API's
+top-level `{"contacts", "messages", ...}` one, whose media carry a hex `sha256` and no `url`.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,10 @@ __all__ = [
     "envelope",
     "error_object",
     "media_message",
+    "new_onprem_id",
     "new_wamid",
+    "onprem_envelope",
+    "onprem_media_message",
     "sign",
     "signed",
     "status_update",
@@ -72,6 +79,11 @@ def new_wamid() -> str:
     return f"wamid.HBgL{token}"
 
 
+def new_onprem_id() -> str:
+    """Return a fresh inbound On-Premises message id shaped like its documents' (`ABGG...`)."""
+    return "ABGG" + secrets.token_urlsafe(24)
+
+
 def _timestamp(value: int | str | None) -> str:
     # Meta sends Unix seconds as a string, never as a number.
     return str(int(time.time()) if value is None else int(value))
@@ -84,6 +96,15 @@ def _base(sender: str, wamid: str | None, timestamp: int | str | None, kind: str
         "timestamp": _timestamp(timestamp),
         "type": kind,
     }
+
+
+def _check_media(kind: str, caption: str | None, filename: str | None) -> None:
+    if kind not in MEDIA_KINDS:
+        raise ValueError(f"unknown media kind {kind!r}")
+    if caption is not None and kind not in _CAPTIONED:
+        raise ValueError(f"a {kind} message carries no caption")
+    if filename is not None and kind != "document":
+        raise ValueError("only a document carries a filename")
 
 
 def media_message(
@@ -99,12 +120,7 @@ def media_message(
     filename: str | None = None,
 ) -> Json:
     """Build an inbound media message of one of `MEDIA_KINDS`."""
-    if kind not in MEDIA_KINDS:
-        raise ValueError(f"unknown media kind {kind!r}")
-    if caption is not None and kind not in _CAPTIONED:
-        raise ValueError(f"a {kind} message carries no caption")
-    if filename is not None and kind != "document":
-        raise ValueError("only a document carries a filename")
+    _check_media(kind, caption, filename)
     wire_type = "audio" if kind == "voice" else kind
     media: Json = {"id": media_id, "mime_type": mime_type, "sha256": sha256_b64}
     if kind in ("audio", "voice"):
@@ -209,3 +225,47 @@ def envelope(
         "object": "whatsapp_business_account",
         "entry": [{"id": waba_id, "changes": [{"field": "messages", "value": value}]}],
     }
+
+
+def onprem_media_message(
+    kind: MediaKind,
+    media_id: str,
+    *,
+    sha256_hex: str,
+    mime_type: str,
+    sender: str = DEFAULT_SENDER,
+    message_id: str | None = None,
+    timestamp: int | str | None = None,
+    caption: str | None = None,
+    filename: str | None = None,
+) -> Json:
+    """Build an inbound On-Premises media message: `{id, mime_type, sha256 (hex)}`, no `url`.
+
+    A voice note is its own type there (`"type": "voice"`), not audio with a flag.
+    """
+    _check_media(kind, caption, filename)
+    media: Json = {"id": media_id, "mime_type": mime_type, "sha256": sha256_hex}
+    if kind == "document":
+        media["filename"] = filename if filename is not None else f"file-{media_id}"
+    if caption is not None:
+        media["caption"] = caption
+    message = _base(sender, message_id or new_onprem_id(), timestamp, kind)
+    message[kind] = media
+    return message
+
+
+def onprem_envelope(
+    messages: Sequence[Json],
+    statuses: Sequence[Json] | None = None,
+    errors: Sequence[Json] | None = None,
+) -> Json:
+    """Wrap messages, statuses and errors in an On-Premises webhook payload (no metadata)."""
+    payload: Json = {}
+    if messages:
+        payload["contacts"] = _contacts(messages)
+        payload["messages"] = list(messages)
+    if statuses is not None:
+        payload["statuses"] = list(statuses)
+    if errors is not None:
+        payload["errors"] = list(errors)
+    return payload

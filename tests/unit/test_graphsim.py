@@ -609,7 +609,12 @@ def test_redirect_fault_sends_the_download_to_the_foreign_host(
     "rule",
     [
         {"op": "lookup"},
-        {"op": "upload", "status": 500},
+        {"op": "publish", "status": 500},
+        {"op": "upload", "truncate": True},
+        {"op": "download", "interrupt_after": 10},
+        {"op": "upload", "interrupt_after": 10, "status": 500},
+        {"op": "upload", "interrupt_after": -1},
+        {"op": "upload", "interrupt_after": True},
         {"op": "lookup", "truncate": True},
         {"op": "download", "expired": True},
         {"op": "lookup", "redirect": True},
@@ -646,6 +651,7 @@ def test_send_answers_like_meta_and_records_the_message(
     assert sent["to"] == "447700900123"
     assert sent["body"] == "Your file was too big"
     assert sent["wamid"] == wamid
+    assert sent["provider"] == "cloud"
     assert isinstance(sent["received_at"], float)
 
 
@@ -745,6 +751,7 @@ def test_request_log_records_every_graph_request_with_its_answer(
     assert before <= times[0]
     assert times[-1] <= after
     assert all(isinstance(entry["connection"], int) for entry in log)
+    assert {entry["provider"] for entry in log} == {"cloud"}
 
 
 def test_request_log_records_no_user_agent_as_null(sim: Simulator, client: SimulatorClient) -> None:
