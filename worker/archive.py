@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -21,7 +21,6 @@ from worker.errors import (
     RetryableError,
     TemporaryError,
 )
-from worker.graph import GraphClient, MediaInfo, UrlRefused
 from worker.jobs import MediaJob
 from worker.layout import (
     InvalidIdError,
@@ -33,6 +32,7 @@ from worker.layout import (
 )
 from worker.logs import get_logger
 from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
+from worker.provider import Fetched, Provider
 from worker.state import MediaStateStore
 from worker.storage import ArchiveStore, ObjectExists
 
@@ -41,16 +41,14 @@ __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "che
 log = get_logger(__name__)
 
 Outcome = Literal["archived", "already_archived"]
-# Fresh URLs to try when a download URL is refused (expired) before giving the task back.
-URL_ATTEMPTS = 3
 
 
-def check_download(digest_hex: str, size: int, info: MediaInfo, job: MediaJob) -> None:
-    """Raise IntegrityError unless the bytes match the look-up's and the webhook's sha256 and
-    the look-up's size."""
-    if size != info.file_size:
-        raise IntegrityError(f"downloaded {size} bytes, look-up announced {info.file_size}")
-    if not hmac.compare_digest(digest_hex, info.sha256):
+def check_download(digest_hex: str, size: int, fetched: Fetched, job: MediaJob) -> None:
+    """Raise IntegrityError unless the bytes match every digest and size that was announced:
+    the provider's look-up and the webhook's."""
+    if fetched.size is not None and size != fetched.size:
+        raise IntegrityError(f"downloaded {size} bytes, look-up announced {fetched.size}")
+    if fetched.sha256 is not None and not hmac.compare_digest(digest_hex, fetched.sha256):
         raise IntegrityError("sha256 of the download differs from the look-up's")
     if job.sha256 is not None and not hmac.compare_digest(digest_hex, job.sha256):
         raise IntegrityError("sha256 of the download differs from the webhook's")
@@ -88,7 +86,7 @@ class Archiver:
     """Turns a MediaJob into a verified object and sidecar in the bucket, exactly once."""
 
     settings: WorkerSettings
-    graph: GraphClient
+    provider: Provider
     store: ArchiveStore
     state: MediaStateStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -165,7 +163,7 @@ class Archiver:
         return RetryLater(plan.countdown, exc)
 
     def _archive(self, job: MediaJob, key: str) -> Outcome:
-        self.graph.check_paused()
+        self.provider.check_paused()
         attempt = self.state.start(job.media_id)
         if attempt.crashes >= MAX_WORKER_DEATHS:
             raise PermanentError(
@@ -179,55 +177,46 @@ class Archiver:
             # An earlier try may have left an unfinished multipart upload: its worker died, or
             # S3 was down when it tried to abort. Its parts would linger unseen.
             self.store.abort_uploads(key)
-        info, digest, size = self._download_to(key, job)
+        with self.provider.fetch(job.media_id, job.phone_number_id) as fetched:
+            digest, size = self._store(key, job, fetched)
         document = sidecar(
             job,
             bucket=self.store.bucket,
             key=key,
             sha256_hex=digest,
             size=size,
-            lookup=info.without_url(),
+            lookup=fetched.lookup,
             archived_at=self.clock(),
         )
         self.store.put_json(sidecar_key(key), document)
         self.state.mark_archived(job.media_id, key)
         return "archived"
 
-    def _download_to(self, key: str, job: MediaJob) -> tuple[MediaInfo, str, int]:
-        info = self.graph.lookup(job.media_id, job.phone_number_id)
-        for attempt in range(1, URL_ATTEMPTS + 1):
-            try:
-                with self.graph.download(info.url) as chunks:
-                    digest, size = self._store(key, job, info, chunks)
-                return info, digest, size
-            except UrlRefused:
-                if attempt == URL_ATTEMPTS:
-                    raise
-                info = self.graph.lookup(job.media_id, job.phone_number_id)
-        raise AssertionError("unreachable")
-
-    def _store(
-        self, key: str, job: MediaJob, info: MediaInfo, chunks: Iterator[bytes]
-    ) -> tuple[str, int]:
+    def _store(self, key: str, job: MediaJob, fetched: Fetched) -> tuple[str, int]:
+        # Known before the first byte: the object's metadata is set when the upload starts,
+        # and the commit only happens if the bytes match it.
+        expected = fetched.sha256 or job.sha256
+        if expected is None:
+            raise PermanentError("neither the provider nor the webhook announced a sha256")
         limit = self.settings.max_media_bytes
         hasher = hashlib.sha256()
         size = 0
         with self.store.upload(
             key,
             content_type=job.mime_type,
-            metadata=object_metadata(job, info.sha256),
+            metadata=object_metadata(job, expected),
             content_disposition=content_disposition(job.filename)
             if job.type == "document"
             else None,
         ) as upload:
-            for chunk in chunks:
+            for chunk in fetched.chunks:
                 size += len(chunk)
                 if size > limit:
                     raise PermanentError(f"download passed MAX_MEDIA_BYTES={limit}; stopped")
                 hasher.update(chunk)
                 upload.write(chunk)
             digest = hasher.hexdigest()
-            check_download(digest, size, info, job)
+            check_download(digest, size, fetched, job)
             try:
                 upload.commit()
             except ObjectExists:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from worker.config import WorkerSettings
 from worker.digests import normalise_sha256
 from worker.errors import CredentialsError, PermanentError, RetryableError, TemporaryError
 from worker.gate import MetaGate
+from worker.provider import Fetched
 
 __all__ = ["CHUNK_SIZE", "TIMEOUT", "USER_AGENT", "GraphClient", "MediaInfo", "UrlRefused"]
 
@@ -25,6 +26,8 @@ USER_AGENT = "wa-media-archiver/0.1 (+https://github.com/wa-media-archiver)"
 TIMEOUT = (5.0, 30.0)
 CHUNK_SIZE = 256 * 1024
 _REDIRECTS = 3
+# Fresh URLs to try when a download URL is refused (expired) before giving the task back.
+URL_ATTEMPTS = 3
 _NETWORK_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -66,7 +69,7 @@ def _json(response: requests.Response) -> Any:
 
 @dataclass
 class GraphClient:
-    """Calls the Graph API with one reused session; every failure becomes an ArchiveError."""
+    """The Cloud API provider: one reused session; every failure becomes an ArchiveError."""
 
     settings: WorkerSettings
     session: requests.Session
@@ -162,6 +165,23 @@ class GraphClient:
             yield from response.iter_content(CHUNK_SIZE)
         except _NETWORK_ERRORS as exc:
             raise TemporaryError(f"media download broke off: {type(exc).__name__}") from None
+
+    @contextmanager
+    def fetch(self, media_id: str, phone_number_id: str | None) -> Iterator[Fetched]:
+        """Look the media up and stream its bytes; a refused (expired) URL is looked up again."""
+        info = self.lookup(media_id, phone_number_id)
+        for attempt in range(1, URL_ATTEMPTS + 1):
+            opened = ExitStack()
+            try:
+                chunks = opened.enter_context(self.download(info.url))
+            except UrlRefused:
+                if attempt == URL_ATTEMPTS:
+                    raise
+                info = self.lookup(media_id, phone_number_id)
+                continue
+            with opened:
+                yield Fetched(info.sha256, info.file_size, info.without_url(), chunks)
+            return
 
     def send_text(self, phone_number_id: str, to: str, body: str) -> str:
         """`POST /{version}/{phone_number_id}/messages` with a text; return the new wamid."""

@@ -7,9 +7,9 @@ from typing import Literal
 
 from worker.config import WorkerSettings
 from worker.errors import BusyError, PermanentError, RetryableError
-from worker.graph import GraphClient
 from worker.jobs import ReplyJob
 from worker.layout import InvalidIdError, checked_id
+from worker.provider import Provider
 from worker.state import ReplyLedger
 
 __all__ = ["Replier", "ReplyOutcome"]
@@ -19,10 +19,10 @@ ReplyOutcome = Literal["sent", "already_sent"]
 
 @dataclass
 class Replier:
-    """Sends TOO_BIG_REPLY_TEXT through the Graph API, guarded by the reply ledger."""
+    """Sends TOO_BIG_REPLY_TEXT through the provider, guarded by the reply ledger."""
 
     settings: WorkerSettings
-    graph: GraphClient
+    provider: Provider
     ledger: ReplyLedger
 
     def reply(self, job: ReplyJob) -> ReplyOutcome:
@@ -37,7 +37,7 @@ class Replier:
         if claim == "in_flight":
             raise BusyError("a reply for this wamid is being sent", retry_after=60)
         try:
-            self.graph.send_text(job.phone_number_id, job.to, self.settings.too_big_reply_text)
+            self.provider.send_text(job.phone_number_id, job.to, self.settings.too_big_reply_text)
         except PermanentError as exc:
             self.ledger.settle(job.wamid, f"failed: {exc.reason}")
             raise

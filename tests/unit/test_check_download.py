@@ -6,20 +6,15 @@ from worker.archive import check_download
 from worker.errors import IntegrityError
 from worker.graph import MediaInfo
 from worker.jobs import MediaJob
+from worker.provider import Fetched
 
 DATA = b"customer photo"
 HEX = hashlib.sha256(DATA).hexdigest()
 OTHER = hashlib.sha256(b"other").hexdigest()
 
 
-def info(sha256: str = HEX, size: int = len(DATA)) -> MediaInfo:
-    return MediaInfo(
-        url="https://lookaside.fbsbx.com/x",
-        mime_type="image/jpeg",
-        sha256=sha256,
-        file_size=size,
-        id="1",
-    )
+def info(sha256: str | None = HEX, size: int | None = len(DATA)) -> Fetched:
+    return Fetched(sha256=sha256, size=size, lookup={}, chunks=iter(()))
 
 
 def job(sha256: str | None = HEX) -> MediaJob:
@@ -32,6 +27,8 @@ def job(sha256: str | None = HEX) -> MediaJob:
 def test_matching_download_passes() -> None:
     check_download(HEX, len(DATA), info(), job())
     check_download(HEX, len(DATA), info(), job(sha256=None))
+    # On-Premises announces no look-up: the webhook's digest alone must match.
+    check_download(HEX, len(DATA), info(sha256=None, size=None), job())
 
 
 @pytest.mark.parametrize(
@@ -41,10 +38,11 @@ def test_matching_download_passes() -> None:
         (info(), job(sha256=OTHER), len(DATA), "webhook"),
         (info(), job(), len(DATA) - 1, "bytes"),
         (info(size=len(DATA) + 1), job(), len(DATA), "bytes"),
+        (info(sha256=None, size=None), job(sha256=OTHER), len(DATA), "webhook"),
     ],
 )
 def test_any_disagreement_is_an_integrity_error(
-    look_up: MediaInfo, webhook: MediaJob, size: int, reason: str
+    look_up: Fetched, webhook: MediaJob, size: int, reason: str
 ) -> None:
     with pytest.raises(IntegrityError, match=reason):
         check_download(HEX, size, look_up, webhook)
