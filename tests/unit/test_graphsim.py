@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from devstack.processes import wait_for
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
 from graphsim.records import REQUEST_LOG_LIMIT, LoggedRequest, Recorder
 
@@ -29,28 +29,6 @@ TOKEN = "sim-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TIMEOUT = 5.0
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator(token=TOKEN) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def client(sim: Simulator) -> Iterator[SimulatorClient]:
-    with sim.client() as control:
-        control.reset()
-        yield control
 
 
 def lookup(
@@ -315,7 +293,7 @@ def test_download_url_expires_after_url_ttl() -> None:
         assert time.time() < ext <= time.time() + 2
         assert fetch(url).status_code == 200
 
-        wait_until(lambda: fetch(url).status_code == 404, timeout=5)
+        wait_for(lambda: fetch(url).status_code == 404, timeout=5)
 
         assert fetch(download_url(short_lived, record.id)).status_code == 200
 

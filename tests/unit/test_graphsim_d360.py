@@ -4,39 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from devstack.processes import wait_for
 from graphsim import Simulator, SimulatorClient, SimulatorError
 
 KEY = {"D360-API-KEY": "d360-key"}
 TIMEOUT = 5.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def client(sim: Simulator) -> Iterator[SimulatorClient]:
-    with sim.client() as control:
-        control.reset()
-        yield control
 
 
 def lookup(
@@ -337,7 +314,7 @@ def test_the_block_lifts_when_failures_leave_the_window(
     assert lookup(sim, "unknown").status_code == 404
     assert lookup(sim, record.id).status_code == 429
 
-    wait_until(lambda: lookup(sim, record.id).status_code == 200)
+    wait_for(lambda: lookup(sim, record.id).status_code == 200, timeout=5)
 
 
 def test_reset_lifts_blocks_and_restores_the_default_limit(

@@ -6,7 +6,6 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,19 +15,6 @@ from graphsim import Simulator, SimulatorClient, SimulatorError, webhooks
 
 AUTH = {"Authorization": "Bearer onprem-token"}
 TIMEOUT = 5.0
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def client(sim: Simulator) -> Iterator[SimulatorClient]:
-    with sim.client() as control:
-        control.reset()
-        yield control
 
 
 def media_url(sim: Simulator, media_id: str) -> str:

@@ -8,7 +8,6 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,19 +24,6 @@ OAUTH = {"Authorization": f"OAuth {TOKEN}"}
 TIMEOUT = 5.0
 PHONE = "106540352242922"
 APP = "1234567890"
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator(token=TOKEN) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def client(sim: Simulator) -> Iterator[SimulatorClient]:
-    with sim.client() as control:
-        control.reset()
-        yield control
 
 
 def upload(
