@@ -89,7 +89,6 @@ def start_web(env: StackEnv, log_dir: Path, *, port: int | None = None) -> tuple
         str(_BIN / "gunicorn"),
         "--bind", f"127.0.0.1:{port}",
         "--workers", "2",
-        "--access-logfile", "-",
         "webhook:create_app()",
     ]  # fmt: skip
     service = Service("web", argv, log_dir / f"web-{port}.log", env=env.environ()).start()

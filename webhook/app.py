@@ -31,7 +31,9 @@ def create_app(settings: WebSettings | None = None) -> Flask:
             # 4 is gunicorn's "app failed to load": the master stops instead of respawning the
             # worker forever.
             raise SystemExit(APP_LOAD_ERROR) from None
-    register_secrets([*settings.app_secrets, settings.verify_token])
+    register_secrets(
+        [*settings.app_secrets, *settings.accounts.secrets, settings.verify_token or ""]
+    )
 
     app = Flask(__name__)
     app.extensions["wa.settings"] = settings

@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
+from worker.accounts import WebAccounts, WebRoute, web_accounts
 from worker.config import DEFAULT_REDIS_URL
-from worker.env import comma_list, positive_int, read, redis_url, text
+from worker.env import positive_int, read, redis_url, text
 
 __all__ = ["MAX_BODY_BYTES", "WebSettings"]
 
 # Meta sends at most 3 MB; anything past 4 MiB is refused before it is read.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+
+_ANY_CLOUD_NUMBER = (WebRoute("cloud", None),)
 
 
 @dataclass(frozen=True)
@@ -20,16 +24,28 @@ class WebSettings:
     """Everything the `web` process needs, validated."""
 
     app_secrets: tuple[str, ...] = field(repr=False)
-    verify_token: str = field(repr=False)
+    verify_token: str | None = field(repr=False)
+    """None when no account receives signed Cloud API webhooks (no handshake to answer)."""
     redis_url: str = DEFAULT_REDIS_URL
     sweep_stalled_after: int = 600
+    routes: tuple[WebRoute, ...] = _ANY_CLOUD_NUMBER
+
+    @cached_property
+    def accounts(self) -> WebAccounts:
+        """The accounts this deployment receives webhooks for."""
+        return WebAccounts(self.routes, self.app_secrets)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WebSettings:
         """Read and validate the web's variables; raise ConfigError naming the first bad one."""
+        accounts = web_accounts(environ)
+        signed = any(r.provider == "cloud" and not r.webhook_token for r in accounts.routes)
         return cls(
-            app_secrets=read(environ, "WHATSAPP_APP_SECRET", comma_list),
-            verify_token=read(environ, "WHATSAPP_VERIFY_TOKEN", text),
+            app_secrets=accounts.app_secrets,
+            verify_token=read(environ, "WHATSAPP_VERIFY_TOKEN", text)
+            if signed
+            else read(environ, "WHATSAPP_VERIFY_TOKEN", lambda v: v or None, ""),
             redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
+            routes=accounts.routes,
         )

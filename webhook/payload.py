@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -10,10 +11,21 @@ from pydantic import ValidationError
 from worker.digests import normalise_sha256
 from worker.jobs import MediaJob, MediaType, ReplyJob
 
-__all__ = ["TOO_BIG", "NotWhatsAppPayload", "Notice", "ParsedPayload", "parse_cloud_payload"]
+__all__ = [
+    "TOO_BIG",
+    "NotWhatsAppPayload",
+    "Notice",
+    "ParsedPayload",
+    "parse_cloud_payload",
+    "parse_onprem_payload",
+]
 
 TOO_BIG = 131052
 MEDIA_TYPES: frozenset[str] = frozenset(get_args(MediaType))
+# The On-Premises API names a voice note's type and object `voice`; the Cloud API sends an
+# `audio` with `"voice": true`.
+VOICE = "voice"
+_ONPREM_LISTS = ("contacts", "messages", "statuses", "errors")
 _MAX_ID_LENGTH = 1024
 
 
@@ -77,8 +89,9 @@ def _timestamp(value: Any) -> int:
 
 
 def _media_job(message: dict[str, Any], phone_number_id: str, waba_id: str | None) -> MediaJob:
-    kind = message["type"]
-    media = _dict(message.get(kind))
+    media = _dict(message.get(message["type"]))
+    kind = "audio" if message["type"] == VOICE else message["type"]
+    voice = True if message["type"] == VOICE else media.get("voice")
     digest = media.get("sha256")
     return MediaJob.model_validate(
         {
@@ -93,7 +106,7 @@ def _media_job(message: dict[str, Any], phone_number_id: str, waba_id: str | Non
             "sha256": normalise_sha256(digest) if isinstance(digest, str) else None,
             "caption": media.get("caption"),
             "filename": media.get("filename") if kind == "document" else None,
-            "voice": media.get("voice") if kind == "audio" else None,
+            "voice": voice if kind == "audio" else None,
             "animated": media.get("animated") if kind == "sticker" else None,
         }
     )
@@ -120,7 +133,7 @@ def _parse_message(
     for code in _error_codes(message.get("errors")):
         out.notices.append(Notice("message_error", "inbound message error", wamid, code))
 
-    if not isinstance(kind, str) or kind not in MEDIA_TYPES:
+    if not isinstance(kind, str) or (kind not in MEDIA_TYPES and kind != VOICE):
         out.ignored += 1
         return
     if phone_number_id is None:
@@ -133,8 +146,9 @@ def _parse_message(
         out.notices.append(Notice("message_skipped", f"malformed {kind} message: {detail}", wamid))
 
 
-def _parse_value(value: dict[str, Any], waba_id: str | None, out: ParsedPayload) -> None:
-    phone_number_id = _text(_dict(value.get("metadata")).get("phone_number_id"))
+def _parse_value(
+    value: dict[str, Any], phone_number_id: str | None, waba_id: str | None, out: ParsedPayload
+) -> None:
     for message in _list(value.get("messages")):
         try:
             _parse_message(message, phone_number_id, waba_id, out)
@@ -153,8 +167,14 @@ def _parse_value(value: dict[str, Any], waba_id: str | None, out: ParsedPayload)
         out.ignored += 1
 
 
-def parse_cloud_payload(document: Any) -> ParsedPayload:
-    """Collect every media message and every 131052 reply owed, across all entries and changes."""
+def parse_cloud_payload(
+    document: Any, accepts: Callable[[str], bool] = lambda _: True
+) -> ParsedPayload:
+    """Collect every media message and every 131052 reply owed, across all entries and changes.
+
+    Messages to a phone_number_id that `accepts` refuses are skipped with a notice: no account
+    of this deployment archives them.
+    """
     if not (
         isinstance(document, dict)
         and document.get("object") == "whatsapp_business_account"
@@ -170,5 +190,30 @@ def parse_cloud_payload(document: Any) -> ParsedPayload:
             if change.get("field", "messages") != "messages":
                 out.ignored += 1
                 continue
-            _parse_value(_dict(change.get("value")), waba_id, out)
+            value = _dict(change.get("value"))
+            number = _text(_dict(value.get("metadata")).get("phone_number_id"))
+            if number is not None and not accepts(number):
+                messages = len(_list(value.get("messages")))
+                out.notices.append(
+                    Notice("unknown_account", f"phone_number_id {number}: {messages} message(s)")
+                )
+                continue
+            _parse_value(value, number, waba_id, out)
+    return out
+
+
+def parse_onprem_payload(document: Any, phone_number_id: str) -> ParsedPayload:
+    """Collect the media and replies of an On-Premises webhook, which names no phone number:
+    `phone_number_id` is the account's, known from the URL's token."""
+    if not (
+        isinstance(document, dict)
+        and any(isinstance(document.get(name), list) for name in _ONPREM_LISTS)
+        and all(isinstance(document.get(name, []), list) for name in _ONPREM_LISTS)
+    ):
+        raise NotWhatsAppPayload(
+            "not an On-Premises payload: expected top-level contacts, messages, statuses or "
+            "errors lists"
+        )
+    out = ParsedPayload()
+    _parse_value(document, phone_number_id, None, out)
     return out

@@ -5,13 +5,20 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from redis import Redis
 from redis.exceptions import RedisError
 
 from webhook.config import MAX_BODY_BYTES, WebSettings
-from webhook.payload import NotWhatsAppPayload, parse_cloud_payload
+from webhook.payload import (
+    NotWhatsAppPayload,
+    ParsedPayload,
+    parse_cloud_payload,
+    parse_onprem_payload,
+)
 from webhook.publisher import BrokerUnavailable, Publisher
 from webhook.signature import MissingSignature, SignatureError, verify
 from worker.logs import get_logger
@@ -40,6 +47,7 @@ def verify_subscription() -> Response:
     if (
         request.args.get("hub.mode") == "subscribe"
         and challenge is not None
+        and expected is not None
         and hmac.compare_digest(token.encode(), expected.encode())
     ):
         return _text(challenge, 200)
@@ -47,10 +55,8 @@ def verify_subscription() -> Response:
     return _text("forbidden", 403)
 
 
-@bp.post("/webhook")
-def receive() -> Response:
-    """Verify, parse and enqueue one webhook delivery."""
-    started = time.perf_counter()
+def _read_body() -> bytes | Response:
+    """The raw body, or the 413 answer when it is over MAX_BODY_BYTES."""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         log.warning("webhook_rejected", status=413, content_length=length)
@@ -61,31 +67,31 @@ def receive() -> Response:
         if len(body) > MAX_BODY_BYTES:
             log.warning("webhook_rejected", status=413, chunked=True)
             return _text("payload too large", 413)
-    else:
-        body = request.get_data(cache=False)  # a body shorter than declared is a 400
+        return body
+    return request.get_data(cache=False)  # a body shorter than declared is a 400
 
-    try:
-        verify(body, request.headers.get("X-Hub-Signature-256"), _settings().app_secrets)
-    except SignatureError as exc:
-        status = 401 if isinstance(exc, MissingSignature) else 403
-        log.warning("webhook_rejected", status=status, reason=str(exc), size=len(body))
-        return _text("unauthorized" if status == 401 else "forbidden", status)
 
+def _enqueue(
+    body: bytes, parse: Callable[[Any], ParsedPayload], started: float, **context: Any
+) -> Response:
+    """Parse an authenticated body and hand its work to the broker."""
     try:
-        parsed = parse_cloud_payload(json.loads(body))
+        parsed = parse(json.loads(body))
     except (ValueError, RecursionError) as exc:
         reason = str(exc) if isinstance(exc, NotWhatsAppPayload) else "body is not JSON"
-        log.warning("webhook_rejected", status=400, reason=reason, size=len(body))
+        log.warning("webhook_rejected", status=400, reason=reason, size=len(body), **context)
         return _text("bad request", 400)
 
     for notice in parsed.notices:
-        log.warning(notice.event, detail=notice.detail, wamid=notice.wamid, code=notice.code)
+        log.warning(
+            notice.event, detail=notice.detail, wamid=notice.wamid, code=notice.code, **context
+        )
 
     publisher: Publisher = current_app.extensions["wa.publisher"]
     try:
         task_id = publisher.publish(parsed)
     except BrokerUnavailable as exc:
-        log.error("webhook_enqueue_failed", status=503, reason=str(exc))
+        log.error("webhook_enqueue_failed", status=503, reason=str(exc), **context)
         return _text("broker unavailable", 503)
 
     log.info(
@@ -95,8 +101,54 @@ def receive() -> Response:
         ignored=parsed.ignored,
         task_id=task_id,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        **context,
     )
     return _text("ok", 200)
+
+
+@bp.post("/webhook")
+def receive() -> Response:
+    """Verify the Meta signature of a Cloud API delivery, then parse and enqueue it."""
+    started = time.perf_counter()
+    body = _read_body()
+    if isinstance(body, Response):
+        return body
+    settings = _settings()
+    try:
+        verify(body, request.headers.get("X-Hub-Signature-256"), settings.app_secrets)
+    except SignatureError as exc:
+        status = 401 if isinstance(exc, MissingSignature) else 403
+        log.warning("webhook_rejected", status=status, reason=str(exc), size=len(body))
+        return _text("unauthorized" if status == 401 else "forbidden", status)
+    accounts = settings.accounts
+    return _enqueue(
+        body, lambda doc: parse_cloud_payload(doc, accepts=accounts.signed_accepts), started
+    )
+
+
+@bp.post("/webhook/<token>")
+def receive_for_account(token: str) -> Response:
+    """A delivery Meta does not sign for us (360dialog, On-Premises): the path token is the
+    secret, and it names the account."""
+    started = time.perf_counter()
+    route = _settings().accounts.by_token(token)
+    if route is None:
+        log.warning("webhook_rejected", status=404, reason="unknown webhook token")
+        return _text("not found", 404)
+    body = _read_body()
+    if isinstance(body, Response):
+        return body
+    number = route.phone_number_id
+    context = {"provider": route.provider, "account": number or "*"}
+    if route.provider == "onprem":
+        assert number is not None  # an On-Premises account always has one
+        return _enqueue(body, lambda doc: parse_onprem_payload(doc, number), started, **context)
+    return _enqueue(
+        body,
+        lambda doc: parse_cloud_payload(doc, accepts=lambda n: number in (None, n)),
+        started,
+        **context,
+    )
 
 
 @bp.get("/healthz")

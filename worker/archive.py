@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import Callable
@@ -13,8 +12,10 @@ from typing import Literal
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from worker.celery_app import MAX_COUNTDOWN
+from worker.clients import AccountClients, ClientDirectory
 from worker.config import WorkerSettings
 from worker.errors import (
+    ArchiveError,
     BusyError,
     IntegrityError,
     PermanentError,
@@ -32,9 +33,10 @@ from worker.layout import (
 )
 from worker.logs import get_logger
 from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
-from worker.provider import Fetched, Provider
+from worker.provider import Fetched
 from worker.state import MediaStateStore
 from worker.storage import ArchiveStore, ObjectExists
+from worker.transfer import Tally
 
 __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
 
@@ -86,16 +88,16 @@ class Archiver:
     """Turns a MediaJob into a verified object and sidecar in the bucket, exactly once."""
 
     settings: WorkerSettings
-    provider: Provider
-    store: ArchiveStore
+    clients: ClientDirectory
     state: MediaStateStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def object_key(self, job: MediaJob) -> str:
+    @staticmethod
+    def object_key(job: MediaJob, prefix: str) -> str:
         """The job's key; PermanentError for ids that cannot form one."""
         try:
             return build_key(
-                self.settings.s3_prefix,
+                prefix,
                 job.phone_number_id,
                 job.timestamp,
                 job.media_id,
@@ -108,7 +110,11 @@ class Archiver:
         """Try once to archive the media, and record in its state what came of it."""
         deadline = media_deadline(job.timestamp)
         try:
-            key = self.object_key(job)
+            clients = self.clients.for_number(job.phone_number_id)
+        except RetryableError as exc:
+            return self._plan(job, exc, deadline)
+        try:
+            key = self.object_key(job, clients.account.prefix)
             if self.state.get(job.media_id).get("state") == "archived":
                 return Done("already_archived", key)
             if time.time() >= deadline:
@@ -120,13 +126,15 @@ class Archiver:
             with self.state.lease(job.media_id):
                 # Every outcome is recorded while the lease is held, so the sweep never
                 # mistakes a try that just ended for one whose worker died.
-                return self._try_under_lease(job, key, deadline)
+                return self._try_under_lease(clients, job, key, deadline)
         except BusyError as exc:
             return RetryLater(exc.retry_after or self.state.lease_ttl / 4, exc)
 
-    def _try_under_lease(self, job: MediaJob, key: str, deadline: float) -> Result:
+    def _try_under_lease(
+        self, clients: AccountClients, job: MediaJob, key: str, deadline: float
+    ) -> Result:
         try:
-            return Done(self._archive(job, key), key)
+            return Done(self._archive(clients, job, key), key)
         except PermanentError as exc:
             self.state.mark_failed(job.media_id, exc.reason)
             return Failed(exc.reason, exc.code)
@@ -162,46 +170,62 @@ class Archiver:
         )
         return RetryLater(plan.countdown, exc)
 
-    def _archive(self, job: MediaJob, key: str) -> Outcome:
-        self.provider.check_paused()
+    def _archive(self, clients: AccountClients, job: MediaJob, key: str) -> Outcome:
+        provider, store = clients.provider, clients.store
+        provider.check_paused()
         attempt = self.state.start(job.media_id)
         if attempt.crashes >= MAX_WORKER_DEATHS:
             raise PermanentError(
                 f"the worker died {attempt.crashes} times while archiving this media"
             )
         # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
-        if self.store.metadata(sidecar_key(key)) is not None:
+        if store.metadata(sidecar_key(key)) is not None:
             self.state.mark_archived(job.media_id, key)
             return "already_archived"
         if attempt.attempts > 1:
             # An earlier try may have left an unfinished multipart upload: its worker died, or
             # S3 was down when it tried to abort. Its parts would linger unseen.
-            self.store.abort_uploads(key)
-        with self.provider.fetch(job.media_id, job.phone_number_id) as fetched:
-            digest, size = self._store(key, job, fetched)
+            store.abort_uploads(key)
+        with provider.fetch(job.media_id, job.phone_number_id) as fetched:
+            digest, size = self._store(store, key, job, fetched)
         document = sidecar(
             job,
-            bucket=self.store.bucket,
+            bucket=store.bucket,
             key=key,
             sha256_hex=digest,
             size=size,
             lookup=fetched.lookup,
             archived_at=self.clock(),
         )
-        self.store.put_json(sidecar_key(key), document)
+        store.put_json(sidecar_key(key), document)
         self.state.mark_archived(job.media_id, key)
+        if clients.account.delete_after_archive:
+            self._delete_from_provider(clients, job)
         return "archived"
 
-    def _store(self, key: str, job: MediaJob, fetched: Fetched) -> tuple[str, int]:
+    @staticmethod
+    def _delete_from_provider(clients: AccountClients, job: MediaJob) -> None:
+        # The archive copy is verified and committed: a failed delete costs nothing but the
+        # provider's own copy living on until it expires, so it is logged, not retried.
+        try:
+            clients.provider.delete(job.media_id, job.phone_number_id)
+        except ArchiveError as exc:
+            log.warning(
+                "media_delete_failed", media_id=job.media_id, wamid=job.wamid, reason=exc.reason
+            )
+        else:
+            log.info("media_deleted_from_provider", media_id=job.media_id, wamid=job.wamid)
+
+    def _store(
+        self, store: ArchiveStore, key: str, job: MediaJob, fetched: Fetched
+    ) -> tuple[str, int]:
         # Known before the first byte: the object's metadata is set when the upload starts,
         # and the commit only happens if the bytes match it.
         expected = fetched.sha256 or job.sha256
         if expected is None:
             raise PermanentError("neither the provider nor the webhook announced a sha256")
-        limit = self.settings.max_media_bytes
-        hasher = hashlib.sha256()
-        size = 0
-        with self.store.upload(
+        tally = Tally(self.settings.max_media_bytes)
+        with store.upload(
             key,
             content_type=job.mime_type,
             metadata=object_metadata(job, expected),
@@ -209,19 +233,15 @@ class Archiver:
             if job.type == "document"
             else None,
         ) as upload:
-            for chunk in fetched.chunks:
-                size += len(chunk)
-                if size > limit:
-                    raise PermanentError(f"download passed MAX_MEDIA_BYTES={limit}; stopped")
-                hasher.update(chunk)
+            for chunk in tally.through(fetched.chunks, fetched.size):
                 upload.write(chunk)
-            digest = hasher.hexdigest()
+            digest, size = tally.sha256, tally.size
             check_download(digest, size, fetched, job)
             try:
                 upload.commit()
             except ObjectExists:
                 # Another writer won the race; its object is fine if it holds the same bytes.
-                existing = self.store.metadata(key) or {}
+                existing = store.metadata(key) or {}
                 if existing.get("sha256") != digest:
                     raise PermanentError("the key holds a different object already") from None
         return digest, size

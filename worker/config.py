@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from worker.env import comma_list, positive_int, read, redis_url, text
+from worker.accounts import WorkerAccounts, base_url, flag, worker_accounts
+from worker.env import positive_int, read, redis_url
 
 __all__ = ["DEFAULT_REDIS_URL", "DEFAULT_TOO_BIG_REPLY", "WorkerSettings"]
 
@@ -18,23 +18,8 @@ DEFAULT_TOO_BIG_REPLY = (
 )
 
 
-def _base_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("expected an http:// or https:// URL")
-    return value.rstrip("/")
-
-
 def _optional_url(value: str) -> str | None:
-    return _base_url(value) if value else None
-
-
-def _host_list(value: str) -> tuple[str, ...]:
-    hosts = tuple(host.lower() for host in comma_list(value))
-    for host in hosts:
-        if "/" in host or "@" in host or " " in host:
-            raise ValueError(f"{host!r} is not a host or host:port")
-    return hosts
+    return base_url(value) if value else None
 
 
 def _lease_seconds(value: str) -> int:
@@ -54,12 +39,10 @@ def _reply_text(value: str) -> str:
 class WorkerSettings:
     """Everything the `worker` process needs, validated."""
 
-    access_token: str = field(repr=False)
-    api_version: str
-    graph_url: str
-    media_hosts: tuple[str, ...]
+    accounts: WorkerAccounts = field(repr=False)
     redis_url: str
-    s3_bucket: str
+    s3_bucket: str | None
+    """The default bucket; accounts from a file may name their own."""
     s3_prefix: str
     s3_endpoint_url: str | None
     max_media_bytes: int
@@ -72,14 +55,19 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
         """Read and validate the worker's variables; raise ConfigError naming the first bad one."""
+        bucket = read(environ, "S3_BUCKET", lambda v: v or None, "")
+        prefix = read(environ, "S3_PREFIX", lambda v: v.strip("/"), "")
+        delete_after_archive = read(environ, "DELETE_AFTER_ARCHIVE", flag, "false")
         return cls(
-            access_token=read(environ, "WHATSAPP_ACCESS_TOKEN", text),
-            api_version=read(environ, "WHATSAPP_API_VERSION", text, "v23.0"),
-            graph_url=read(environ, "WHATSAPP_GRAPH_URL", _base_url, "https://graph.facebook.com"),
-            media_hosts=read(environ, "WHATSAPP_MEDIA_HOSTS", _host_list, "lookaside.fbsbx.com"),
+            accounts=worker_accounts(
+                environ,
+                bucket=bucket,
+                prefix=prefix,
+                delete_after_archive=delete_after_archive,
+            ),
             redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
-            s3_bucket=read(environ, "S3_BUCKET", text),
-            s3_prefix=read(environ, "S3_PREFIX", lambda v: v.strip("/"), ""),
+            s3_bucket=bucket,
+            s3_prefix=prefix,
             s3_endpoint_url=read(environ, "S3_ENDPOINT_URL", _optional_url, ""),
             max_media_bytes=read(environ, "MAX_MEDIA_BYTES", positive_int, "104857600"),
             too_big_reply_text=read(

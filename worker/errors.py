@@ -9,7 +9,9 @@ ArchiveError
 │   ├── StorageError        S3 failed or is unreachable
 │   └── BusyError           another worker holds this media's lease
 └── PermanentError          retrying cannot help: record the media as failed with the reason
-    └── ReengagementError   131047: the customer's 24-hour window is closed
+    ├── ReengagementError   131047 (On-Premises 470): the customer's 24-hour window is closed
+    ├── MediaRejected       WhatsApp refuses an upload's type or size (checked before sending)
+    └── Unsupported         the provider's API has no such operation (On-Premises: media URLs)
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ __all__ = [
     "BusyError",
     "CredentialsError",
     "IntegrityError",
+    "MediaRejected",
     "PermanentError",
     "ReengagementError",
     "RetryableError",
     "StorageError",
     "TemporaryError",
     "ThrottledError",
+    "Unsupported",
 ]
 
 
@@ -77,3 +81,11 @@ class PermanentError(ArchiveError):
 
 class ReengagementError(PermanentError):
     """Free-form text is not allowed: more than 24 hours since the customer wrote (131047)."""
+
+
+class MediaRejected(PermanentError):
+    """A file's type or size is not one WhatsApp accepts for upload; nothing was sent."""
+
+
+class Unsupported(PermanentError):
+    """The provider's API has no such operation (e.g. media URLs on the On-Premises API)."""

@@ -1,13 +1,37 @@
-"""What the archive needs from a WhatsApp provider, whichever one delivers the file."""
+"""What the service needs from a WhatsApp provider, whichever one the account uses."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, Protocol
 
-__all__ = ["Fetched", "Provider"]
+__all__ = ["PROVIDER_KINDS", "Connection", "Fetched", "Progress", "Provider", "ProviderKind"]
+
+ProviderKind = Literal["cloud", "360dialog", "onprem"]
+PROVIDER_KINDS: tuple[ProviderKind, ...] = ("cloud", "360dialog", "onprem")
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes moved since the last call."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach one account's provider, and with which credential."""
+
+    kind: ProviderKind
+    base_url: str
+    """Cloud: the Graph base URL; 360dialog: its API base URL; On-Premises: the web app's URL."""
+    credential: str = field(repr=False)
+    """Cloud: the access token; 360dialog: the D360-API-KEY; On-Premises: the Bearer token."""
+    api_version: str = "v23.0"
+    """Cloud only: the Graph API version in paths."""
+    media_hosts: tuple[str, ...] = ("lookaside.fbsbx.com",)
+    """Cloud only: the hosts that may receive the token when downloading."""
+    app_id: str | None = None
+    """Cloud only: the Meta app that owns resumable upload sessions."""
 
 
 @dataclass(frozen=True)
@@ -23,13 +47,45 @@ class Fetched:
 
 
 class Provider(Protocol):
-    """Media download and customer replies through one provider's API."""
+    """One account's provider API: media download, upload and delete, and text messages.
+
+    Every failure is raised as an ArchiveError subclass (worker/errors.py).
+    """
+
+    connection: Connection
 
     def check_paused(self) -> None:
-        """Raise a CredentialsError while calls with this account's credentials are paused."""
+        """Raise a CredentialsError while calls with this account's credential are paused."""
 
     def fetch(self, media_id: str, phone_number_id: str | None) -> AbstractContextManager[Fetched]:
-        """Open the media's bytes as a stream; ArchiveError subclasses on failure."""
+        """Open the media's bytes as a stream."""
+
+    def media_url(self, media_id: str, phone_number_id: str | None) -> dict[str, Any]:
+        """The provider's look-up of a media (with its short-lived `url` where it has one)."""
+
+    def download(
+        self,
+        media_id: str,
+        phone_number_id: str | None,
+        out: BinaryIO,
+        progress: Progress | None = None,
+    ) -> Fetched:
+        """Write the media's verified bytes to `out`; return what the provider announced."""
+
+    def upload(
+        self,
+        path: Path,
+        mime_type: str,
+        phone_number_id: str | None,
+        progress: Progress | None = None,
+    ) -> str:
+        """Upload a file as a new media after checking its type and size; return its id."""
+
+    def upload_resumable(self, path: Path, mime_type: str, progress: Progress | None = None) -> str:
+        """Upload through a resumable session, resuming after breaks; return the file handle."""
+
+    def delete(self, media_id: str, phone_number_id: str | None) -> None:
+        """Delete a media from the provider."""
 
     def send_text(self, phone_number_id: str, to: str, body: str) -> str:
         """Send a text message; return the new message's id."""

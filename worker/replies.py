@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from worker.clients import ClientDirectory
 from worker.config import WorkerSettings
 from worker.errors import BusyError, PermanentError, RetryableError
 from worker.jobs import ReplyJob
 from worker.layout import InvalidIdError, checked_id
-from worker.provider import Provider
 from worker.state import ReplyLedger
 
 __all__ = ["Replier", "ReplyOutcome"]
@@ -22,7 +22,7 @@ class Replier:
     """Sends TOO_BIG_REPLY_TEXT through the provider, guarded by the reply ledger."""
 
     settings: WorkerSettings
-    provider: Provider
+    clients: ClientDirectory
     ledger: ReplyLedger
 
     def reply(self, job: ReplyJob) -> ReplyOutcome:
@@ -31,13 +31,14 @@ class Replier:
             checked_id("phone_number_id", job.phone_number_id)
         except InvalidIdError as exc:
             raise PermanentError(str(exc)) from None
+        provider = self.clients.for_number(job.phone_number_id).provider
         claim = self.ledger.claim(job.wamid)
         if claim == "sent":
             return "already_sent"
         if claim == "in_flight":
             raise BusyError("a reply for this wamid is being sent", retry_after=60)
         try:
-            self.provider.send_text(job.phone_number_id, job.to, self.settings.too_big_reply_text)
+            provider.send_text(job.phone_number_id, job.to, self.settings.too_big_reply_text)
         except PermanentError as exc:
             self.ledger.settle(job.wamid, f"failed: {exc.reason}")
             raise

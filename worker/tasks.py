@@ -32,16 +32,15 @@ from worker.celery_app import (
     SWEEP_TASK,
     app,
 )
+from worker.clients import ClientDirectory
 from worker.config import WorkerSettings
 from worker.env import ConfigError
 from worker.errors import CredentialsError, PermanentError, RetryableError, StorageError
-from worker.gate import MetaGate
-from worker.graph import GraphClient
 from worker.jobs import MediaJob, ReplyJob
 from worker.logs import get_logger, register_secrets
 from worker.replies import Replier
 from worker.state import MediaStateStore, ReplyLedger
-from worker.storage import ArchiveStore, make_s3_client
+from worker.storage import make_s3_client
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
 
@@ -64,7 +63,7 @@ def _validate_at_start(**_: Any) -> None:
         print(f"worker: configuration error: {exc}", file=sys.stderr, flush=True)
         # Celery swallows exceptions from signal handlers; leave with a clear status instead.
         os._exit(2)
-    register_secrets([loaded.access_token])
+    register_secrets(loaded.accounts.secrets)
 
 
 @dataclass(frozen=True)
@@ -80,17 +79,15 @@ class Services:
 @functools.cache
 def _services_for(pid: int) -> Services:
     config = settings()
-    register_secrets([config.access_token])
+    register_secrets(config.accounts.secrets)
     redis = Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
-    gate = MetaGate(redis, config.access_token, config.graph_rate_limit, config.token_pause_seconds)
-    graph = GraphClient.create(config, gate)
+    clients = ClientDirectory(config, redis, make_s3_client(config.s3_endpoint_url))
     state = MediaStateStore(
         redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
     )
-    store = ArchiveStore(make_s3_client(config.s3_endpoint_url), config.s3_bucket)
     return Services(
-        archiver=Archiver(config, graph, store, state),
-        replier=Replier(config, graph, ReplyLedger(redis)),
+        archiver=Archiver(config, clients, state),
+        replier=Replier(config, clients, ReplyLedger(redis)),
         state=state,
         redis=redis,
     )

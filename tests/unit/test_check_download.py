@@ -3,10 +3,11 @@ import hashlib
 import pytest
 
 from worker.archive import check_download
-from worker.errors import IntegrityError
-from worker.graph import MediaInfo
+from worker.errors import IntegrityError, PermanentError
+from worker.graphflow import MediaInfo
 from worker.jobs import MediaJob
 from worker.provider import Fetched
+from worker.transfer import Tally
 
 DATA = b"customer photo"
 HEX = hashlib.sha256(DATA).hexdigest()
@@ -70,3 +71,18 @@ def test_lookup_accepts_string_file_size_and_base64_digest() -> None:
         "file_size": 14,
         "id": "1",
     }
+
+
+def test_a_stream_without_announced_size_stops_at_the_limit() -> None:
+    tally = Tally(limit=10)
+    passed = []
+    with pytest.raises(PermanentError, match="MAX_MEDIA_BYTES=10"):
+        passed.extend(tally.through(iter([b"x" * 6, b"x" * 6, b"x" * 6])))
+    assert passed == [b"x" * 6]
+
+
+def test_a_stream_longer_than_announced_stops_right_there() -> None:
+    tally = Tally(limit=100)
+    with pytest.raises(IntegrityError, match="passed the 8 bytes announced"):
+        list(tally.through(iter([b"x" * 6, b"x" * 6, b"x" * 6]), announced=8))
+    assert tally.size == 12

@@ -9,9 +9,13 @@ WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}
 
 def test_worker_defaults() -> None:
     settings = WorkerSettings.from_env(WORKER_ENV)
-    assert settings.api_version == "v23.0"
-    assert settings.graph_url == "https://graph.facebook.com"
-    assert settings.media_hosts == ("lookaside.fbsbx.com",)
+    account = settings.accounts.for_number("106540352242922")
+    assert account is not None
+    connection = account.connection
+    assert connection.api_version == "v23.0"
+    assert connection.base_url == "https://graph.facebook.com"
+    assert connection.media_hosts == ("lookaside.fbsbx.com",)
+    assert (account.bucket, account.delete_after_archive) == ("archive", False)
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert settings.s3_prefix == ""
     assert settings.s3_endpoint_url is None
@@ -30,8 +34,11 @@ def test_worker_values() -> None:
         }
     )
     assert settings.s3_prefix == "wa/media"
-    assert settings.media_hosts == ("a.example", "127.0.0.1:9000")
-    assert settings.graph_url == "http://127.0.0.1:5000"
+    account = settings.accounts.for_number("1")
+    assert account is not None
+    assert account.prefix == "wa/media"
+    assert account.connection.media_hosts == ("a.example", "127.0.0.1:9000")
+    assert account.connection.base_url == "http://127.0.0.1:5000"
     assert settings.max_media_bytes == 1000
 
 

@@ -6,7 +6,12 @@ import pytest
 
 from worker.allowlist import is_allowed_media_url
 from worker.backoff import next_countdown
-from worker.classify import classify_graph_error, parse_retry_after
+from worker.classify import (
+    classify_d360_error,
+    classify_graph_error,
+    classify_onprem_error,
+    parse_retry_after,
+)
 from worker.digests import normalise_sha256
 from worker.errors import (
     CredentialsError,
@@ -124,3 +129,61 @@ def test_retry_after_is_a_floor_but_still_capped() -> None:
 def test_allowlist(url: str, allowed: bool) -> None:
     hosts = ("lookaside.fbsbx.com", "127.0.0.1:8080", "[::1]:9000")
     assert is_allowed_media_url(url, hosts) is allowed
+
+
+def onprem(code: object) -> dict[str, object]:
+    return {"errors": [{"code": code, "title": "t", "details": "d"}]}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (401, {"error": "Invalid api_key"}, CredentialsError),
+        (403, {"error": "Forbidden"}, CredentialsError),
+        (429, {"error": "blocked"}, ThrottledError),
+        (500, {"error": "Internal Server Error"}, TemporaryError),
+        (503, None, TemporaryError),
+        (408, None, TemporaryError),
+        (400, {"error": "(#131047) Re-engagement message"}, PermanentError),
+        (404, {"error": "Media 1 not found"}, PermanentError),
+        (400, "not json", PermanentError),
+        # Meta's own error passed on: its code decides.
+        (400, {"error": {"code": 131047, "message": "m"}}, ReengagementError),
+        (400, {"error": {"code": 4, "message": "m"}}, ThrottledError),
+    ],
+)
+def test_d360(status: int, body: object, kind: type[Exception]) -> None:
+    assert type(classify_d360_error(status, body)) is kind
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (401, onprem(1005), CredentialsError),
+        (400, onprem(1005), CredentialsError),
+        (401, None, CredentialsError),
+        (429, onprem(1015), ThrottledError),
+        (400, onprem("1015"), ThrottledError),
+        (503, onprem(1011), TemporaryError),
+        (400, onprem(1011), TemporaryError),
+        (400, onprem(1014), TemporaryError),
+        (500, None, TemporaryError),
+        (400, onprem(470), ReengagementError),
+        (404, onprem(1006), PermanentError),
+        (400, onprem(1009), PermanentError),
+        (400, onprem(True), PermanentError),
+        (400, {"errors": []}, PermanentError),
+        (403, {"error": "x"}, PermanentError),
+    ],
+)
+def test_onprem(status: int, body: object, kind: type[Exception]) -> None:
+    assert type(classify_onprem_error(status, body)) is kind
+
+
+def test_the_label_names_status_and_code_and_keeps_the_wait() -> None:
+    error = classify_onprem_error(429, onprem(1015), retry_after=9.0, what="send message")
+    assert error.reason == "send message answered HTTP 429, code 1015: throttled"
+    assert error.code == 1015
+    assert isinstance(error, RetryableError)
+    assert error.retry_after == 9.0
+    assert classify_d360_error(429, {"error": "blocked"}, retry_after=60.0).code is None

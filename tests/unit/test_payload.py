@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from webhook.payload import NotWhatsAppPayload, parse_cloud_payload
+from webhook.payload import NotWhatsAppPayload, parse_cloud_payload, parse_onprem_payload
 
 DIGEST = hashlib.sha256(b"file").digest()
 B64 = base64.b64encode(DIGEST).decode()
@@ -194,3 +194,62 @@ def test_garbage_inside_a_valid_envelope_never_raises() -> None:
         ],
     }
     assert parse_cloud_payload(document).media == []
+
+
+def test_messages_for_numbers_not_accepted_are_skipped_with_a_notice() -> None:
+    doc = payload(
+        {"metadata": {"phone_number_id": "1"}, "messages": [message("image", "a")]},
+        {"metadata": {"phone_number_id": "2"}, "messages": [message("image", "b")]},
+    )
+    parsed = parse_cloud_payload(doc, accepts=lambda number: number == "1")
+    assert [job.media_id for job in parsed.media] == ["a"]
+    assert [(n.event, n.detail) for n in parsed.notices] == [
+        ("unknown_account", "phone_number_id 2: 1 message(s)")
+    ]
+
+
+def test_onprem_payload_names_no_number_the_account_gives_it() -> None:
+    voice = {
+        "from": "16505551234",
+        "id": "gBEGkYiEB1VXAglK1ZEqA1YKPrU",
+        "timestamp": "1700000000",
+        "type": "voice",
+        "voice": {
+            "id": "b1c68f38-8734-4ad3-b4a1-ef0c10d683",
+            "mime_type": "audio/ogg; codecs=opus",
+            "sha256": DIGEST.hex(),
+            "file": "/usr/local/wamedia/shared/b1c68f38",
+        },
+    }
+    document = message("document", "c3", filename="a.pdf")
+    too_big = {
+        "from": "16505550000",
+        "id": "gBEGkYiEB1VXAglK1ZEqA1YKPrA",
+        "timestamp": "1700000000",
+        "type": "unknown",
+        "errors": [{"code": 131052, "title": "Media download error"}],
+    }
+    parsed = parse_onprem_payload(
+        {"contacts": [], "messages": [voice, document, too_big]}, "15550001111"
+    )
+    audio, doc = parsed.media
+    assert (audio.type, audio.voice, audio.sha256) == ("audio", True, DIGEST.hex())
+    assert audio.phone_number_id == doc.phone_number_id == "15550001111"
+    assert audio.waba_id is None
+    assert doc.filename == "a.pdf"
+    assert [(r.to, r.phone_number_id) for r in parsed.replies] == [("16505550000", "15550001111")]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [[], {}, {"object": "whatsapp_business_account", "entry": []}, {"messages": "x"},
+     {"messages": [], "errors": {}}, "messages"],
+)  # fmt: skip
+def test_onprem_parser_refuses_what_is_not_an_onprem_payload(document: Any) -> None:
+    with pytest.raises(NotWhatsAppPayload):
+        parse_onprem_payload(document, "1")
+
+
+def test_onprem_statuses_only_payload_is_fine() -> None:
+    parsed = parse_onprem_payload({"statuses": [{"id": "x", "status": "read"}]}, "1")
+    assert (parsed.media, parsed.ignored) == ([], 1)

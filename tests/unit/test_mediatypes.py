@@ -1,0 +1,115 @@
+"""The upload check by type and size, and the MIME type of a file name (pure)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from graphsim import mediatypes as sim_mediatypes
+from worker.mediatypes import (
+    LIMITS,
+    UPLOAD_TYPES,
+    guess_mime_type,
+    resumable_problem,
+    upload_problem,
+)
+
+KB, MB = 1024, 1024 * 1024
+
+
+def webp(animated: bool) -> bytes:
+    flags = 0x02 if animated else 0x00
+    return b"RIFF" + struct.pack("<I", 100) + b"WEBPVP8X" + struct.pack("<I", 10) + bytes([flags])
+
+
+@pytest.mark.parametrize(
+    ("mime_type", "size"),
+    [
+        ("audio/aac", 16 * MB),
+        ("audio/amr", 1),
+        ("audio/mpeg", 1),
+        ("audio/mp4", 1),
+        ("audio/ogg", 1),
+        ("audio/ogg; codecs=opus", 16 * MB),
+        ('audio/ogg; codecs="OPUS"', 1),
+        ("application/pdf", 100 * MB),
+        ("application/vnd.openxmlformats-officedocument.presentationml.presentation", 1),
+        ("text/plain", 1),
+        ("image/jpeg", 5 * MB),
+        ("IMAGE/PNG", 1),
+        ("video/mp4", 16 * MB),
+        ("video/3gpp", 1),
+    ],
+)
+def test_accepted(mime_type: str, size: int) -> None:
+    assert upload_problem(mime_type, size, b"") is None
+
+
+@pytest.mark.parametrize(
+    ("mime_type", "size", "reason"),
+    [
+        ("image/gif", 1, "media type image/gif is not supported for upload"),
+        ("", 1, "media type (none) is not supported"),
+        ("audio/ogg; codecs=vorbis", 1, "Opus codec only, not vorbis"),
+        ("audio/aac", 16 * MB + 1, f"file of {16 * MB + 1} bytes is over the {16 * MB}-byte"),
+        ("application/pdf", 100 * MB + 1, "limit for application/pdf"),
+        ("image/png", 5 * MB + 1, "limit for image/png"),
+        ("video/3gpp", 16 * MB + 1, "limit for video/3gpp"),
+    ],
+)
+def test_refused(mime_type: str, size: int, reason: str) -> None:
+    problem = upload_problem(mime_type, size, b"")
+    assert problem is not None
+    assert reason in problem
+
+
+def test_stickers_are_limited_by_whether_they_move() -> None:
+    assert upload_problem("image/webp", 100 * KB, webp(False)) is None
+    static = upload_problem("image/webp", 100 * KB + 1, webp(False))
+    assert static is not None
+    assert "static sticker" in static
+    assert upload_problem("image/webp", 500 * KB, webp(True)) is None
+    assert upload_problem("image/webp", 500 * KB + 1, webp(True)) is not None
+    # Too short a head to say: the stricter limit.
+    assert upload_problem("image/webp", 100 * KB + 1, b"RIFF") is not None
+
+
+def test_resumable_uploads_take_fewer_types() -> None:
+    assert resumable_problem("video/mp4", 1, b"") is None
+    assert resumable_problem("image/jpg", 1, b"") is None
+    refused = resumable_problem("audio/aac", 1, b"")
+    assert refused is not None
+    assert "resumable" in refused
+    assert resumable_problem("image/jpeg", 5 * MB + 1, b"") is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "mime_type"),
+    [
+        ("photo.JPG", "image/jpeg"),
+        ("photo.jpeg", "image/jpeg"),
+        ("note.opus", "audio/ogg"),
+        ("song.mp3", "audio/mpeg"),
+        ("/tmp/report.final.pdf", "application/pdf"),
+        ("sheet.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("clip.3gp", "video/3gpp"),
+        ("sticker.webp", "image/webp"),
+        ("archive.zip", None),
+        ("README", None),
+    ],
+)
+def test_guess_mime_type(name: str, mime_type: str | None) -> None:
+    assert guess_mime_type(name) == mime_type
+
+
+def test_every_guess_is_an_upload_type() -> None:
+    extensions = "aac amr mp3 m4a ogg txt pdf doc docx xls xlsx ppt pptx jpg png webp mp4 3gp"
+    guessed = {guess_mime_type(f"f.{ext}") for ext in extensions.split()}
+    assert guessed == set(UPLOAD_TYPES)
+
+
+def test_the_simulator_checks_with_the_same_table() -> None:
+    assert sim_mediatypes.upload_problem is upload_problem
+    assert sim_mediatypes.SUPPORTED["image/webp"] == LIMITS["sticker"] == 500 * KB
+    assert set(sim_mediatypes.SUPPORTED) == set(UPLOAD_TYPES)

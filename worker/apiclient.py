@@ -1,0 +1,238 @@
+"""What every provider client shares: its session, the gate, calls, streams and downloads."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, Self
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from worker.allowlist import is_allowed_media_url
+from worker.classify import Classifier, parse_retry_after
+from worker.errors import (
+    ArchiveError,
+    CredentialsError,
+    MediaRejected,
+    PermanentError,
+    TemporaryError,
+)
+from worker.gate import MetaGate
+from worker.mediatypes import upload_problem
+from worker.provider import Connection, Fetched, Progress
+from worker.transfer import (
+    NETWORK_ERRORS,
+    TIMEOUT,
+    FileBody,
+    ProgressCounter,
+    new_session,
+    write_verified,
+)
+
+__all__ = ["ApiClient", "answer_id", "json_body"]
+
+REDIRECTS = 3
+# Enough of a file's start to tell an animated sticker from a static one.
+_HEAD = 32
+
+
+def json_body(response: requests.Response) -> Any:
+    """The answer's JSON, or None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def answer_id(
+    response: requests.Response, what: str, *path: str | int, required: bool = True
+) -> str:
+    """The id found at `path` in a 2xx answer's JSON.
+
+    Missing, it is a TemporaryError when `required`, else "" (a sent message was accepted
+    all the same: trying again would send it twice).
+    """
+    value: Any = json_body(response)
+    for step in path:
+        try:
+            value = value[step]
+        except (TypeError, KeyError, IndexError):
+            value = None
+            break
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and value:
+        return value
+    if required:
+        raise TemporaryError(f"{what} answered no id")
+    return ""
+
+
+@dataclass
+class ApiClient(ABC):
+    """One account's provider client: one reused session; every failure is an ArchiveError."""
+
+    connection: Connection
+    session: requests.Session
+    max_media_bytes: int
+    gate: MetaGate | None = None
+
+    # What a non-2xx answer in the provider's dialect means: a staticmethod of worker/classify.
+    classify_error: ClassVar[Classifier]
+
+    @classmethod
+    def create(
+        cls,
+        connection: Connection,
+        *,
+        max_media_bytes: int,
+        gate: MetaGate | None = None,
+        session: requests.Session | None = None,
+    ) -> Self:
+        """A client on its own session (or the given one), sending our User-Agent."""
+        return cls(connection, new_session(session), max_media_bytes, gate)
+
+    def _auth(self) -> dict[str, str]:
+        """The headers that carry the credential: a Bearer token unless the provider differs."""
+        return {"Authorization": f"Bearer {self.connection.credential}"}
+
+    @abstractmethod
+    def fetch(self, media_id: str, phone_number_id: str | None) -> AbstractContextManager[Fetched]:
+        """Open the media's bytes as a stream."""
+
+    @abstractmethod
+    def _post_media(
+        self, file_name: str, body: FileBody, mime_type: str, phone_number_id: str | None
+    ) -> str:
+        """Send a checked file's bytes as a new media; return its id."""
+
+    def check_paused(self) -> None:
+        """Raise a CredentialsError while calls with this credential are paused."""
+        if self.gate is not None:
+            self.gate.check_paused()
+
+    def _admit(self) -> None:
+        if self.gate is not None:
+            self.gate.admit()
+
+    def _url(self, path: str) -> str:
+        return f"{self.connection.base_url.rstrip('/')}/{path}"
+
+    def _failure(self, response: requests.Response, what: str) -> ArchiveError:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
+        body = json_body(response)
+        error = self.classify_error(response.status_code, body, retry_after=retry_after, what=what)
+        if isinstance(error, CredentialsError) and self.gate is not None:
+            self.gate.rejected()
+            error.retry_after = float(self.gate.pause_seconds)
+        return error
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One request to the provider's API; a non-2xx answer is raised as its error."""
+        self._admit()
+        try:
+            response = self.session.request(
+                method,
+                url,
+                headers=headers if headers is not None else self._auth(),
+                timeout=TIMEOUT,
+                allow_redirects=False,
+                **kwargs,
+            )
+        except NETWORK_ERRORS as exc:
+            raise TemporaryError(f"{what} failed: {type(exc).__name__}") from None
+        if not 200 <= response.status_code < 300:
+            raise self._failure(response, what)
+        return response
+
+    @contextmanager
+    def _open(self, url: str, what: str, allowed: tuple[str, ...]) -> Iterator[requests.Response]:
+        """GET a stream, following redirects only to `allowed` hosts (the credential goes along).
+
+        Yields the first answer that is no redirect, whatever its status.
+        """
+        for _ in range(REDIRECTS + 1):
+            if not is_allowed_media_url(url, allowed):
+                raise PermanentError(
+                    f"{what} URL is on a host not allowed to receive the credential "
+                    "(WHATSAPP_MEDIA_HOSTS, or media_hosts in the accounts file); not sent"
+                )
+            self._admit()
+            try:
+                response = self.session.get(
+                    url, headers=self._auth(), timeout=TIMEOUT, stream=True, allow_redirects=False
+                )
+            except NETWORK_ERRORS as exc:
+                raise TemporaryError(f"{what} failed: {type(exc).__name__}") from None
+            with response:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers["Location"])
+                    continue
+                yield response
+                return
+        raise TemporaryError(f"{what} redirected too many times")
+
+    def _base_host(self) -> tuple[str, ...]:
+        """The base URL's `host[:port]`: the one host a stream may be redirected to."""
+        return (urlsplit(self.connection.base_url).netloc.lower(),)
+
+    def _check_limit(self, size: int | None) -> None:
+        limit = self.max_media_bytes
+        if size is not None and size > limit:
+            raise PermanentError(f"media is {size} bytes, over MAX_MEDIA_BYTES={limit}")
+
+    def download(
+        self,
+        media_id: str,
+        phone_number_id: str | None,
+        out: BinaryIO,
+        progress: Progress | None = None,
+    ) -> Fetched:
+        """Write the media's verified bytes to `out`; return what the provider announced."""
+        with self.fetch(media_id, phone_number_id) as fetched:
+            write_verified(fetched, out, limit=self.max_media_bytes, progress=progress)
+        return dataclasses.replace(fetched, chunks=iter(()))
+
+    def upload(
+        self,
+        path: Path,
+        mime_type: str,
+        phone_number_id: str | None,
+        progress: Progress | None = None,
+    ) -> str:
+        """Upload a file (streamed) as a new media after checking its type and size; its id."""
+        self._checked_file(path, mime_type)
+        with path.open("rb") as file:
+            body = FileBody(file, 0, ProgressCounter(progress))
+            return self._post_media(path.name, body, mime_type, phone_number_id)
+
+    @staticmethod
+    def _checked_file(
+        path: Path,
+        mime_type: str,
+        problem: Callable[[str, int, bytes], str | None] = upload_problem,
+    ) -> None:
+        """MediaRejected unless the file's type and size are accepted (before any request)."""
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as file:
+                head = file.read(_HEAD)
+        except OSError as exc:
+            raise PermanentError(f"cannot read {path.name}: {exc.strerror}") from None
+        refused = problem(mime_type, size, head)
+        if refused is not None:
+            raise MediaRejected(f"{path.name}: {refused}")

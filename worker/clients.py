@@ -1,0 +1,72 @@
+"""The clients of each account in one worker process: its provider and its archive bucket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from redis import Redis
+
+from worker.accounts import Account
+from worker.config import WorkerSettings
+from worker.errors import CredentialsError
+from worker.gate import MetaGate
+from worker.provider import Provider
+from worker.providers import make_provider
+from worker.storage import ArchiveStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["AccountClients", "ClientDirectory", "NoAccount"]
+
+# How long a media or reply for an unconfigured number waits before it is tried again.
+NO_ACCOUNT_RETRY = 300.0
+
+
+class NoAccount(CredentialsError):
+    """No configured account serves this phone_number_id: an operator has to add it."""
+
+
+@dataclass(frozen=True)
+class AccountClients:
+    """What archiving a media of one account needs."""
+
+    account: Account
+    provider: Provider
+    store: ArchiveStore
+
+
+@dataclass
+class ClientDirectory:
+    """Builds each account's clients on first use and keeps them for the process's life."""
+
+    settings: WorkerSettings
+    redis: Redis
+    s3: S3Client
+    _built: dict[str, AccountClients] = field(default_factory=dict, repr=False)
+
+    def for_number(self, phone_number_id: str) -> AccountClients:
+        """The clients of the account serving this number; NoAccount when none does."""
+        account = self.settings.accounts.for_number(phone_number_id)
+        if account is None:
+            raise NoAccount(
+                f"no configured account serves phone_number_id {phone_number_id}",
+                retry_after=NO_ACCOUNT_RETRY,
+            )
+        key = account.phone_number_id or "*"
+        clients = self._built.get(key)
+        if clients is None:
+            config = self.settings
+            gate = MetaGate(
+                self.redis,
+                account.connection.credential,
+                config.graph_rate_limit,
+                config.token_pause_seconds,
+            )
+            provider = make_provider(
+                account.connection, max_media_bytes=config.max_media_bytes, gate=gate
+            )
+            clients = AccountClients(account, provider, ArchiveStore(self.s3, account.bucket))
+            self._built[key] = clients
+        return clients

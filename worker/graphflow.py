@@ -1,0 +1,213 @@
+"""The Graph media flow the Cloud API and 360dialog share, each with its own paths and header.
+
+Look a media up, download it from the URL the look-up gives (a fresh URL when it has expired),
+upload a file as a form or through a resumable session, delete a media, send a text.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from requests_toolbelt import MultipartEncoder
+
+from worker.apiclient import ApiClient, answer_id, json_body
+from worker.digests import normalise_sha256
+from worker.errors import RetryableError, TemporaryError
+from worker.mediatypes import resumable_problem
+from worker.provider import Fetched, Progress
+from worker.resumable import upload_through_session
+from worker.transfer import FileBody, response_chunks
+
+__all__ = ["URL_ATTEMPTS", "GraphFlowClient", "MediaInfo", "UrlRefused"]
+
+# Fresh URLs to try when a download URL is refused (expired) before giving the task back.
+URL_ATTEMPTS = 3
+
+
+class UrlRefused(RetryableError):
+    """The download URL answered 401, 403 or 404: it has expired; look the media up again."""
+
+
+class MediaInfo(BaseModel):
+    """A media look-up result, with the digest normalised to hex."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    url: str
+    mime_type: str
+    sha256: str
+    file_size: int
+    id: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        return normalise_sha256(value)
+
+    def without_url(self) -> dict[str, Any]:
+        """The look-up as Meta sent it, minus the short-lived URL (for the sidecar)."""
+        return self.model_dump(exclude={"url"})
+
+
+class GraphFlowClient(ApiClient):
+    """A provider speaking the Graph media flow; subclasses name its URLs and credentials."""
+
+    url_attempts: ClassVar[int] = URL_ATTEMPTS
+
+    @abstractmethod
+    def _media_endpoint(
+        self, media_id: str, phone_number_id: str | None
+    ) -> tuple[str, dict[str, str] | None]:
+        """The URL and query of a media's look-up and delete."""
+
+    @abstractmethod
+    def _download_url(self, url: str) -> str:
+        """Where to download the bytes behind a look-up's URL."""
+
+    @abstractmethod
+    def _download_hosts(self) -> tuple[str, ...]:
+        """The hosts a download may go to (and be redirected to) with the credential."""
+
+    @abstractmethod
+    def _media_upload_url(self, phone_number_id: str | None) -> str:
+        """Where a form upload goes."""
+
+    @abstractmethod
+    def _messages_url(self, phone_number_id: str) -> str:
+        """Where a message is sent."""
+
+    @abstractmethod
+    def _uploads_url(self) -> str:
+        """Where resumable upload sessions are opened."""
+
+    @abstractmethod
+    def _session_url(self, session_id: str) -> str:
+        """A resumable upload session's URL."""
+
+    @abstractmethod
+    def _session_auth(self) -> dict[str, str]:
+        """The credential headers of resumable upload calls."""
+
+    def lookup(self, media_id: str, phone_number_id: str | None) -> MediaInfo:
+        """What and where the media is (its URL lives a few minutes)."""
+        url, params = self._media_endpoint(media_id, phone_number_id)
+        response = self._call("GET", url, "media look-up", params=params)
+        try:
+            return MediaInfo.model_validate(json_body(response))
+        except ValidationError as exc:
+            raise TemporaryError(
+                f"media look-up answered an unexpected body: {exc.errors()[0]['loc']}"
+            ) from None
+
+    def media_url(self, media_id: str, phone_number_id: str | None) -> dict[str, Any]:
+        """The look-up of a media, with its short-lived `url`."""
+        return self.lookup(media_id, phone_number_id).model_dump()
+
+    @contextmanager
+    def _open_media(self, url: str) -> Iterator[Iterator[bytes]]:
+        what = "media download"
+        with self._open(self._download_url(url), what, self._download_hosts()) as response:
+            if response.status_code in (401, 403, 404):
+                raise UrlRefused(f"download URL answered HTTP {response.status_code}")
+            if response.status_code != 200:
+                raise self._failure(response, what)
+            yield response_chunks(response, what)
+
+    @contextmanager
+    def fetch(self, media_id: str, phone_number_id: str | None) -> Iterator[Fetched]:
+        """Look the media up and stream its bytes; a refused (expired) URL is looked up again."""
+        info = self.lookup(media_id, phone_number_id)
+        self._check_limit(info.file_size)
+        for attempt in range(1, self.url_attempts + 1):
+            opened = ExitStack()
+            try:
+                chunks = opened.enter_context(self._open_media(info.url))
+            except UrlRefused:
+                if attempt == self.url_attempts:
+                    raise
+                info = self.lookup(media_id, phone_number_id)
+                self._check_limit(info.file_size)
+                continue
+            with opened:
+                yield Fetched(info.sha256, info.file_size, info.without_url(), chunks)
+            return
+
+    def _post_media(
+        self, file_name: str, body: FileBody, mime_type: str, phone_number_id: str | None
+    ) -> str:
+        url = self._media_upload_url(phone_number_id)
+        form = MultipartEncoder(
+            fields={
+                "messaging_product": "whatsapp",
+                "type": mime_type,
+                "file": (file_name, body, mime_type),
+            }
+        )
+        headers = {**self._auth(), "Content-Type": form.content_type}
+        response = self._call("POST", url, "media upload", headers=headers, data=form)
+        return answer_id(response, "media upload", "id")
+
+    def upload_resumable(self, path: Path, mime_type: str, progress: Progress | None = None) -> str:
+        """Upload through a resumable session, resuming after breaks; return the file handle."""
+        self._checked_file(path, mime_type, resumable_problem)
+        return upload_through_session(self, path, mime_type, progress)
+
+    def open_session(self, file_name: str, file_length: int, file_type: str) -> str:
+        """Open a resumable upload session; return its id (`upload:...`)."""
+        params = {"file_name": file_name, "file_length": str(file_length), "file_type": file_type}
+        response = self._call(
+            "POST",
+            self._uploads_url(),
+            "upload session",
+            headers=self._session_auth(),
+            params=params,
+        )
+        session_id = answer_id(response, "upload session", "id")
+        if not session_id.startswith("upload:"):
+            raise TemporaryError("upload session answered an id without its upload: prefix")
+        return session_id
+
+    def session_offset(self, session_id: str) -> int:
+        """How many bytes of its file a resumable upload session holds."""
+        response = self._call(
+            "GET", self._session_url(session_id), "upload session", headers=self._session_auth()
+        )
+        body = json_body(response)
+        offset = body.get("file_offset") if isinstance(body, dict) else None
+        if isinstance(offset, str) and offset.isdigit():
+            offset = int(offset)
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise TemporaryError("upload session answered no file_offset")
+        return offset
+
+    def send_from(self, session_id: str, offset: int, body: FileBody) -> dict[str, Any]:
+        """Send a session's file from `offset`; return the answer (`{"h": ...}` when done)."""
+        headers = {**self._session_auth(), "file_offset": str(offset)}
+        response = self._call(
+            "POST", self._session_url(session_id), "resumable upload", headers=headers, data=body
+        )
+        answer = json_body(response)
+        return answer if isinstance(answer, dict) else {}
+
+    def delete(self, media_id: str, phone_number_id: str | None) -> None:
+        """Delete a media."""
+        url, params = self._media_endpoint(media_id, phone_number_id)
+        self._call("DELETE", url, "media delete", params=params)
+
+    def send_text(self, phone_number_id: str, to: str, body: str) -> str:
+        """Send a text in the Cloud API's body; return the new wamid."""
+        message = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"preview_url": False, "body": body},
+        }
+        url = self._messages_url(phone_number_id)
+        response = self._call("POST", url, "send message", json=message)
+        return answer_id(response, "send message", "messages", 0, "id", required=False)

@@ -1,0 +1,137 @@
+"""Moving bytes to and from a provider: streamed chunks, progress, hashing while writing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import requests
+
+from worker.errors import IntegrityError, PermanentError, TemporaryError
+from worker.provider import Fetched, Progress
+
+__all__ = [
+    "CHUNK_SIZE",
+    "NETWORK_ERRORS",
+    "TIMEOUT",
+    "USER_AGENT",
+    "FileBody",
+    "ProgressCounter",
+    "Tally",
+    "new_session",
+    "response_chunks",
+    "write_verified",
+]
+
+USER_AGENT = "wa-media-archiver/0.1 (+https://github.com/wa-media-archiver)"
+# (connect, read) seconds for every call; the read timeout bounds a stalled transfer too.
+TIMEOUT = (5.0, 30.0)
+CHUNK_SIZE = 256 * 1024
+NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+def new_session(session: requests.Session | None = None) -> requests.Session:
+    """A session (a new one, or the given one) that sends our one explicit User-Agent."""
+    session = session or requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def response_chunks(response: requests.Response, what: str) -> Iterator[bytes]:
+    """A streamed response's body in chunks; a broken connection is a TemporaryError."""
+    try:
+        yield from response.iter_content(CHUNK_SIZE)
+    except NETWORK_ERRORS as exc:
+        raise TemporaryError(f"{what} broke off: {type(exc).__name__}") from None
+
+
+class ProgressCounter:
+    """Reports each byte of a file once, however often a resumed upload sends it again."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self._reached = 0
+
+    def reached(self, position: int) -> None:
+        """The transfer got to this position in the file."""
+        if position > self._reached:
+            if self._progress is not None:
+                self._progress(position - self._reached)
+            self._reached = position
+
+
+class FileBody:
+    """A file's bytes from an offset, as a streamed request body that reports progress.
+
+    requests and requests-toolbelt read it in blocks and take the bytes left from `len`, so
+    the file is never read whole into memory.
+    """
+
+    def __init__(self, file: BinaryIO, offset: int, counter: ProgressCounter) -> None:
+        file.seek(offset)
+        self._file = file
+        self._counter = counter
+        self._end = os.fstat(file.fileno()).st_size
+
+    @property
+    def len(self) -> int:
+        """How many bytes are left to read."""
+        return max(0, self._end - self._file.tell())
+
+    def read(self, size: int = -1) -> bytes:
+        """The next bytes of the file."""
+        data = self._file.read(size)
+        self._counter.reached(self._file.tell())
+        return data
+
+
+class Tally:
+    """Hashes and counts the bytes of a download as they pass, refusing more than `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._hasher = hashlib.sha256()
+
+    def through(self, chunks: Iterator[bytes], announced: int | None = None) -> Iterator[bytes]:
+        """Pass the chunks on, stopping as soon as they run past the limit or `announced`."""
+        for chunk in chunks:
+            self.size += len(chunk)
+            if self.size > self.limit:
+                raise PermanentError(f"download passed MAX_MEDIA_BYTES={self.limit}; stopped")
+            if announced is not None and self.size > announced:
+                raise IntegrityError(f"download passed the {announced} bytes announced; stopped")
+            self._hasher.update(chunk)
+            yield chunk
+
+    @property
+    def sha256(self) -> str:
+        """Hex digest of the bytes so far."""
+        return self._hasher.hexdigest()
+
+    def verify(self, fetched: Fetched) -> None:
+        """IntegrityError unless the bytes match the size and digest the provider announced."""
+        if fetched.size is not None and self.size != fetched.size:
+            raise IntegrityError(f"downloaded {self.size} bytes, provider announced {fetched.size}")
+        if fetched.sha256 is not None and not hmac.compare_digest(self.sha256, fetched.sha256):
+            raise IntegrityError("sha256 of the download differs from the provider's")
+
+
+def write_verified(
+    fetched: Fetched, out: BinaryIO, *, limit: int, progress: Progress | None = None
+) -> Tally:
+    """Write a fetched media's bytes to `out`, verified against what the provider announced."""
+    tally = Tally(limit)
+    for chunk in tally.through(fetched.chunks, fetched.size):
+        out.write(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    tally.verify(fetched)
+    return tally
