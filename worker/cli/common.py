@@ -1,0 +1,108 @@
+"""What the `wa-media` commands share: settings, clients, errors and progress bars."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import click
+from redis import Redis
+
+from worker.accounts import Account, worker_accounts
+from worker.config import DEFAULT_REDIS_URL
+from worker.env import ConfigError, positive_int, read, redis_url
+from worker.errors import ArchiveError, PermanentError
+from worker.provider import Progress, Provider
+from worker.providers import make_provider
+from worker.state import MediaStateStore
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_UNAVAILABLE",
+    "api_errors",
+    "phone_number_option",
+    "progress_bar",
+    "provider_for",
+    "state_store",
+    "when",
+]
+
+EXIT_FAILED = 1
+EXIT_UNAVAILABLE = 3
+
+
+def state_store() -> tuple[MediaStateStore, str]:
+    """The media records in REDIS_URL, and that URL."""
+    try:
+        url = read(os.environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    return MediaStateStore(Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)), url
+
+
+def when(value: str | None) -> str:
+    """A Unix time as a short UTC date and time, or `-`."""
+    if not value:
+        return "-"
+    return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _account(phone_number_id: str | None) -> Account:
+    environ = os.environ
+    try:
+        accounts = worker_accounts(
+            environ,
+            # The media commands never write to S3; the archive's bucket is not needed.
+            bucket=environ.get("S3_BUCKET", "").strip() or "-",
+            prefix="",
+            delete_after_archive=False,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if phone_number_id is not None:
+        account = accounts.for_number(phone_number_id)
+        if account is None:
+            raise click.UsageError(f"no configured account serves {phone_number_id}")
+        return account
+    if len(accounts.accounts) > 1:
+        raise click.UsageError("several accounts are configured: pass --phone-number-id")
+    return accounts.accounts[0]
+
+
+def provider_for(phone_number_id: str | None) -> tuple[Provider, str | None]:
+    """The provider client of the chosen account, and the phone_number_id to use with it."""
+    account = _account(phone_number_id)
+    try:
+        max_bytes = read(os.environ, "MAX_MEDIA_BYTES", positive_int, "104857600")
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    provider = make_provider(account.connection, max_media_bytes=max_bytes)
+    return provider, phone_number_id or account.phone_number_id
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Turn a provider's refusal into a clear message and exit status."""
+    try:
+        yield
+    except ArchiveError as exc:
+        click.echo(f"error: {exc.reason}", err=True)
+        sys.exit(EXIT_FAILED if isinstance(exc, PermanentError) else EXIT_UNAVAILABLE)
+
+
+@contextmanager
+def progress_bar(label: str, length: int | None) -> Iterator[Progress | None]:
+    """A progress bar on standard error for a transfer of `length` bytes (when known)."""
+    if not length:
+        yield None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+phone_number_option = click.option(
+    "--phone-number-id", help="The account to use (needed when several are configured)."
+)
