@@ -23,6 +23,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_UNAVAILABLE",
     "api_errors",
+    "archive_locations",
     "phone_number_option",
     "progress_bar",
     "provider_for",
@@ -70,6 +71,20 @@ def _account(phone_number_id: str | None) -> Account:
     if len(accounts.accounts) > 1:
         raise click.UsageError("several accounts are configured: pass --phone-number-id")
     return accounts.accounts[0]
+
+
+def archive_locations() -> list[tuple[str, str]]:
+    """Each configured account's (bucket, prefix), without repeats."""
+    environ = os.environ
+    try:
+        bucket = read(environ, "S3_BUCKET", lambda v: v or None, "")
+        prefix = read(environ, "S3_PREFIX", lambda v: v.strip("/"), "")
+        accounts = worker_accounts(
+            environ, bucket=bucket, prefix=prefix, delete_after_archive=False
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    return list(dict.fromkeys((a.bucket, a.prefix) for a in accounts.accounts))
 
 
 def provider_for(phone_number_id: str | None) -> tuple[Provider, str | None]:

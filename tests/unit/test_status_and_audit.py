@@ -1,0 +1,63 @@
+"""The pure parts of `wa-media status` and `verify`: rendering and comparing."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from worker.audit import compare
+from worker.cli.status import render
+from worker.stats import PendingMedia, Snapshot, queue_keys
+
+DIGEST = hashlib.sha256(b"x").hexdigest()
+NOW = 1_800_000_000.0
+
+
+def test_queue_keys_cover_every_priority_step() -> None:
+    assert queue_keys("media") == ["media", "media\x06\x163", "media\x06\x166", "media\x06\x169"]
+
+
+@pytest.mark.parametrize(
+    ("digest", "size", "problem"),
+    [
+        (DIGEST, 1, None),
+        (None, None, "object is missing"),
+        (DIGEST, 2, "object has 2 bytes, sidecar says 1"),
+        ("0" * 64, 1, "sha256 of the object differs from the sidecar's"),
+    ],
+)
+def test_compare(digest: str | None, size: int | None, problem: str | None) -> None:
+    assert compare({"sha256": DIGEST, "size": 1}, digest, size) == problem
+
+
+def test_compare_refuses_a_sidecar_without_digest() -> None:
+    assert compare({"size": 1}, DIGEST, 1) == "sidecar is not a schema-1 document with a sha256"
+    assert compare([], DIGEST, 1) is not None
+
+
+def test_render_names_the_oldest_and_its_deadline() -> None:
+    sent = int(NOW) - 86_400 - 3_600  # 25 hours ago: 5 days 23 hours left
+    snapshot = Snapshot(
+        taken_at=NOW,
+        pending=3,
+        failed=1,
+        by_state={"queued": 1, "archiving": 1},
+        queues={"media": 4, "replies": 0},
+        paused_credentials=0,
+        nearest=[PendingMedia("m1", "queued", sent), PendingMedia("m2", "archiving", sent + 60)],
+        sampled=2,
+    )
+    text = render(snapshot)
+    assert "media pending              3  (archiving 1, queued 1)" in text
+    assert "oldest pending      m1" in text
+    assert "deadline in 5d 23h" in text
+    assert "(from the first 2 of 3 pending records)" in text
+
+
+def test_render_overdue_and_empty() -> None:
+    late = PendingMedia("m", "queued", int(NOW) - 8 * 86_400)
+    snapshot = Snapshot(NOW, 1, 0, {"queued": 1}, {"media": 0, "replies": 0}, 1, [late], 1)
+    assert "overdue 1d 0h" in render(snapshot)
+    empty = Snapshot(NOW, 0, 0, {}, {"media": 0, "replies": 0}, 0)
+    assert "oldest pending             -" in render(empty)

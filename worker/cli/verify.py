@@ -1,0 +1,50 @@
+"""`wa-media verify`: re-read archived objects and re-hash them against their sidecars."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from worker.audit import Finding, audit_object, sidecar_keys
+from worker.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, archive_locations
+from worker.errors import StorageError
+from worker.storage import make_s3_client
+
+__all__ = ["verify"]
+
+
+@click.command()
+@click.option("--bucket", help="Verify this bucket only (default: every account's bucket).")
+@click.option("--prefix", help="Verify under this prefix only (default: each account's).")
+@click.option("--limit", type=int, help="Stop after this many objects.")
+def verify(bucket: str | None, prefix: str | None, limit: int | None) -> None:
+    """Re-read archived objects, re-hash them and compare with their sidecars.
+
+    Exits 1 when any object is missing or differs, 3 when S3 cannot be read.
+    """
+    locations = [(bucket, prefix or "")] if bucket else archive_locations()
+    if prefix is not None and not bucket:
+        locations = [(b, prefix) for b, _ in locations]
+    s3 = make_s3_client(os.environ.get("S3_ENDPOINT_URL", "").strip() or None)
+    findings: list[Finding] = []
+    checked = 0
+    try:
+        keys = sorted(
+            {(b, k) for b, p in dict.fromkeys(locations) for k in sidecar_keys(s3, b, p)}
+        )[:limit]
+        with click.progressbar(keys, label="verifying", file=sys.stderr, show_pos=True) as bar:
+            for bucket_name, key in bar:
+                finding = audit_object(s3, bucket_name, key)
+                checked += 1
+                if finding is not None:
+                    findings.append(finding)
+    except StorageError as exc:
+        click.echo(f"error: {exc.reason} after {checked} objects", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    for finding in findings:
+        click.echo(f"MISMATCH s3://{finding.bucket}/{finding.sidecar_key}: {finding.problem}")
+    click.echo(f"{checked} verified, {len(findings)} mismatched")
+    if findings:
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,132 @@
+"""What the archive looks like right now, read from Redis: for `wa-media status` and metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from worker.celery_app import MEDIA_QUEUE, REPLIES_QUEUE
+from worker.policy import media_deadline
+from worker.state import FAILED_KEY, PENDING_KEY, RECORD_TTL
+
+__all__ = ["PendingMedia", "Snapshot", "queue_keys", "read_snapshot"]
+
+# kombu's Redis transport keeps one list per priority step; the step 0 list has the bare name.
+_PRIORITY_STEPS = (0, 3, 6, 9)
+_PRIORITY_SEP = "\x06\x16"
+# Enough pending records to find the oldest in any healthy deployment, few enough that a scrape
+# stays cheap when a backlog has built up (the count itself is always exact).
+DEFAULT_SAMPLE = 10_000
+_BATCH = 500
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists holding a Celery queue's messages, one per priority step."""
+    return [queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS]
+
+
+@dataclass(frozen=True)
+class PendingMedia:
+    """A media not archived yet, with the moment Meta forgets it."""
+
+    media_id: str
+    state: str
+    timestamp: int
+    wamid: str = ""
+
+    @property
+    def deadline(self) -> float:
+        """When the media id stops working at Meta (7 days after the message)."""
+        return media_deadline(self.timestamp)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Counts and the media nearest their deadline, as of `taken_at`."""
+
+    taken_at: float
+    pending: int
+    failed: int
+    by_state: dict[str, int]
+    queues: dict[str, int]
+    paused_credentials: int
+    nearest: list[PendingMedia] = field(default_factory=list)
+    """Pending media, nearest their deadline first (the first is the oldest pending)."""
+    sampled: int = 0
+    """How many pending records were read to find `nearest` and `by_state`."""
+
+    @property
+    def oldest(self) -> PendingMedia | None:
+        """The pending media closest to being lost."""
+        return self.nearest[0] if self.nearest else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pending_media(redis: Redis, media_ids: list[str]) -> list[PendingMedia]:
+    found = []
+    for start in range(0, len(media_ids), _BATCH):
+        batch = media_ids[start : start + _BATCH]
+        with redis.pipeline(transaction=False) as pipe:
+            for media_id in batch:
+                pipe.hmget(f"wa:media:{media_id}", "state", "job")
+            rows = pipe.execute()
+        for media_id, (state, job) in zip(batch, rows, strict=True):
+            if state is None or job is None:
+                continue  # expired, or settled since the index was read
+            state_text = _text(state)
+            if state_text in ("archived", "failed"):
+                continue
+            document = json.loads(job)
+            found.append(
+                PendingMedia(
+                    media_id,
+                    state_text,
+                    int(document["timestamp"]),
+                    str(document.get("wamid", "")),
+                )
+            )
+    return found
+
+
+def read_snapshot(
+    redis: Redis, *, sample: int = DEFAULT_SAMPLE, nearest: int = 10, now: float | None = None
+) -> Snapshot:
+    """Read the counts and the media nearest their deadline; RedisError when Redis fails."""
+    now = time.time() if now is None else now
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(PENDING_KEY)
+        pipe.zcount(FAILED_KEY, now - RECORD_TTL, "+inf")
+        for queue in (MEDIA_QUEUE, REPLIES_QUEUE):
+            for key in queue_keys(queue):
+                pipe.llen(key)
+        pipe.zrange(PENDING_KEY, 0, sample - 1)
+        results = pipe.execute()
+    pending, failed = int(results[0]), int(results[1])
+    steps = len(_PRIORITY_STEPS)
+    lengths = results[2 : 2 + 2 * steps]
+    queues = {
+        MEDIA_QUEUE: sum(int(n) for n in lengths[:steps]),
+        REPLIES_QUEUE: sum(int(n) for n in lengths[steps:]),
+    }
+    members = [_text(m) for m in results[-1]]
+    media = sorted(_pending_media(redis, members), key=lambda m: m.timestamp)
+    by_state: dict[str, int] = {}
+    for item in media:
+        by_state[item.state] = by_state.get(item.state, 0) + 1
+    paused = sum(1 for _ in redis.scan_iter(match="wa:pause:*", count=100))
+    return Snapshot(
+        taken_at=now,
+        pending=pending,
+        failed=failed,
+        by_state=by_state,
+        queues=queues,
+        paused_credentials=paused,
+        nearest=media[:nearest],
+        sampled=len(members),
+    )
