@@ -32,11 +32,10 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import requests
@@ -54,6 +53,18 @@ from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, we
 from graphsim.webhooks import MediaKind
 from worker.celery_app import ARCHIVE_TASK
 from worker.layout import build_key, sidecar_key
+
+# `python bench/chaos.py` puts bench/ on the path, not the repository root that holds `bench`.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.stack_runner import (
+    START,
+    media_states,
+    pool_children,
+    say,
+    sigterm_as_interrupt,
+    start_backends,
+    table,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -421,20 +432,6 @@ def build_plan(params: Params) -> Plan:
 # Output
 
 
-START = time.monotonic()
-
-
-def say(text: str) -> None:
-    """One progress line, stamped with the seconds since the start."""
-    print(f"[{time.monotonic() - START:6.1f}s] {text}", flush=True)
-
-
-def table(rows: Sequence[tuple[str, str]]) -> str:
-    """Two left-aligned columns."""
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"  {name.ljust(width)}  {value}" for name, value in rows)
-
-
 # --------------------------------------------------------------------------------------------
 # The stack
 
@@ -507,35 +504,21 @@ class Stack:
         return slot
 
 
-def _stop_all(services: list[Service]) -> None:
-    """Stop services side by side: each warm shutdown may take its full timeout."""
-    running = [service for service in services if service.alive()]
-    if running:
-        with ThreadPoolExecutor(max_workers=len(running)) as pool:
-            list(pool.map(lambda service: service.stop(timeout=10), running))
-
-
 def start_stack(exits: contextlib.ExitStack, workdir: Path, params: Params) -> Stack:
     """Redis, SeaweedFS, the simulator, web, beat and the workers, each stopped by `exits`."""
-    redis_server = RedisServer(workdir / "redis", persistent=params.aof)
-    exits.callback(redis_server.stop)
-    redis_server.start()
-    say(f"redis-server on port {redis_server.port}, AOF {'on' if params.aof else 'OFF'}")
-
-    seaweed = SeaweedFS(workdir / "seaweedfs", buckets=(BUCKET,))
-    exits.callback(seaweed.stop)
-    seaweed.start()
-    say(f"SeaweedFS S3 on {seaweed.endpoint_url}")
-
-    sim = Simulator()
-    sim.start()
-    exits.callback(sim.stop)
-    env = StackEnv.local(
-        sim, seaweed, redis_server.url, BUCKET, extra=(("SWEEP_STALLED_AFTER", "60"),)
+    backends = start_backends(
+        exits, workdir, BUCKET, aof=params.aof, extra=(("SWEEP_STALLED_AFTER", "60"),)
     )
-    started: list[Service] = []
-    exits.callback(_stop_all, started)
-    stack = Stack(workdir, params, redis_server, seaweed, sim, env, free_port(), started)
+    stack = Stack(
+        workdir,
+        params,
+        backends.redis_server,
+        backends.seaweed,
+        backends.sim,
+        backends.env,
+        free_port(),
+        backends.started,
+    )
     stack.start_web()
     stack.start_beat()
     for index in range(params.workers):
@@ -760,18 +743,6 @@ class Inspector:
         self.app.close()
 
 
-def pool_children(pid: int) -> list[int]:
-    """The process ids whose parent is `pid` (Linux /proc)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return children
-
-
 @dataclass(frozen=True)
 class Exit:
     """A process that exited without being killed by the run."""
@@ -942,15 +913,6 @@ def list_keys(s3: S3Client) -> dict[str, int]:
         for entry in page.get("Contents", []):
             found[entry["Key"]] = int(entry.get("Size", 0))
     return found
-
-
-def media_states(redis: Redis, media_ids: Sequence[str], field_name: str) -> dict[str, str]:
-    """One field of each `wa:media:{id}` record (missing records are left out)."""
-    with redis.pipeline(transaction=False) as pipe:
-        for media_id in media_ids:
-            pipe.hget(f"wa:media:{media_id}", field_name)
-        values = pipe.execute()
-    return {m: str(v) for m, v in zip(media_ids, values, strict=True) if v is not None}
 
 
 def snapshot(
@@ -1362,20 +1324,6 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
         phases=phases.seconds,
         unexpected_exits=chaos.exits,
     )
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so that everything started is stopped."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def report(outcome: Outcome, workdir: Path) -> bool:

@@ -11,7 +11,8 @@ from typing import Literal
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
-from worker.celery_app import MAX_COUNTDOWN
+from worker.accounts import Account
+from worker.celery_app import MAX_COUNTDOWN, TASK_TIME_LIMIT
 from worker.clients import AccountClients, ClientDirectory
 from worker.config import WorkerSettings
 from worker.errors import (
@@ -34,7 +35,7 @@ from worker.layout import (
 from worker.logs import get_logger
 from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
 from worker.provider import Fetched
-from worker.state import MediaStateStore
+from worker.state import Attempt, MediaStateStore
 from worker.storage import ArchiveStore, ObjectExists
 from worker.transfer import Tally
 
@@ -43,6 +44,10 @@ __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "che
 log = get_logger(__name__)
 
 Outcome = Literal["archived", "already_archived"]
+
+# The prefork pool's soft time limit. The threads pool enforces no time limit at all, so a
+# transfer that crawls gives its try up by itself after as long, and the task is retried.
+TRY_SECONDS = TASK_TIME_LIMIT - 60
 
 
 def check_download(digest_hex: str, size: int, fetched: Fetched, job: MediaJob) -> None:
@@ -179,15 +184,18 @@ class Archiver:
                 f"the worker died {attempt.crashes} times while archiving this media"
             )
         # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
-        if store.metadata(sidecar_key(key)) is not None:
+        if self._may_be_archived(attempt, clients.account) and (
+            store.metadata(sidecar_key(key)) is not None
+        ):
             self.state.mark_archived(job.media_id, key)
             return "already_archived"
         if attempt.attempts > 1:
             # An earlier try may have left an unfinished multipart upload: its worker died, or
             # S3 was down when it tried to abort. Its parts would linger unseen.
             store.abort_uploads(key)
+        until = time.monotonic() + TRY_SECONDS
         with provider.fetch(job.media_id, job.phone_number_id) as fetched:
-            digest, size = self._store(store, key, job, fetched)
+            digest, size = self._store(store, key, job, fetched, until)
         document = sidecar(
             job,
             bucket=store.bucket,
@@ -204,6 +212,17 @@ class Archiver:
         return "archived"
 
     @staticmethod
+    def _may_be_archived(attempt: Attempt, account: Account) -> bool:
+        """Whether an earlier try may have committed the media, so its sidecar is looked for.
+
+        Not on a first try, which saves an S3 request per media: only a Redis that lost the
+        record (a redelivered webhook starts afresh) makes a first try meet a committed media,
+        and the conditional commit keeps even that exactly-once, at the cost of a download. An
+        account that deletes media from the provider always looks: the copy may be gone.
+        """
+        return attempt.attempts > 1 or attempt.crashes > 0 or account.delete_after_archive
+
+    @staticmethod
     def _delete_from_provider(clients: AccountClients, job: MediaJob) -> None:
         # The archive copy is verified and committed: a failed delete costs nothing but the
         # provider's own copy living on until it expires, so it is logged, not retried.
@@ -217,7 +236,7 @@ class Archiver:
             log.info("media_deleted_from_provider", media_id=job.media_id, wamid=job.wamid)
 
     def _store(
-        self, store: ArchiveStore, key: str, job: MediaJob, fetched: Fetched
+        self, store: ArchiveStore, key: str, job: MediaJob, fetched: Fetched, until: float
     ) -> tuple[str, int]:
         # Known before the first byte: the object's metadata is set when the upload starts,
         # and the commit only happens if the bytes match it.
@@ -235,6 +254,8 @@ class Archiver:
         ) as upload:
             for chunk in tally.through(fetched.chunks, fetched.size):
                 upload.write(chunk)
+                if time.monotonic() > until:
+                    raise TemporaryError("try ran past its soft time limit")
             digest, size = tally.sha256, tally.size
             check_download(digest, size, fetched, job)
             try:

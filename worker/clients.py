@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from worker.gate import MetaGate
 from worker.provider import Provider
 from worker.providers import make_provider
 from worker.storage import ArchiveStore
+from worker.transfer import POOL_SIZE, new_session
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -39,12 +41,19 @@ class AccountClients:
 
 @dataclass
 class ClientDirectory:
-    """Builds each account's clients on first use and keeps them for the process's life."""
+    """Builds each account's clients on first use and keeps them for the process's life.
+
+    The tasks of a process (threads of a `threads` pool) share it: each account's clients are
+    built once, under a lock, and are themselves thread-safe.
+    """
 
     settings: WorkerSettings
     redis: Redis
     s3: S3Client
+    pool_size: int = POOL_SIZE
+    """Connections each provider session keeps per host: the tasks the process runs at once."""
     _built: dict[str, AccountClients] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def for_number(self, phone_number_id: str) -> AccountClients:
         """The clients of the account serving this number; NoAccount when none does."""
@@ -57,16 +66,23 @@ class ClientDirectory:
         key = account.phone_number_id or "*"
         clients = self._built.get(key)
         if clients is None:
-            config = self.settings
-            gate = MetaGate(
-                self.redis,
-                account.connection.credential,
-                config.graph_rate_limit,
-                config.token_pause_seconds,
-            )
-            provider = make_provider(
-                account.connection, max_media_bytes=config.max_media_bytes, gate=gate
-            )
-            clients = AccountClients(account, provider, ArchiveStore(self.s3, account.bucket))
-            self._built[key] = clients
+            with self._lock:
+                clients = self._built.get(key) or self._build(account)
+                self._built[key] = clients
         return clients
+
+    def _build(self, account: Account) -> AccountClients:
+        config = self.settings
+        gate = MetaGate(
+            self.redis,
+            account.connection.credential,
+            config.graph_rate_limit,
+            config.token_pause_seconds,
+        )
+        provider = make_provider(
+            account.connection,
+            max_media_bytes=config.max_media_bytes,
+            gate=gate,
+            session=new_session(pool_size=self.pool_size),
+        )
+        return AccountClients(account, provider, ArchiveStore(self.s3, account.bucket))

@@ -13,10 +13,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from redis import Redis
+from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from worker.errors import BusyError, StorageError
@@ -45,19 +46,31 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# KEYS: wa:pending, then the media records; ARGV: now, the pending score, the TTL, then
+# media_id, wamid and job of each media. One call records a whole webhook: one round trip.
 _ADMIT = """
-local state = redis.call('hget', KEYS[1], 'state')
-if state == 'archived' or state == 'failed' then
-  return 0
+local now, due, ttl = ARGV[1], ARGV[2], ARGV[3]
+local admitted, added = {}, false
+for i = 2, #KEYS do
+  local at = 4 + (i - 2) * 3
+  local state = redis.call('hget', KEYS[i], 'state')
+  if state == 'archived' or state == 'failed' then
+    admitted[i - 1] = 0
+  else
+    if not state then
+      redis.call('hset', KEYS[i], 'state', 'queued', 'wamid', ARGV[at + 1], 'job', ARGV[at + 2],
+                 'queued_at', now, 'updated_at', now, 'attempts', '0')
+      redis.call('zadd', KEYS[1], 'NX', due, ARGV[at])
+      added = true
+    end
+    redis.call('expire', KEYS[i], ttl)
+    admitted[i - 1] = 1
+  end
 end
-if not state then
-  redis.call('hset', KEYS[1], 'state', 'queued', 'wamid', ARGV[2], 'job', ARGV[3],
-             'queued_at', ARGV[4], 'updated_at', ARGV[4], 'attempts', '0')
-  redis.call('zadd', KEYS[2], 'NX', ARGV[5], ARGV[1])
-  redis.call('expire', KEYS[2], ARGV[6])
+if added then
+  redis.call('expire', KEYS[1], ttl)
 end
-redis.call('expire', KEYS[1], ARGV[6])
-return 1
+return admitted
 """
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -130,6 +143,12 @@ class MediaStateStore:
     """How long past its due time a queued media may wait before the sweep enqueues it again."""
     lease_ttl: int = LEASE_TTL
     """A lease not renewed for this long means its worker died."""
+    _admit: Script = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Registered once: a Script computes its SHA-1 when made, and called directly (not in a
+        # pipeline, which asks SCRIPT EXISTS first) it costs one round trip.
+        self._admit = self.redis.register_script(_ADMIT)
 
     def get(self, media_id: str) -> dict[str, str]:
         """The record as stored (empty when there is none)."""
@@ -172,30 +191,24 @@ class MediaStateStore:
         return self.admit_many([job])[0]
 
     def admit_many(self, jobs: list[MediaJob]) -> list[bool]:
-        """Record media announced by a webhook, in one round trip; for each, True unless it is
-        already archived or failed.
+        """Record media announced by a webhook, in one round trip (one script call); for each,
+        True unless it is already archived or failed.
 
         A record holds the job, so the sweep can enqueue it again if its task is lost. A
         duplicate of a media still in flight is admitted again: its lease keeps two tasks from
         working at once, and the later one finds the media archived.
         """
+        if not jobs:
+            return []
         now = time.time()
-        admit = self.redis.register_script(_ADMIT)
-        with _redis_errors("write"), self.redis.pipeline(transaction=False) as pipe:
-            for job in jobs:
-                admit(
-                    keys=[_media_key(job.media_id), PENDING_KEY],
-                    args=[
-                        job.media_id,
-                        job.wamid,
-                        job.model_dump_json(),
-                        f"{now:.3f}",
-                        now + self.stall_after,
-                        RECORD_TTL,
-                    ],
-                    client=pipe,
-                )
-            return [bool(admitted) for admitted in pipe.execute()]
+        args: list[str | float | int] = [f"{now:.3f}", now + self.stall_after, RECORD_TTL]
+        for job in jobs:
+            args += [job.media_id, job.wamid, job.model_dump_json()]
+        keys = [PENDING_KEY, *(_media_key(job.media_id) for job in jobs)]
+        with _redis_errors("write"):
+            # EVALSHA, loading the script only when Redis does not know it yet.
+            admitted = self._admit(keys=keys, args=args)
+        return [bool(flag) for flag in admitted]
 
     def start(self, media_id: str) -> Attempt:
         """A worker holding the lease starts a try; an unfinished earlier try counts as a crash."""

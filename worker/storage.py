@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,22 +21,41 @@ from worker.errors import StorageError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["PART_SIZE", "ArchiveStore", "ObjectExists", "Upload", "make_s3_client"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "PARTS_IN_FLIGHT",
+    "PART_SIZE",
+    "ArchiveStore",
+    "ObjectExists",
+    "Upload",
+    "make_s3_client",
+]
 
-# S3's smallest part is 5 MiB; 8 MiB parts keep a 100 MB file at 13 requests and bound memory.
+# S3's smallest part is 5 MiB; 8 MiB parts keep a 100 MB file at 13 requests.
 PART_SIZE = 8 * 1024 * 1024
+# Parts sent side by side: S3 (and SeaweedFS) take them faster than one stream of parts, and
+# the download, several times faster than the upload, refills a buffer as soon as it is free.
+# An upload holds this many part buffers (16 MiB), whatever the file's size.
+PARTS_IN_FLIGHT = 2
+# botocore's default pool; a worker running more tasks at once asks for more (make_s3_client).
+MAX_CONNECTIONS = 10
 
 
 class ObjectExists(Exception):
     """A conditional write found the key taken: another writer committed it first."""
 
 
-def make_s3_client(endpoint_url: str | None) -> S3Client:
-    """One S3 client for the process, with timeouts and botocore's standard retries."""
+def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTIONS) -> S3Client:
+    """One S3 client for the process, with timeouts and botocore's standard retries.
+
+    The client is thread-safe; `max_connections` should be at least the tasks running at once
+    in the process, or connections are opened and dropped instead of reused.
+    """
     config = Config(
         connect_timeout=5,
         read_timeout=60,
         retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=max(MAX_CONNECTIONS, max_connections),
         # We send our own SHA-256 checksums; don't add a second, CRC one.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -63,61 +84,107 @@ def _precondition_failed(exc: ClientError) -> bool:
 @dataclass
 class Upload:
     """An object being written: single PUT when small, multipart past one part; nothing is
-    visible until `commit`, and `abort` leaves no trace."""
+    visible until `commit`, and `abort` leaves no trace.
+
+    Full parts are sent from threads of the upload's own, PARTS_IN_FLIGHT at most, while the
+    next part fills; a buffer whose part has arrived is filled again. Each part goes out as
+    its bytearray, never copied.
+    """
 
     client: S3Client
     bucket: str
     key: str
     headers: dict[str, Any]
     _buffer: bytearray = field(default_factory=bytearray)
+    _filled: int = 0
+    _buffers: int = 1
     _upload_id: str | None = None
     _parts: list[dict[str, Any]] = field(default_factory=list)
+    _sender: ThreadPoolExecutor | None = None
+    _in_flight: deque[Future[tuple[bytearray, dict[str, Any]]]] = field(default_factory=deque)
 
     def write(self, chunk: bytes) -> None:
-        """Add bytes; full parts are sent as they fill."""
-        self._buffer += chunk
-        while len(self._buffer) >= PART_SIZE:
-            part = bytes(self._buffer[:PART_SIZE])
-            del self._buffer[:PART_SIZE]
-            self._send_part(part)
+        """Add bytes; each part is sent as soon as it is full."""
+        view = memoryview(chunk)
+        while view:
+            piece = view[: PART_SIZE - self._filled]
+            end = self._filled + len(piece)
+            # Appends to the first buffer as it grows; overwrites a reused one in place.
+            self._buffer[self._filled : end] = piece
+            self._filled = end
+            view = view[len(piece) :]
+            if self._filled == PART_SIZE:
+                self._ship()
+                self._buffer = self._free_buffer()
+                self._filled = 0
 
-    def _send_part(self, part: bytes) -> None:
+    def _ship(self) -> None:
+        """Send the current buffer as the next part, in the background."""
+        if self._upload_id is None:
+            self._upload_id = self._create()
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        number = len(self._parts) + len(self._in_flight) + 1
+        self._in_flight.append(self._sender.submit(self._send_part, number, self._buffer))
+
+    def _free_buffer(self) -> bytearray:
+        """A new buffer while there are fewer than PARTS_IN_FLIGHT, else the oldest part's."""
+        if self._buffers < PARTS_IN_FLIGHT:
+            self._buffers += 1
+            return bytearray(PART_SIZE)
+        return self._settle_oldest()
+
+    def _create(self) -> str:
         try:
-            if self._upload_id is None:
-                created = self.client.create_multipart_upload(
-                    Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="SHA256", **self.headers
-                )
-                self._upload_id = created["UploadId"]
-            number = len(self._parts) + 1
-            checksum = _checksum(part)
+            created = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="SHA256", **self.headers
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("part upload", exc) from None
+        return created["UploadId"]
+
+    def _settle_oldest(self) -> bytearray:
+        """Wait for the oldest part in flight to arrive; its buffer, free again."""
+        buffer, part = self._in_flight.popleft().result()
+        self._parts.append(part)
+        return buffer
+
+    def _send_part(self, number: int, part: bytearray) -> tuple[bytearray, dict[str, Any]]:
+        assert self._upload_id is not None
+        checksum = _checksum(part)
+        try:
             sent = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=part,
+                # botocore takes a bytearray (its validator says so; the stubs only say bytes).
+                Body=part,  # type: ignore[arg-type]
                 ChecksumSHA256=checksum,
             )
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error("part upload", exc) from None
-        self._parts.append({"PartNumber": number, "ETag": sent["ETag"], "ChecksumSHA256": checksum})
+        return part, {"PartNumber": number, "ETag": sent["ETag"], "ChecksumSHA256": checksum}
 
     def commit(self) -> None:
         """Make the object visible, only if the key is still free; raise ObjectExists if not."""
         try:
             if self._upload_id is None:
-                body = bytes(self._buffer)
+                # The whole file, shorter than a part: the buffer holds exactly its bytes.
                 self.client.put_object(
                     Bucket=self.bucket,
                     Key=self.key,
-                    Body=body,
-                    ChecksumSHA256=_checksum(body),
+                    Body=self._buffer,  # type: ignore[arg-type]
+                    ChecksumSHA256=_checksum(self._buffer),
                     IfNoneMatch="*",
                     **self.headers,
                 )
             else:
-                if self._buffer:
-                    self._send_part(bytes(self._buffer))
+                if self._filled:
+                    del self._buffer[self._filled :]  # the last part, shorter
+                    self._ship()
+                while self._in_flight:
+                    self._settle_oldest()
                 self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
@@ -133,11 +200,22 @@ class Upload:
         except BotoCoreError as exc:
             raise _storage_error("commit", exc) from None
         finally:
-            self._buffer.clear()
+            self._release()
+
+    def _release(self) -> None:
+        self._buffer = bytearray()
+        self._filled = 0
 
     def abort(self) -> None:
         """Drop whatever was sent; best effort (S3 lifecycle rules clean up the rest)."""
-        self._buffer.clear()
+        self._release()
+        while self._in_flight:
+            # Every part must have landed or failed before the abort, or it could outlive it.
+            with suppress(StorageError):
+                self._settle_oldest()
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
         if self._upload_id is None:
             return
         upload_id, self._upload_id = self._upload_id, None

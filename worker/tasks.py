@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ from worker.jobs import MediaJob, ReplyJob
 from worker.logs import get_logger, register_secrets
 from worker.replies import Replier
 from worker.state import MediaStateStore, ReplyLedger
-from worker.storage import make_s3_client
+from worker.storage import PARTS_IN_FLIGHT, make_s3_client
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
 
@@ -55,8 +56,18 @@ def settings() -> WorkerSettings:
     return WorkerSettings.from_env()
 
 
+@dataclass
+class _Pool:
+    """What start-up tells about the pool: how many tasks one process may run at once."""
+
+    tasks_at_once: int = 1
+
+
+_POOL = _Pool()
+
+
 @worker_init.connect
-def _validate_at_start(**_: Any) -> None:
+def _validate_at_start(sender: Any = None, **_: Any) -> None:
     try:
         loaded = settings()
     except ConfigError as exc:
@@ -64,11 +75,16 @@ def _validate_at_start(**_: Any) -> None:
         # Celery swallows exceptions from signal handlers; leave with a clear status instead.
         os._exit(2)
     register_secrets(loaded.accounts.secrets)
+    # `--concurrency`: tasks running at once in the threads or gevent pool's one process (a
+    # prefork child runs one, and its pools only open the connections it uses).
+    _POOL.tasks_at_once = max(1, int(getattr(sender, "concurrency", 1) or 1))
 
 
 @dataclass(frozen=True)
 class Services:
-    """The clients of one worker process, built after fork so no socket is shared."""
+    """The clients of one worker process, built after fork so no socket is shared, and shared
+    by the process's threads: the Redis client, the S3 client and each provider's session are
+    thread-safe, with a connection pool sized for the tasks that run at once."""
 
     archiver: Archiver
     replier: Replier
@@ -76,12 +92,20 @@ class Services:
     redis: Redis
 
 
-@functools.cache
-def _services_for(pid: int) -> Services:
+_services: dict[int, Services] = {}
+# Building clients takes a while and boto3's default session must not be used by two threads at
+# once: the first tasks of a threads pool wait for one build instead of racing to make many.
+_services_lock = threading.Lock()
+
+
+def _build_services() -> Services:
     config = settings()
     register_secrets(config.accounts.secrets)
+    connections = _POOL.tasks_at_once
     redis = Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
-    clients = ClientDirectory(config, redis, make_s3_client(config.s3_endpoint_url))
+    # A large file's upload sends PARTS_IN_FLIGHT parts at once.
+    s3 = make_s3_client(config.s3_endpoint_url, max_connections=connections * PARTS_IN_FLIGHT)
+    clients = ClientDirectory(config, redis, s3, pool_size=connections)
     state = MediaStateStore(
         redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
     )
@@ -95,7 +119,13 @@ def _services_for(pid: int) -> Services:
 
 def services() -> Services:
     """This process's clients."""
-    return _services_for(os.getpid())
+    pid = os.getpid()
+    found = _services.get(pid)
+    if found is None:
+        with _services_lock:
+            found = _services.get(pid) or _build_services()
+            _services[pid] = found
+    return found
 
 
 @app.task(

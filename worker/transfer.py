@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from worker.errors import IntegrityError, PermanentError, TemporaryError
 from worker.provider import Fetched, Progress
@@ -16,6 +17,7 @@ from worker.provider import Fetched, Progress
 __all__ = [
     "CHUNK_SIZE",
     "NETWORK_ERRORS",
+    "POOL_SIZE",
     "TIMEOUT",
     "USER_AGENT",
     "FileBody",
@@ -30,6 +32,9 @@ USER_AGENT = "wa-media-archiver/0.1 (+https://github.com/wa-media-archiver)"
 # (connect, read) seconds for every call; the read timeout bounds a stalled transfer too.
 TIMEOUT = (5.0, 30.0)
 CHUNK_SIZE = 256 * 1024
+# Connections a session keeps per host (requests' default); a worker running more tasks at once
+# asks for more, one per task.
+POOL_SIZE = 10
 NETWORK_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
@@ -37,9 +42,19 @@ NETWORK_ERRORS = (
 )
 
 
-def new_session(session: requests.Session | None = None) -> requests.Session:
-    """A session (a new one, or the given one) that sends our one explicit User-Agent."""
-    session = session or requests.Session()
+def new_session(
+    session: requests.Session | None = None, *, pool_size: int = POOL_SIZE
+) -> requests.Session:
+    """A session (a new one, or the given one) that sends our one explicit User-Agent.
+
+    A new one keeps up to `pool_size` connections per host: urllib3's pools are thread-safe, so
+    the tasks of a process share one session, each reusing a connection of its own.
+    """
+    if session is None:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=max(POOL_SIZE, pool_size))
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     return session
 

@@ -1,0 +1,1 @@
+"""Benchmarks and stress runs; each module is a command (`python bench/<name>.py`)."""
