@@ -86,7 +86,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def machine() -> str:
-    """Cores, CPU model and today's date, for the head of a report."""
+    """Cores, CPU model, today's date and the load average, for the head of a report."""
     model = platform.processor() or "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -94,7 +94,12 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
-    return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, {today}"
+    # Other work on the machine skews every figure: the load average says how much there was.
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, {today}; "
+        f"load average at the end {load} (1, 5, 15 min)"
+    )
 
 
 @contextlib.contextmanager

@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/webhook.py [--duration S] [--runs N] [--connections C] [--quick]
 
-It starts a private redis-server (no persistence) on a free port, then serves each app in turn
-with the `web` command line of the Procfile (bound to 127.0.0.1 on a free port instead of
-0.0.0.0:$PORT) and drives it with wrk and `bench/wrk/signed_bodies.lua`, which POSTs pre-signed
-webhook bodies, a different one per request. For one-message and ten-message payloads it measures
-(a) the maximum rate and (b) the latency at half that rate, each the median of `--runs` runs,
-and prints one table with the targets of the issue. After every run against the real app it
-checks that the broker holds one fan-out task per 2xx answer, so a fast failure path cannot pass.
+It starts a private redis-server (no persistence) on a free port, serves both apps with the `web`
+command line of the Procfile (bound to 127.0.0.1 on a free port instead of 0.0.0.0:$PORT) and
+drives them, their runs taking turns, with wrk and `bench/wrk/signed_bodies.lua`, which POSTs
+pre-signed webhook bodies, a different one per request. For one-message and ten-message payloads
+it measures (a) the maximum rate and (b) the latency at half that rate, each the median of
+`--runs` runs, and prints one table with the targets of the issue. After every run against the
+real app it checks that the broker holds one fan-out task per 2xx answer, so that a fast failure
+path cannot pass for throughput.
 
 Exit 0 when every target is met, 1 when one is missed, 2 when a run is invalid (an answer of 400
 or more, a socket error, or tasks missing from the broker) or the benchmark broke, 130 when
@@ -65,7 +66,8 @@ WARM_UP_SECONDS = 2.0
 SETTLE_POLLS = 4
 # Each wrk thread holds its bodies in memory: at most this many bytes per thread and payload.
 BODY_BUDGET = 40 * 1024 * 1024
-# Rates no run here comes near: the bodies cover this many requests per second before repeating.
+# The bodies cover this many requests per second for a whole run before repeating: more than the
+# real app answers here (only the bare app goes past it with ten messages, and it keeps no records).
 RATE_CEILING = {1: 8000, 10: 3000}
 SHA256_B64 = base64.b64encode(b"\x01" * 32).decode()
 
@@ -366,6 +368,23 @@ def frame_name(frame: str) -> str:
     return f"{name} ({path})"
 
 
+# The steps of a webhook, as a function whose inclusive share stands for the step.
+PROFILE_STEPS = (
+    ("gunicorn worker, all of it", "ThreadWorker.handle (gunicorn/"),
+    ("  Flask app (request context, routing, response)", "Flask.wsgi_app (flask/"),
+    ("    the view", "receive (webhook/views.py)"),
+    ("      signature (HMAC)", "verify (webhook/signature.py)"),
+    ("      json.loads", "loads (json/__init__.py)"),
+    ("      payload to jobs (pydantic)", "parse_cloud_payload (webhook/payload.py)"),
+    ("      publish: record + send", "Publisher.publish (webhook/publisher.py)"),
+    ("        record the media (EVALSHA)", "MediaStateStore.admit_many (worker/state.py)"),
+    ("        Celery send_task", "Celery.send_task (celery/"),
+    ("          kombu: a redis.Redis per publish", "Channel._create_client (kombu/"),
+    ("          kombu: LPUSH", "ListCommands.lpush (redis/"),
+    ("      log line (structlog, stdlib)", "BoundLogger.info (structlog/"),
+)
+
+
 def summarize_profile(raw: Path, top: int = 25) -> str:
     """Self and inclusive shares of the samples, per function, of a py-spy raw profile."""
     own: Counter[str] = Counter()
@@ -383,7 +402,11 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
             inclusive[name] += count
     if total == 0:
         return "no samples\n"
-    lines = [f"{total} samples of the thread holding the GIL", "", "self:"]
+    lines = [f"{total} samples of the thread holding the GIL", "", "steps (inclusive):"]
+    for label, function in PROFILE_STEPS:
+        n = sum(count for name, count in inclusive.items() if name.startswith(function))
+        lines.append(f"  {n / total:6.1%}  {label}")
+    lines += ["", "self:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
     lines += ["", "inclusive:"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top * 2)]
@@ -415,6 +438,16 @@ class Cell:
     payload: Payload
     phase: Phase
     runs: list[Run] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """How progress lines name it."""
+        return f"{self.app} {self.payload.name} {self.phase}"
+
+    @property
+    def key(self) -> tuple[str, str, Phase]:
+        """Its key in Cells."""
+        return (self.app, self.payload.name, self.phase)
 
     def median(self, figure: Callable[[Run], float]) -> float:
         """The median of one figure over the runs."""
@@ -459,6 +492,15 @@ class Options:
     profile: Path | None
 
 
+class Invalid(Exception):
+    """Runs whose figures cannot be trusted: errors, or tasks missing from the broker."""
+
+    def __init__(self, cells: Cells, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} invalid run(s)")
+        self.cells = cells
+        self.problems = problems
+
+
 def check_run(app: AppUnderTest, result: WrkResult, connections: int, what: str) -> list[str]:
     """What makes a run's figures untrustworthy: errors, or (real app) tasks not in the broker."""
     problems = []
@@ -478,25 +520,24 @@ def check_run(app: AppUnderTest, result: WrkResult, connections: int, what: str)
 def measure(
     app: AppUnderTest, cell: Cell, bodies: Bodies, options: Options, period_ms: int = 0
 ) -> list[str]:
-    """Run wrk `options.runs` times for one cell; the problems found."""
+    """One wrk run for one cell; the problems found."""
     argv = wrk_argv(app.url, bodies, options.connections, options.duration, period_ms)
-    say(f"{app.name} {cell.payload.name} {cell.phase}: {shlex.join(argv)}")
-    problems = []
-    for n in range(options.runs):
-        app.reset()
-        cpu_before = app.worker_cpu()
-        result = run_wrk(argv, options.duration)
-        run = Run(result, app.worker_cpu() - cpu_before)
-        what = f"{app.name} {cell.payload.name} {cell.phase} run {n + 1}"
-        problems += check_run(app, result, options.connections, what)
-        broker = "" if app.redis is None else f", broker holds {app.queued_tasks()} tasks"
-        say(
-            f"  run {n + 1}: {result.rate:,.0f} req/s, p50 {result.p50_us / 1000:.2f} ms, "
-            f"p99 {result.p99_us / 1000:.2f} ms, {run.cpu_per_request_us:.0f} µs CPU/request, "
-            f"{result.requests} requests ({max(0, result.requests - bodies.total)} reused a "
-            f"body), {result.http_errors} >= 400, {result.socket_errors} socket errors{broker}"
-        )
-        cell.runs.append(run)
+    n = len(cell.runs) + 1
+    if n == 1:
+        say(f"{app.name} {cell.payload.name} {cell.phase}: {shlex.join(argv)}")
+    app.reset()
+    cpu_before = app.worker_cpu()
+    result = run_wrk(argv, options.duration)
+    run = Run(result, app.worker_cpu() - cpu_before)
+    problems = check_run(app, result, options.connections, f"{cell.name} run {n}")
+    broker = "" if app.redis is None else f", broker holds {app.queued_tasks()} tasks"
+    say(
+        f"  {cell.name} run {n}: {result.rate:,.0f} req/s, p50 {result.p50_us / 1000:.2f} ms, "
+        f"p99 {result.p99_us / 1000:.2f} ms, {run.cpu_per_request_us:.0f} µs CPU/request, "
+        f"{result.requests} requests ({max(0, result.requests - bodies.total)} reused a body), "
+        f"{result.http_errors} >= 400, {result.socket_errors} socket errors{broker}"
+    )
+    cell.runs.append(run)
     return problems
 
 
@@ -522,38 +563,54 @@ def calibrate(app: AppUnderTest, bodies: Bodies, connections: int, rate: float) 
     return max(1, round(connections * 1000 / rate - latency_ms))
 
 
-def profiled(app: AppUnderTest, payload: Payload, options: Options) -> Service | None:
-    """py-spy on the real app's workers during its first max-rate run, with --profile."""
-    if options.profile is None or app.redis is None or app.service is None:
-        return None
-    raw = options.profile / f"web-{payload.name}.raw.txt"
-    # Stopped a second early: the whole sample lies inside the run.
-    return start_profile(app.service.pid, options.duration - 1, raw, options.profile)
-
-
-def bench_app(
-    app: AppUnderTest, bodies: dict[str, Bodies], options: Options, cells: Cells
+def profile_run(
+    app: AppUnderTest, cell: Cell, bodies: Bodies, options: Options, profile: Path
 ) -> list[str]:
-    """Both payloads, both phases, for one running app; the problems found."""
-    warm_up(app, bodies[ONE.name], options.connections)
-    problems = []
-    for payload in (ONE, TEN):
-        peak = cells[(app.name, payload.name, "max")] = Cell(app.name, payload, "max")
-        profiler = profiled(app, payload, options)
-        try:
-            problems += measure(app, peak, bodies[payload.name], options)
-        finally:
-            if profiler is not None:
-                profiler.stop(timeout=30)
-        if profiler is not None and options.profile is not None:
-            raw = options.profile / f"web-{payload.name}.raw.txt"
-            summary = raw.with_name(f"web-{payload.name}.summary.txt")
-            summary.write_text(summarize_profile(raw))
-            say(f"  profile: {raw}, summary {summary}")
-        period_ms = calibrate(app, bodies[payload.name], options.connections, peak.rate / 2)
-        half = cells[(app.name, payload.name, "half")] = Cell(app.name, payload, "half")
-        problems += measure(app, half, bodies[payload.name], options, period_ms)
+    """One max-rate run of the real app under py-spy; writes the raw profile and its summary."""
+    assert app.service is not None
+    raw = profile / f"web-{cell.payload.name}.raw.txt"
+    # Stopped a second early, so that every sample lies inside the run.
+    profiler = start_profile(app.service.pid, options.duration - 1, raw, profile)
+    try:
+        problems = measure(app, cell, bodies, options)
+    finally:
+        profiler.stop(timeout=30)
+    summary = raw.with_name(f"web-{cell.payload.name}.summary.txt")
+    summary.write_text(summarize_profile(raw))
+    say(f"  profile: {raw}, summary {summary}")
     return problems
+
+
+def bench(apps: Sequence[AppUnderTest], bodies: dict[str, Bodies], options: Options) -> Cells:
+    """Both payloads and both phases for every app, the apps' runs taking turns so that a
+    change in the machine's load weighs on each alike; raises Invalid with the problems."""
+    cells: Cells = {}
+    problems: list[str] = []
+    for app in apps:
+        warm_up(app, bodies[ONE.name], options.connections)
+    for payload in (ONE, TEN):
+        body = bodies[payload.name]
+        peaks = {app.name: Cell(app.name, payload, "max") for app in apps}
+        for n in range(options.runs):
+            for app in apps:
+                cell = peaks[app.name]
+                if n == 0 and options.profile is not None and app.redis is not None:
+                    problems += profile_run(app, cell, body, options, options.profile)
+                else:
+                    problems += measure(app, cell, body, options)
+        halves = {app.name: Cell(app.name, payload, "half") for app in apps}
+        periods = {
+            app.name: calibrate(app, body, options.connections, peaks[app.name].rate / 2)
+            for app in apps
+        }
+        for _ in range(options.runs):
+            for app in apps:
+                problems += measure(app, halves[app.name], body, options, periods[app.name])
+        for cell in (*peaks.values(), *halves.values()):
+            cells[cell.key] = cell
+    if problems:
+        raise Invalid(cells, problems)
+    return cells
 
 
 # --------------------------------------------------------------------------------------------
@@ -607,7 +664,9 @@ def render(cells: Cells) -> tuple[str, bool]:
     """The table, and whether every target that could be judged was met."""
     rows: list[tuple[str, ...]] = [HEADER]
     met = True
-    for cell in cells.values():
+    order = {name: i for i, name in enumerate(("bare", "web", ONE.name, TEN.name, "max", "half"))}
+    for key in sorted(cells, key=lambda k: [order[part] for part in k]):
+        cell = cells[key]
         vs_bare, ten_one, target, ok = assess(cells, cell)
         met = met and ok is not False
         verdict = {True: "PASS", False: "FAIL", None: "n/a" if target else ""}[ok]
@@ -684,8 +743,6 @@ def execute(apps: Sequence[str], options: Options, template: list[str], workdir:
     bodies = {p.name: write_bodies(workdir, p, options.duration) for p in (ONE, TEN)}
     for name, b in bodies.items():
         say(f"  {name}: {b.total} distinct bodies of {b.size} bytes")
-    cells: Cells = {}
-    problems: list[str] = []
     with contextlib.ExitStack() as stops:
         server = RedisServer(workdir / "redis", persistent=False).start()
         stops.callback(server.stop)
@@ -698,16 +755,20 @@ def execute(apps: Sequence[str], options: Options, template: list[str], workdir:
             AppUnderTest("bare", BARE_APP_SPEC, base_env()),
             AppUnderTest("web", REAL_APP_SPEC, web_env, Redis.from_url(server.url)),
         )
-        for app in (a for a in candidates if a.name in apps):
-            with contextlib.ExitStack() as stop:
-                stop.callback(app.stop)
-                app.start(template, workdir / "logs")
-                say(f"{app.name}: {shlex.join(app.service.argv if app.service else [])}")
-                problems += bench_app(app, bodies, options, cells)
+        chosen = [app for app in candidates if app.name in apps]
+        for app in chosen:
+            stops.callback(app.stop)
+            app.start(template, workdir / "logs")
+            say(f"{app.name}: {shlex.join(app.service.argv if app.service else [])}")
+        problems: list[str] = []
+        try:
+            cells = bench(chosen, bodies, options)
+        except Invalid as invalid:
+            cells, problems = invalid.cells, invalid.problems
     table, met = render(cells)
     print(
         f"\nWebhook benchmark: median of {options.runs} run(s) of {options.duration:g} s each, "
-        f"wrk -t{WRK_THREADS} -c{options.connections}"
+        f"wrk -t{WRK_THREADS} -c{options.connections}, the apps' runs taking turns"
     )
     print("\n".join(f"  {line}" for line in machine()))
     source = "Procfile" if template == procfile_web() else "--command"

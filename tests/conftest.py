@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from redis import Redis
 
-SHARED_REDIS = "redis://127.0.0.1:6379"
+# Another server may stand in, so that two test sessions on one machine keep apart.
+SHARED_REDIS = os.environ.get("TEST_REDIS", "redis://127.0.0.1:6379")
 
 
 def redis_db(db: int) -> Iterator[str]:

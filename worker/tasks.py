@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
+from celery.concurrency import get_implementation
+from celery.concurrency.solo import TaskPool as SoloPool
+from celery.concurrency.thread import TaskPool as ThreadPool
 from celery.signals import worker_init
 from kombu.exceptions import KombuError
 from pydantic import ValidationError
@@ -75,9 +78,21 @@ def _validate_at_start(sender: Any = None, **_: Any) -> None:
         # Celery swallows exceptions from signal handlers; leave with a clear status instead.
         os._exit(2)
     register_secrets(loaded.accounts.secrets)
-    # `--concurrency`: tasks running at once in the threads or gevent pool's one process (a
-    # prefork child runs one, and its pools only open the connections it uses).
-    _POOL.tasks_at_once = max(1, int(getattr(sender, "concurrency", 1) or 1))
+    if sender is not None:
+        _fit_pool(sender)
+
+
+def _fit_pool(worker: Any) -> None:
+    """Adapt to the pool the worker starts with (`worker` is Celery's WorkController)."""
+    # `--concurrency`: tasks running at once in the threads pool's one process (a prefork child
+    # runs one, and its connection pools only open the connections it uses).
+    _POOL.tasks_at_once = max(1, int(getattr(worker, "concurrency", 1) or 1))
+    if issubclass(get_implementation(worker.pool_cls), (ThreadPool, SoloPool)):
+        # A thread cannot be killed: cancelling the running tasks when Redis goes away raises
+        # NotImplementedError (kill_job) and the worker dies at every Redis restart. The tasks
+        # run on instead; their messages come back once Redis does, and the media's lease keeps
+        # the copy from working on it at the same time.
+        worker.app.conf.worker_cancel_long_running_tasks_on_connection_loss = False
 
 
 @dataclass(frozen=True)

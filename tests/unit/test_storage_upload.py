@@ -1,0 +1,203 @@
+"""The S3 upload: parts sent side by side while the next fills, bounded memory, clean aborts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from worker.errors import StorageError
+from worker.storage import PART_SIZE, PARTS_IN_FLIGHT, ArchiveStore, ObjectExists
+from worker.transfer import new_session
+
+
+def _b64sha256(data: bytes | bytearray) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+class FakeS3:
+    """Records the calls an upload makes; parts can be held back or refused."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[str] = []
+        self.objects: dict[str, bytes] = {}
+        self.parts: dict[int, bytes] = {}
+        self.buffers: set[int] = set()
+        self.running = 0
+        self.most_running = 0
+        self.release = threading.Event()
+        self.release.set()
+        self.fail_part: int | None = None
+        self.completed: list[dict[str, Any]] = []
+        self.aborted: list[str] = []
+        self.taken = False
+
+    def _note(self, name: str) -> None:
+        with self.lock:
+            self.calls.append(name)
+
+    def put_object(self, **kwargs: Any) -> dict[str, Any]:
+        self._note("put_object")
+        body = bytes(kwargs["Body"])
+        assert kwargs["ChecksumSHA256"] == _b64sha256(body)
+        assert kwargs.get("IfNoneMatch") in (None, "*")
+        if self.taken:
+            raise ClientError(
+                {
+                    "Error": {"Code": "PreconditionFailed"},
+                    "ResponseMetadata": {"HTTPStatusCode": 412},
+                },
+                "PutObject",
+            )
+        self.objects[kwargs["Key"]] = body
+        return {}
+
+    def create_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
+        self._note("create")
+        assert kwargs["ChecksumAlgorithm"] == "SHA256"
+        return {"UploadId": "u1"}
+
+    def upload_part(self, **kwargs: Any) -> dict[str, Any]:
+        self._note(f"part {kwargs['PartNumber']}")
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            self.buffers.add(id(kwargs["Body"]))
+        try:
+            self.release.wait(5)
+            if kwargs["PartNumber"] == self.fail_part:
+                raise EndpointConnectionError(endpoint_url="http://s3")
+            body = bytes(kwargs["Body"])
+            assert kwargs["ChecksumSHA256"] == _b64sha256(body)
+            with self.lock:
+                self.parts[kwargs["PartNumber"]] = body
+            return {"ETag": f'"{kwargs["PartNumber"]}"'}
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
+        self._note("complete")
+        parts = kwargs["MultipartUpload"]["Parts"]
+        self.completed = parts
+        if self.taken:
+            raise ClientError(
+                {
+                    "Error": {"Code": "PreconditionFailed"},
+                    "ResponseMetadata": {"HTTPStatusCode": 412},
+                },
+                "CompleteMultipartUpload",
+            )
+        self.objects[kwargs["Key"]] = b"".join(self.parts[p["PartNumber"]] for p in parts)
+        return {}
+
+    def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
+        self._note("abort")
+        self.aborted.append(kwargs["UploadId"])
+        return {}
+
+
+def _write(
+    store: ArchiveStore, data: bytes, *, chunk: int = 256 * 1024 + 3, commit: bool = True
+) -> None:
+    with store.upload("k", content_type="application/pdf", metadata={"sha256": "x"}) as upload:
+        for start in range(0, len(data), chunk):
+            upload.write(data[start : start + chunk])
+        if commit:
+            upload.commit()
+
+
+def _data(size: int) -> bytes:
+    return bytes(range(256)) * (size // 256) + bytes(size % 256)
+
+
+@pytest.mark.parametrize("size", [0, 1, 300_000, PART_SIZE - 1])
+def test_a_file_smaller_than_a_part_is_one_conditional_put(size: int) -> None:
+    s3 = FakeS3()
+    _write(ArchiveStore(s3, "b"), _data(size))  # type: ignore[arg-type]
+    assert s3.calls == ["put_object"]
+    assert s3.objects["k"] == _data(size)
+
+
+@pytest.mark.parametrize(
+    ("size", "parts"),
+    [(PART_SIZE, 1), (PART_SIZE + 1, 2), (2 * PART_SIZE, 2), (5 * PART_SIZE + 12_345, 6)],
+)
+def test_a_larger_file_goes_in_numbered_parts_in_order(size: int, parts: int) -> None:
+    s3 = FakeS3()
+    _write(ArchiveStore(s3, "b"), _data(size))  # type: ignore[arg-type]
+    assert [p["PartNumber"] for p in s3.completed] == list(range(1, parts + 1))
+    assert all(p["ChecksumSHA256"] == _b64sha256(s3.parts[p["PartNumber"]]) for p in s3.completed)
+    assert s3.objects["k"] == _data(size)
+    assert s3.calls[0] == "create"
+    assert s3.calls[-1] == "complete"
+    assert not s3.aborted
+
+
+def test_parts_travel_side_by_side_from_a_bounded_set_of_buffers() -> None:
+    s3 = FakeS3()
+    _write(ArchiveStore(s3, "b"), _data(7 * PART_SIZE + 5), chunk=PART_SIZE // 3)  # type: ignore[arg-type]
+    assert s3.most_running <= PARTS_IN_FLIGHT
+    # Every part went out in one of a fixed set of buffers (the last one may be trimmed in
+    # place): memory does not grow with the file.
+    assert len(s3.buffers) <= PARTS_IN_FLIGHT
+
+
+def test_the_download_waits_while_every_buffer_is_in_flight() -> None:
+    s3 = FakeS3()
+    s3.release.clear()
+    store = ArchiveStore(s3, "b")  # type: ignore[arg-type]
+    done = threading.Event()
+
+    def writer() -> None:
+        _write(store, _data(4 * PART_SIZE))
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert not done.wait(0.3)
+    assert s3.running == PARTS_IN_FLIGHT
+    s3.release.set()
+    thread.join(10)
+    assert done.is_set()
+    assert s3.objects["k"] == _data(4 * PART_SIZE)
+
+
+def test_a_failed_part_fails_the_commit_and_the_upload_is_aborted() -> None:
+    s3 = FakeS3()
+    s3.fail_part = 2
+    with pytest.raises(StorageError, match="part upload"):
+        _write(ArchiveStore(s3, "b"), _data(3 * PART_SIZE + 1))  # type: ignore[arg-type]
+    assert s3.aborted == ["u1"]
+    assert "complete" not in s3.calls
+    assert s3.running == 0
+
+
+def test_an_upload_left_uncommitted_is_aborted_after_its_parts_settled() -> None:
+    s3 = FakeS3()
+    _write(ArchiveStore(s3, "b"), _data(3 * PART_SIZE), commit=False)  # type: ignore[arg-type]
+    assert s3.calls[-1] == "abort"
+    assert s3.running == 0
+    assert "complete" not in s3.calls
+
+
+@pytest.mark.parametrize("size", [10, 2 * PART_SIZE + 1])
+def test_a_taken_key_raises_object_exists_and_leaves_no_upload(size: int) -> None:
+    s3 = FakeS3()
+    s3.taken = True
+    with pytest.raises(ObjectExists):
+        _write(ArchiveStore(s3, "b"), _data(size))  # type: ignore[arg-type]
+    assert s3.aborted == ([] if size < PART_SIZE else ["u1"])
+
+
+def test_a_new_session_keeps_a_connection_per_task_running_at_once() -> None:
+    session = new_session(pool_size=48)
+    adapter: Any = session.get_adapter("https://graph.facebook.com")
+    assert adapter._pool_maxsize == 48
+    default: Any = new_session().get_adapter("http://x")
+    assert default._pool_maxsize == 10
