@@ -59,7 +59,13 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+# Prefork is Celery's default; threads is the Procfile's pool, which must survive Redis as well.
+POOLS = pytest.mark.parametrize("pool", ["prefork", "threads"])
+
+
+@POOLS
 def test_redis_restart_503_then_recovery(
+    pool: str,
     own_redis: RedisServer,
     simulator: Simulator,
     seaweed: SeaweedFS,
@@ -68,7 +74,7 @@ def test_redis_restart_503_then_recovery(
 ) -> None:
     env = stack_env(simulator, seaweed, own_redis.url)
     web, url = start_web(env, tmp_path / "logs")
-    worker = start_worker(env, tmp_path / "logs", name="restart", concurrency=1)
+    worker = start_worker(env, tmp_path / "logs", name="restart", concurrency=1, pool=pool)
     stack = Stack(
         url,
         worker,
@@ -130,15 +136,21 @@ def test_s3_outage_is_retried_until_it_ends(
         seaweed.stop()
 
 
+@POOLS
 def test_worker_survives_redis_killed_with_tasks_in_flight(
-    own_redis: RedisServer, simulator: Simulator, seaweed: SeaweedFS, s3: object, tmp_path: Path
+    pool: str,
+    own_redis: RedisServer,
+    simulator: Simulator,
+    seaweed: SeaweedFS,
+    s3: object,
+    tmp_path: Path,
 ) -> None:
     # A short lease: the task cut off with the connection is swept back within seconds.
     env = dataclasses.replace(
         stack_env(simulator, seaweed, own_redis.url), extra=(("LEASE_SECONDS", "5"),)
     )
     web, url = start_web(env, tmp_path / "logs")
-    worker = start_worker(env, tmp_path / "logs", name="redis-kill", concurrency=2)
+    worker = start_worker(env, tmp_path / "logs", name="redis-kill", concurrency=2, pool=pool)
     beat = start_beat(env, tmp_path / "logs")
     redis = Redis.from_url(own_redis.url, decode_responses=True)
     stack = Stack(url, worker, env, simulator.client(), s3, redis)
