@@ -16,6 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.encryption import NO_ENCRYPTION, Encryption
 from worker.errors import StorageError
 
 if TYPE_CHECKING:
@@ -225,10 +226,11 @@ class Upload:
 
 @dataclass
 class ArchiveStore:
-    """The archive bucket."""
+    """The archive bucket; every object written to it is encrypted as `encryption` asks."""
 
     client: S3Client
     bucket: str
+    encryption: Encryption = NO_ENCRYPTION
 
     @contextmanager
     def upload(
@@ -240,7 +242,13 @@ class ArchiveStore:
         content_disposition: str | None = None,
     ) -> Iterator[Upload]:
         """An upload that is aborted unless committed before the block ends."""
-        headers: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata}
+        # Sent with the single PUT or with CreateMultipartUpload, whichever the size makes it;
+        # the parts of a multipart upload inherit its encryption.
+        headers: dict[str, Any] = {
+            "ContentType": content_type,
+            "Metadata": metadata,
+            **self.encryption.request_args(),
+        }
         if content_disposition:
             headers["ContentDisposition"] = content_disposition
         upload = Upload(self.client, self.bucket, key, headers)
@@ -287,6 +295,7 @@ class ArchiveStore:
                 ContentType="application/json; charset=utf-8",
                 ChecksumSHA256=_checksum(body),
                 IfNoneMatch="*",
+                **self.encryption.request_args(),
             )
         except ClientError as exc:
             if _precondition_failed(exc):
