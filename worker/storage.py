@@ -65,6 +65,9 @@ def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTI
     return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
 
+# Every upload request sends its checksum with ChecksumAlgorithm="SHA256", so that it carries
+# x-amz-sdk-checksum-algorithm beside x-amz-checksum-sha256: S3 asks for that header (or
+# Content-MD5) on writes into a bucket whose Object Lock gives objects a retention period.
 def _checksum(data: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
@@ -161,6 +164,7 @@ class Upload:
                 PartNumber=number,
                 # botocore takes a bytearray (its validator says so; the stubs only say bytes).
                 Body=part,  # type: ignore[arg-type]
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=checksum,
             )
         except (ClientError, BotoCoreError) as exc:
@@ -176,6 +180,7 @@ class Upload:
                     Bucket=self.bucket,
                     Key=self.key,
                     Body=self._buffer,  # type: ignore[arg-type]
+                    ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=_checksum(self._buffer),
                     IfNoneMatch="*",
                     **self.headers,
@@ -293,6 +298,7 @@ class ArchiveStore:
                 Key=key,
                 Body=body,
                 ContentType="application/json; charset=utf-8",
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=_checksum(body),
                 IfNoneMatch="*",
                 **self.encryption.request_args(),

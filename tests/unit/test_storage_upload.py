@@ -48,6 +48,7 @@ class FakeS3:
         self._note("put_object", kwargs)
         body = bytes(kwargs["Body"])
         assert kwargs["ChecksumSHA256"] == _b64sha256(body)
+        assert kwargs["ChecksumAlgorithm"] == "SHA256"
         assert kwargs.get("IfNoneMatch") in (None, "*")
         if self.taken:
             raise ClientError(
@@ -77,6 +78,7 @@ class FakeS3:
                 raise EndpointConnectionError(endpoint_url="http://s3")
             body = bytes(kwargs["Body"])
             assert kwargs["ChecksumSHA256"] == _b64sha256(body)
+            assert kwargs["ChecksumAlgorithm"] == "SHA256"
             with self.lock:
                 self.parts[kwargs["PartNumber"]] = body
             return {"ETag": f'"{kwargs["PartNumber"]}"'}
