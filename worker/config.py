@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from worker.accounts import WorkerAccounts, base_url, flag, worker_accounts
-from worker.env import positive_int, read, redis_url
+from worker.encryption import (
+    NO_ENCRYPTION,
+    Encryption,
+    checked_encryption,
+    kms_key_id,
+    sse_algorithm,
+)
+from worker.env import ConfigError, positive_int, read, redis_url
 
 __all__ = ["DEFAULT_REDIS_URL", "DEFAULT_TOO_BIG_REPLY", "WorkerSettings"]
 
@@ -27,6 +34,17 @@ def _lease_seconds(value: str) -> int:
     if not 3 <= seconds <= 600:
         raise ValueError("expected 3 to 600 seconds")
     return seconds
+
+
+def _encryption(environ: Mapping[str, str]) -> Encryption:
+    algorithm = read(environ, "S3_SSE", lambda v: sse_algorithm(v) if v else None, "")
+    key_id = read(environ, "S3_SSE_KMS_KEY_ID", lambda v: kms_key_id(v) if v else None, "")
+    try:
+        return checked_encryption(
+            algorithm, key_id, algorithm_name="S3_SSE", key_name="S3_SSE_KMS_KEY_ID"
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _reply_text(value: str) -> str:
@@ -51,6 +69,8 @@ class WorkerSettings:
     sweep_stalled_after: int = 600
     token_pause_seconds: int = 60
     lease_seconds: int = 60
+    s3_encryption: Encryption = NO_ENCRYPTION
+    """The default server-side encryption; accounts from a file may ask for their own."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -58,12 +78,14 @@ class WorkerSettings:
         bucket = read(environ, "S3_BUCKET", lambda v: v or None, "")
         prefix = read(environ, "S3_PREFIX", lambda v: v.strip("/"), "")
         delete_after_archive = read(environ, "DELETE_AFTER_ARCHIVE", flag, "false")
+        encryption = _encryption(environ)
         return cls(
             accounts=worker_accounts(
                 environ,
                 bucket=bucket,
                 prefix=prefix,
                 delete_after_archive=delete_after_archive,
+                encryption=encryption,
             ),
             redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
             s3_bucket=bucket,
@@ -77,4 +99,5 @@ class WorkerSettings:
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
             token_pause_seconds=read(environ, "TOKEN_PAUSE_SECONDS", positive_int, "60"),
             lease_seconds=read(environ, "LEASE_SECONDS", _lease_seconds, "60"),
+            s3_encryption=encryption,
         )

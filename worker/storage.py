@@ -16,6 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.encryption import NO_ENCRYPTION, Encryption
 from worker.errors import StorageError
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTI
     return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
 
+# Every upload request sends its checksum with ChecksumAlgorithm="SHA256", so that it carries
+# x-amz-sdk-checksum-algorithm beside x-amz-checksum-sha256: S3 asks for that header (or
+# Content-MD5) on writes into a bucket whose Object Lock gives objects a retention period.
 def _checksum(data: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
@@ -160,6 +164,7 @@ class Upload:
                 PartNumber=number,
                 # botocore takes a bytearray (its validator says so; the stubs only say bytes).
                 Body=part,  # type: ignore[arg-type]
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=checksum,
             )
         except (ClientError, BotoCoreError) as exc:
@@ -175,6 +180,7 @@ class Upload:
                     Bucket=self.bucket,
                     Key=self.key,
                     Body=self._buffer,  # type: ignore[arg-type]
+                    ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=_checksum(self._buffer),
                     IfNoneMatch="*",
                     **self.headers,
@@ -225,10 +231,11 @@ class Upload:
 
 @dataclass
 class ArchiveStore:
-    """The archive bucket."""
+    """The archive bucket; every object written to it is encrypted as `encryption` asks."""
 
     client: S3Client
     bucket: str
+    encryption: Encryption = NO_ENCRYPTION
 
     @contextmanager
     def upload(
@@ -240,7 +247,13 @@ class ArchiveStore:
         content_disposition: str | None = None,
     ) -> Iterator[Upload]:
         """An upload that is aborted unless committed before the block ends."""
-        headers: dict[str, Any] = {"ContentType": content_type, "Metadata": metadata}
+        # Sent with the single PUT or with CreateMultipartUpload, whichever the size makes it;
+        # the parts of a multipart upload inherit its encryption.
+        headers: dict[str, Any] = {
+            "ContentType": content_type,
+            "Metadata": metadata,
+            **self.encryption.request_args(),
+        }
         if content_disposition:
             headers["ContentDisposition"] = content_disposition
         upload = Upload(self.client, self.bucket, key, headers)
@@ -285,8 +298,10 @@ class ArchiveStore:
                 Key=key,
                 Body=body,
                 ContentType="application/json; charset=utf-8",
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=_checksum(body),
                 IfNoneMatch="*",
+                **self.encryption.request_args(),
             )
         except ClientError as exc:
             if _precondition_failed(exc):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from worker.encryption import NO_ENCRYPTION, Encryption
 from worker.errors import StorageError
 from worker.storage import PART_SIZE, PARTS_IN_FLIGHT, ArchiveStore, ObjectExists
 from worker.transfer import new_session
@@ -36,15 +37,18 @@ class FakeS3:
         self.completed: list[dict[str, Any]] = []
         self.aborted: list[str] = []
         self.taken = False
+        self.arguments: list[tuple[str, dict[str, Any]]] = []
 
-    def _note(self, name: str) -> None:
+    def _note(self, name: str, kwargs: dict[str, Any]) -> None:
         with self.lock:
             self.calls.append(name)
+            self.arguments.append((name.split()[0], kwargs))
 
     def put_object(self, **kwargs: Any) -> dict[str, Any]:
-        self._note("put_object")
+        self._note("put_object", kwargs)
         body = bytes(kwargs["Body"])
         assert kwargs["ChecksumSHA256"] == _b64sha256(body)
+        assert kwargs["ChecksumAlgorithm"] == "SHA256"
         assert kwargs.get("IfNoneMatch") in (None, "*")
         if self.taken:
             raise ClientError(
@@ -58,12 +62,12 @@ class FakeS3:
         return {}
 
     def create_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
-        self._note("create")
+        self._note("create", kwargs)
         assert kwargs["ChecksumAlgorithm"] == "SHA256"
         return {"UploadId": "u1"}
 
     def upload_part(self, **kwargs: Any) -> dict[str, Any]:
-        self._note(f"part {kwargs['PartNumber']}")
+        self._note(f"part {kwargs['PartNumber']}", kwargs)
         with self.lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
@@ -74,6 +78,7 @@ class FakeS3:
                 raise EndpointConnectionError(endpoint_url="http://s3")
             body = bytes(kwargs["Body"])
             assert kwargs["ChecksumSHA256"] == _b64sha256(body)
+            assert kwargs["ChecksumAlgorithm"] == "SHA256"
             with self.lock:
                 self.parts[kwargs["PartNumber"]] = body
             return {"ETag": f'"{kwargs["PartNumber"]}"'}
@@ -82,7 +87,7 @@ class FakeS3:
                 self.running -= 1
 
     def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
-        self._note("complete")
+        self._note("complete", kwargs)
         parts = kwargs["MultipartUpload"]["Parts"]
         self.completed = parts
         if self.taken:
@@ -97,7 +102,7 @@ class FakeS3:
         return {}
 
     def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
-        self._note("abort")
+        self._note("abort", kwargs)
         self.aborted.append(kwargs["UploadId"])
         return {}
 
@@ -201,3 +206,50 @@ def test_a_new_session_keeps_a_connection_per_task_running_at_once() -> None:
     assert adapter._pool_maxsize == 48
     default: Any = new_session().get_adapter("http://x")
     assert default._pool_maxsize == 10
+
+
+SSE_KMS = Encryption("aws:kms", "arn:aws:kms:eu-west-1:111122223333:key/k-1")
+SSE_ARGS = {"ServerSideEncryption", "SSEKMSKeyId"}
+
+
+@pytest.mark.parametrize("encryption", [Encryption("AES256"), SSE_KMS])
+def test_a_single_put_asks_for_the_encryption(encryption: Encryption) -> None:
+    s3 = FakeS3()
+    _write(ArchiveStore(s3, "b", encryption), _data(1000))  # type: ignore[arg-type]
+    [(name, sent)] = s3.arguments
+    assert name == "put_object"
+    assert {k: v for k, v in sent.items() if k in SSE_ARGS} == encryption.request_args()
+    assert sent["IfNoneMatch"] == "*"
+    assert sent["ContentType"] == "application/pdf"
+
+
+def test_a_multipart_upload_asks_for_it_when_created_and_its_parts_inherit_it() -> None:
+    s3 = FakeS3()
+    _write(ArchiveStore(s3, "b", SSE_KMS), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
+    by_call = {name: sent for name, sent in s3.arguments}
+    assert by_call["create"]["ServerSideEncryption"] == "aws:kms"
+    assert by_call["create"]["SSEKMSKeyId"] == SSE_KMS.kms_key_id
+    # S3 applies what the upload was created with to its parts; only SSE-C is repeated on each.
+    for name, sent in s3.arguments:
+        if name != "create":
+            assert not SSE_ARGS & set(sent), name
+
+
+@pytest.mark.parametrize("encryption", [Encryption("AES256"), SSE_KMS])
+def test_the_sidecar_asks_for_the_encryption(encryption: Encryption) -> None:
+    s3 = FakeS3()
+    ArchiveStore(s3, "b", encryption).put_json("k.json", {"schema": 1})  # type: ignore[arg-type]
+    [(name, sent)] = s3.arguments
+    assert name == "put_object"
+    assert {k: v for k, v in sent.items() if k in SSE_ARGS} == encryption.request_args()
+    assert sent["ContentType"] == "application/json; charset=utf-8"
+
+
+@pytest.mark.parametrize("size", [10, 2 * PART_SIZE])
+def test_no_encryption_asked_sends_no_encryption_argument(size: int) -> None:
+    s3 = FakeS3()
+    store = ArchiveStore(s3, "b")  # type: ignore[arg-type]
+    assert store.encryption == NO_ENCRYPTION
+    _write(store, _data(size))
+    store.put_json("k.json", {})
+    assert all(not SSE_ARGS & set(sent) for _, sent in s3.arguments)
