@@ -1,0 +1,641 @@
+"""The deployment files (deploy/) agree with the code: commands, variables, limits, probes, alerts.
+
+Pure: the files are parsed with PyYAML and compared with the Procfile, the README's
+configuration reference and constants imported from the code. promtool, when installed, checks
+the alert rules and runs their unit tests; nothing else is started.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import importlib.util
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from kombu.transport.redis import Channel
+
+from worker.celery_app import ARCHIVE_PRIORITY, MEDIA_QUEUE, RESCUE_PRIORITY, TASK_TIME_LIMIT
+from worker.stats import queue_keys
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+PROMETHEUS = DEPLOY / "prometheus"
+PROCESSES = ("web", "worker", "beat")
+# Kubernetes objects of each process, by name.
+DEPLOYMENTS = {"web": "wa-media-web", "worker": "wa-media-worker", "beat": "wa-media-beat"}
+
+# The metrics the service exports; alert rules may use these and Prometheus's own `up`.
+METRICS = frozenset(
+    {
+        "wa_media_pending",
+        "wa_oldest_pending_age_seconds",
+        "wa_nearest_deadline_seconds",
+        "wa_tasks_total",
+        "wa_webhook_requests_total",
+        "wa_queue_depth",
+        "wa_calls_paused",
+        "wa_token_rejected_total",
+        "up",
+    }
+)
+
+# Libraries that read variables of the README's table themselves (boto3's credential chain reads
+# AWS_*): a variable our sources never name counts as read when one of these names it.
+READING_LIBRARIES = ("botocore", "prometheus_client")
+
+SECRET_NAME = re.compile(r"SECRET|TOKEN|KEY|PASSWORD", re.IGNORECASE)
+
+
+# --- reading the files ---------------------------------------------------------------------
+
+
+def yaml_documents(path: Path) -> list[dict[str, Any]]:
+    """Every non-empty document of a YAML file."""
+    with path.open(encoding="utf-8") as stream:
+        return [doc for doc in yaml.safe_load_all(stream) if doc]
+
+
+@cache
+def procfile() -> dict[str, str]:
+    """The Procfile: process name to command line."""
+    lines = (ROOT / "Procfile").read_text(encoding="utf-8").splitlines()
+    entries = [line.split(":", 1) for line in lines if line.strip() and not line.startswith("#")]
+    return {name.strip(): command.strip() for name, command in entries}
+
+
+def procfile_variables() -> set[str]:
+    """The variables the Procfile's commands expand (`${PORT:-8000}`): the shell reads them."""
+    return {
+        match.group(1)
+        for command in procfile().values()
+        for match in re.finditer(r"\$\{([A-Z][A-Z0-9_]*)(?::-[^}]*)?\}", command)
+    }
+
+
+def kubernetes_words(command: str) -> list[str]:
+    """A Procfile line as Kubernetes runs it: its words, with `${VAR:-default}` as `$(VAR)`.
+
+    Kubernetes starts no shell: it expands `$(VAR)` in command and args itself, from the
+    container's own env, so every such VAR must be defined there.
+    """
+    return shlex.split(re.sub(r"\$\{([A-Z][A-Z0-9_]*)(?::-[^}]*)?\}", r"$(\1)", command))
+
+
+@cache
+def compose() -> dict[str, Any]:
+    """deploy/docker-compose.yml."""
+    (document,) = yaml_documents(DEPLOY / "docker-compose.yml")
+    return document
+
+
+def app_services() -> dict[str, dict[str, Any]]:
+    """The compose services that run our image (web, worker, beat and the bucket's set-up)."""
+    return {
+        name: service
+        for name, service in compose()["services"].items()
+        if str(service.get("image", "")).startswith("wa-media-archiver")
+    }
+
+
+@cache
+def manifests() -> list[tuple[str, dict[str, Any]]]:
+    """Every Kubernetes object under deploy/k8s, with the file it comes from."""
+    return [
+        (path.name, document)
+        for path in sorted(K8S.glob("*.yaml"))
+        for document in yaml_documents(path)
+        if document.get("kind") != "Kustomization"
+    ]
+
+
+def k8s_object(kind: str, name: str) -> dict[str, Any]:
+    """The Kubernetes object of this kind and name."""
+    found = [
+        doc for _, doc in manifests() if doc["kind"] == kind and doc["metadata"]["name"] == name
+    ]
+    assert len(found) == 1, f"expected one {kind} {name} under deploy/k8s, found {len(found)}"
+    return found[0]
+
+
+def deployment(process: str) -> dict[str, Any]:
+    """The Deployment running a Procfile process."""
+    return k8s_object("Deployment", DEPLOYMENTS[process])
+
+
+def container(process: str) -> dict[str, Any]:
+    """The (only) container of a process's Deployment."""
+    (only,) = deployment(process)["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def container_env(process: str) -> dict[str, dict[str, Any]]:
+    """A process's container env entries by name."""
+    return {entry["name"]: entry for entry in container(process).get("env", [])}
+
+
+def env_example() -> dict[str, str]:
+    """deploy/compose.env.example, commented-out examples included."""
+    pairs = {}
+    for line in (DEPLOY / "compose.env.example").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"#?\s*([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if match:
+            pairs[match.group(1)] = match.group(2)
+    return pairs
+
+
+@cache
+def readme() -> str:
+    """The top-level README."""
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def readme_section(title: str) -> str:
+    """The text of a `## title` section of the README, its subsections included."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", readme(), re.M | re.S)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group(1)
+
+
+@cache
+def readme_variables() -> frozenset[str]:
+    """The variables of the README's configuration reference (first column of its tables)."""
+    names = set()
+    for line in readme_section("Configuration").splitlines():
+        if line.startswith("| `"):
+            names.update(re.findall(r"`([A-Z][A-Z0-9_]*)`", line.split("|")[1]))
+    assert names, "README.md's Configuration section lists no variable"
+    return frozenset(names)
+
+
+@cache
+def source_literals() -> frozenset[str]:
+    """Every string literal in the Python sources of worker/ and webhook/."""
+    literals = set()
+    for package in ("worker", "webhook"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    literals.add(node.value)
+    return frozenset(literals)
+
+
+@cache
+def library_text(name: str) -> str:
+    """The Python sources of an installed library, or nothing when it is not installed."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    return "\n".join(
+        path.read_text(encoding="utf-8", errors="replace")
+        for location in spec.submodule_search_locations
+        for path in Path(location).rglob("*.py")
+    )
+
+
+def read_by_code(variable: str) -> bool:
+    """Whether our sources, or a library reading it for us, name the variable as a string."""
+    if variable in source_literals():
+        return True
+    quoted = (f'"{variable}"', f"'{variable}'")
+    return any(q in library_text(lib) for lib in READING_LIBRARIES for q in quoted)
+
+
+def known_variables() -> set[str]:
+    """The variables a deployment may set: the README's that code reads, and the Procfile's."""
+    return {v for v in readme_variables() if read_by_code(v)} | procfile_variables()
+
+
+def unknown(names: set[str]) -> list[str]:
+    """Each name no code reads, with why."""
+    problems = []
+    for name in sorted(names - known_variables()):
+        if name not in readme_variables():
+            problems.append(f"{name} (not in README's Configuration table)")
+        else:
+            problems.append(f"{name} (in README, but no code under worker/ or webhook/ reads it)")
+    return problems
+
+
+def dockerfile() -> list[str]:
+    """deploy/Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    text = re.sub(r"\\\n", " ", text)
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def go_duration(text: str) -> int:
+    """Seconds in a duration such as compose's `16m` or `1m30s`."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+)([hms])", text)
+    assert parts, f"not a duration: {text}"
+    assert "".join(n + u for n, u in parts) == text, f"not a duration: {text}"
+    return sum(int(n) * units[u] for n, u in parts)
+
+
+# --- commands --------------------------------------------------------------------------------
+#
+# The Procfile is the source of truth for the three commands. Compose runs each line word for
+# word (compose itself expands ${PORT:-8000} as the shell would); the image's default command
+# runs the web line through `sh -c exec`; Kubernetes runs the line's words with ${VAR:-default}
+# written $(VAR), which it expands from the container's env (kubernetes_words).
+
+
+def test_procfile_has_the_three_processes() -> None:
+    assert set(procfile()) == set(PROCESSES)
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_compose_runs_the_procfile_line(process: str) -> None:
+    assert compose()["services"][process]["command"] == procfile()[process]
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_kubernetes_runs_the_procfile_line(process: str) -> None:
+    spec = container(process)
+    words = kubernetes_words(procfile()[process])
+    assert [*spec["command"], *spec.get("args", [])] == words
+    for variable in re.findall(r"\$\(([A-Z][A-Z0-9_]*)\)", " ".join(words)):
+        assert "value" in container_env(process).get(variable, {}), (
+            f"{process} runs $({variable}) but its container does not define {variable}"
+        )
+
+
+def test_image_default_command_is_the_web_line() -> None:
+    (cmd,) = [line for line in dockerfile() if line.startswith("CMD ")]
+    assert json.loads(cmd.removeprefix("CMD ")) == ["sh", "-c", f"exec {procfile()['web']}"]
+
+
+def test_web_listens_on_port_everywhere() -> None:
+    port = container_env("web")["PORT"]["value"]
+    ports = {p["name"]: p["containerPort"] for p in container("web")["ports"]}
+    assert ports["http"] == int(port)
+    assert compose()["services"]["web"]["environment"]["PORT"] == "${PORT:-8000}"
+    assert "${PORT:-8000}:${PORT:-8000}" in compose()["services"]["web"]["ports"]
+
+
+# --- environment variables --------------------------------------------------------------------
+
+
+def test_every_readme_variable_is_read_by_code() -> None:
+    missing = sorted(v for v in readme_variables() if not read_by_code(v))
+    assert not missing, f"README's Configuration table lists variables no code reads: {missing}"
+
+
+def _compose_variables() -> Iterator[tuple[str, set[str]]]:
+    for name, service in app_services().items():
+        yield f"docker-compose.yml service {name}", set(service.get("environment", {}))
+    yield "compose.env.example", set(env_example())
+
+
+def _env_secrets() -> set[str]:
+    """The Secrets whose keys become environment variables of a Deployment."""
+    names = set()
+    for process in PROCESSES:
+        for entry in container(process).get("env", []):
+            ref = entry.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                names.add(ref["name"])
+        for source in container(process).get("envFrom", []):
+            if "secretRef" in source:
+                names.add(source["secretRef"]["name"])
+    return names
+
+
+def _k8s_variables() -> Iterator[tuple[str, set[str]]]:
+    env_secrets = _env_secrets()
+    for filename, doc in manifests():
+        where = f"deploy/k8s/{filename} {doc['kind']} {doc['metadata']['name']}"
+        if doc["kind"] == "ConfigMap":
+            yield where, set(doc.get("data", {}))
+        elif doc["kind"] == "Secret" and doc["metadata"]["name"] in env_secrets:
+            yield where, set(doc.get("stringData", {})) | set(doc.get("data", {}))
+        elif doc["kind"] == "Deployment":
+            for spec in doc["spec"]["template"]["spec"]["containers"]:
+                yield where, {entry["name"] for entry in spec.get("env", [])}
+
+
+def test_compose_and_env_example_name_only_variables_the_code_reads() -> None:
+    problems = [f"{where}: {p}" for where, names in _compose_variables() for p in unknown(names)]
+    assert not problems, "variables no code reads:\n" + "\n".join(problems)
+
+
+def test_kubernetes_names_only_variables_the_code_reads() -> None:
+    found = list(_k8s_variables())
+    assert {where.split()[0] for where, _ in found} >= {
+        "deploy/k8s/configmap.yaml",
+        "deploy/k8s/secret.template.yaml",
+        "deploy/k8s/web.yaml",
+    }
+    problems = [f"{where}: {p}" for where, names in found for p in unknown(names)]
+    assert not problems, "variables no code reads:\n" + "\n".join(problems)
+
+
+def test_unknown_variable_is_named() -> None:
+    assert unknown({"REDIS_URL", "PORT", "NO_SUCH_SETTING"}) == [
+        "NO_SUCH_SETTING (not in README's Configuration table)"
+    ]
+
+
+def test_example_secrets_are_dummies() -> None:
+    values = dict(env_example())
+    for doc in yaml_documents(K8S / "secret.template.yaml"):
+        values.update(doc.get("stringData", {}))
+    secret = {k: v for k, v in values.items() if SECRET_NAME.search(k)}
+    assert secret, "no secret found to check"
+    real = sorted(k for k, v in secret.items() if not v.startswith("dummy"))
+    assert not real, f"example values that do not start with 'dummy': {real}"
+
+
+def test_compose_sets_no_secret_itself() -> None:
+    for name, service in app_services().items():
+        assert service["env_file"] == "compose.env"
+        secrets = [k for k in service.get("environment", {}) if SECRET_NAME.search(k)]
+        assert not secrets, f"{name} sets {secrets} in docker-compose.yml, not from compose.env"
+
+
+def test_secret_template_is_not_applied_by_kustomize() -> None:
+    (kustomization,) = yaml_documents(K8S / "kustomization.yaml")
+    assert "secret.template.yaml" not in kustomization["resources"]
+    listed = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.template.yaml"}
+    assert set(kustomization["resources"]) == listed
+
+
+# --- the worker's grace period, beat, probes --------------------------------------------------
+
+
+def test_worker_grace_period_outlasts_the_longest_task() -> None:
+    pod = deployment("worker")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > TASK_TIME_LIMIT
+    assert go_duration(compose()["services"]["worker"]["stop_grace_period"]) > TASK_TIME_LIMIT
+
+
+def test_exactly_one_beat() -> None:
+    spec = deployment("beat")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate"
+    assert compose()["services"]["beat"].get("deploy", {}).get("replicas", 1) == 1
+
+
+def test_web_probes() -> None:
+    spec = container("web")
+    assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert "/healthz" in " ".join(compose()["services"]["web"]["healthcheck"]["test"])
+
+
+def test_web_keeps_one_pod_through_disruptions() -> None:
+    budget = k8s_object("PodDisruptionBudget", "wa-media-web")
+    labels = deployment("web")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["minAvailable"] >= 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = k8s_object("Service", "wa-media-web")
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_pods_run_as_the_image_user(process: str) -> None:
+    (user,) = [line.split()[1] for line in dockerfile() if line.startswith("USER ")]
+    uid = int(user.split(":")[0])
+    assert uid != 0
+    pod = deployment(process)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == uid
+    assert container(process)["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_beat_can_write_its_schedule() -> None:
+    (workdir,) = [line.split()[1] for line in dockerfile() if line.startswith("WORKDIR /var")]
+    mounts = {m["mountPath"] for m in container("beat")["volumeMounts"]}
+    assert workdir in mounts
+    assert workdir in compose()["services"]["beat"]["tmpfs"]
+
+
+# --- KEDA ----------------------------------------------------------------------------------
+
+
+def test_keda_scales_the_worker_on_every_list_of_the_media_queue() -> None:
+    scaled = k8s_object("ScaledObject", "wa-media-worker")["spec"]
+    assert scaled["scaleTargetRef"]["name"] == DEPLOYMENTS["worker"]
+    assert "replicas" not in deployment("worker")["spec"], "KEDA owns the worker's replicas"
+    # Never zero: workers also consume the replies queue, where the sweep rides.
+    assert scaled["minReplicaCount"] >= 1
+    triggers = scaled["triggers"]
+    assert {t["type"] for t in triggers} == {"redis"}
+    lists = {t["metadata"]["listName"] for t in triggers}
+    assert lists == set(queue_keys(MEDIA_QUEUE))
+    # kombu's own naming of the lists that archive and rescued tasks go to.
+    channel = SimpleNamespace(priority_steps=Channel.priority_steps, sep=Channel.sep)
+    channel.priority = lambda n: Channel.priority(channel, n)
+    for priority in (ARCHIVE_PRIORITY, RESCUE_PRIORITY):
+        assert Channel._q_for_pri(channel, MEDIA_QUEUE, priority) in lists
+    formula = scaled["advanced"]["scalingModifiers"]["formula"]
+    assert set(re.findall(r"\w+", formula)) == {t["name"] for t in triggers}
+
+
+def test_keda_reads_the_redis_of_redis_url() -> None:
+    (secret,) = [
+        d
+        for d in yaml_documents(K8S / "secret.template.yaml")
+        if d["metadata"]["name"] == "wa-media"
+    ]
+    url = urlsplit(secret["stringData"]["REDIS_URL"])
+    for trigger in k8s_object("ScaledObject", "wa-media-worker")["spec"]["triggers"]:
+        assert trigger["metadata"]["address"] == f"{url.hostname}:{url.port}"
+        assert trigger["metadata"]["databaseIndex"] == url.path.strip("/")
+
+
+# --- compose services ------------------------------------------------------------------------
+
+
+def test_compose_redis_uses_deploy_redis_conf() -> None:
+    redis = compose()["services"]["redis"]
+    (mount,) = [v for v in redis["volumes"] if v.startswith("./redis.conf:")]
+    conf_path = mount.split(":")[1]
+    assert redis["command"][:2] == ["redis-server", conf_path]
+    assert not {"--appendonly", "--maxmemory-policy", "--appendfsync"} & set(redis["command"])
+    conf = (DEPLOY / "redis.conf").read_text(encoding="utf-8").splitlines()
+    assert "appendonly yes" in conf
+    assert "maxmemory-policy noeviction" in conf
+
+
+def test_compose_seaweedfs_has_telemetry_off_and_the_bucket_made() -> None:
+    services = compose()["services"]
+    assert "-master.telemetry=false" in services["seaweedfs"]["command"]
+    init = services["s3-init"]
+    assert init["restart"] == "no"
+    assert "create_bucket" in " ".join(init["command"])
+    worker_needs = services["worker"]["depends_on"]
+    assert worker_needs["s3-init"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_waits_only_on_services_with_health_checks() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        for needed, how in service.get("depends_on", {}).items():
+            assert how["condition"] in ("service_healthy", "service_completed_successfully")
+            if how["condition"] == "service_healthy":
+                assert "healthcheck" in services[needed], f"{name} waits on {needed}'s health"
+
+
+# --- the image -----------------------------------------------------------------------------
+
+
+def test_image_installs_the_lock_then_the_project_without_resolving() -> None:
+    runs = [line for line in dockerfile() if line.startswith("RUN ")]
+    lock = runs.index("RUN pip install --no-deps -r requirements.lock")
+    assert runs.index("RUN pip install --no-deps .") > lock
+    (base,) = [line for line in dockerfile() if line.startswith("ARG PYTHON_IMAGE=")]
+    assert base.startswith("ARG PYTHON_IMAGE=python:3.11-slim")
+    assert {line for line in dockerfile() if line.startswith("FROM ")} == {
+        "FROM ${PYTHON_IMAGE} AS build",
+        "FROM ${PYTHON_IMAGE}",
+    }
+
+
+def test_image_bakes_in_no_secret() -> None:
+    for line in dockerfile():
+        if line.startswith(("ENV ", "ARG ")):
+            assert not SECRET_NAME.search(line), f"secret-like setting in the image: {line}"
+
+
+def test_lock_pins_every_dependency() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    block = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.M | re.S)
+    assert block
+    wanted = {
+        re.split(r"[\s\[<>=!~;]", item, maxsplit=1)[0].lower().replace("_", "-")
+        for item in re.findall(r'"([^"]+)"', block.group(1))
+    }
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    pinned = {m.lower().replace("_", "-") for m in re.findall(r"^([A-Za-z0-9_.-]+)==", lock, re.M)}
+    assert wanted <= pinned, f"not pinned in requirements.lock: {sorted(wanted - pinned)}"
+
+
+def _ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore keeps `path` out (the syntax subset that file uses)."""
+    ignored = False
+    parts = path.split("/")
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.removeprefix("!").rstrip("/")
+        for depth in range(1, len(parts) + 1):
+            if glob.startswith("**/"):
+                hit = fnmatch.fnmatchcase(parts[depth - 1], glob[3:])
+            else:
+                hit = fnmatch.fnmatchcase("/".join(parts[:depth]), glob)
+            if hit:
+                ignored = not negate
+                break
+    return ignored
+
+
+def test_dockerignore_lets_in_only_what_the_image_copies() -> None:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    copied = [
+        source
+        for line in dockerfile()
+        if line.startswith("COPY ") and "--from" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert copied
+    for source in copied:
+        assert (ROOT / source).exists(), source
+        assert not _ignored(source, patterns), f".dockerignore drops {source}, which is copied"
+    assert not _ignored("worker/tasks.py", patterns)
+    for kept_out in (
+        "deploy/compose.env",
+        ".venv/bin/python",
+        "tests/unit/test_deploy.py",
+        "worker/__pycache__/tasks.cpython-311.pyc",
+        ".git/config",
+    ):
+        assert _ignored(kept_out, patterns), kept_out
+
+
+# --- alert rules -----------------------------------------------------------------------------
+
+_PROMQL_WORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, labels and keywords left out)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.])[A-Za-z_:][\w:]*", text):
+        if text[match.end() :].lstrip().startswith("("):
+            continue  # a function or an aggregation
+        if match.group().lower() not in _PROMQL_WORDS:
+            names.add(match.group())
+    return names
+
+
+def test_promql_metrics_reads_expressions() -> None:
+    expr = (
+        'sum by (task) (increase(wa_tasks_total{outcome="failed"}[1h])) > 10 and on() '
+        'max(wa_media_pending offset 5m) > 0 or absent(up{job="x"} == 1)'
+    )
+    assert promql_metrics(expr) == {"wa_tasks_total", "wa_media_pending", "up"}
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """Every alerting rule of deploy/prometheus/alerts.yml."""
+    (document,) = yaml_documents(PROMETHEUS / "alerts.yml")
+    return [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def github_slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_alerts_use_only_exported_metrics() -> None:
+    rules = alert_rules()
+    assert len({rule["alert"] for rule in rules}) == len(rules), "alert names repeat"
+    for rule in rules:
+        used = promql_metrics(rule["expr"])
+        assert used, f"{rule['alert']} selects no metric"
+        assert used <= METRICS, f"{rule['alert']} uses unknown metrics {sorted(used - METRICS)}"
+
+
+def test_every_alert_has_a_runbook_entry() -> None:
+    runbook = readme_section("Runbook")
+    anchors = {github_slug(h) for h in re.findall(r"^#{3,4} (.+)$", runbook, re.M)}
+    for rule in alert_rules():
+        link = rule["annotations"]["runbook"]
+        assert link.startswith("README.md#"), f"{rule['alert']}: runbook {link}"
+        assert link.removeprefix("README.md#") in anchors, f"{rule['alert']}: no entry {link}"
+
+
+def test_prometheus_scrapes_the_jobs_the_alerts_name() -> None:
+    (config,) = yaml_documents(PROMETHEUS / "prometheus.yml")
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    named = {job for rule in alert_rules() for job in re.findall(r'job="([^"]+)"', rule["expr"])}
+    assert named <= jobs
+    assert config["rule_files"] == ["alerts.yml"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_checks_and_tests_the_rules() -> None:
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]):
+        done = subprocess.run(
+            ["promtool", *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
