@@ -29,6 +29,13 @@ def _lease_seconds(value: str) -> int:
     return seconds
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"expected a TCP port from 0 (off) to 65535, got {number}")
+    return number
+
+
 def _reply_text(value: str) -> str:
     if len(value) > 4096:
         raise ValueError("a WhatsApp text body holds at most 4096 characters")
@@ -51,6 +58,8 @@ class WorkerSettings:
     sweep_stalled_after: int = 600
     token_pause_seconds: int = 60
     lease_seconds: int = 60
+    metrics_port: int = 9808
+    """Where the worker serves its metrics; 0: not at all."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -77,4 +86,5 @@ class WorkerSettings:
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
             token_pause_seconds=read(environ, "TOKEN_PAUSE_SECONDS", positive_int, "60"),
             lease_seconds=read(environ, "LEASE_SECONDS", _lease_seconds, "60"),
+            metrics_port=read(environ, "WORKER_METRICS_PORT", _port, "9808"),
         )
