@@ -87,6 +87,7 @@ def start_web(env: StackEnv, log_dir: Path, *, port: int | None = None) -> tuple
     port = port or free_port()
     argv = [
         str(_BIN / "gunicorn"),
+        "--config", "python:webhook.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}",
         "--workers", "2",
         "webhook:create_app()",
@@ -117,8 +118,13 @@ def start_worker(
     name: str = "w1",
     concurrency: int = 2,
     pool: str = "prefork",
+    metrics_port: int | None = None,
 ) -> Service:
-    """`celery -A worker worker` on the media and replies queues, waiting until it is ready."""
+    """`celery -A worker worker` on the media and replies queues, waiting until it is ready.
+
+    Its metrics are served on `metrics_port` (a free port unless given; 0 turns them off), which
+    the service's environment holds as WORKER_METRICS_PORT.
+    """
     argv = [
         str(_BIN / "celery"),
         "-A", "worker",
@@ -131,7 +137,9 @@ def start_worker(
         "--without-gossip",
         "--without-mingle",
     ]  # fmt: skip
-    service = Service("worker", argv, log_dir / f"worker-{name}.log", env=env.environ()).start()
+    environ = env.environ()
+    environ["WORKER_METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)
+    service = Service("worker", argv, log_dir / f"worker-{name}.log", env=environ).start()
 
     def ready() -> bool:
         if not service.alive():
