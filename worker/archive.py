@@ -203,9 +203,10 @@ class Archiver:
         # Bytes flow from the provider to S3 as they arrive: each stopwatch adds up the waits
         # on one side, so that a slow provider and a slow S3 tell apart.
         download, s3 = Stopwatch(), Stopwatch()
+        opening = time.perf_counter()
         with provider.fetch(job.media_id, job.phone_number_id) as fetched:
             # Entering `fetch` looked the media up and opened its download.
-            download.seconds = time.perf_counter() - started - (fetched.lookup_seconds or 0)
+            download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
             self._looked_up(fetched)
             digest, size = self._store(store, key, job, fetched, until, download, s3)
         document = sidecar(
