@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -115,7 +116,7 @@ def _start_metrics(port: int) -> None:
     PROMETHEUS_MULTIPROC_DIR when set, but not served)."""
     if port == 0 and not os.environ.get(MULTIPROC_ENV):
         return
-    use_multiprocess_dir("worker")
+    directory = use_multiprocess_dir("worker")
     # Made here, before the pool forks: the metrics without labels are served (at zero) from
     # the start, and each pool process counts in files of its own.
     worker_metrics()
@@ -129,6 +130,7 @@ def _start_metrics(port: int) -> None:
             file=sys.stderr,
             flush=True,
         )
+        shutil.rmtree(directory, ignore_errors=True)  # os._exit runs no exit handler
         os._exit(2)
     log.info("metrics_served", port=port)
 
