@@ -92,7 +92,11 @@ def start_web(env: StackEnv, log_dir: Path, *, port: int | None = None) -> tuple
         "--workers", "2",
         "webhook:create_app()",
     ]  # fmt: skip
-    service = Service("web", argv, log_dir / f"web-{port}.log", env=env.environ()).start()
+    environ = env.environ()
+    # Each process keeps its metric files in a subdirectory of its own under this one, left
+    # with the logs should it be killed.
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
+    service = Service("web", argv, log_dir / f"web-{port}.log", env=environ).start()
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -139,6 +143,7 @@ def start_worker(
     ]  # fmt: skip
     environ = env.environ()
     environ["WORKER_METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
     service = Service("worker", argv, log_dir / f"worker-{name}.log", env=environ).start()
 
     def ready() -> bool:
