@@ -87,11 +87,16 @@ def start_web(env: StackEnv, log_dir: Path, *, port: int | None = None) -> tuple
     port = port or free_port()
     argv = [
         str(_BIN / "gunicorn"),
+        "--config", "python:webhook.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}",
         "--workers", "2",
         "webhook:create_app()",
     ]  # fmt: skip
-    service = Service("web", argv, log_dir / f"web-{port}.log", env=env.environ()).start()
+    environ = env.environ()
+    # Each process keeps its metric files in a subdirectory of its own under this one, left
+    # with the logs should it be killed.
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
+    service = Service("web", argv, log_dir / f"web-{port}.log", env=environ).start()
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -117,8 +122,13 @@ def start_worker(
     name: str = "w1",
     concurrency: int = 2,
     pool: str = "prefork",
+    metrics_port: int | None = None,
 ) -> Service:
-    """`celery -A worker worker` on the media and replies queues, waiting until it is ready."""
+    """`celery -A worker worker` on the media and replies queues, waiting until it is ready.
+
+    Its metrics are served on `metrics_port` (a free port unless given; 0 turns them off), which
+    the service's environment holds as WORKER_METRICS_PORT.
+    """
     argv = [
         str(_BIN / "celery"),
         "-A", "worker",
@@ -131,7 +141,10 @@ def start_worker(
         "--without-gossip",
         "--without-mingle",
     ]  # fmt: skip
-    service = Service("worker", argv, log_dir / f"worker-{name}.log", env=env.environ()).start()
+    environ = env.environ()
+    environ["WORKER_METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
+    service = Service("worker", argv, log_dir / f"worker-{name}.log", env=environ).start()
 
     def ready() -> bool:
         if not service.alive():

@@ -8,11 +8,14 @@ from flask import Flask
 from redis import Redis
 
 from webhook.config import WebSettings
+from webhook.metrics import bp as metrics_bp
+from webhook.metrics import count_request
 from webhook.publisher import Publisher
 from webhook.views import bp
 from worker.celery_app import make_celery
 from worker.env import ConfigError
 from worker.logs import configure_logging, register_secrets
+from worker.metrics import web_metrics
 from worker.state import MediaStateStore
 
 __all__ = ["create_app"]
@@ -42,4 +45,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url), state)
     app.extensions["wa.redis"] = redis
     app.register_blueprint(bp)
+    app.register_blueprint(metrics_bp)
+    web_metrics()  # made now, in this process: after gunicorn's config chose where they count
+    app.after_request(count_request)
     return app

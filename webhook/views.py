@@ -21,7 +21,7 @@ from webhook.payload import (
 )
 from webhook.publisher import BrokerUnavailable, Publisher
 from webhook.signature import MissingSignature, SignatureError, verify
-from worker.logs import get_logger
+from worker.logs import get_logger, since
 
 __all__ = ["bp"]
 
@@ -86,24 +86,44 @@ def _enqueue(
         log.warning(
             notice.event, detail=notice.detail, wamid=notice.wamid, code=notice.code, **context
         )
+    jobs = _job_fields(parsed)
+    if not jobs:
+        # Statuses, texts, reactions: nothing to archive, counted by wa_webhook_requests_total.
+        log.debug("webhook_ignored", ignored=parsed.ignored, duration_ms=since(started), **context)
+        return _text("ok", 200)
+    received_ms = since(started)
+    for fields in jobs:
+        log.info("received", duration_ms=received_ms, **fields, **context)
 
     publisher: Publisher = current_app.extensions["wa.publisher"]
+    publishing = time.perf_counter()
     try:
         task_id = publisher.publish(parsed)
     except BrokerUnavailable as exc:
         log.error("webhook_enqueue_failed", status=503, reason=str(exc), **context)
         return _text("broker unavailable", 503)
-
-    log.info(
-        "webhook_received",
-        media=len(parsed.media),
-        replies=len(parsed.replies),
-        ignored=parsed.ignored,
-        task_id=task_id,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        **context,
-    )
+    enqueued_ms = since(publishing)
+    for fields in jobs:
+        log.info("enqueued", task_id=task_id, duration_ms=enqueued_ms, **fields, **context)
     return _text("ok", 200)
+
+
+def _job_fields(parsed: ParsedPayload) -> list[dict[str, str]]:
+    """The ids that follow each job of a request through the logs, to its worker's lines."""
+    media = [
+        {
+            "kind": "media",
+            "wamid": job.wamid,
+            "media_id": job.media_id,
+            "phone_number_id": job.phone_number_id,
+        }
+        for job in parsed.media
+    ]
+    replies = [
+        {"kind": "reply", "wamid": job.wamid, "phone_number_id": job.phone_number_id}
+        for job in parsed.replies
+    ]
+    return media + replies
 
 
 @bp.post("/webhook")

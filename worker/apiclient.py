@@ -19,9 +19,11 @@ from worker.classify import Classifier, parse_retry_after
 from worker.errors import (
     ArchiveError,
     CredentialsError,
+    ForeignHost,
     MediaRejected,
     PermanentError,
     TemporaryError,
+    TooBig,
 )
 from worker.gate import MetaGate
 from worker.mediatypes import upload_problem
@@ -167,7 +169,7 @@ class ApiClient(ABC):
         """
         for _ in range(REDIRECTS + 1):
             if not is_allowed_media_url(url, allowed):
-                raise PermanentError(
+                raise ForeignHost(
                     f"{what} URL is on a host not allowed to receive the credential "
                     "(WHATSAPP_MEDIA_HOSTS, or media_hosts in the accounts file); not sent"
                 )
@@ -193,7 +195,7 @@ class ApiClient(ABC):
     def _check_limit(self, size: int | None) -> None:
         limit = self.max_media_bytes
         if size is not None and size > limit:
-            raise PermanentError(f"media is {size} bytes, over MAX_MEDIA_BYTES={limit}")
+            raise TooBig(f"media is {size} bytes, over MAX_MEDIA_BYTES={limit}")
 
     def download(
         self,

@@ -18,10 +18,14 @@ from worker.config import WorkerSettings
 from worker.errors import (
     ArchiveError,
     BusyError,
+    Expired,
     IntegrityError,
+    InvalidId,
     PermanentError,
     RetryableError,
-    TemporaryError,
+    SizeMismatch,
+    TimedOut,
+    WorkerDied,
 )
 from worker.jobs import MediaJob
 from worker.layout import (
@@ -32,12 +36,14 @@ from worker.layout import (
     sidecar,
     sidecar_key,
 )
-from worker.logs import get_logger
+from worker.logs import get_logger, milliseconds, since
+from worker.metrics import worker_metrics
 from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
 from worker.provider import Fetched
+from worker.reasons import Reason, reason_of
 from worker.state import Attempt, MediaStateStore
 from worker.storage import ArchiveStore, ObjectExists
-from worker.transfer import Tally
+from worker.transfer import Stopwatch, Tally
 
 __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
 
@@ -54,7 +60,7 @@ def check_download(digest_hex: str, size: int, fetched: Fetched, job: MediaJob) 
     """Raise IntegrityError unless the bytes match every digest and size that was announced:
     the provider's look-up and the webhook's."""
     if fetched.size is not None and size != fetched.size:
-        raise IntegrityError(f"downloaded {size} bytes, look-up announced {fetched.size}")
+        raise SizeMismatch(f"downloaded {size} bytes, look-up announced {fetched.size}")
     if fetched.sha256 is not None and not hmac.compare_digest(digest_hex, fetched.sha256):
         raise IntegrityError("sha256 of the download differs from the look-up's")
     if job.sha256 is not None and not hmac.compare_digest(digest_hex, job.sha256):
@@ -71,10 +77,11 @@ class Done:
 
 @dataclass(frozen=True)
 class Failed:
-    """Given up; the state record says why."""
+    """Given up; the state record says why, `label` in a word (worker/reasons.py)."""
 
     reason: str
     code: int | None = None
+    label: Reason = "other"
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,7 @@ class Archiver:
                 job.mime_type,
             )
         except InvalidIdError as exc:
-            raise PermanentError(str(exc)) from None
+            raise InvalidId(str(exc)) from None
 
     def archive(self, job: MediaJob) -> Result:
         """Try once to archive the media, and record in its state what came of it."""
@@ -123,10 +130,10 @@ class Archiver:
             if self.state.get(job.media_id).get("state") == "archived":
                 return Done("already_archived", key)
             if time.time() >= deadline:
-                raise PermanentError("expired: the media id is past its 7-day window")
+                raise Expired("expired: the media id is past its 7-day window")
         except PermanentError as exc:
             self.state.mark_failed(job.media_id, exc.reason)
-            return Failed(exc.reason, exc.code)
+            return Failed(exc.reason, exc.code, reason_of(exc))
         try:
             with self.state.lease(job.media_id):
                 # Every outcome is recorded while the lease is held, so the sweep never
@@ -142,15 +149,15 @@ class Archiver:
             return Done(self._archive(clients, job, key), key)
         except PermanentError as exc:
             self.state.mark_failed(job.media_id, exc.reason)
-            return Failed(exc.reason, exc.code)
+            return Failed(exc.reason, exc.code, reason_of(exc))
         except RetryableError as exc:
             return self._plan(job, exc, deadline)
         except SoftTimeLimitExceeded:
-            return self._plan(job, TemporaryError("try ran past its soft time limit"), deadline)
+            return self._plan(job, TimedOut("try ran past its soft time limit"), deadline)
         except Exception as exc:
             # A failure nobody classified yet: retrying is safe, dropping the media is not.
-            log.exception("media_unexpected_error", media_id=job.media_id, wamid=job.wamid)
-            return self._plan(job, TemporaryError(f"unexpected {type(exc).__name__}"), deadline)
+            log.exception("media_unexpected_error")
+            return self._plan(job, RetryableError(f"unexpected {type(exc).__name__}"), deadline)
 
     def _plan(self, job: MediaJob, exc: RetryableError, deadline: float) -> Result:
         record = self.state.get(job.media_id)
@@ -166,7 +173,7 @@ class Archiver:
         if plan.countdown is None:
             reason = plan.give_up or exc.reason
             self.state.mark_failed(job.media_id, reason)
-            return Failed(reason, exc.code)
+            return Failed(reason, exc.code, plan.give_up_reason or reason_of(exc))
         self.state.record_error(
             job.media_id,
             exc.reason,
@@ -176,13 +183,12 @@ class Archiver:
         return RetryLater(plan.countdown, exc)
 
     def _archive(self, clients: AccountClients, job: MediaJob, key: str) -> Outcome:
+        started = time.perf_counter()
         provider, store = clients.provider, clients.store
         provider.check_paused()
         attempt = self.state.start(job.media_id)
         if attempt.crashes >= MAX_WORKER_DEATHS:
-            raise PermanentError(
-                f"the worker died {attempt.crashes} times while archiving this media"
-            )
+            raise WorkerDied(f"the worker died {attempt.crashes} times while archiving this media")
         # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
         if self._may_be_archived(attempt, clients.account) and (
             store.metadata(sidecar_key(key)) is not None
@@ -194,8 +200,15 @@ class Archiver:
             # S3 was down when it tried to abort. Its parts would linger unseen.
             store.abort_uploads(key)
         until = time.monotonic() + TRY_SECONDS
+        # Bytes flow from the provider to S3 as they arrive: each stopwatch adds up the waits
+        # on one side, so that a slow provider and a slow S3 tell apart.
+        download, s3 = Stopwatch(), Stopwatch()
+        opening = time.perf_counter()
         with provider.fetch(job.media_id, job.phone_number_id) as fetched:
-            digest, size = self._store(store, key, job, fetched, until)
+            # Entering `fetch` looked the media up and opened its download.
+            download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
+            self._looked_up(fetched)
+            digest, size = self._store(store, key, job, fetched, until, download, s3)
         document = sidecar(
             job,
             bucket=store.bucket,
@@ -205,11 +218,34 @@ class Archiver:
             lookup=fetched.lookup,
             archived_at=self.clock(),
         )
-        store.put_json(sidecar_key(key), document)
+        with s3.timing():
+            store.put_json(sidecar_key(key), document)
         self.state.mark_archived(job.media_id, key)
+        metrics = worker_metrics()
+        metrics.upload_seconds.observe(s3.seconds)
+        metrics.archived_bytes.inc(size)
+        log.info(
+            "archived",
+            duration_ms=milliseconds(s3.seconds),
+            bytes=size,
+            key=key,
+            try_ms=since(started),
+        )
         if clients.account.delete_after_archive:
             self._delete_from_provider(clients, job)
         return "archived"
+
+    @staticmethod
+    def _looked_up(fetched: Fetched) -> None:
+        if fetched.lookup_seconds is None:
+            return  # On-Premises media answer their bytes at once, with no look-up.
+        worker_metrics().lookup_seconds.observe(fetched.lookup_seconds)
+        log.info(
+            "looked_up",
+            duration_ms=milliseconds(fetched.lookup_seconds),
+            bytes=fetched.size,
+            lookups=fetched.lookups,
+        )
 
     @staticmethod
     def _may_be_archived(attempt: Attempt, account: Account) -> bool:
@@ -229,14 +265,19 @@ class Archiver:
         try:
             clients.provider.delete(job.media_id, job.phone_number_id)
         except ArchiveError as exc:
-            log.warning(
-                "media_delete_failed", media_id=job.media_id, wamid=job.wamid, reason=exc.reason
-            )
+            log.warning("media_delete_failed", reason=exc.reason)
         else:
-            log.info("media_deleted_from_provider", media_id=job.media_id, wamid=job.wamid)
+            log.info("media_deleted_from_provider")
 
     def _store(
-        self, store: ArchiveStore, key: str, job: MediaJob, fetched: Fetched, until: float
+        self,
+        store: ArchiveStore,
+        key: str,
+        job: MediaJob,
+        fetched: Fetched,
+        until: float,
+        download: Stopwatch,
+        s3: Stopwatch,
     ) -> tuple[str, int]:
         # Known before the first byte: the object's metadata is set when the upload starts,
         # and the commit only happens if the bytes match it.
@@ -252,17 +293,25 @@ class Archiver:
             if job.type == "document"
             else None,
         ) as upload:
-            for chunk in tally.through(fetched.chunks, fetched.size):
-                upload.write(chunk)
+            for chunk in tally.through(download.through(fetched.chunks), fetched.size):
+                with s3.timing():
+                    upload.write(chunk)
                 if time.monotonic() > until:
-                    raise TemporaryError("try ran past its soft time limit")
+                    raise TimedOut("try ran past its soft time limit")
             digest, size = tally.sha256, tally.size
+            worker_metrics().download_seconds.observe(download.seconds)
+            log.info("downloaded", duration_ms=milliseconds(download.seconds), bytes=size)
+            checking = time.perf_counter()
             check_download(digest, size, fetched, job)
-            try:
-                upload.commit()
-            except ObjectExists:
-                # Another writer won the race; its object is fine if it holds the same bytes.
-                existing = store.metadata(key) or {}
-                if existing.get("sha256") != digest:
-                    raise PermanentError("the key holds a different object already") from None
+            # The digest was computed as the bytes passed: verifying took that, and the check.
+            verifying = tally.hashing.seconds + time.perf_counter() - checking
+            log.info("verified", duration_ms=milliseconds(verifying), bytes=size, sha256=digest)
+            with s3.timing():
+                try:
+                    upload.commit()
+                except ObjectExists:
+                    # Another writer won the race; its object is fine if it holds the same bytes.
+                    existing = store.metadata(key) or {}
+                    if existing.get("sha256") != digest:
+                        raise PermanentError("the key holds a different object already") from None
         return digest, size

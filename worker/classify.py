@@ -113,14 +113,20 @@ def classify(
     """Turn a non-2xx answer into the error that says whether and how to retry."""
     label = f"{what} answered HTTP {status}" + (f", code {code}" if code is not None else "")
     if status == 429 or code in codes.throttling:
-        return ThrottledError(f"{label}: throttled", code=code, retry_after=retry_after)
+        return ThrottledError(
+            f"{label}: throttled", code=code, status=status, retry_after=retry_after
+        )
     if status in codes.credentials_statuses or code in codes.credentials:
-        return CredentialsError(f"{label}: {codes.credential} rejected", code=code)
+        return CredentialsError(f"{label}: {codes.credential} rejected", code=code, status=status)
     if code in codes.reengagement:
-        return ReengagementError(f"{label}: outside the 24-hour customer window", code=code)
+        return ReengagementError(
+            f"{label}: outside the 24-hour customer window", code=code, status=status
+        )
     if status >= 500 or status == 408 or code in codes.temporary:
-        return TemporaryError(f"{label}: temporary failure", code=code, retry_after=retry_after)
-    return PermanentError(f"{label}: refused", code=code)
+        return TemporaryError(
+            f"{label}: temporary failure", code=code, status=status, retry_after=retry_after
+        )
+    return PermanentError(f"{label}: refused", code=code, status=status)
 
 
 def _graph_code(body: Any) -> int | None:

@@ -47,6 +47,13 @@ def _encryption(environ: Mapping[str, str]) -> Encryption:
         raise ConfigError(str(exc)) from None
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"expected a TCP port from 0 (off) to 65535, got {number}")
+    return number
+
+
 def _reply_text(value: str) -> str:
     if len(value) > 4096:
         raise ValueError("a WhatsApp text body holds at most 4096 characters")
@@ -71,6 +78,8 @@ class WorkerSettings:
     lease_seconds: int = 60
     s3_encryption: Encryption = NO_ENCRYPTION
     """The default server-side encryption; accounts from a file may ask for their own."""
+    metrics_port: int = 9808
+    """Where the worker serves its metrics; 0: not at all."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -100,4 +109,5 @@ class WorkerSettings:
             token_pause_seconds=read(environ, "TOKEN_PAUSE_SECONDS", positive_int, "60"),
             lease_seconds=read(environ, "LEASE_SECONDS", _lease_seconds, "60"),
             s3_encryption=encryption,
+            metrics_port=read(environ, "WORKER_METRICS_PORT", _port, "9808"),
         )

@@ -6,6 +6,7 @@ upload a file as a form or through a resumable session, delete a media, send a t
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -113,7 +114,10 @@ class GraphFlowClient(ApiClient):
         what = "media download"
         with self._open(self._download_url(url), what, self._download_hosts()) as response:
             if response.status_code in (401, 403, 404):
-                raise UrlRefused(f"download URL answered HTTP {response.status_code}")
+                raise UrlRefused(
+                    f"download URL answered HTTP {response.status_code}",
+                    status=response.status_code,
+                )
             if response.status_code != 200:
                 raise self._failure(response, what)
             yield response_chunks(response, what)
@@ -121,7 +125,9 @@ class GraphFlowClient(ApiClient):
     @contextmanager
     def fetch(self, media_id: str, phone_number_id: str | None) -> Iterator[Fetched]:
         """Look the media up and stream its bytes; a refused (expired) URL is looked up again."""
+        started = time.perf_counter()
         info = self.lookup(media_id, phone_number_id)
+        looking = time.perf_counter() - started
         self._check_limit(info.file_size)
         for attempt in range(1, self.url_attempts + 1):
             opened = ExitStack()
@@ -130,11 +136,20 @@ class GraphFlowClient(ApiClient):
             except UrlRefused:
                 if attempt == self.url_attempts:
                     raise
+                started = time.perf_counter()
                 info = self.lookup(media_id, phone_number_id)
+                looking += time.perf_counter() - started
                 self._check_limit(info.file_size)
                 continue
             with opened:
-                yield Fetched(info.sha256, info.file_size, info.without_url(), chunks)
+                yield Fetched(
+                    info.sha256,
+                    info.file_size,
+                    info.without_url(),
+                    chunks,
+                    lookup_seconds=looking,
+                    lookups=attempt,
+                )
             return
 
     def _post_media(

@@ -5,12 +5,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, MutableMapping
+import time
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "register_secrets"]
+__all__ = [
+    "configure_logging",
+    "get_logger",
+    "milliseconds",
+    "register_secrets",
+    "since",
+    "task_context",
+]
 
 _secrets: set[str] = set()
 
@@ -85,3 +94,28 @@ def configure_logging(level: str | None = None) -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structured logger named after its module."""
     return structlog.stdlib.get_logger(name)
+
+
+@contextmanager
+def task_context(**fields: Any) -> Iterator[None]:
+    """Bind `fields` (ids of the task and its media) to every log line until the block ends.
+
+    Bound in contextvars, so each thread of a threads pool has its own; cleared at both ends,
+    so that nothing of one task leaks into the next one the same thread runs.
+    """
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**fields)
+    try:
+        yield
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def milliseconds(seconds: float) -> float:
+    """A duration for a log line's `duration_ms`."""
+    return round(seconds * 1000, 2)
+
+
+def since(started: float) -> float:
+    """Milliseconds since `started`, a time.perf_counter() reading."""
+    return milliseconds(time.perf_counter() - started)

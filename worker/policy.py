@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from worker.backoff import next_countdown
 from worker.errors import BusyError, CredentialsError, IntegrityError, RetryableError
+from worker.reasons import Reason, reason_of
 
 __all__ = [
     "DEADLINE_MARGIN",
@@ -37,10 +38,11 @@ def media_deadline(timestamp: int) -> float:
 
 @dataclass(frozen=True)
 class RetryPlan:
-    """Either a countdown to the next try, or the reason to give up."""
+    """Either a countdown to the next try, or the reason to give up (text and label)."""
 
     countdown: float | None
     give_up: str | None = None
+    give_up_reason: Reason | None = None
 
 
 def plan_retry(
@@ -59,10 +61,14 @@ def plan_retry(
     does not make the next wait longer.
     """
     if isinstance(exc, IntegrityError) and integrity_failures + 1 >= MAX_INTEGRITY_FAILURES:
-        return RetryPlan(None, f"bytes did not verify {integrity_failures + 1} times: {exc.reason}")
+        return RetryPlan(
+            None,
+            f"bytes did not verify {integrity_failures + 1} times: {exc.reason}",
+            reason_of(exc),
+        )
     left = deadline - DEADLINE_MARGIN - now
     if deadline - now <= 0:
-        return RetryPlan(None, f"expired: the 7-day window closed ({exc.reason})")
+        return RetryPlan(None, f"expired: the 7-day window closed ({exc.reason})", "expired")
     if isinstance(exc, BusyError | CredentialsError) and exc.retry_after is not None:
         jitter = (rng or random).uniform(0, exc.retry_after / 4)
         countdown = min(cap, exc.retry_after + jitter)

@@ -44,6 +44,10 @@ class Fetched:
     lookup: dict[str, Any]
     """The provider's description of the media, without short-lived URLs (for the sidecar)."""
     chunks: Iterator[bytes] = field(repr=False)
+    lookup_seconds: float | None = None
+    """Time spent looking the media up before its download, when the provider has a look-up."""
+    lookups: int = 0
+    """Look-ups made: one, or more when a download URL had expired."""
 
 
 class Provider(Protocol):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from worker.clients import ClientDirectory
 from worker.config import WorkerSettings
-from worker.errors import BusyError, PermanentError, RetryableError
+from worker.errors import BusyError, InvalidId, PermanentError, RetryableError
 from worker.jobs import ReplyJob
 from worker.layout import InvalidIdError, checked_id
 from worker.state import ReplyLedger
@@ -30,7 +30,7 @@ class Replier:
         try:
             checked_id("phone_number_id", job.phone_number_id)
         except InvalidIdError as exc:
-            raise PermanentError(str(exc)) from None
+            raise InvalidId(str(exc)) from None
         provider = self.clients.for_number(job.phone_number_id).provider
         claim = self.ledger.claim(job.wamid)
         if claim == "sent":

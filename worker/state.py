@@ -20,7 +20,7 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
-from worker.errors import BusyError, StorageError
+from worker.errors import BusyError, RedisUnavailable
 from worker.jobs import MediaJob
 
 __all__ = [
@@ -119,7 +119,7 @@ def _redis_errors(action: str) -> Iterator[None]:
     try:
         yield
     except (RedisError, OSError) as exc:
-        raise StorageError(f"Redis {action} failed: {type(exc).__name__}") from None
+        raise RedisUnavailable(f"Redis {action} failed: {type(exc).__name__}") from None
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from celery import Task
 from celery.concurrency import get_implementation
 from celery.concurrency.solo import TaskPool as SoloPool
 from celery.concurrency.thread import TaskPool as ThreadPool
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 from kombu.exceptions import KombuError
 from pydantic import ValidationError
 from redis import Redis
@@ -36,12 +38,27 @@ from worker.celery_app import (
     SWEEP_TASK,
     app,
 )
-from worker.clients import ClientDirectory
+from worker.clients import ClientDirectory, NoAccount
 from worker.config import WorkerSettings
 from worker.env import ConfigError
-from worker.errors import CredentialsError, PermanentError, RetryableError, StorageError
+from worker.errors import (
+    ArchiveError,
+    CredentialsError,
+    PermanentError,
+    RetryableError,
+    StorageError,
+)
+from worker.gate import PausedError
 from worker.jobs import MediaJob, ReplyJob
-from worker.logs import get_logger, register_secrets
+from worker.logs import get_logger, register_secrets, since, task_context
+from worker.metrics import (
+    MULTIPROC_ENV,
+    count_task,
+    serve_metrics,
+    use_multiprocess_dir,
+    worker_metrics,
+)
+from worker.reasons import Reason, reason_of
 from worker.replies import Replier
 from worker.state import MediaStateStore, ReplyLedger
 from worker.storage import PARTS_IN_FLIGHT, make_s3_client
@@ -69,6 +86,16 @@ class _Pool:
 _POOL = _Pool()
 
 
+@dataclass
+class _MetricsServer:
+    """The HTTP server of the worker's metrics, in the main process."""
+
+    server: WSGIServer | None = None
+
+
+_METRICS = _MetricsServer()
+
+
 @worker_init.connect
 def _validate_at_start(sender: Any = None, **_: Any) -> None:
     try:
@@ -78,8 +105,43 @@ def _validate_at_start(sender: Any = None, **_: Any) -> None:
         # Celery swallows exceptions from signal handlers; leave with a clear status instead.
         os._exit(2)
     register_secrets(loaded.accounts.secrets)
+    _start_metrics(loaded.metrics_port)
     if sender is not None:
         _fit_pool(sender)
+
+
+def _start_metrics(port: int) -> None:
+    """Count in a directory of this worker's own, which pool processes forked later share,
+    and serve the sum of their counts on `port` (0: counted in memory, or in
+    PROMETHEUS_MULTIPROC_DIR when set, but not served)."""
+    if port == 0 and not os.environ.get(MULTIPROC_ENV):
+        return
+    directory = use_multiprocess_dir("worker")
+    # Made here, before the pool forks: the metrics without labels are served (at zero) from
+    # the start, and each pool process counts in files of its own.
+    worker_metrics()
+    if port == 0:
+        return
+    try:
+        _METRICS.server = serve_metrics(port)
+    except OSError as exc:
+        print(
+            f"worker: configuration error: WORKER_METRICS_PORT={port} cannot be served: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+        shutil.rmtree(directory, ignore_errors=True)  # os._exit runs no exit handler
+        os._exit(2)
+    log.info("metrics_served", port=port)
+
+
+@worker_process_init.connect
+def _drop_inherited_listener(**_: Any) -> None:
+    # A prefork pool process inherits the main process's listening socket; only the main
+    # process answers scrapes, and the port must close when it goes.
+    if _METRICS.server is not None:
+        _METRICS.server.socket.close()
+        _METRICS.server = None
 
 
 def _fit_pool(worker: Any) -> None:
@@ -143,6 +205,20 @@ def services() -> Services:
     return found
 
 
+def _retried(task: str, error: BaseException) -> Reason:
+    """Count a scheduled retry; return its reason label."""
+    reason = reason_of(error)
+    count_task(task, "retried", reason)
+    worker_metrics().retries.labels(reason=reason).inc()
+    return reason
+
+
+def _note_rejected(error: ArchiveError, phone_number_id: str) -> None:
+    """Count a credential the provider rejected just now (not a call skipped while paused)."""
+    if isinstance(error, CredentialsError) and not isinstance(error, PausedError | NoAccount):
+        worker_metrics().token_rejected.labels(phone_number_id=phone_number_id).inc()
+
+
 @app.task(
     name=FAN_OUT_TASK,
     bind=True,
@@ -153,34 +229,46 @@ def services() -> Services:
 )
 def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     """Split one webhook's batch into an archive task per media and a reply task per 131052."""
-    state = services().state
-    counts = {"media": 0, "duplicates": 0, "replies": 0, "invalid": 0}
-    try:
-        jobs = []
-        for raw in batch.get("media", []):
-            try:
-                jobs.append(MediaJob.model_validate(raw))
-            except ValidationError:
-                counts["invalid"] += 1
-                log.error("job_invalid", task_id=self.request.id, kind="media")
-        for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
-            if admitted:
-                archive_media.apply_async(
-                    args=(job.model_dump(mode="json"),),
-                    queue=MEDIA_QUEUE,
-                    priority=ARCHIVE_PRIORITY,
-                )
-                counts["media"] += 1
-            else:
-                counts["duplicates"] += 1
-        for raw in batch.get("replies", []):
-            send_reply.apply_async(args=(raw,), queue=REPLIES_QUEUE)
-            counts["replies"] += 1
-    except (StorageError, OSError, KombuError) as exc:
-        # Not acknowledged: the whole batch runs again, and the records skip what was done.
-        raise self.retry(countdown=next_countdown(self.request.retries, base=1, cap=60)) from exc
-    log.info("fanned_out", task_id=self.request.id, **counts)
-    return counts
+    started = time.perf_counter()
+    with task_context(task="fanout", task_id=self.request.id):
+        state = services().state
+        counts = {"media": 0, "duplicates": 0, "replies": 0, "invalid": 0}
+        try:
+            jobs = []
+            for raw in batch.get("media", []):
+                try:
+                    jobs.append(MediaJob.model_validate(raw))
+                except ValidationError:
+                    counts["invalid"] += 1
+                    log.error("job_invalid", kind="media")
+            for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
+                if admitted:
+                    archive_media.apply_async(
+                        args=(job.model_dump(mode="json"),),
+                        queue=MEDIA_QUEUE,
+                        priority=ARCHIVE_PRIORITY,
+                    )
+                    counts["media"] += 1
+                else:
+                    counts["duplicates"] += 1
+            for raw in batch.get("replies", []):
+                send_reply.apply_async(args=(raw,), queue=REPLIES_QUEUE)
+                counts["replies"] += 1
+        except (StorageError, OSError, KombuError) as exc:
+            # Not acknowledged: the whole batch runs again, and the records skip what was done.
+            countdown = next_countdown(self.request.retries, base=1, cap=60)
+            reason = _retried("fanout", exc)
+            log.warning(
+                "fan_out_retry",
+                reason=str(exc),
+                reason_label=reason,
+                countdown=round(countdown, 1),
+                duration_ms=since(started),
+            )
+            raise self.retry(countdown=countdown) from exc
+        count_task("fanout", "done")
+        log.info("fanned_out", duration_ms=since(started), **counts)
+        return counts
 
 
 @app.task(
@@ -192,63 +280,122 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
 )
 def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
     """Archive one media; retry what can succeed later, record what cannot."""
+    started = time.perf_counter()
     job = MediaJob.model_validate(raw)
-    context = {"media_id": job.media_id, "wamid": job.wamid, "task_id": self.request.id}
-    try:
-        result = services().archiver.archive(job)
-    except StorageError as exc:
-        # Redis itself failed while recording the outcome: the next try starts afresh.
-        countdown = next_countdown(self.request.retries, base=2, cap=60)
-        log.warning("media_retry", reason=exc.reason, countdown=round(countdown, 1), **context)
-        raise self.retry(countdown=countdown, exc=exc) from None
-    match result:
-        case Done(outcome, key):
-            log.info("media_" + outcome, key=key, **context)
-            return outcome
-        case Failed(reason, code):
-            log.error("media_failed", reason=reason, code=code, **context)
-            return "failed"
-        case RetryLater(countdown, error):
+    with task_context(
+        task="media",
+        task_id=self.request.id,
+        wamid=job.wamid,
+        media_id=job.media_id,
+        phone_number_id=job.phone_number_id,
+    ):
+        try:
+            result = services().archiver.archive(job)
+        except StorageError as exc:
+            # Redis itself failed while recording the outcome: the next try starts afresh.
+            countdown = next_countdown(self.request.retries, base=2, cap=60)
+            reason = _retried("media", exc)
             log.warning(
                 "media_retry",
-                reason=error.reason,
-                error=type(error).__name__,
+                reason=exc.reason,
+                reason_label=reason,
                 countdown=round(countdown, 1),
-                **context,
+                duration_ms=since(started),
             )
-            raise self.retry(countdown=countdown, exc=error)
+            raise self.retry(countdown=countdown, exc=exc) from None
+        match result:
+            case Done("archived"):
+                # The archive logged its `archived` step, with the bytes and durations.
+                count_task("media", "archived")
+                return "archived"
+            case Done(outcome, key):
+                count_task("media", "duplicate")
+                log.info("media_" + outcome, key=key, duration_ms=since(started))
+                return outcome
+            case Failed(reason_text, code, label):
+                count_task("media", "failed", label)
+                log.error(
+                    "failed",
+                    reason=reason_text,
+                    reason_label=label,
+                    code=code,
+                    duration_ms=since(started),
+                )
+                return "failed"
+            case RetryLater(countdown, error):
+                _note_rejected(error, job.phone_number_id)
+                reason = _retried("media", error)
+                log.warning(
+                    "media_retry",
+                    reason=error.reason,
+                    reason_label=reason,
+                    error=type(error).__name__,
+                    countdown=round(countdown, 1),
+                    duration_ms=since(started),
+                )
+                raise self.retry(countdown=countdown, exc=error)
     raise AssertionError(f"unexpected result {result!r}")
 
 
 @app.task(name=REPLY_TASK, bind=True, acks_late=True, max_retries=REPLY_MAX_RETRIES)
 def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
     """Warn a customer that their file was too big, once per wamid."""
+    started = time.perf_counter()
     job = ReplyJob.model_validate(raw)
-    context = {
-        "wamid": job.wamid,
-        "phone_number_id": job.phone_number_id,
-        "task_id": self.request.id,
-    }
-    try:
-        outcome = services().replier.reply(job)
-    except PermanentError as exc:
-        log.error("reply_failed", reason=exc.reason, code=exc.code, **context)
-        return "failed"
-    except RetryableError as exc:
-        # A rejected token is the operator's to fix; it must not use up the reply's tries.
-        waiting_on_token = isinstance(exc, CredentialsError)
-        if (
-            self.request.retries >= REPLY_MAX_RETRIES and not waiting_on_token
-        ):  # we count, not Celery
-            log.error("reply_failed", reason=f"gave up: {exc.reason}", **context)
+    with task_context(
+        task="reply",
+        task_id=self.request.id,
+        wamid=job.wamid,
+        phone_number_id=job.phone_number_id,
+    ):
+        try:
+            outcome = services().replier.reply(job)
+        except PermanentError as exc:
+            reason = reason_of(exc)
+            count_task("reply", "failed", reason)
+            log.error(
+                "failed",
+                reason=exc.reason,
+                reason_label=reason,
+                code=exc.code,
+                duration_ms=since(started),
+            )
             return "failed"
-        countdown = next_countdown(
-            self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
-        )
-        log.warning("reply_retry", reason=exc.reason, countdown=round(countdown, 1), **context)
-        raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
-    log.info("reply_" + outcome, **context)
-    return outcome
+        except RetryableError as exc:
+            _note_rejected(exc, job.phone_number_id)
+            # A rejected token is the operator's to fix; it must not use up the reply's tries.
+            waiting_on_token = isinstance(exc, CredentialsError)
+            if (
+                self.request.retries >= REPLY_MAX_RETRIES and not waiting_on_token
+            ):  # we count, not Celery
+                reason = reason_of(exc)
+                count_task("reply", "failed", reason)
+                log.error(
+                    "failed",
+                    reason=f"gave up: {exc.reason}",
+                    reason_label=reason,
+                    duration_ms=since(started),
+                )
+                return "failed"
+            countdown = next_countdown(
+                self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
+            )
+            reason = _retried("reply", exc)
+            log.warning(
+                "reply_retry",
+                reason=exc.reason,
+                reason_label=reason,
+                countdown=round(countdown, 1),
+                duration_ms=since(started),
+            )
+            raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
+        if outcome == "sent":
+            count_task("reply", "sent")
+            log.info("replied", duration_ms=since(started))
+        else:
+            count_task("reply", "duplicate")
+            log.info("reply_" + outcome, duration_ms=since(started))
+        return outcome
 
 
 @app.task(
@@ -259,41 +406,48 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
 )
 def sweep() -> dict[str, int]:
     """Enqueue again the media whose worker died (lease expired) or that sat queued too long."""
-    svc = services()
-    state = svc.state
-    try:
-        # One sweep at a time across every worker.
-        if not svc.redis.set("wa:sweep-lock", "1", nx=True, ex=SWEEP_INTERVAL * 4):
+    started = time.perf_counter()
+    with task_context(task="sweep"):
+        svc = services()
+        state = svc.state
+        try:
+            # One sweep at a time across every worker.
+            if not svc.redis.set("wa:sweep-lock", "1", nx=True, ex=SWEEP_INTERVAL * 4):
+                count_task("sweep", "skipped")
+                return {}
+            counts = {"requeued": 0, "settled": 0, "leased": 0}
+            now = time.time()
+            for media_id in state.due(now):
+                record = state.get(media_id)
+                current = record.get("state")
+                if current in (None, "archived", "failed") or "job" not in record:
+                    state.forget_pending(media_id)
+                    counts["settled"] += 1
+                elif current == "archiving" and (remaining := state.lease_remaining(media_id)):
+                    # Look again right when the lease would run out, not a whole lease later.
+                    state.look_again(media_id, now + remaining + 1)
+                    counts["leased"] += 1
+                else:
+                    archive_media.apply_async(
+                        args=(json.loads(record["job"]),),
+                        queue=MEDIA_QUEUE,
+                        priority=RESCUE_PRIORITY,
+                    )
+                    state.look_again(media_id, now + svc.archiver.settings.sweep_stalled_after)
+                    counts["requeued"] += 1
+                    log.warning(
+                        "media_requeued",
+                        media_id=media_id,
+                        wamid=record.get("wamid"),
+                        state=current,
+                        reason="lease expired" if current == "archiving" else "queued too long",
+                    )
+            svc.redis.delete("wa:sweep-lock")
+        except (StorageError, RedisError, OSError, KombuError) as exc:
+            count_task("sweep", "failed", reason_of(exc))
+            log.warning("sweep_failed", reason=str(exc), reason_label=reason_of(exc))
             return {}
-        counts = {"requeued": 0, "settled": 0, "leased": 0}
-        now = time.time()
-        for media_id in state.due(now):
-            record = state.get(media_id)
-            current = record.get("state")
-            if current in (None, "archived", "failed") or "job" not in record:
-                state.forget_pending(media_id)
-                counts["settled"] += 1
-            elif current == "archiving" and (remaining := state.lease_remaining(media_id)):
-                # Look again right when the lease would run out, not a whole lease later.
-                state.look_again(media_id, now + remaining + 1)
-                counts["leased"] += 1
-            else:
-                archive_media.apply_async(
-                    args=(json.loads(record["job"]),), queue=MEDIA_QUEUE, priority=RESCUE_PRIORITY
-                )
-                state.look_again(media_id, now + svc.archiver.settings.sweep_stalled_after)
-                counts["requeued"] += 1
-                log.warning(
-                    "media_requeued",
-                    media_id=media_id,
-                    wamid=record.get("wamid"),
-                    state=current,
-                    reason="lease expired" if current == "archiving" else "queued too long",
-                )
-        svc.redis.delete("wa:sweep-lock")
-    except (StorageError, RedisError, OSError, KombuError) as exc:
-        log.warning("sweep_failed", reason=str(exc))
-        return {}
-    if counts["requeued"]:
-        log.info("swept", **counts)
-    return counts
+        count_task("sweep", "done")
+        if counts["requeued"]:
+            log.info("swept", duration_ms=since(started), **counts)
+        return counts

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from worker.errors import IntegrityError, PermanentError, TemporaryError
+from worker.errors import IntegrityError, SizeMismatch, TemporaryError, TooBig
 from worker.provider import Fetched, Progress
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "USER_AGENT",
     "FileBody",
     "ProgressCounter",
+    "Stopwatch",
     "Tally",
     "new_session",
     "response_chunks",
@@ -107,12 +110,42 @@ class FileBody:
         return data
 
 
+class Stopwatch:
+    """Adds up the time spent in what it times: blocks, or waits for an iterator's items."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        """Time the block."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def through(self, items: Iterable[bytes]) -> Iterator[bytes]:
+        """Pass the items on, timing each wait for the next one."""
+        iterator = iter(items)
+        while True:
+            started = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - started
+            yield item
+
+
 class Tally:
     """Hashes and counts the bytes of a download as they pass, refusing more than `limit`."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.size = 0
+        self.hashing = Stopwatch()
         self._hasher = hashlib.sha256()
 
     def through(self, chunks: Iterator[bytes], announced: int | None = None) -> Iterator[bytes]:
@@ -120,10 +153,11 @@ class Tally:
         for chunk in chunks:
             self.size += len(chunk)
             if self.size > self.limit:
-                raise PermanentError(f"download passed MAX_MEDIA_BYTES={self.limit}; stopped")
+                raise TooBig(f"download passed MAX_MEDIA_BYTES={self.limit}; stopped")
             if announced is not None and self.size > announced:
-                raise IntegrityError(f"download passed the {announced} bytes announced; stopped")
-            self._hasher.update(chunk)
+                raise SizeMismatch(f"download passed the {announced} bytes announced; stopped")
+            with self.hashing.timing():
+                self._hasher.update(chunk)
             yield chunk
 
     @property
@@ -134,7 +168,7 @@ class Tally:
     def verify(self, fetched: Fetched) -> None:
         """IntegrityError unless the bytes match the size and digest the provider announced."""
         if fetched.size is not None and self.size != fetched.size:
-            raise IntegrityError(f"downloaded {self.size} bytes, provider announced {fetched.size}")
+            raise SizeMismatch(f"downloaded {self.size} bytes, provider announced {fetched.size}")
         if fetched.sha256 is not None and not hmac.compare_digest(self.sha256, fetched.sha256):
             raise IntegrityError("sha256 of the download differs from the provider's")
 

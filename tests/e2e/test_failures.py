@@ -164,9 +164,10 @@ def test_media_past_its_deadline_is_failed_without_a_download(stack: Stack) -> N
     [line] = [
         line
         for line in worker.log_text().splitlines()
-        if item.record.id in line and "media_failed" in line
+        if item.record.id in line and '"event": "failed"' in line
     ]
     assert '"level": "error"' in line
+    assert '"reason_label": "expired"' in line
 
 
 def test_redirect_to_a_foreign_host_never_gets_the_token(stack: Stack) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,6 +42,21 @@ def test_worker_names_an_invalid_variable(env: StackEnv) -> None:
     done = run([str(BIN / "celery"), "-A", "worker", "worker", "--pool", "solo"], environ)
     assert done.returncode != 0
     assert "MAX_MEDIA_BYTES is invalid" in done.stderr
+
+
+def test_worker_names_a_metrics_port_it_cannot_serve(env: StackEnv, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        environ = {
+            **env.environ(),
+            "WORKER_METRICS_PORT": str(taken.getsockname()[1]),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        }
+        done = run([str(BIN / "celery"), "-A", "worker", "worker", "--pool", "solo"], environ)
+    assert done.returncode == 2
+    assert "WORKER_METRICS_PORT" in done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_web_refuses_to_start_without_an_app_secret(env: StackEnv) -> None:

@@ -21,6 +21,7 @@ def test_worker_defaults() -> None:
     assert settings.s3_endpoint_url is None
     assert settings.max_media_bytes == 104857600
     assert settings.too_big_reply_text == DEFAULT_TOO_BIG_REPLY
+    assert settings.metrics_port == 9808
 
 
 def test_worker_values() -> None:
@@ -54,11 +55,20 @@ def test_worker_values() -> None:
         ({"S3_ENDPOINT_URL": "localhost:8333"}, "S3_ENDPOINT_URL"),
         ({"WHATSAPP_MEDIA_HOSTS": "https://x/"}, "WHATSAPP_MEDIA_HOSTS"),
         ({"TOO_BIG_REPLY_TEXT": "x" * 4097}, "TOO_BIG_REPLY_TEXT"),
+        ({"WORKER_METRICS_PORT": "65536"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "-1"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "http"}, "WORKER_METRICS_PORT"),
     ],
 )
 def test_worker_errors_name_the_variable(changes: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         WorkerSettings.from_env({**WORKER_ENV, **changes})
+
+
+@pytest.mark.parametrize(("value", "port"), [("0", 0), ("9100", 9100), ("65535", 65535)])
+def test_worker_metrics_port(value: str, port: int) -> None:
+    settings = WorkerSettings.from_env({**WORKER_ENV, "WORKER_METRICS_PORT": value})
+    assert settings.metrics_port == port
 
 
 def test_secrets_stay_out_of_repr() -> None:
