@@ -219,15 +219,18 @@ def test_counts_and_steps_of_every_media(observed: Observed, sim: SimulatorClien
     assert (replied["wamid"], replied["task"]) == (too_big["id"], "reply")
     assert "duration_ms" in replied
 
-    # web's lines: each media received, then enqueued with its fan-out task.
+    # web's lines: one received and one enqueued per request, naming its media and wamids.
     web_events = [e for path in observed.log_dir.glob("web-*.log") for e in json_lines(path)]
+    accepted = {small.record.id: 2}  # delivered again as a duplicate; every other media once
     for sent in (small, large, document, flaky, missing, revoked):
-        mine = [e for e in web_events if e.get("media_id") == sent.record.id]
-        names = {e["event"] for e in mine}
-        assert names == {"received", "enqueued"}, sent.record.id
+        mine = [e for e in web_events if sent.record.id in e.get("media_ids", [])]
+        times = accepted.get(sent.record.id, 1)
+        assert sorted(e["event"] for e in mine) == ["enqueued"] * times + ["received"] * times, (
+            sent.record.id
+        )
         for event in mine:
-            assert event["wamid"] == sent.message["id"]
-            assert event["phone_number_id"] == NUMBER
+            assert sent.message["id"] in event["wamids"]
+            assert event["phone_number_ids"] == [NUMBER]
             assert event["duration_ms"] >= 0
         assert all(e["task_id"] for e in mine if e["event"] == "enqueued")
     # Every log line of both processes is free of the secrets.

@@ -161,9 +161,12 @@ def test_worker_survives_redis_killed_with_tasks_in_flight(
     s3: object,
     tmp_path: Path,
 ) -> None:
-    # A short lease: the task cut off with the connection is swept back within seconds.
+    # A short lease: the task cut off with the connection is swept back within seconds. So is
+    # a task taken just before Redis died but not yet started (no lease yet): its message stays
+    # unacknowledged for the visibility timeout, and the sweep finds its media still queued.
     env = dataclasses.replace(
-        stack_env(simulator, seaweed, own_redis.url), extra=(("LEASE_SECONDS", "5"),)
+        stack_env(simulator, seaweed, own_redis.url),
+        extra=(("LEASE_SECONDS", "5"), ("SWEEP_STALLED_AFTER", "10")),
     )
     web, url = start_web(env, tmp_path / "logs")
     worker = start_worker(env, tmp_path / "logs", name="redis-kill", concurrency=2, pool=pool)
