@@ -381,7 +381,10 @@ PROFILE_STEPS = (
     ("        Celery send_task", "Celery.send_task (celery/"),
     ("          kombu: a redis.Redis per publish", "Channel._create_client (kombu/"),
     ("          kombu: LPUSH", "ListCommands.lpush (redis/"),
-    ("      log line (structlog, stdlib)", "BoundLogger.info (structlog/"),
+    (
+        "      log lines received, enqueued (structlog)",
+        "_make_filtering_bound_logger.<locals>.make_method.<locals>.meth (structlog/",
+    ),
 )
 
 
