@@ -58,7 +58,7 @@ from worker.metrics import (
     use_multiprocess_dir,
     worker_metrics,
 )
-from worker.reasons import Reason, reason_of
+from worker.reasons import reason_of
 from worker.replies import Replier
 from worker.state import MediaStateStore, ReplyLedger
 from worker.storage import PARTS_IN_FLIGHT, make_s3_client
@@ -205,12 +205,28 @@ def services() -> Services:
     return found
 
 
-def _retried(task: str, error: BaseException) -> Reason:
-    """Count a scheduled retry; return its reason label."""
-    reason = reason_of(error)
-    count_task(task, "retried", reason)
-    worker_metrics().retries.labels(reason=reason).inc()
-    return reason
+def _note_retry(
+    task: str,
+    event: str,
+    exc: BaseException,
+    reason: str,
+    countdown: float,
+    started: float,
+    /,
+    **fields: Any,
+) -> None:
+    """Count a scheduled retry and log it as `event`, with its bounded label beside `reason`."""
+    label = reason_of(exc)
+    count_task(task, "retried", label)
+    worker_metrics().retries.labels(reason=label).inc()
+    log.warning(
+        event,
+        reason=reason,
+        reason_label=label,
+        countdown=round(countdown, 1),
+        duration_ms=since(started),
+        **fields,
+    )
 
 
 def _note_rejected(error: ArchiveError, phone_number_id: str) -> None:
@@ -257,14 +273,7 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
         except (StorageError, OSError, KombuError) as exc:
             # Not acknowledged: the whole batch runs again, and the records skip what was done.
             countdown = next_countdown(self.request.retries, base=1, cap=60)
-            reason = _retried("fanout", exc)
-            log.warning(
-                "fan_out_retry",
-                reason=str(exc),
-                reason_label=reason,
-                countdown=round(countdown, 1),
-                duration_ms=since(started),
-            )
+            _note_retry("fanout", "fan_out_retry", exc, str(exc), countdown, started)
             raise self.retry(countdown=countdown) from exc
         count_task("fanout", "done")
         log.info("fanned_out", duration_ms=since(started), **counts)
@@ -294,14 +303,7 @@ def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
         except StorageError as exc:
             # Redis itself failed while recording the outcome: the next try starts afresh.
             countdown = next_countdown(self.request.retries, base=2, cap=60)
-            reason = _retried("media", exc)
-            log.warning(
-                "media_retry",
-                reason=exc.reason,
-                reason_label=reason,
-                countdown=round(countdown, 1),
-                duration_ms=since(started),
-            )
+            _note_retry("media", "media_retry", exc, exc.reason, countdown, started)
             raise self.retry(countdown=countdown, exc=exc) from None
         match result:
             case Done("archived"):
@@ -324,14 +326,14 @@ def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
                 return "failed"
             case RetryLater(countdown, error):
                 _note_rejected(error, job.phone_number_id)
-                reason = _retried("media", error)
-                log.warning(
+                _note_retry(
+                    "media",
                     "media_retry",
-                    reason=error.reason,
-                    reason_label=reason,
+                    error,
+                    error.reason,
+                    countdown,
+                    started,
                     error=type(error).__name__,
-                    countdown=round(countdown, 1),
-                    duration_ms=since(started),
                 )
                 raise self.retry(countdown=countdown, exc=error)
     raise AssertionError(f"unexpected result {result!r}")
@@ -380,14 +382,7 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
             countdown = next_countdown(
                 self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
             )
-            reason = _retried("reply", exc)
-            log.warning(
-                "reply_retry",
-                reason=exc.reason,
-                reason_label=reason,
-                countdown=round(countdown, 1),
-                duration_ms=since(started),
-            )
+            _note_retry("reply", "reply_retry", exc, exc.reason, countdown, started)
             raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
         if outcome == "sent":
             count_task("reply", "sent")

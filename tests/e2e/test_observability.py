@@ -24,7 +24,7 @@ from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import Simulator, SimulatorClient, webhooks
 from tests.conftest import redis_db
-from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Sent, Stack
+from tests.e2e.conftest import Sent, Stack, stack_env
 
 pytestmark = pytest.mark.e2e
 
@@ -50,15 +50,7 @@ class Observed:
 def observed(simulator: Simulator, seaweed: SeaweedFS, run_dir: Path) -> Iterator[Observed]:
     log_dir = run_dir / "logs-observability"
     for redis_url in redis_db(13):
-        env = StackEnv.local(
-            simulator,
-            seaweed,
-            redis_url,
-            BUCKET,
-            max_media_bytes=MAX_MEDIA_BYTES,
-            reply_text=REPLY_TEXT,
-            extra=(("TOKEN_PAUSE_SECONDS", "3"),),
-        )
+        env = stack_env(simulator, seaweed, redis_url)
         web_service, url = start_web(env, log_dir)
         port = free_port()
         try:
