@@ -18,6 +18,9 @@ log = get_logger(__name__)
 
 # How long calls stay paused after Meta rejected the token; the first call after it probes.
 PAUSE_SECONDS = 60
+# The fingerprints of the paused tokens, scored by the end of their pause: what counts the
+# pauses for `wa-media status` and /metrics without scanning every key of the database.
+PAUSED_KEY = "wa:paused"
 # A call waits at most this long for a slot under the rate limit before giving its task back.
 _MAX_RATE_WAIT = 10.0
 
@@ -85,6 +88,14 @@ class MetaGate:
         """Meta rejected the token: pause everyone's calls for a while."""
         try:
             first = self.redis.set(self._pause_key, "1", nx=True, ex=self.pause_seconds)
+            if first:
+                now = time.time()
+                with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.zremrangebyscore(PAUSED_KEY, "-inf", now)
+                    pipe.zadd(PAUSED_KEY, {self.fingerprint: now + self.pause_seconds})
+                    # Every pause is as long: the newest one ends last.
+                    pipe.expire(PAUSED_KEY, self.pause_seconds)
+                    pipe.execute()
         except (RedisError, OSError):
             return
         if first:

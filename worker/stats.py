@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from worker.celery_app import MEDIA_QUEUE, REPLIES_QUEUE
+from worker.gate import PAUSED_KEY
 from worker.policy import media_deadline
 from worker.state import FAILED_KEY, PENDING_KEY, RECORD_TTL
 
@@ -105,6 +106,7 @@ def read_snapshot(
         for queue in (MEDIA_QUEUE, REPLIES_QUEUE):
             for key in queue_keys(queue):
                 pipe.llen(key)
+        pipe.zcount(PAUSED_KEY, now, "+inf")
         pipe.zrange(PENDING_KEY, 0, sample - 1)
         results = pipe.execute()
     pending, failed = int(results[0]), int(results[1])
@@ -119,14 +121,13 @@ def read_snapshot(
     by_state: dict[str, int] = {}
     for item in media:
         by_state[item.state] = by_state.get(item.state, 0) + 1
-    paused = sum(1 for _ in redis.scan_iter(match="wa:pause:*", count=100))
     return Snapshot(
         taken_at=now,
         pending=pending,
         failed=failed,
         by_state=by_state,
         queues=queues,
-        paused_credentials=paused,
+        paused_credentials=int(results[-2]),
         nearest=media[:nearest],
         sampled=len(members),
     )
