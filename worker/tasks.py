@@ -229,6 +229,14 @@ def _note_retry(
     )
 
 
+def _note_failed(
+    task: str, label: str, reason: str, started: float, /, code: int | None = None
+) -> None:
+    """Count a task given up for good and log it, with its bounded label beside `reason`."""
+    count_task(task, "failed", label)
+    log.error("failed", reason=reason, reason_label=label, code=code, duration_ms=since(started))
+
+
 def _note_rejected(error: ArchiveError, phone_number_id: str) -> None:
     """Count a credential the provider rejected just now (not a call skipped while paused)."""
     if isinstance(error, CredentialsError) and not isinstance(error, PausedError | NoAccount):
@@ -315,14 +323,7 @@ def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
                 log.info("media_" + outcome, key=key, duration_ms=since(started))
                 return outcome
             case Failed(reason_text, code, label):
-                count_task("media", "failed", label)
-                log.error(
-                    "failed",
-                    reason=reason_text,
-                    reason_label=label,
-                    code=code,
-                    duration_ms=since(started),
-                )
+                _note_failed("media", label, reason_text, started, code=code)
                 return "failed"
             case RetryLater(countdown, error):
                 _note_rejected(error, job.phone_number_id)
@@ -353,15 +354,7 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
         try:
             outcome = services().replier.reply(job)
         except PermanentError as exc:
-            reason = reason_of(exc)
-            count_task("reply", "failed", reason)
-            log.error(
-                "failed",
-                reason=exc.reason,
-                reason_label=reason,
-                code=exc.code,
-                duration_ms=since(started),
-            )
+            _note_failed("reply", reason_of(exc), exc.reason, started, code=exc.code)
             return "failed"
         except RetryableError as exc:
             _note_rejected(exc, job.phone_number_id)
@@ -370,14 +363,7 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
             if (
                 self.request.retries >= REPLY_MAX_RETRIES and not waiting_on_token
             ):  # we count, not Celery
-                reason = reason_of(exc)
-                count_task("reply", "failed", reason)
-                log.error(
-                    "failed",
-                    reason=f"gave up: {exc.reason}",
-                    reason_label=reason,
-                    duration_ms=since(started),
-                )
+                _note_failed("reply", reason_of(exc), f"gave up: {exc.reason}", started)
                 return "failed"
             countdown = next_countdown(
                 self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
