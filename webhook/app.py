@@ -10,13 +10,14 @@ from redis import Redis
 from webhook.config import WebSettings
 from webhook.metrics import bp as metrics_bp
 from webhook.metrics import count_request
+from webhook.payload import SKIP_REASONS
 from webhook.publisher import Publisher
 from webhook.views import bp
 from worker.celery_app import make_celery
 from worker.env import ConfigError
 from worker.logs import configure_logging, register_secrets
 from worker.metrics import web_metrics
-from worker.state import MediaStateStore
+from worker.state import MediaStateStore, ReplyLedger
 
 __all__ = ["create_app"]
 
@@ -42,10 +43,13 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app.extensions["wa.settings"] = settings
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
     state = MediaStateStore(redis, stall_after=settings.sweep_stalled_after)
-    app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url), state)
+    ledger = ReplyLedger(redis, stall_after=settings.sweep_stalled_after)
+    app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url), state, ledger)
     app.extensions["wa.redis"] = redis
     app.register_blueprint(bp)
     app.register_blueprint(metrics_bp)
-    web_metrics()  # made now, in this process: after gunicorn's config chose where they count
+    counters = web_metrics()  # made now, in this process: after gunicorn's config chose where
+    for reason in SKIP_REASONS:  # every reason is served from the start, at zero
+        counters.skipped.labels(reason=reason)
     app.after_request(count_request)
     return app

@@ -1,21 +1,42 @@
-"""Turning a Cloud API webhook payload into work items. Pure: no I/O, no logging."""
+"""Turning a webhook payload into work items. Pure: no I/O, no logging.
+
+What a payload may hold (Meta's webhook references; 360dialog delivers the same changes):
+- `field: messages`: inbound messages in `value.messages[]`, among them `"type": "edit"`
+  whose `edit.message` is a whole message (a media with a new media id, or a new caption);
+- `field: smb_message_echoes`: messages the business sent from the WhatsApp Business app
+  (coexistence), in `value.message_echoes[]`, `from` the business and `to` the customer;
+- `field: history`: chat history shared at onboarding, in
+  `value.history[].threads[].messages[]`, either direction;
+- 360dialog's partner envelope `{"event": "<field>", "data": <value with the WABA id>}` for
+  the same changes.
+
+A customer who adopted a username may have no phone number: the message then carries the
+business-scoped user id (`from_user_id`) instead of `from`, and `contacts[]` a `user_id` (and
+`parent_user_id`, `profile.username`). The rule throughout: a parseable, signed webhook never
+makes a file disappear silently; what is not turned into work is `Skipped`, with a reason.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
 from worker.digests import normalise_sha256
-from worker.jobs import MediaJob, MediaType, ReplyJob
+from worker.jobs import Anomaly, Customer, Direction, MediaJob, MediaType, ReplyJob, Source
 
 __all__ = [
+    "LISTED_REASONS",
+    "SKIP_REASONS",
     "TOO_BIG",
     "NotWhatsAppPayload",
     "Notice",
     "ParsedPayload",
+    "SkipReason",
+    "Skipped",
     "parse_cloud_payload",
     "parse_onprem_payload",
 ]
@@ -25,8 +46,57 @@ MEDIA_TYPES: frozenset[str] = frozenset(get_args(MediaType))
 # The On-Premises API names a voice note's type and object `voice`; the Cloud API sends an
 # `audio` with `"voice": true`.
 VOICE = "voice"
+EDIT = "edit"
+# Message types that carry no file: counted as `not_media`; any other type is `unknown_type`.
+KNOWN_NOT_MEDIA = frozenset(
+    {
+        "text",
+        "location",
+        "contacts",
+        "interactive",
+        "button",
+        "reaction",
+        "order",
+        "system",
+        "request_welcome",
+        "referral",
+        "revoke",
+        "ephemeral",
+        "template",
+        "unsupported",
+    }
+)
 _ONPREM_LISTS = ("contacts", "messages", "statuses", "errors")
 _MAX_ID_LENGTH = 1024
+_MAX_MIME_LENGTH = 255
+_MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?")
+_URL = re.compile(r"https?://\S+")
+
+SkipReason = Literal[
+    "not_media",
+    "status",
+    "unknown_type",
+    "unsupported",
+    "malformed",
+    "no_media_id",
+    "unknown_account",
+    "outbound_off",
+    "other_field",
+]
+"""Why a message (or a change) was not turned into work:
+`not_media` (text, location, reaction, ... and edits of them), `status` (a receipt of a message
+sent), `unknown_type` (a type this release does not know), `unsupported` (Meta could not
+deliver the message and said why, other than 131052), `malformed` (a media message without a
+usable media id, wamid or phone_number_id; a 131052 with nobody to answer), `no_media_id` (a
+history message describing a media whose id comes in a later webhook), `unknown_account` (a
+number no account of this deployment serves), `outbound_off` (a media the business sent, for an
+account that does not archive outbound media), `other_field` (a change of another webhook field).
+"""
+SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)
+# Skips of messages that looked like media: listed by `wa-media skipped` as well as counted.
+LISTED_REASONS: frozenset[SkipReason] = frozenset(
+    {"malformed", "no_media_id", "unknown_account", "outbound_off"}
+)
 
 
 class NotWhatsAppPayload(ValueError):
@@ -35,12 +105,30 @@ class NotWhatsAppPayload(ValueError):
 
 @dataclass(frozen=True)
 class Notice:
-    """Something in the payload worth a log line: a skipped message or a reported error."""
+    """Something in the payload worth a log line: a reported error."""
 
     event: str
     detail: str
     wamid: str | None = None
     code: int | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A message (or change) not turned into work, and why."""
+
+    reason: SkipReason
+    detail: str = ""
+    wamid: str | None = None
+    phone_number_id: str | None = None
+    type: str | None = None
+
+    @property
+    def listed(self) -> bool:
+        """Whether it looked like media, so that `wa-media skipped` lists it."""
+        return self.reason in LISTED_REASONS and (
+            self.type in MEDIA_TYPES or self.type in (VOICE, EDIT, None)
+        )
 
 
 @dataclass
@@ -50,7 +138,19 @@ class ParsedPayload:
     media: list[MediaJob] = field(default_factory=list)
     replies: list[ReplyJob] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
-    ignored: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What a message of one change shares with the others."""
+
+    phone_number_id: str | None
+    waba_id: str | None
+    business_number: str | None
+    contacts: list[dict[str, Any]]
+    received_at: int
+    archives_outbound: bool
 
 
 def _list(value: Any) -> list[Any]:
@@ -80,82 +180,269 @@ def _error_codes(errors: Any) -> list[int]:
     return codes
 
 
-def _timestamp(value: Any) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+def _timestamp(value: Any) -> int | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
         return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12:
         return value
-    raise ValueError("timestamp is not Unix seconds")
+    return None
 
 
-def _media_job(message: dict[str, Any], phone_number_id: str, waba_id: str | None) -> MediaJob:
-    media = _dict(message.get(message["type"]))
-    kind = "audio" if message["type"] == VOICE else message["type"]
-    voice = True if message["type"] == VOICE else media.get("voice")
-    digest = media.get("sha256")
+def _contact(contacts: list[dict[str, Any]], phone: str | None, user_id: str | None) -> Any:
+    """The `contacts[]` entry of this customer: by phone or BSUID, or the only one there is."""
+    for contact in contacts:
+        if (phone and _text(contact.get("wa_id")) == phone) or (
+            user_id and _text(contact.get("user_id")) == user_id
+        ):
+            return contact
+    return contacts[0] if len(contacts) == 1 else {}
+
+
+def _customer(message: dict[str, Any], change: _Change, direction: Direction) -> Customer | None:
+    """The customer's identity: the sender of an inbound message, the recipient of an echo."""
+    if direction == "inbound":
+        phone = _text(message.get("from"))
+        user_id = _text(message.get("from_user_id"))
+        parent = _text(message.get("from_parent_user_id"))
+    else:
+        phone = _text(message.get("to"))
+        user_id = _text(message.get("to_user_id"))
+        parent = _text(message.get("to_parent_user_id"))
+    contact = _dict(_contact(change.contacts, phone, user_id))
+    customer = Customer(
+        phone=phone or _text(contact.get("wa_id")),
+        user_id=user_id or _text(contact.get("user_id")),
+        parent_user_id=parent or _text(contact.get("parent_user_id")),
+        username=_text(_dict(contact.get("profile")).get("username")),
+    )
+    return customer if customer != Customer() else None
+
+
+def _digest(media: dict[str, Any], anomalies: list[Anomaly]) -> str | None:
+    value = media.get("sha256")
+    if value is None:
+        anomalies.append("sha256_missing")
+        return None
+    try:
+        if isinstance(value, str):
+            return normalise_sha256(value)
+    except ValueError:
+        pass
+    anomalies.append("sha256_malformed")
+    return None
+
+
+def _mime_type(media: dict[str, Any], anomalies: list[Anomaly]) -> str | None:
+    value = media.get("mime_type")
+    if value is None:
+        anomalies.append("mime_type_missing")
+        return None
+    if isinstance(value, str) and len(value) <= _MAX_MIME_LENGTH and _MIME.fullmatch(value):
+        return value
+    anomalies.append("mime_type_malformed")
+    return None
+
+
+def _optional_text(
+    media: dict[str, Any], name: str, anomaly: Anomaly, anomalies: list[Anomaly]
+) -> str | None:
+    value = media.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    anomalies.append(anomaly)
+    return None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _media_job(
+    message: dict[str, Any],
+    content: dict[str, Any],
+    change: _Change,
+    *,
+    wamid: str,
+    direction: Direction,
+    source: Source,
+    original_message_id: str | None = None,
+) -> MediaJob:
+    """A job from the message's envelope (`message`) and the media message (`content`, the
+    message itself, or an edit's `edit.message`); ValueError or ValidationError if unusable."""
+    wire_type = content["type"]
+    kind: str = "audio" if wire_type == VOICE else wire_type
+    media = _dict(content.get(wire_type))
+    media_id = _text(media.get("id"))
+    if media_id is None:
+        raise ValueError(f"no usable {wire_type}.id")
+    anomalies: list[Anomaly] = []
+    timestamp = _timestamp(message.get("timestamp"))
+    if timestamp is None:
+        anomalies.append("timestamp_malformed")
+    caption = _optional_text(media, "caption", "caption_malformed", anomalies)
+    filename = _optional_text(media, "filename", "filename_malformed", anomalies)
+    url = media.get("url")
     return MediaJob.model_validate(
         {
-            "phone_number_id": phone_number_id,
-            "waba_id": waba_id,
-            "wamid": message.get("id"),
-            "sender": message.get("from"),
-            "timestamp": _timestamp(message.get("timestamp")),
+            "phone_number_id": change.phone_number_id,
+            "waba_id": change.waba_id,
+            "wamid": wamid,
+            "sender": _text(message.get("from")),
+            "timestamp": change.received_at if timestamp is None else timestamp,
             "type": kind,
-            "media_id": _text(media.get("id")),
-            "mime_type": media.get("mime_type"),
-            "sha256": normalise_sha256(digest) if isinstance(digest, str) else None,
-            "caption": media.get("caption"),
-            "filename": media.get("filename") if kind == "document" else None,
-            "voice": voice if kind == "audio" else None,
-            "animated": media.get("animated") if kind == "sticker" else None,
+            "media_id": media_id,
+            "mime_type": _mime_type(media, anomalies),
+            "sha256": _digest(media, anomalies),
+            "caption": caption,
+            "filename": filename if kind == "document" else None,
+            "voice": True if wire_type == VOICE else _flag(media.get("voice")),
+            "animated": _flag(media.get("animated")) if kind == "sticker" else None,
+            "customer": _customer(message, change, direction),
+            "direction": direction,
+            "source": source,
+            "url": url if isinstance(url, str) and _URL.fullmatch(url) else None,
+            "original_message_id": original_message_id,
+            "received_at": change.received_at,
+            "anomalies": tuple(anomalies),
         }
     )
 
 
+def _type_skip(kind: Any) -> SkipReason:
+    if isinstance(kind, str) and kind in KNOWN_NOT_MEDIA:
+        return "unsupported" if kind == "unsupported" else "not_media"
+    return "unknown_type"
+
+
+def _too_big_reply(
+    message: dict[str, Any], change: _Change, wamid: str | None, out: ParsedPayload
+) -> None:
+    customer = _customer(message, change, "inbound")
+    phone = customer.phone if customer else None
+    bsuid = customer.user_id if customer else None
+    if wamid and change.phone_number_id and (phone or bsuid):
+        out.replies.append(
+            ReplyJob(
+                phone_number_id=change.phone_number_id,
+                wamid=wamid,
+                to=phone,
+                recipient=None if phone else bsuid,
+                error_code=TOO_BIG,
+            )
+        )
+    else:
+        out.skipped.append(
+            Skipped("malformed", "131052 without a wamid, number or customer", wamid, None, None)
+        )
+
+
 def _parse_message(
-    message: Any, phone_number_id: str | None, waba_id: str | None, out: ParsedPayload
+    message: Any, change: _Change, direction: Direction, source: Source, out: ParsedPayload
 ) -> None:
     message = _dict(message)
     wamid = _text(message.get("id"))
     kind = message.get("type")
-    sender = _text(message.get("from"))
+    number = change.phone_number_id
 
-    if TOO_BIG in _error_codes(message.get("errors")):
-        if sender and wamid and phone_number_id:
-            out.replies.append(
-                ReplyJob(
-                    phone_number_id=phone_number_id, wamid=wamid, to=sender, error_code=TOO_BIG
-                )
-            )
-        else:
-            out.notices.append(Notice("message_skipped", "131052 without sender", wamid, TOO_BIG))
+    codes = _error_codes(message.get("errors"))
+    if TOO_BIG in codes and direction == "inbound":
+        _too_big_reply(message, change, wamid, out)
         return
-    for code in _error_codes(message.get("errors")):
+    for code in codes:
         out.notices.append(Notice("message_error", "inbound message error", wamid, code))
 
+    content, original = message, None
+    if kind == EDIT:
+        edit = _dict(message.get(EDIT))
+        content, original = _dict(edit.get("message")), _text(edit.get("original_message_id"))
+        source = "edit"
+        kind = content.get("type")
     if not isinstance(kind, str) or (kind not in MEDIA_TYPES and kind != VOICE):
-        out.ignored += 1
+        out.skipped.append(Skipped(_type_skip(kind), "", wamid, number, _type_name(kind)))
         return
-    if phone_number_id is None:
-        out.notices.append(Notice("message_skipped", "no metadata.phone_number_id", wamid))
+
+    def skip(reason: SkipReason, detail: str) -> None:
+        out.skipped.append(Skipped(reason, detail, wamid, number, kind))
+
+    if source == "history" and not _text(_dict(content.get(kind)).get("id")):
+        skip("no_media_id", "history describes the media; its id comes in a later webhook")
+        return
+    if number is None:
+        skip("malformed", "no metadata.phone_number_id")
+        return
+    if wamid is None:
+        skip("malformed", "no usable message id")
+        return
+    if direction == "outbound" and not change.archives_outbound:
+        skip("outbound_off", "the account does not archive media the business sent")
         return
     try:
-        out.media.append(_media_job(message, phone_number_id, waba_id))
-    except (ValidationError, ValueError) as exc:
-        detail = exc.errors()[0]["loc"] if isinstance(exc, ValidationError) else str(exc)
-        out.notices.append(Notice("message_skipped", f"malformed {kind} message: {detail}", wamid))
+        out.media.append(
+            _media_job(
+                message,
+                content,
+                change,
+                wamid=wamid,
+                direction=direction,
+                source=source,
+                original_message_id=original,
+            )
+        )
+    except ValidationError as exc:
+        skip("malformed", f"malformed {kind} message: {exc.errors()[0]['loc']}")
+    except ValueError as exc:
+        skip("malformed", f"malformed {kind} message: {exc}")
 
 
-def _parse_value(
-    value: dict[str, Any], phone_number_id: str | None, waba_id: str | None, out: ParsedPayload
+def _type_name(kind: Any) -> str | None:
+    return kind[:32] if isinstance(kind, str) else None
+
+
+def _each_message(
+    messages: Any, change: _Change, direction: Direction, source: Source, out: ParsedPayload
 ) -> None:
-    for message in _list(value.get("messages")):
+    for message in _list(messages):
         try:
-            _parse_message(message, phone_number_id, waba_id, out)
+            _parse_message(message, change, direction, source, out)
         except (ValueError, TypeError) as exc:
             # Whatever one message holds, it must not cost the others their delivery.
             wamid = _text(_dict(message).get("id"))
-            out.notices.append(Notice("message_skipped", f"unreadable message: {exc}", wamid))
+            out.skipped.append(
+                Skipped("malformed", f"unreadable message: {exc}", wamid, change.phone_number_id)
+            )
+
+
+def _history_messages(value: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for chunk in _list(value.get("history")):
+        for thread in _list(_dict(chunk).get("threads")):
+            thread = _dict(thread)
+            customer = _text(thread.get("id"))
+            for message in _list(thread.get("messages")):
+                message = _dict(message)
+                # The thread names the customer; a message of theirs may leave `from` to it.
+                if customer and "to" not in message and "from" not in message:
+                    message = {**message, "from": customer}
+                yield message
+
+
+def _history_direction(message: dict[str, Any], business_number: str | None) -> Direction:
+    sender = _text(message.get("from"))
+    if "to" in message or (business_number is not None and sender == business_number):
+        return "outbound"
+    return "inbound"
+
+
+def _parse_value(
+    field_name: str, value: dict[str, Any], change: _Change, out: ParsedPayload
+) -> None:
+    if field_name == "messages":
+        _each_message(value.get("messages"), change, "inbound", "messages", out)
+    elif field_name == "smb_message_echoes":
+        _each_message(value.get("message_echoes"), change, "outbound", "smb_message_echoes", out)
+    elif field_name == "history":
+        for message in _history_messages(value):
+            direction = _history_direction(message, change.business_number)
+            _each_message([message], change, direction, "history", out)
     for code in _error_codes(value.get("errors")):
         out.notices.append(Notice("account_error", "error reported for the account", code=code))
     for status in _list(value.get("statuses")):
@@ -164,17 +451,61 @@ def _parse_value(
             out.notices.append(
                 Notice("status_error", "error on a sent message", _text(status.get("id")), code)
             )
-        out.ignored += 1
+        out.skipped.append(Skipped("status", "", _text(status.get("id")), change.phone_number_id))
+
+
+_FIELDS = ("messages", "smb_message_echoes", "history")
+
+
+def _unknown_account(
+    field_name: str, value: dict[str, Any], number: str, out: ParsedPayload
+) -> None:
+    """Skip every message of a change for a number no account serves, listing the media."""
+    listed = {
+        "messages": _list(value.get("messages")),
+        "smb_message_echoes": _list(value.get("message_echoes")),
+        "history": list(_history_messages(value)),
+    }.get(field_name, [])
+    for message in listed:
+        message = _dict(message)
+        kind = message.get("type")
+        out.skipped.append(
+            Skipped(
+                "unknown_account",
+                f"no account serves phone_number_id {number}",
+                _text(message.get("id")),
+                number,
+                _type_name(kind),
+            )
+        )
+
+
+def _from_partner_envelope(document: dict[str, Any]) -> dict[str, Any] | None:
+    """360dialog's partner webhooks (`{"event": "history", "data": {...}}`) as Meta's envelope."""
+    event, data = document.get("event"), document.get("data")
+    if not (isinstance(event, str) and isinstance(data, dict)):
+        return None
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": data.get("id"), "changes": [{"field": event, "value": data}]}],
+    }
 
 
 def parse_cloud_payload(
-    document: Any, accepts: Callable[[str], bool] = lambda _: True
+    document: Any,
+    accepts: Callable[[str], bool] = lambda _: True,
+    *,
+    received_at: int = 0,
+    archives_outbound: Callable[[str], bool] = lambda _: True,
 ) -> ParsedPayload:
-    """Collect every media message and every 131052 reply owed, across all entries and changes.
+    """Collect every media and every 131052 reply owed, across all entries and changes.
 
-    Messages to a phone_number_id that `accepts` refuses are skipped with a notice: no account
-    of this deployment archives them.
+    Messages to a phone_number_id that `accepts` refuses are skipped (`unknown_account`): no
+    account of this deployment archives them. `received_at` is when the webhook arrived (Unix
+    seconds), `archives_outbound` tells whether a number's account archives what it sent.
     """
+    if isinstance(document, dict) and "object" not in document:
+        document = _from_partner_envelope(document) or document
     if not (
         isinstance(document, dict)
         and document.get("object") == "whatsapp_business_account"
@@ -187,22 +518,31 @@ def parse_cloud_payload(
         waba_id = _text(entry.get("id"))
         for change in _list(entry.get("changes")):
             change = _dict(change)
-            if change.get("field", "messages") != "messages":
-                out.ignored += 1
+            field_name = change.get("field", "messages")
+            if field_name not in _FIELDS:
+                out.skipped.append(Skipped("other_field", _type_name(field_name) or ""))
                 continue
             value = _dict(change.get("value"))
-            number = _text(_dict(value.get("metadata")).get("phone_number_id"))
+            metadata = _dict(value.get("metadata"))
+            number = _text(metadata.get("phone_number_id"))
             if number is not None and not accepts(number):
-                messages = len(_list(value.get("messages")))
-                out.notices.append(
-                    Notice("unknown_account", f"phone_number_id {number}: {messages} message(s)")
-                )
+                _unknown_account(field_name, value, number, out)
                 continue
-            _parse_value(value, number, waba_id, out)
+            context = _Change(
+                phone_number_id=number,
+                waba_id=waba_id,
+                business_number=_text(metadata.get("display_phone_number")),
+                contacts=[_dict(c) for c in _list(value.get("contacts"))],
+                received_at=received_at,
+                archives_outbound=number is None or archives_outbound(number),
+            )
+            _parse_value(field_name, value, context, out)
     return out
 
 
-def parse_onprem_payload(document: Any, phone_number_id: str) -> ParsedPayload:
+def parse_onprem_payload(
+    document: Any, phone_number_id: str, *, received_at: int = 0
+) -> ParsedPayload:
     """Collect the media and replies of an On-Premises webhook, which names no phone number:
     `phone_number_id` is the account's, known from the URL's token."""
     if not (
@@ -215,5 +555,13 @@ def parse_onprem_payload(document: Any, phone_number_id: str) -> ParsedPayload:
             "errors lists"
         )
     out = ParsedPayload()
-    _parse_value(document, phone_number_id, None, out)
+    context = _Change(
+        phone_number_id=phone_number_id,
+        waba_id=None,
+        business_number=None,
+        contacts=[_dict(c) for c in _list(document.get("contacts"))],
+        received_at=received_at,
+        archives_outbound=True,
+    )
+    _parse_value("messages", document, context, out)
     return out

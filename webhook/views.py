@@ -22,6 +22,7 @@ from webhook.payload import (
 from webhook.publisher import BrokerUnavailable, Publisher
 from webhook.signature import MissingSignature, SignatureError, verify
 from worker.logs import get_logger, since
+from worker.metrics import web_metrics
 
 __all__ = ["bp"]
 
@@ -86,16 +87,20 @@ def _enqueue(
         log.warning(
             notice.event, detail=notice.detail, wamid=notice.wamid, code=notice.code, **context
         )
+    publisher: Publisher = current_app.extensions["wa.publisher"]
+    if parsed.skipped and not _note_skipped(parsed, publisher, context):
+        return _text("broker unavailable", 503)
     ids = _job_ids(parsed)
     if not ids:
-        # Statuses, texts, reactions: nothing to archive, counted by wa_webhook_requests_total.
-        log.debug("webhook_ignored", ignored=parsed.ignored, duration_ms=since(started), **context)
+        # Statuses, texts, reactions: nothing to archive, counted by reason.
+        log.debug(
+            "webhook_ignored", skipped=len(parsed.skipped), duration_ms=since(started), **context
+        )
         return _text("ok", 200)
     # One line per request, not per job: a log line costs as much as a tenth of a publish, and a
     # webhook may carry dozens of media. The ids let a search by media id or wamid find it.
     log.info("received", duration_ms=since(started), **ids, **context)
 
-    publisher: Publisher = current_app.extensions["wa.publisher"]
     publishing = time.perf_counter()
     try:
         task_id = publisher.publish(parsed)
@@ -104,6 +109,30 @@ def _enqueue(
         return _text("broker unavailable", 503)
     log.info("enqueued", task_id=task_id, duration_ms=since(publishing), **ids, **context)
     return _text("ok", 200)
+
+
+def _note_skipped(parsed: ParsedPayload, publisher: Publisher, context: dict[str, Any]) -> bool:
+    """Count every skip by reason, log and record those that looked like media; False when
+    Redis did not take the record (the request is then answered 503, for Meta to retry)."""
+    counter = web_metrics().skipped
+    for skip in parsed.skipped:
+        counter.labels(reason=skip.reason).inc()
+        if skip.listed:
+            log.warning(
+                "message_skipped",
+                reason=skip.reason,
+                detail=skip.detail,
+                wamid=skip.wamid,
+                phone_number_id=skip.phone_number_id,
+                type=skip.type,
+                **context,
+            )
+    try:
+        publisher.note_skipped(parsed)
+    except BrokerUnavailable as exc:
+        log.error("webhook_enqueue_failed", status=503, reason=str(exc), **context)
+        return False
+    return True
 
 
 def _job_ids(parsed: ParsedPayload) -> dict[str, list[str]]:
@@ -138,7 +167,14 @@ def receive() -> Response:
         return _text("unauthorized" if status == 401 else "forbidden", status)
     accounts = settings.accounts
     return _enqueue(
-        body, lambda doc: parse_cloud_payload(doc, accepts=accounts.signed_accepts), started
+        body,
+        lambda doc: parse_cloud_payload(
+            doc,
+            accepts=accounts.signed_accepts,
+            received_at=int(time.time()),
+            archives_outbound=accounts.archives_outbound,
+        ),
+        started,
     )
 
 
@@ -156,12 +192,23 @@ def receive_for_account(token: str) -> Response:
         return body
     number = route.phone_number_id
     context = {"provider": route.provider, "account": number or "*"}
+    received_at = int(time.time())
     if route.provider == "onprem":
         assert number is not None  # an On-Premises account always has one
-        return _enqueue(body, lambda doc: parse_onprem_payload(doc, number), started, **context)
+        return _enqueue(
+            body,
+            lambda doc: parse_onprem_payload(doc, number, received_at=received_at),
+            started,
+            **context,
+        )
     return _enqueue(
         body,
-        lambda doc: parse_cloud_payload(doc, accepts=lambda n: number in (None, n)),
+        lambda doc: parse_cloud_payload(
+            doc,
+            accepts=lambda n: number in (None, n),
+            received_at=received_at,
+            archives_outbound=lambda _: route.archive_outbound,
+        ),
         started,
         **context,
     )

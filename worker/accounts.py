@@ -162,6 +162,7 @@ class AccountEntry(_Entry):
     bucket: NonEmpty | None = None
     prefix: str | None = None
     delete_after_archive: bool | None = None
+    archive_outbound: bool | None = None
     sse: SseAlgorithm | None = None
     sse_kms_key_id: KmsKeyId | None = None
 
@@ -258,6 +259,8 @@ class WebRoute:
     phone_number_id: str | None
     """None: any phone_number_id (a single account configured by environment variables)."""
     webhook_token: str | None = field(default=None, repr=False)
+    archive_outbound: bool = True
+    """Whether media the business sent (coexistence echoes, history) are archived too."""
 
 
 def _digest(token: str) -> bytes:
@@ -294,6 +297,16 @@ class WebAccounts:
             for route in self.routes
         )
 
+    def archives_outbound(self, phone_number_id: str) -> bool:
+        """Whether the account of this number archives the media the business sent."""
+        fallback = True
+        for route in self.routes:
+            if route.phone_number_id == phone_number_id:
+                return route.archive_outbound
+            if route.phone_number_id is None:
+                fallback = route.archive_outbound
+        return fallback
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every webhook token, to keep out of logs."""
@@ -303,22 +316,25 @@ class WebAccounts:
 def web_accounts(environ: Mapping[str, str] = os.environ) -> WebAccounts:
     """`web`'s accounts, from WHATSAPP_ACCOUNTS_FILE or else the single-account variables."""
     path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
+    outbound = read(environ, "ARCHIVE_OUTBOUND", flag, "true")
     if path:
-        return _web_from_file(load_accounts_file(path), environ)
+        return _web_from_file(load_accounts_file(path), environ, outbound)
     kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, "cloud")
     if kind == "cloud":
         secrets = read(environ, "WHATSAPP_APP_SECRET", comma_list)
-        return WebAccounts((WebRoute("cloud", None),), secrets)
+        return WebAccounts((WebRoute("cloud", None, archive_outbound=outbound),), secrets)
     token = read(environ, "WHATSAPP_WEBHOOK_TOKEN", webhook_token)
     number = None
     if kind == "onprem":
         # On-Premises payloads name no phone_number_id: the archive needs one for its keys.
         number = read(environ, "WHATSAPP_PHONE_NUMBER_ID", phone_number_id)
     app_secrets = read(environ, "WHATSAPP_APP_SECRET", lambda v: comma_list(v) if v else (), "")
-    return WebAccounts((WebRoute(kind, number, token),), app_secrets)
+    return WebAccounts((WebRoute(kind, number, token, outbound),), app_secrets)
 
 
-def _web_from_file(accounts: AccountsFile, environ: Mapping[str, str]) -> WebAccounts:
+def _web_from_file(
+    accounts: AccountsFile, environ: Mapping[str, str], outbound: bool
+) -> WebAccounts:
     secrets = tuple(
         _secret(environ, f"apps.{name}.secret_env", app.secret, app.secret_env) or ""
         for name, app in accounts.apps.items()
@@ -333,6 +349,7 @@ def _web_from_file(accounts: AccountsFile, environ: Mapping[str, str]) -> WebAcc
                 entry.webhook_token,
                 entry.webhook_token_env,
             ),
+            outbound if entry.archive_outbound is None else entry.archive_outbound,
         )
         for number, entry in accounts.accounts.items()
     )

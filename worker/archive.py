@@ -32,6 +32,8 @@ from worker.layout import (
     InvalidIdError,
     build_key,
     content_disposition,
+    edit_record,
+    edit_record_key,
     object_metadata,
     sidecar,
     sidecar_key,
@@ -49,7 +51,7 @@ __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "che
 
 log = get_logger(__name__)
 
-Outcome = Literal["archived", "already_archived"]
+Outcome = Literal["archived", "already_archived", "edit_recorded"]
 
 # The prefork pool's soft time limit. The threads pool enforces no time limit at all, so a
 # transfer that crawls gives its try up by itself after as long, and the task is retried.
@@ -65,6 +67,22 @@ def check_download(digest_hex: str, size: int, fetched: Fetched, job: MediaJob) 
         raise IntegrityError("sha256 of the download differs from the look-up's")
     if job.sha256 is not None and not hmac.compare_digest(digest_hex, job.sha256):
         raise IntegrityError("sha256 of the download differs from the webhook's")
+
+
+# The object metadata's `sha256` for bytes no digest was announced for.
+UNVERIFIED = "unverified"
+
+
+def _announced_digest(job: MediaJob, fetched: Fetched) -> str | None:
+    return fetched.sha256 or job.sha256
+
+
+def _stored_type(job: MediaJob, fetched: Fetched) -> str:
+    """The object's Content-Type: the webhook's MIME type, else the provider's."""
+    looked_up = fetched.lookup.get("mime_type")
+    if job.mime_type:
+        return job.mime_type
+    return looked_up if isinstance(looked_up, str) and looked_up else "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -120,15 +138,18 @@ class Archiver:
 
     def archive(self, job: MediaJob) -> Result:
         """Try once to archive the media, and record in its state what came of it."""
-        deadline = media_deadline(job.timestamp)
+        deadline = media_deadline(job.window_start)
         try:
             clients = self.clients.for_number(job.phone_number_id)
         except RetryableError as exc:
             return self._plan(job, exc, deadline)
         try:
             key = self.object_key(job, clients.account.prefix)
-            if self.state.get(job.media_id).get("state") == "archived":
-                return Done("already_archived", key)
+            record = self.state.get(job.media_id)
+            if record.get("state") == "archived":
+                # The record names the key the media went to (an edit's job may know another
+                # MIME type than the message that brought the media first).
+                return self._already_archived(clients, job, record.get("key") or key)
             if time.time() >= deadline:
                 raise Expired("expired: the media id is past its 7-day window")
         except PermanentError as exc:
@@ -142,11 +163,30 @@ class Archiver:
         except BusyError as exc:
             return RetryLater(exc.retry_after or self.state.lease_ttl / 4, exc)
 
+    def _already_archived(self, clients: AccountClients, job: MediaJob, key: str) -> Result:
+        """Done; and an edit that kept the media gets its own record beside the object."""
+        if job.original_message_id is None or job.wamid == self.state.get(job.media_id).get(
+            "wamid"
+        ):
+            return Done("already_archived", key)
+        try:
+            clients.store.put_json(
+                edit_record_key(key, job.wamid),
+                edit_record(job, object_key=key, recorded_at=self.clock()),
+            )
+        except RetryableError as exc:
+            return self._plan(job, exc, media_deadline(job.window_start))
+        log.info("edit_recorded", key=key, original_message_id=job.original_message_id)
+        return Done("edit_recorded", key)
+
     def _try_under_lease(
         self, clients: AccountClients, job: MediaJob, key: str, deadline: float
     ) -> Result:
         try:
-            return Done(self._archive(clients, job, key), key)
+            outcome = self._archive(clients, job, key)
+            if outcome == "already_archived":
+                return self._already_archived(clients, job, key)
+            return Done(outcome, key)
         except PermanentError as exc:
             self.state.mark_failed(job.media_id, exc.reason)
             return Failed(exc.reason, exc.code, reason_of(exc))
@@ -217,6 +257,9 @@ class Archiver:
             size=size,
             lookup=fetched.lookup,
             archived_at=self.clock(),
+            mime_type=_stored_type(job, fetched),
+            url_source=fetched.url_source,
+            anomalies=() if _announced_digest(job, fetched) else ("unverified",),
         )
         with s3.timing():
             store.put_json(sidecar_key(key), document)
@@ -280,15 +323,16 @@ class Archiver:
         s3: Stopwatch,
     ) -> tuple[str, int]:
         # Known before the first byte: the object's metadata is set when the upload starts,
-        # and the commit only happens if the bytes match it.
-        expected = fetched.sha256 or job.sha256
+        # and the commit only happens if the bytes match it. Only a provider without a look-up
+        # (On-Premises) can leave it unknown: the bytes are then kept unverified, not lost.
+        expected = _announced_digest(job, fetched)
         if expected is None:
-            raise PermanentError("neither the provider nor the webhook announced a sha256")
+            log.warning("media_unverified", reason="no sha256 announced by webhook or provider")
         tally = Tally(self.settings.max_media_bytes)
         with store.upload(
             key,
-            content_type=job.mime_type,
-            metadata=object_metadata(job, expected),
+            content_type=_stored_type(job, fetched),
+            metadata=object_metadata(job, expected or UNVERIFIED),
             content_disposition=content_disposition(job.filename)
             if job.type == "document"
             else None,

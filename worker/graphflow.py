@@ -19,6 +19,7 @@ from requests_toolbelt import MultipartEncoder
 from worker.apiclient import ApiClient, answer_id, json_body
 from worker.digests import normalise_sha256
 from worker.errors import RetryableError, TemporaryError
+from worker.identity import is_bsuid
 from worker.mediatypes import resumable_problem
 from worker.provider import Fetched, Progress
 from worker.resumable import upload_through_session
@@ -149,6 +150,7 @@ class GraphFlowClient(ApiClient):
                     chunks,
                     lookup_seconds=looking,
                     lookups=attempt,
+                    url_source="lookup",
                 )
             return
 
@@ -215,11 +217,15 @@ class GraphFlowClient(ApiClient):
         self._call("DELETE", url, "media delete", params=params)
 
     def send_text(self, phone_number_id: str, to: str, body: str) -> str:
-        """Send a text in the Cloud API's body; return the new wamid."""
+        """Send a text in the Cloud API's body; return the new wamid.
+
+        `to` is a phone number or a BSUID; a BSUID goes in the `recipient` field, as Meta's
+        send API takes it for customers known only by it.
+        """
         message = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": to,
+            "recipient" if is_bsuid(to) else "to": to,
             "type": "text",
             "text": {"preview_url": False, "body": body},
         }

@@ -1,16 +1,61 @@
-"""The work items that travel through the queues, as small JSON-serialisable models."""
+"""The work items that travel through the queues, as small JSON-serialisable models.
+
+Jobs are written by one release and may be read by the next (records in Redis outlive a
+deploy), so every field added after the first release is optional, and a job is serialised
+without the fields left at their defaults (`to_wire`): a job of a phone-number customer with
+nothing new to say is byte for byte what the first release wrote.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["MediaJob", "MediaType", "ReplyJob"]
+__all__ = [
+    "ANOMALIES",
+    "SOURCES",
+    "Anomaly",
+    "Customer",
+    "Direction",
+    "MediaJob",
+    "MediaType",
+    "ReplyJob",
+    "Source",
+]
 
 MediaType = Literal["image", "video", "audio", "document", "sticker"]
+Direction = Literal["inbound", "outbound"]
+Source = Literal["messages", "edit", "smb_message_echoes", "history"]
+"""Where in a webhook the media was described: an inbound message, an edit of one, a message
+the business sent from the WhatsApp Business app (an echo), or shared chat history."""
+SOURCES: tuple[Source, ...] = ("messages", "edit", "smb_message_echoes", "history")
 
+Anomaly = Literal[
+    "sha256_missing",
+    "sha256_malformed",
+    "mime_type_missing",
+    "mime_type_malformed",
+    "filename_malformed",
+    "caption_malformed",
+    "timestamp_malformed",
+    "unverified",
+]
+"""Something the webhook said of a media that could not be used as given; the media is
+archived all the same and the sidecar lists what was odd. `unverified`: no digest was
+announced anywhere (On-Premises with a bad webhook `sha256`), so the bytes are kept with the
+digest computed on arrival."""
+ANOMALIES: tuple[Anomaly, ...] = (
+    "sha256_missing",
+    "sha256_malformed",
+    "mime_type_missing",
+    "mime_type_malformed",
+    "filename_malformed",
+    "caption_malformed",
+    "timestamp_malformed",
+    "unverified",
+)
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -26,25 +71,70 @@ class _Job(BaseModel):
             return _LONE_SURROGATE.sub("\ufffd", value)
         return value
 
+    def to_wire(self) -> dict[str, Any]:
+        """The job as a task argument and record: JSON types, fields at their default left out."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+class Customer(_Job):
+    """The WhatsApp user on the other side of the conversation, as Meta identified them.
+
+    `phone` is absent for a customer who adopted a username and shares no number with the
+    business; `user_id` is the business-scoped user id (BSUID, `US.1349...`), `parent_user_id`
+    the parent BSUID where those are enabled.
+    """
+
+    phone: str | None = None
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    username: str | None = None
+
+    @property
+    def address(self) -> str | None:
+        """How to reach them: the phone number when known, else the BSUID."""
+        return self.phone or self.user_id
+
 
 class MediaJob(_Job):
-    """One inbound media message to archive."""
+    """One media message to archive."""
 
     phone_number_id: str
     waba_id: str | None
     wamid: str
-    sender: str
+    sender: str | None = None
+    """The message's `from`: the customer's phone number (inbound), the business's own number
+    (outbound), or None for a customer known only by their BSUID."""
     timestamp: int = Field(ge=0, le=253402300799)
     """Unix seconds; the bound is the last second of year 9999."""
     type: MediaType
     media_id: str
-    mime_type: str
+    mime_type: str | None
+    """As the webhook declared it; None when it declared none that could be used."""
     sha256: str | None
     """Hex digest announced by the webhook (Cloud API sends base64; parsing normalises it)."""
     caption: str | None = None
     filename: str | None = None
     voice: bool | None = None
     animated: bool | None = None
+    # Fields added by the second release; each defaults to what the first release meant.
+    customer: Customer | None = None
+    direction: Direction = "inbound"
+    source: Source = "messages"
+    url: str | None = None
+    """The download URL the webhook carried (Cloud API webhooks from v24.0 on)."""
+    original_message_id: str | None = None
+    """For an edit: the wamid of the message it edits."""
+    received_at: int | None = Field(default=None, ge=0, le=253402300799)
+    """Unix seconds when `web` received the webhook."""
+    anomalies: tuple[Anomaly, ...] = ()
+
+    @property
+    def window_start(self) -> int:
+        """When the media id's 7 days at the provider began: the message's time, except for
+        echoes and history, which may describe messages days or weeks before their webhook."""
+        if self.source in ("smb_message_echoes", "history") and self.received_at is not None:
+            return self.received_at
+        return self.timestamp
 
 
 class ReplyJob(_Job):
@@ -52,5 +142,8 @@ class ReplyJob(_Job):
 
     phone_number_id: str
     wamid: str
-    to: str
+    to: str | None = None
+    """The customer's phone number, when the webhook gave one."""
     error_code: int
+    recipient: str | None = None
+    """The customer's BSUID, for a customer known only by it (sent as Meta's `recipient`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from datetime import UTC, datetime
@@ -11,11 +12,15 @@ from urllib.parse import quote
 from worker.jobs import MediaJob
 
 __all__ = [
+    "EDIT_RECORD_INFIX",
     "EXTENSIONS",
+    "SIDECAR_SCHEMA",
     "InvalidIdError",
     "build_key",
     "checked_id",
     "content_disposition",
+    "edit_record",
+    "edit_record_key",
     "extension_for",
     "object_metadata",
     "sidecar",
@@ -46,6 +51,11 @@ EXTENSIONS: dict[str, str] = {
     "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
 }
 
+SIDECAR_SCHEMA = 2
+# An edit that keeps its media (a new caption) is recorded at `{object key}.edit-{id}`: beside
+# the object, and without the `.json` ending that marks a sidecar.
+EDIT_RECORD_INFIX = ".edit-"
+
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()+,=@-]")
 _FILENAME_MAX = 200
@@ -70,13 +80,14 @@ def base_mime_type(mime_type: str) -> str:
     return mime_type.split(";", 1)[0].strip().lower()
 
 
-def extension_for(mime_type: str) -> str:
-    """The key's extension for a MIME type, `.bin` when the table does not know it."""
-    return EXTENSIONS.get(base_mime_type(mime_type), ".bin")
+def extension_for(mime_type: str | None) -> str:
+    """The key's extension for a MIME type, `.bin` when the table does not know it (or the
+    webhook declared none)."""
+    return EXTENSIONS.get(base_mime_type(mime_type), ".bin") if mime_type else ".bin"
 
 
 def build_key(
-    prefix: str, phone_number_id: str, timestamp: int, media_id: str, mime_type: str
+    prefix: str, phone_number_id: str, timestamp: int, media_id: str, mime_type: str | None
 ) -> str:
     """`{prefix}/{phone_number_id}/{YYYY}/{MM}/{DD}/{media_id}{ext}`; InvalidIdError on bad ids."""
     checked_id("phone_number_id", phone_number_id)
@@ -126,13 +137,38 @@ def _header_safe(value: str) -> str:
     return "".join(ch if " " <= ch <= "~" else "_" for ch in value)[:256]
 
 
+def edit_record_key(object_key: str, wamid: str) -> str:
+    """Where an edit of an archived media's message is recorded: named by the edit's wamid
+    (hashed, as wamids may hold `/` and `+`)."""
+    return f"{object_key}{EDIT_RECORD_INFIX}{hashlib.sha256(wamid.encode()).hexdigest()[:32]}"
+
+
 def object_metadata(job: MediaJob, sha256_hex: str) -> dict[str, str]:
-    """The object's user metadata: sha256 (hex), wamid, from, media-type."""
-    return {
+    """The object's user metadata: sha256 (hex), wamid, from, media-type, and from the second
+    release direction and, for a customer known by it, their BSUID (user-id)."""
+    metadata = {
         "sha256": sha256_hex,
         "wamid": _header_safe(job.wamid),
-        "from": _header_safe(job.sender),
+        "from": _header_safe(job.sender or ""),
         "media-type": job.type,
+        "direction": job.direction,
+    }
+    if job.customer is not None and job.customer.user_id:
+        metadata["user-id"] = _header_safe(job.customer.user_id)
+    return metadata
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _customer(job: MediaJob) -> dict[str, str | None]:
+    customer = job.customer
+    return {
+        "phone": customer.phone if customer else None,
+        "user_id": customer.user_id if customer else None,
+        "parent_user_id": customer.parent_user_id if customer else None,
+        "username": customer.username if customer else None,
     }
 
 
@@ -145,10 +181,18 @@ def sidecar(
     size: int,
     lookup: dict[str, Any],
     archived_at: datetime,
+    mime_type: str | None = None,
+    url_source: str | None = None,
+    anomalies: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The sidecar document, field for field as INTERFACES.md lists it."""
+    """The sidecar document (schema 2: every field of schema 1, then the second release's).
+
+    `mime_type` is what the object was stored as (the webhook's, else the look-up's);
+    `url_source` where the download URL came from (`webhook`, `lookup`, or None for a provider
+    that serves bytes by id); `anomalies` adds what the try found to what the webhook had.
+    """
     return {
-        "schema": 1,
+        "schema": SIDECAR_SCHEMA,
         "media_id": job.media_id,
         "phone_number_id": job.phone_number_id,
         "waba_id": job.waba_id,
@@ -160,11 +204,35 @@ def sidecar(
         "filename": job.filename,
         "voice": job.voice,
         "animated": job.animated,
-        "mime_type": job.mime_type,
+        "mime_type": mime_type or job.mime_type,
         "sha256": sha256_hex,
         "size": size,
         "bucket": bucket,
         "key": key,
-        "archived_at": archived_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "archived_at": _utc(archived_at),
         "lookup": {name: value for name, value in lookup.items() if name != "url"},
+        "direction": job.direction,
+        "source": job.source,
+        "customer": _customer(job),
+        "url_source": url_source,
+        "original_message_id": job.original_message_id,
+        "received_at": job.received_at,
+        "anomalies": sorted({*job.anomalies, *anomalies}),
+    }
+
+
+def edit_record(job: MediaJob, *, object_key: str, recorded_at: datetime) -> dict[str, Any]:
+    """What an edit that kept its media says: the edit's wamid, the message it edits, the new
+    caption, when it was made and when it was recorded."""
+    return {
+        "schema": SIDECAR_SCHEMA,
+        "kind": "edit",
+        "media_id": job.media_id,
+        "key": object_key,
+        "wamid": job.wamid,
+        "original_message_id": job.original_message_id,
+        "caption": job.caption,
+        "timestamp": job.timestamp,
+        "customer": _customer(job),
+        "recorded_at": _utc(recorded_at),
     }

@@ -115,6 +115,7 @@ class WebMetrics:
     """What `web` counts itself (the Redis state is read at scrape time, webhook/metrics.py)."""
 
     requests: Counter
+    skipped: Counter
 
 
 @functools.cache
@@ -125,7 +126,12 @@ def web_metrics() -> WebMetrics:
             "wa_webhook_requests",
             "Webhook requests answered, by HTTP status.",
             ["status"],
-        )
+        ),
+        skipped=Counter(
+            "wa_messages_skipped",
+            "Messages (and changes) of accepted webhooks not turned into work, by reason.",
+            ["reason"],
+        ),
     )
 
 

@@ -17,6 +17,7 @@ import requests
 from worker.apiclient import ApiClient, answer_id
 from worker.classify import classify_onprem_error
 from worker.errors import Unsupported
+from worker.identity import is_bsuid
 from worker.provider import Fetched, Progress
 from worker.transfer import FileBody, response_chunks
 
@@ -84,6 +85,8 @@ class OnPremClient(ApiClient):
 
     def send_text(self, phone_number_id: str, to: str, body: str) -> str:
         """Send a text (`POST /v1/messages`); return the new message's id."""
+        if is_bsuid(to):
+            raise Unsupported("the On-Premises API sends to phone numbers only, not to a BSUID")
         message = {"recipient_type": "individual", "to": to, "type": "text", "text": {"body": body}}
         response = self._call("POST", self._v1("messages"), "send message", json=message)
         return answer_id(response, "send message", "messages", 0, "id", required=False)

@@ -48,6 +48,8 @@ class Fetched:
     """Time spent looking the media up before its download, when the provider has a look-up."""
     lookups: int = 0
     """Look-ups made: one, or more when a download URL had expired."""
+    url_source: Literal["webhook", "lookup"] | None = None
+    """Where the download URL came from; None for a provider that serves bytes by id."""
 
 
 class Provider(Protocol):
@@ -92,4 +94,4 @@ class Provider(Protocol):
         """Delete a media from the provider."""
 
     def send_text(self, phone_number_id: str, to: str, body: str) -> str:
-        """Send a text message; return the new message's id."""
+        """Send a text message to a phone number or a BSUID; return the new message's id."""

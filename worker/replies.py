@@ -17,6 +17,14 @@ __all__ = ["Replier", "ReplyOutcome"]
 ReplyOutcome = Literal["sent", "already_sent"]
 
 
+def recipient(job: ReplyJob) -> str:
+    """Whom to warn: the phone number, else the BSUID; InvalidId when the job has neither."""
+    address = job.to or job.recipient
+    if not address:
+        raise InvalidId("the reply names no phone number and no BSUID")
+    return address
+
+
 @dataclass
 class Replier:
     """Sends TOO_BIG_REPLY_TEXT through the provider, guarded by the reply ledger."""
@@ -38,7 +46,9 @@ class Replier:
         if claim == "in_flight":
             raise BusyError("a reply for this wamid is being sent", retry_after=60)
         try:
-            provider.send_text(job.phone_number_id, job.to, self.settings.too_big_reply_text)
+            provider.send_text(
+                job.phone_number_id, recipient(job), self.settings.too_big_reply_text
+            )
         except PermanentError as exc:
             self.ledger.settle(job.wamid, f"failed: {exc.reason}")
             raise

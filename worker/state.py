@@ -6,6 +6,7 @@ leases after a minute unless renewed.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -21,17 +22,21 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from worker.errors import BusyError, RedisUnavailable
-from worker.jobs import MediaJob
+from worker.jobs import MediaJob, ReplyJob
 
 __all__ = [
     "FAILED_KEY",
     "LEASE_TTL",
     "PENDING_KEY",
     "RECORD_TTL",
+    "REPLIES_PENDING_KEY",
+    "SKIPPED_KEPT",
+    "SKIPPED_KEY",
     "Attempt",
     "MediaStateStore",
     "ReplyClaim",
     "ReplyLedger",
+    "SkippedLog",
     "State",
 ]
 
@@ -82,6 +87,10 @@ return 0
 
 PENDING_KEY = "wa:pending"
 FAILED_KEY = "wa:failed"
+REPLIES_PENDING_KEY = "wa:replies:pending"
+SKIPPED_KEY = "wa:skipped"
+# The newest skipped messages kept for `wa-media skipped`; older ones are trimmed.
+SKIPPED_KEPT = 10_000
 
 
 def _media_key(media_id: str) -> str:
@@ -203,7 +212,7 @@ class MediaStateStore:
         now = time.time()
         args: list[str | float | int] = [f"{now:.3f}", now + self.stall_after, RECORD_TTL]
         for job in jobs:
-            args += [job.media_id, job.wamid, job.model_dump_json()]
+            args += [job.media_id, job.wamid, job.model_dump_json(exclude_defaults=True)]
         keys = [PENDING_KEY, *(_media_key(job.media_id) for job in jobs)]
         with _redis_errors("write"):
             # EVALSHA, loading the script only when Redis does not know it yet.
@@ -345,16 +354,75 @@ class MediaStateStore:
 ReplyClaim = Literal["claimed", "sent", "in_flight"]
 
 
+def _reply_job_key(wamid: str) -> str:
+    return f"wa:reply-job:{wamid}"
+
+
 @dataclass
 class ReplyLedger:
-    """`wa:reply:{wamid}`: at most one warning per wamid, even when delivered twice."""
+    """`wa:reply:{wamid}`: at most one warning per wamid, even when delivered twice; and the
+    warnings owed, `wa:reply-job:{wamid}` indexed by `wa:replies:pending`, so that a reply task
+    lost with its worker (or refused by a worker of an older release) is sent again."""
 
     redis: Redis
     claim_ttl: int = 300
+    stall_after: float = 600.0
 
     @staticmethod
     def _key(wamid: str) -> str:
         return f"wa:reply:{wamid}"
+
+    def admit_many(self, jobs: list[ReplyJob]) -> None:
+        """Record the warnings a webhook owes, before their tasks are published."""
+        if not jobs:
+            return
+        due = time.time() + self.stall_after
+        with _redis_errors("write"), self.redis.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                pipe.set(
+                    _reply_job_key(job.wamid),
+                    job.model_dump_json(exclude_defaults=True),
+                    nx=True,
+                    ex=RECORD_TTL,
+                )
+                pipe.zadd(REPLIES_PENDING_KEY, {job.wamid: due}, nx=True)
+            pipe.expire(REPLIES_PENDING_KEY, RECORD_TTL)
+            pipe.execute()
+
+    def settled(self, wamid: str) -> None:
+        """The warning was sent, or given up: no sweep needs to look at it again."""
+        with _redis_errors("write"):
+            self.redis.zrem(REPLIES_PENDING_KEY, wamid)
+
+    def due(self, now: float, limit: int = 500) -> list[tuple[str, str | None, str | None]]:
+        """Warnings the sweep should look at now: (wamid, ledger state, job JSON)."""
+        with _redis_errors("read"):
+            members = [
+                _text(m)
+                for m in self.redis.zrangebyscore(
+                    REPLIES_PENDING_KEY, "-inf", now, start=0, num=limit
+                )
+            ]
+            if not members:
+                return []
+            with self.redis.pipeline(transaction=False) as pipe:
+                for wamid in members:
+                    pipe.get(self._key(wamid))
+                    pipe.get(_reply_job_key(wamid))
+                rows = pipe.execute()
+        return [
+            (
+                wamid,
+                None if rows[2 * i] is None else _text(rows[2 * i]),
+                None if rows[2 * i + 1] is None else _text(rows[2 * i + 1]),
+            )
+            for i, wamid in enumerate(members)
+        ]
+
+    def look_again(self, wamid: str, at: float) -> None:
+        """Push a pending warning's next look to `at`."""
+        with _redis_errors("write"):
+            self.redis.zadd(REPLIES_PENDING_KEY, {wamid: at}, xx=True)
 
     def claim(self, wamid: str) -> ReplyClaim:
         """Take the right to send, or learn it was sent or is being sent."""
@@ -374,3 +442,32 @@ class ReplyLedger:
         """Give the claim back after a failed try, so the retry may claim it again."""
         with _redis_errors("reply release"):
             self.redis.delete(self._key(wamid))
+
+
+@dataclass
+class SkippedLog:
+    """`wa:skipped`: the newest messages that looked like media but were not archived, with
+    why, for `wa-media skipped` (scored by when they arrived; 8 days, the newest 10,000)."""
+
+    redis: Redis
+
+    def add(self, entries: list[dict[str, Any]]) -> None:
+        """Remember skipped messages (already JSON-ready dicts)."""
+        if not entries:
+            return
+        now = time.time()
+        members: dict[Any, float] = {
+            json.dumps({**entry, "at": round(now, 3)}, sort_keys=True): now for entry in entries
+        }
+        with _redis_errors("write"), self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(SKIPPED_KEY, members)
+            pipe.zremrangebyrank(SKIPPED_KEY, 0, -SKIPPED_KEPT - 1)
+            pipe.zremrangebyscore(SKIPPED_KEY, "-inf", now - RECORD_TTL)
+            pipe.expire(SKIPPED_KEY, RECORD_TTL)
+            pipe.execute()
+
+    def newest(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The newest skipped messages, newest first."""
+        with _redis_errors("read"):
+            members = self.redis.zrevrange(SKIPPED_KEY, 0, limit - 1)
+        return [json.loads(_text(member)) for member in members]

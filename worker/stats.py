@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -10,6 +9,7 @@ from redis import Redis
 
 from worker.celery_app import MEDIA_QUEUE, REPLIES_QUEUE
 from worker.gate import PAUSED_KEY
+from worker.jobs import MediaJob
 from worker.policy import media_deadline
 from worker.state import FAILED_KEY, PENDING_KEY, RECORD_TTL
 
@@ -36,11 +36,12 @@ class PendingMedia:
     media_id: str
     state: str
     timestamp: int
+    """When the media id's 7 days began (the message's time; an echo's or history's webhook's)."""
     wamid: str = ""
 
     @property
     def deadline(self) -> float:
-        """When the media id stops working at Meta (7 days after the message)."""
+        """When the media id stops working at the provider (7 days after `timestamp`)."""
         return media_deadline(self.timestamp)
 
 
@@ -83,15 +84,8 @@ def _pending_media(redis: Redis, media_ids: list[str]) -> list[PendingMedia]:
             state_text = _text(state)
             if state_text in ("archived", "failed"):
                 continue
-            document = json.loads(job)
-            found.append(
-                PendingMedia(
-                    media_id,
-                    state_text,
-                    int(document["timestamp"]),
-                    str(document.get("wamid", "")),
-                )
-            )
+            document = MediaJob.model_validate_json(job)
+            found.append(PendingMedia(media_id, state_text, document.window_start, document.wamid))
     return found
 
 

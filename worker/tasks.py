@@ -188,7 +188,9 @@ def _build_services() -> Services:
     )
     return Services(
         archiver=Archiver(config, clients, state),
-        replier=Replier(config, clients, ReplyLedger(redis)),
+        replier=Replier(
+            config, clients, ReplyLedger(redis, stall_after=config.sweep_stalled_after)
+        ),
         state=state,
         redis=redis,
     )
@@ -265,18 +267,28 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
                 except ValidationError:
                     counts["invalid"] += 1
                     log.error("job_invalid", kind="media")
+            replies = []
+            for raw in batch.get("replies", []):
+                try:
+                    replies.append(ReplyJob.model_validate(raw))
+                except ValidationError:
+                    counts["invalid"] += 1
+                    log.error("job_invalid", kind="reply")
+            # A no-op when `web` recorded them; not when an older `web` published this batch.
+            services().replier.ledger.admit_many(replies)
             for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
-                if admitted:
+                # An edit of a media already archived is not a duplicate: its task records it.
+                if admitted or job.original_message_id is not None:
                     archive_media.apply_async(
-                        args=(job.model_dump(mode="json"),),
+                        args=(job.to_wire(),),
                         queue=MEDIA_QUEUE,
                         priority=ARCHIVE_PRIORITY,
                     )
                     counts["media"] += 1
                 else:
                     counts["duplicates"] += 1
-            for raw in batch.get("replies", []):
-                send_reply.apply_async(args=(raw,), queue=REPLIES_QUEUE)
+            for reply in replies:
+                send_reply.apply_async(args=(reply.to_wire(),), queue=REPLIES_QUEUE)
                 counts["replies"] += 1
         except (StorageError, OSError, KombuError) as exc:
             # Not acknowledged: the whole batch runs again, and the records skip what was done.
@@ -318,6 +330,9 @@ def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
                 # The archive logged its `archived` step, with the bytes and durations.
                 count_task("media", "archived")
                 return "archived"
+            case Done("edit_recorded"):
+                count_task("media", "edit_recorded")
+                return "edit_recorded"
             case Done(outcome, key):
                 count_task("media", "duplicate")
                 log.info("media_" + outcome, key=key, duration_ms=since(started))
@@ -351,10 +366,12 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
         wamid=job.wamid,
         phone_number_id=job.phone_number_id,
     ):
+        ledger = services().replier.ledger
         try:
             outcome = services().replier.reply(job)
         except PermanentError as exc:
             _note_failed("reply", reason_of(exc), exc.reason, started, code=exc.code)
+            ledger.settled(job.wamid)
             return "failed"
         except RetryableError as exc:
             _note_rejected(exc, job.phone_number_id)
@@ -364,12 +381,14 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
                 self.request.retries >= REPLY_MAX_RETRIES and not waiting_on_token
             ):  # we count, not Celery
                 _note_failed("reply", reason_of(exc), f"gave up: {exc.reason}", started)
+                ledger.settled(job.wamid)
                 return "failed"
             countdown = next_countdown(
                 self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
             )
             _note_retry("reply", "reply_retry", exc, exc.reason, countdown, started)
             raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
+        ledger.settled(job.wamid)
         if outcome == "sent":
             count_task("reply", "sent")
             log.info("replied", duration_ms=since(started))
@@ -423,12 +442,29 @@ def sweep() -> dict[str, int]:
                         state=current,
                         reason="lease expired" if current == "archiving" else "queued too long",
                     )
+            _sweep_replies(svc, now, counts)
             svc.redis.delete("wa:sweep-lock")
         except (StorageError, RedisError, OSError, KombuError) as exc:
             count_task("sweep", "failed", reason_of(exc))
             log.warning("sweep_failed", reason=str(exc), reason_label=reason_of(exc))
             return {}
         count_task("sweep", "done")
-        if counts["requeued"]:
+        if counts["requeued"] or counts["replies_requeued"]:
             log.info("swept", duration_ms=since(started), **counts)
         return counts
+
+
+def _sweep_replies(svc: Services, now: float, counts: dict[str, int]) -> None:
+    """Send again the warnings owed whose task was lost, or refused by an older worker."""
+    ledger = svc.replier.ledger
+    counts["replies_requeued"] = 0
+    for wamid, claim, job in ledger.due(now):
+        if job is None or (claim is not None and claim != "sending"):
+            ledger.settled(wamid)  # sent, given up, or its record expired
+        elif claim == "sending":
+            ledger.look_again(wamid, now + ledger.claim_ttl)
+        else:
+            send_reply.apply_async(args=(json.loads(job),), queue=REPLIES_QUEUE)
+            ledger.look_again(wamid, now + ledger.stall_after)
+            counts["replies_requeued"] += 1
+            log.warning("reply_requeued", wamid=wamid, reason="not sent in time")

@@ -45,6 +45,17 @@ SIDECAR_FIELDS = [
     "archived_at",
     "lookup",
 ]
+# Schema 2 keeps schema 1's fields first, in the same order, and adds these.
+SIDECAR_2_FIELDS = [
+    *SIDECAR_FIELDS,
+    "direction",
+    "source",
+    "customer",
+    "url_source",
+    "original_message_id",
+    "received_at",
+    "anomalies",
+]
 EXTENSIONS_OR_BIN = {*EXTENSIONS.values(), ".bin"}
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 # attachment, then a quoted ASCII filename with no quote, backslash, slash or control
@@ -275,7 +286,8 @@ media_jobs = st.builds(
 def test_object_metadata_is_printable_ascii_within_256(job: MediaJob, digest: str) -> None:
     """S3 user metadata travels as HTTP headers: every value printable ASCII, 256 at most."""
     metadata = object_metadata(job, digest)
-    assert set(metadata) == {"sha256", "wamid", "from", "media-type"}
+    assert {"sha256", "wamid", "from", "media-type", "direction"} <= set(metadata)
+    assert set(metadata) <= {"sha256", "wamid", "from", "media-type", "direction", "user-id"}
     assert metadata["sha256"] == digest
     assert metadata["media-type"] == job.type
     for value in metadata.values():
@@ -340,13 +352,13 @@ def test_sidecar_is_interfaces_document(
         lookup=lookup,
         archived_at=archived_at,
     )
-    assert list(document) == SIDECAR_FIELDS
+    assert list(document) == SIDECAR_2_FIELDS
     assert json.loads(json.dumps(document)) == document
     assert "url" not in document["lookup"]
     assert document["lookup"] == {name: v for name, v in lookup.items() if name != "url"}
-    assert document["schema"] == 1
+    assert document["schema"] == 2
     # The sidecar's sha256 is the digest of the archived bytes, not the one the webhook announced.
-    expected = job.model_dump(exclude={"sha256"})
+    expected = job.model_dump(include=set(SIDECAR_FIELDS) | {"sender"}, exclude={"sha256"})
     expected["from"] = expected.pop("sender")
     assert {name: document[name] for name in expected} == expected
     assert (document["sha256"], document["size"], document["bucket"], document["key"]) == (

@@ -122,7 +122,13 @@ def test_content_disposition_is_ascii_and_bounded() -> None:
 
 def test_metadata_is_header_safe() -> None:
     meta = object_metadata(job(wamid="wamid.é\n", sender="1"), "cd" * 32)
-    assert meta == {"sha256": "cd" * 32, "wamid": "wamid.__", "from": "1", "media-type": "document"}
+    assert meta == {
+        "sha256": "cd" * 32,
+        "wamid": "wamid.__",
+        "from": "1",
+        "media-type": "document",
+        "direction": "inbound",
+    }
 
 
 def test_sidecar_has_exactly_the_contract_fields() -> None:
@@ -139,8 +145,10 @@ def test_sidecar_has_exactly_the_contract_fields() -> None:
         "schema", "media_id", "phone_number_id", "waba_id", "wamid", "from", "timestamp",
         "type", "caption", "filename", "voice", "animated", "mime_type", "sha256", "size",
         "bucket", "key", "archived_at", "lookup",
+        "direction", "source", "customer", "url_source", "original_message_id", "received_at",
+        "anomalies",
     ]  # fmt: skip
-    assert document["schema"] == 1
+    assert document["schema"] == 2
     assert document["archived_at"] == "2026-01-02T03:04:05Z"
     assert "url" not in document["lookup"]
     assert document["caption"] is None

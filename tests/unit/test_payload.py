@@ -142,24 +142,38 @@ def test_other_types_and_statuses_are_ignored() -> None:
     parsed = parse_cloud_payload(payload(value(text, odd, statuses=[status])))
     assert parsed.media == []
     assert parsed.replies == []
-    assert parsed.ignored == 3
+    assert [(s.reason, s.wamid) for s in parsed.skipped] == [
+        ("not_media", "wamid.t"),
+        ("unknown_type", "wamid.o"),
+        ("status", "wamid.s"),
+    ]
 
 
-def test_malformed_message_is_skipped_and_the_rest_kept() -> None:
+def test_odd_fields_are_anomalies_and_the_media_is_kept() -> None:
     broken = message("image", "bad")
     del broken["image"]["mime_type"]
     no_ts = message("image", "nots")
     no_ts["timestamp"] = "yesterday"
     bad_digest = message("image", "dig", sha256="not-a-digest")
+    no_id = message("image", "noid")
+    del no_id["image"]["id"]
     parsed = parse_cloud_payload(
-        payload(value(broken, no_ts, bad_digest, "junk", message("image", "ok")))
+        payload(value(broken, no_ts, bad_digest, "junk", no_id, message("image", "ok"))),
+        received_at=1_800_000_000,
     )  # type: ignore[arg-type]
-    assert [job.media_id for job in parsed.media] == ["ok"]
-    assert [n.wamid for n in parsed.notices if n.event == "message_skipped"] == [
-        "wamid.bad",
-        "wamid.nots",
-        "wamid.dig",
+    assert [(job.media_id, job.anomalies) for job in parsed.media] == [
+        ("bad", ("mime_type_missing",)),
+        ("nots", ("timestamp_malformed",)),
+        ("dig", ("sha256_malformed",)),
+        ("ok", ()),
     ]
+    assert parsed.media[1].timestamp == 1_800_000_000
+    assert parsed.media[2].sha256 is None
+    assert [(s.reason, s.wamid) for s in parsed.skipped] == [
+        ("unknown_type", None),
+        ("malformed", "wamid.noid"),
+    ]
+    assert [s.listed for s in parsed.skipped] == [False, True]
 
 
 def test_non_message_fields_are_ignored() -> None:
@@ -203,8 +217,8 @@ def test_messages_for_numbers_not_accepted_are_skipped_with_a_notice() -> None:
     )
     parsed = parse_cloud_payload(doc, accepts=lambda number: number == "1")
     assert [job.media_id for job in parsed.media] == ["a"]
-    assert [(n.event, n.detail) for n in parsed.notices] == [
-        ("unknown_account", "phone_number_id 2: 1 message(s)")
+    assert [(s.reason, s.phone_number_id, s.listed) for s in parsed.skipped] == [
+        ("unknown_account", "2", True)
     ]
 
 
@@ -252,4 +266,4 @@ def test_onprem_parser_refuses_what_is_not_an_onprem_payload(document: Any) -> N
 
 def test_onprem_statuses_only_payload_is_fine() -> None:
     parsed = parse_onprem_payload({"statuses": [{"id": "x", "status": "read"}]}, "1")
-    assert (parsed.media, parsed.ignored) == ([], 1)
+    assert (parsed.media, [s.reason for s in parsed.skipped]) == ([], ["status"])
