@@ -66,7 +66,8 @@ SIDECAR_FIELDS = frozenset(
     {
         "schema", "media_id", "phone_number_id", "waba_id", "wamid", "from", "timestamp",
         "type", "caption", "filename", "voice", "animated", "mime_type", "sha256", "size",
-        "bucket", "key", "archived_at", "lookup",
+        "bucket", "key", "archived_at", "lookup", "direction", "source", "customer",
+        "url_source", "original_message_id", "received_at", "anomalies",
     }
 )  # fmt: skip
 
@@ -335,6 +336,7 @@ def check_object(s3: S3Client, item: Sent) -> Verified:
         "wamid": message["id"],
         "from": message["from"],
         "media-type": item.wire_type,
+        "direction": "inbound",
     }
     metadata = head.get("Metadata", {})
     for name, expected in expected_metadata.items():
@@ -360,7 +362,7 @@ def check_object(s3: S3Client, item: Sent) -> Verified:
     if missing := sorted(SIDECAR_FIELDS - document.keys()):
         problems.append(f"sidecar lacks {', '.join(missing)}")
     expected_sidecar: dict[str, Any] = {
-        "schema": 1,
+        "schema": 2,
         "media_id": record.id,
         "phone_number_id": PHONE_NUMBER_ID,
         "waba_id": WABA_ID,

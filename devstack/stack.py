@@ -82,8 +82,13 @@ class StackEnv:
         return env
 
 
-def start_web(env: StackEnv, log_dir: Path, *, port: int | None = None) -> tuple[Service, str]:
-    """Gunicorn serving `webhook:create_app()`; returns the service and its base URL."""
+def start_web(
+    env: StackEnv, log_dir: Path, *, port: int | None = None, cwd: Path | None = None
+) -> tuple[Service, str]:
+    """Gunicorn serving `webhook:create_app()`; returns the service and its base URL.
+
+    `cwd` is where the process runs (gunicorn imports the app from there first).
+    """
     port = port or free_port()
     argv = [
         str(_BIN / "gunicorn"),
@@ -96,7 +101,7 @@ def start_web(env: StackEnv, log_dir: Path, *, port: int | None = None) -> tuple
     # Each process keeps its metric files in a subdirectory of its own under this one, left
     # with the logs should it be killed.
     environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
-    service = Service("web", argv, log_dir / f"web-{port}.log", env=environ).start()
+    service = Service("web", argv, log_dir / f"web-{port}.log", env=environ, cwd=cwd).start()
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -123,6 +128,7 @@ def start_worker(
     concurrency: int = 2,
     pool: str = "prefork",
     metrics_port: int | None = None,
+    cwd: Path | None = None,
 ) -> Service:
     """`celery -A worker worker` on the media and replies queues, waiting until it is ready.
 
@@ -144,7 +150,7 @@ def start_worker(
     environ = env.environ()
     environ["WORKER_METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)
     environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
-    service = Service("worker", argv, log_dir / f"worker-{name}.log", env=environ).start()
+    service = Service("worker", argv, log_dir / f"worker-{name}.log", env=environ, cwd=cwd).start()
 
     def ready() -> bool:
         if not service.alive():

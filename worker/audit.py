@@ -33,7 +33,7 @@ class Finding:
 def compare(sidecar: Any, digest_hex: str | None, size: int | None) -> str | None:
     """Why an object of this digest and size does not match its sidecar, or None (pure)."""
     if not isinstance(sidecar, dict) or not isinstance(sidecar.get("sha256"), str):
-        return "sidecar is not a schema-1 document with a sha256"
+        return "sidecar is not a schema 1 or 2 document with a sha256"
     if digest_hex is None or size is None:
         return "object is missing"
     if sidecar.get("size") != size:

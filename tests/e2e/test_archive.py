@@ -42,6 +42,7 @@ def test_every_media_type_is_archived_verified(stack: Stack) -> None:
             "wamid": item.message["id"],
             "from": item.message["from"],
             "media-type": kind,
+            "direction": "inbound",
         }
         assert document["sha256"] == digest
         assert document["size"] == len(data)
@@ -58,6 +59,11 @@ def test_every_media_type_is_archived_verified(stack: Stack) -> None:
         assert document["lookup"]["sha256"] == digest
         assert "url" not in document["lookup"]
         assert document["archived_at"].endswith("Z")
+        assert document["schema"] == 2
+        assert (document["direction"], document["source"]) == ("inbound", "messages")
+        assert document["customer"]["phone"] == item.message["from"]
+        assert document["url_source"] == "lookup"
+        assert document["anomalies"] == []
         state = stack.state(item.record.id)
         assert state["state"] == "archived"
         assert state["key"] == item.key

@@ -157,8 +157,8 @@ class Hook:
             assert batch["media"] or batch["replies"], "an empty batch was published"
             media = [MediaJob.model_validate(job) for job in batch["media"]]
             replies = [ReplyJob.model_validate(job) for job in batch["replies"]]
-            assert [job.model_dump(mode="json") for job in media] == batch["media"]
-            assert [job.model_dump(mode="json") for job in replies] == batch["replies"]
+            assert [job.to_wire() for job in media] == batch["media"]
+            assert [job.to_wire() for job in replies] == batch["replies"]
             assert all(reply.error_code == TOO_BIG for reply in replies)
             batches.append(Batch(media, replies))
         return batches

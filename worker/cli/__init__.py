@@ -22,6 +22,7 @@ for command in (
     status.status,
     records.failed,
     records.replay,
+    records.skipped,
     verify.verify,
     simulate.simulate,
     media.upload,

@@ -1,7 +1,8 @@
-"""`wa-media failed` and `replay`: the media records in Redis."""
+"""`wa-media failed`, `replay` and `skipped`: the records in Redis."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -11,8 +12,28 @@ from redis.exceptions import RedisError
 from worker.celery_app import ARCHIVE_PRIORITY, ARCHIVE_TASK, MEDIA_QUEUE, make_celery
 from worker.cli.common import EXIT_UNAVAILABLE, state_store, when
 from worker.errors import StorageError
+from worker.jobs import MediaJob
+from worker.state import SkippedLog
 
-__all__ = ["failed", "replay"]
+__all__ = ["failed", "replay", "skipped", "who"]
+
+
+def who(record: dict[str, str]) -> str:
+    """The customer of a media record as Meta named them: phone, BSUID, username."""
+    try:
+        job = MediaJob.model_validate_json(record.get("job", ""))
+    except ValueError:
+        return "?"
+    customer = job.customer
+    parts = [
+        (customer.phone if customer else None)
+        or (job.sender if job.direction == "inbound" else None),
+        customer.user_id if customer else None,
+        f"parent {customer.parent_user_id}" if customer and customer.parent_user_id else None,
+        f"@{customer.username}" if customer and customer.username else None,
+    ]
+    text = " ".join(part for part in parts if part) or "?"
+    return f"{text} ({job.direction})" if job.direction != "inbound" else text
 
 
 @click.command()
@@ -28,13 +49,41 @@ def failed(limit: int) -> None:
     if not rows:
         click.echo("no failed media")
         return
-    click.echo(f"{'media id':<24} {'failed at':<20} {'tries':>5}  reason")
+    click.echo(f"{'media id':<24} {'failed at':<20} {'tries':>5}  {'customer':<32} reason")
     for media_id, record in rows:
         click.echo(
             f"{media_id:<24} {when(record.get('updated_at')):<20} "
-            f"{record.get('attempts', '0'):>5}  {record.get('last_error', '')}"
+            f"{record.get('attempts', '0'):>5}  {who(record):<32} {record.get('last_error', '')}"
         )
     click.echo(f"{len(rows)} failed")
+
+
+@click.command()
+@click.option("--limit", default=1000, show_default=True, help="List at most this many.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def skipped(limit: int, as_json: bool) -> None:
+    """List the newest messages that looked like media but were not archived, and why."""
+    store, _ = state_store()
+    try:
+        rows = SkippedLog(store.redis).newest(limit)
+    except StorageError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True))
+        return
+    if not rows:
+        click.echo("no skipped media")
+        return
+    click.echo(f"{'received':<20} {'reason':<16} {'type':<9} {'number':<17} {'wamid':<40} detail")
+    for row in rows:
+        click.echo(
+            f"{when(str(row.get('at', ''))):<20} {row.get('reason', ''):<16} "
+            f"{row.get('type') or '?':<9} {row.get('phone_number_id') or '?':<17} "
+            f"{row.get('wamid') or '?':<40} {row.get('detail', '')}"
+        )
+    click.echo(f"{len(rows)} skipped")
 
 
 @click.command()
@@ -57,7 +106,7 @@ def replay(media_ids: tuple[str, ...], replay_all: bool) -> None:
                     continue
                 celery.send_task(
                     ARCHIVE_TASK,
-                    args=[job.model_dump(mode="json")],
+                    args=[job.to_wire()],
                     queue=MEDIA_QUEUE,
                     priority=ARCHIVE_PRIORITY,
                 )
