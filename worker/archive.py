@@ -267,6 +267,8 @@ class Archiver:
         metrics = worker_metrics()
         metrics.upload_seconds.observe(s3.seconds)
         metrics.archived_bytes.inc(size)
+        for anomaly in document["anomalies"]:
+            metrics.anomalies.labels(anomaly=anomaly).inc()
         log.info(
             "archived",
             duration_ms=milliseconds(s3.seconds),

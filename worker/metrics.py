@@ -146,6 +146,7 @@ class WorkerMetrics:
     download_seconds: Histogram
     upload_seconds: Histogram
     token_rejected: Counter
+    anomalies: Counter
 
 
 @functools.cache
@@ -178,6 +179,11 @@ def worker_metrics() -> WorkerMetrics:
             "wa_token_rejected",
             "Calls whose credential the provider rejected (Graph code 190, HTTP 401).",
             ["phone_number_id"],
+        ),
+        anomalies=Counter(
+            "wa_media_anomalies",
+            "Anomalies recorded in the sidecars of archived media, by anomaly.",
+            ["anomaly"],
         ),
     )
 

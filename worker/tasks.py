@@ -317,6 +317,8 @@ def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
         wamid=job.wamid,
         media_id=job.media_id,
         phone_number_id=job.phone_number_id,
+        customer=job.customer.address if job.customer else job.sender,
+        direction=job.direction,
     ):
         try:
             result = services().archiver.archive(job)

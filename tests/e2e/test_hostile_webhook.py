@@ -803,6 +803,17 @@ def test_json_documents(
     exchange(hook, body, bad)
 
 
+def _matches(job: MediaJob, wanted: dict[str, Any]) -> bool:
+    """The job says what the message said; a MIME type the service refuses to pass on is
+    dropped and recorded as an anomaly instead."""
+    found = job.model_dump(mode="json", include=set(wanted))
+    if job.mime_type is None and wanted["mime_type"] is not None:
+        found["mime_type"] = wanted["mime_type"]
+        if "mime_type_malformed" not in job.anomalies:
+            return False
+    return found == wanted
+
+
 @given(scenario=scenarios(), encoding=encodings, signing=good_signings, bad=bad_signings)
 @budget("test_mutated_cloud_payloads")
 def test_mutated_cloud_payloads(
@@ -822,8 +833,7 @@ def test_mutated_cloud_payloads(
         if expect.kind == "media":
             assert expect.job is not None
             wanted = {k: v for k, v in expect.job.items() if k not in ignored}
-            jobs = [job.model_dump(mode="json", exclude=ignored) for job in batch.media]
-            assert wanted in jobs
+            assert any(_matches(job, wanted) for job in batch.media), wanted
         else:
             reply = ReplyJob(
                 phone_number_id=PHONE, wamid=expect.wamid, to=expect.sender, error_code=TOO_BIG

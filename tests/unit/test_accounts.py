@@ -278,3 +278,18 @@ def test_load_accounts_file_returns_the_validated_model(tmp_path: Path) -> None:
     model = load_accounts_file(path)
     assert model.accounts["222000111"].delete_after_archive is True
     assert "d360-key" not in repr(model)
+
+
+def test_outbound_archiving_is_on_unless_an_account_or_the_variable_says_no(
+    tmp_path: Path,
+) -> None:
+    text = EXAMPLE.replace("    app: acme\n", "    app: acme\n    archive_outbound: false\n")
+    accounts = web_accounts(_file(tmp_path, text))
+    assert accounts.archives_outbound("106540352242922") is False
+    assert accounts.archives_outbound("222000111") is True
+    off = web_accounts({**_file(tmp_path, EXAMPLE), "ARCHIVE_OUTBOUND": "false"})
+    assert off.archives_outbound("222000111") is False
+    single = {"WHATSAPP_APP_SECRET": "s", "ARCHIVE_OUTBOUND": "no"}
+    assert web_accounts(single).archives_outbound("1") is False
+    with pytest.raises(ConfigError, match="ARCHIVE_OUTBOUND"):
+        web_accounts({**single, "ARCHIVE_OUTBOUND": "maybe"})

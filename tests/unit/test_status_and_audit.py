@@ -32,7 +32,9 @@ def test_compare(digest: str | None, size: int | None, problem: str | None) -> N
 
 
 def test_compare_refuses_a_sidecar_without_digest() -> None:
-    assert compare({"size": 1}, DIGEST, 1) == "sidecar is not a schema-1 document with a sha256"
+    assert (
+        compare({"size": 1}, DIGEST, 1) == "sidecar is not a schema 1 or 2 document with a sha256"
+    )
     assert compare([], DIGEST, 1) is not None
 
 
@@ -61,3 +63,9 @@ def test_render_overdue_and_empty() -> None:
     assert "overdue 1d 0h" in render(snapshot)
     empty = Snapshot(NOW, 0, 0, {}, {"media": 0, "replies": 0}, 0)
     assert "oldest pending             -" in render(empty)
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_compare_reads_both_schemas_and_ignores_unknown_fields(schema: int) -> None:
+    document = {"schema": schema, "sha256": DIGEST, "size": 1, "a_later_field": {"x": 1}}
+    assert compare(document, DIGEST, 1) is None
