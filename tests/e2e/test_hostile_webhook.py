@@ -863,7 +863,8 @@ def test_a_message_field_of_any_type_is_skipped(
     document = webhooks.envelope([message, witness[0]])
     _, batch = exchange(hook, webhooks.encode(document), signing)
     assert batch is not None
-    assert witness[1].job in [job.model_dump(mode="json") for job in batch.media]
+    assert witness[1].job is not None
+    assert any(_matches(job, witness[1].job) for job in batch.media)
 
 
 @given(
@@ -894,7 +895,8 @@ def test_reported_errors_never_fail_the_payload(
     )
     _, batch = exchange(hook, webhooks.encode(document), signing)
     assert batch is not None
-    assert witness[1].job in [job.model_dump(mode="json") for job in batch.media]
+    assert witness[1].job is not None
+    assert any(_matches(job, witness[1].job) for job in batch.media)
 
 
 @given(
@@ -961,7 +963,7 @@ def test_valid_payloads_publish_every_job(
     body = webhooks.encode(webhooks.envelope([message for message, _ in items], statuses=updates))
     exchange(hook, body, bad)
     _, batch = exchange(hook, body, signing)
-    media = [expect.job for _, expect in items if expect and expect.kind == "media"]
+    media = [expect.job for _, expect in items if expect and expect.kind == "media" and expect.job]
     replies = [
         ReplyJob(phone_number_id=PHONE, wamid=expect.wamid, to=expect.sender, error_code=TOO_BIG)
         for _, expect in items
@@ -971,7 +973,8 @@ def test_valid_payloads_publish_every_job(
         assert batch is None
         return
     assert batch is not None
-    assert [job.model_dump(mode="json") for job in batch.media] == media
+    assert len(batch.media) == len(media)
+    assert all(_matches(job, want) for job, want in zip(batch.media, media, strict=True))
     assert batch.replies == replies
 
 
