@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from worker.digests import normalise_sha256
 from worker.jobs import MediaJob, MediaType, ReplyJob
+from worker.numbers import ascii_int
 
 __all__ = [
     "TOO_BIG",
@@ -72,20 +73,17 @@ def _text(value: Any) -> str | None:
 def _error_codes(errors: Any) -> list[int]:
     codes = []
     for error in _list(errors):
-        code = _dict(error).get("code")
-        if isinstance(code, int) and not isinstance(code, bool):
+        code = ascii_int(_dict(error).get("code"))
+        if code is not None:
             codes.append(code)
-        elif isinstance(code, str) and code.isascii() and code.isdigit() and len(code) < 19:
-            codes.append(int(code))
     return codes
 
 
 def _timestamp(value: Any) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise ValueError("timestamp is not Unix seconds")
+    seconds = ascii_int(value)
+    if seconds is None:
+        raise ValueError("timestamp is not Unix seconds")
+    return seconds
 
 
 def _media_job(message: dict[str, Any], phone_number_id: str, waba_id: str | None) -> MediaJob:
