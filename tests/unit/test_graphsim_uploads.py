@@ -357,10 +357,20 @@ def test_a_completed_session_answers_its_handle_again(
         {"file_length": "3", "file_type": "application/pdf"},
         {"file_name": "a", "file_length": "0", "file_type": "application/pdf"},
         {"file_name": "a", "file_length": "x", "file_type": "application/pdf"},
+        {"file_name": "a", "file_length": "\u00b2", "file_type": "application/pdf"},
+        {"file_name": "a", "file_length": "\u0663", "file_type": "application/pdf"},
         {"file_name": "a", "file_length": "3", "file_type": "audio/ogg"},
         {"file_name": "a", "file_length": "3"},
     ],
-    ids=["no-name", "zero-length", "bad-length", "bad-type", "no-type"],
+    ids=[
+        "no-name",
+        "zero-length",
+        "bad-length",
+        "superscript-length",
+        "arabic-indic-length",
+        "bad-type",
+        "no-type",
+    ],
 )
 def test_a_session_needs_name_length_and_type(
     sim: Simulator, client: SimulatorClient, params: dict[str, str]
@@ -372,6 +382,23 @@ def test_a_session_needs_name_length_and_type(
     assert response.status_code == 400
     assert graph_error(response)["code"] == 100
     assert client.upload_sessions() == []
+
+
+@pytest.mark.parametrize("offset", ["-1", "\u00b2", "1\u00b9", "+0", "x"])
+def test_a_file_offset_is_ascii_digits(
+    sim: Simulator, client: SimulatorClient, offset: str
+) -> None:
+    session_id = create(sim, 3)
+
+    response = requests.post(
+        f"{sim.url}/{session_id}",
+        headers={**OAUTH, "file_offset": offset},
+        data=b"abc",
+        timeout=TIMEOUT,
+    )
+
+    assert (response.status_code, graph_error(response)["code"]) == (400, 100)
+    assert status(sim, session_id).json()["file_offset"] == 0
 
 
 def test_unknown_session_and_bad_credentials(sim: Simulator, client: SimulatorClient) -> None:
