@@ -140,11 +140,12 @@ def test_the_type_field_gives_the_mime_type_of_an_untyped_file(
         ("image/gif", 10),
         ("application/zip", 10),
         ("audio/ogg; codecs=vorbis", 10),
+        ("audio/ogg", 10),
         ("image/jpeg", 5 * 1024 * 1024 + 1),
         ("image/webp", 100 * 1024 + 1),
         ("audio/mpeg", 16 * 1024 * 1024 + 1),
     ],
-    ids=["gif", "zip", "vorbis", "big-image", "big-static-sticker", "big-audio"],
+    ids=["gif", "zip", "vorbis", "bare-ogg", "big-image", "big-static-sticker", "big-audio"],
 )
 def test_a_type_outside_the_table_or_over_its_limit_is_131053(
     sim: Simulator, client: SimulatorClient, mime_type: str, size: int
@@ -156,6 +157,14 @@ def test_a_type_outside_the_table_or_over_its_limit_is_131053(
     assert error["code"] == 131053
     assert error["error_data"]["details"]
     assert [e["status"] for e in client.requests()] == [400]
+
+
+def test_ogg_audio_is_taken_with_the_opus_codec(sim: Simulator, client: SimulatorClient) -> None:
+    response = upload(sim, b"OggS", "audio/ogg; codecs=opus")
+
+    assert response.status_code == 200
+    lookup = requests.get(f"{sim.graph_url}/{response.json()['id']}", headers=AUTH, timeout=TIMEOUT)
+    assert lookup.json()["mime_type"] == "audio/ogg; codecs=opus"
 
 
 def test_a_mime_type_mismatch_is_131053(sim: Simulator, client: SimulatorClient) -> None:
@@ -439,8 +448,9 @@ def test_reset_forgets_sessions(sim: Simulator, client: SimulatorClient) -> None
     [
         ("image/jpeg", 5 * 1024 * 1024, False),
         ("IMAGE/PNG", 10, False),
-        ("audio/ogg", 10, False),
+        ("audio/ogg", 10, True),
         ("audio/ogg; codecs=opus", 10, False),
+        ('AUDIO/OGG; Codecs="OPUS"', 10, False),
         ("audio/ogg; codecs=vorbis", 10, True),
         ("application/pdf", 100 * 1024 * 1024, False),
         ("application/pdf", 100 * 1024 * 1024 + 1, True),
