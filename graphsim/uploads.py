@@ -55,6 +55,11 @@ def hang_up_after(request: Request, after: int) -> NoReturn:
     raise HangUp()
 
 
+def _is_count(text: str) -> bool:
+    # `isdigit()` alone takes other scripts' digits, and "²", on which `int()` raises.
+    return text.isascii() and text.isdigit()
+
+
 def _mime(content_type: str) -> str:
     return parse_options_header(content_type)[0].lower()
 
@@ -101,7 +106,7 @@ def _session_args(request: Request) -> tuple[str, int, str] | str:
     file_type = request.args.get("file_type", "")
     if not name:
         return "Parameter file_name is required"
-    if not length.isdigit() or int(length) < 1:
+    if not _is_count(length) or int(length) < 1:
         return "Parameter file_length must be a positive integer"
     if _mime(file_type) not in RESUMABLE_TYPES:
         return f"Parameter file_type must be one of {', '.join(sorted(RESUMABLE_TYPES))}"
@@ -135,7 +140,7 @@ def session_status(
 
 def _offset(request: Request, dialect: MediaDialect) -> int:
     value = (raw_header(request.environ, "file_offset") or "0").strip()
-    if not value.isdigit():
+    if not _is_count(value):
         raise Refusal(dialect.bad_request("Header file_offset must be a non-negative integer"))
     return int(value)
 

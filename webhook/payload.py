@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from worker.digests import normalise_sha256
 from worker.jobs import Anomaly, Customer, Direction, MediaJob, MediaType, ReplyJob, Source
+from worker.numbers import ascii_int
 
 __all__ = [
     "LISTED_REASONS",
@@ -69,6 +70,8 @@ KNOWN_NOT_MEDIA = frozenset(
 _ONPREM_LISTS = ("contacts", "messages", "statuses", "errors")
 _MAX_ID_LENGTH = 1024
 _MAX_MIME_LENGTH = 255
+# The last second of year 9999: later timestamps cannot be dated in an object key.
+_LAST_SECOND = 253402300799
 _MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?")
 _URL = re.compile(r"https?://\S+")
 
@@ -172,20 +175,15 @@ def _text(value: Any) -> str | None:
 def _error_codes(errors: Any) -> list[int]:
     codes = []
     for error in _list(errors):
-        code = _dict(error).get("code")
-        if isinstance(code, int) and not isinstance(code, bool):
+        code = ascii_int(_dict(error).get("code"))
+        if code is not None:
             codes.append(code)
-        elif isinstance(code, str) and code.isascii() and code.isdigit() and len(code) < 19:
-            codes.append(int(code))
     return codes
 
 
 def _timestamp(value: Any) -> int | None:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12:
-        return value
-    return None
+    seconds = ascii_int(value)
+    return seconds if seconds is not None and seconds <= _LAST_SECOND else None
 
 
 def _contact(contacts: list[dict[str, Any]], phone: str | None, user_id: str | None) -> Any:

@@ -20,6 +20,7 @@ from worker.errors import (
     TemporaryError,
     ThrottledError,
 )
+from worker.numbers import ascii_int
 
 __all__ = [
     "D360_CODES",
@@ -82,24 +83,15 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     """Seconds asked for by a `Retry-After` header (seconds or an HTTP date), or None."""
     if not value:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = ascii_int(value)
+    if seconds is not None:
+        return float(seconds)
     try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        when = parsedate_to_datetime(value.strip())
+        return max(0.0, when.timestamp() - now)
+    # A year of twenty digits overflows rather than failing to parse.
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - now)
-
-
-def _as_code(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
 
 
 def classify(
@@ -131,7 +123,7 @@ def classify(
 
 def _graph_code(body: Any) -> int | None:
     error = body.get("error") if isinstance(body, dict) else None
-    return _as_code(error.get("code")) if isinstance(error, dict) else None
+    return ascii_int(error.get("code")) if isinstance(error, dict) else None
 
 
 def classify_graph_error(
@@ -154,7 +146,7 @@ def classify_d360_error(
 def _onprem_code(body: Any) -> int | None:
     errors = body.get("errors") if isinstance(body, dict) else None
     first = errors[0] if isinstance(errors, list) and errors else None
-    return _as_code(first.get("code")) if isinstance(first, dict) else None
+    return ascii_int(first.get("code")) if isinstance(first, dict) else None
 
 
 def classify_onprem_error(

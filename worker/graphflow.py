@@ -21,6 +21,7 @@ from worker.digests import normalise_sha256
 from worker.errors import RetryableError, TemporaryError
 from worker.identity import is_bsuid
 from worker.mediatypes import resumable_problem
+from worker.numbers import ascii_int
 from worker.provider import Fetched, Progress
 from worker.resumable import upload_through_session
 from worker.transfer import FileBody, response_chunks
@@ -50,6 +51,17 @@ class MediaInfo(BaseModel):
     @classmethod
     def _hex(cls, value: str) -> str:
         return normalise_sha256(value)
+
+    @field_validator("file_size", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        # Meta's syntax shows the size as a string, its real answers as an integer.
+        if isinstance(value, str | bool):
+            size = ascii_int(value)
+            if size is None:
+                raise ValueError("file_size is not a number of bytes")
+            return size
+        return value
 
     def without_url(self) -> dict[str, Any]:
         """The look-up as Meta sent it, minus the short-lived URL (for the sidecar)."""
@@ -195,10 +207,8 @@ class GraphFlowClient(ApiClient):
             "GET", self._session_url(session_id), "upload session", headers=self._session_auth()
         )
         body = json_body(response)
-        offset = body.get("file_offset") if isinstance(body, dict) else None
-        if isinstance(offset, str) and offset.isdigit():
-            offset = int(offset)
-        if not isinstance(offset, int) or isinstance(offset, bool):
+        offset = ascii_int(body.get("file_offset")) if isinstance(body, dict) else None
+        if offset is None:
             raise TemporaryError("upload session answered no file_offset")
         return offset
 

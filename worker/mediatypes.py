@@ -1,8 +1,8 @@
 """The media types WhatsApp accepts for upload and their size limits (pure).
 
-From the media guide (DOMAIN.md section 2): audio 16 MB (aac, amr, mpeg, mp4, ogg with Opus),
-documents 100 MB, images 5 MB (jpeg, png), stickers 100 KB static and 500 KB animated (webp),
-video 16 MB (mp4, 3gpp). The simulator checks uploads against the same table.
+From "Supported media types" in Meta's Cloud API media guide: audio 16 MB (aac, amr, mpeg,
+mp4, and ogg with the Opus codec only), documents 100 MB, images 5 MB (jpeg, png), stickers
+100 KB static and 500 KB animated (webp), video 16 MB (mp4, 3gpp).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from worker.layout import EXTENSIONS, base_mime_type
 __all__ = [
     "LIMITS",
     "MAX_UPLOAD_SIZE",
+    "OGG_OPUS",
     "RESUMABLE_TYPES",
     "UPLOAD_TYPES",
     "Category",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 Category = Literal["audio", "document", "image", "sticker", "video"]
+
+OGG_OPUS = "audio/ogg; codecs=opus"
 
 KB = 1024
 MB = 1024 * KB
@@ -68,7 +71,7 @@ RESUMABLE_TYPES = frozenset(
 # Names from the archive's fixed extension table, plus the spellings it does not produce.
 _BY_EXTENSION: MappingProxyType[str, str] = MappingProxyType(
     {ext: mime for mime, ext in EXTENSIONS.items() if mime in UPLOAD_TYPES}
-    | {".jpeg": "image/jpeg", ".opus": "audio/ogg"}
+    | {".jpeg": "image/jpeg", ".opus": OGG_OPUS}
 )
 
 
@@ -101,8 +104,10 @@ def upload_problem(mime_type: str, size: int, head: bytes) -> str | None:
     if category is None:
         return f"media type {base or '(none)'} is not supported for upload"
     codec = _codecs(mime_type)
-    # Only Opus in Ogg; a bare `audio/ogg` is what clients commonly send for it.
-    if base == "audio/ogg" and codec not in (None, "opus"):
+    # Meta takes Ogg with Opus only, and refuses a bare audio/ogg that does not say which.
+    if base == "audio/ogg" and codec is None:
+        return f"audio/ogg is supported with the Opus codec only: give the type as {OGG_OPUS}"
+    if base == "audio/ogg" and codec != "opus":
         return f"audio/ogg is supported with the Opus codec only, not {codec}"
     limit, label = LIMITS[category], base
     if category == "sticker" and not _animated_webp(head):

@@ -18,6 +18,7 @@ from worker.apiclient import ApiClient, answer_id
 from worker.classify import classify_onprem_error
 from worker.errors import Unsupported
 from worker.identity import is_bsuid
+from worker.numbers import ascii_int
 from worker.provider import Fetched, Progress
 from worker.transfer import FileBody, response_chunks
 
@@ -28,8 +29,7 @@ def _content_length(response: requests.Response) -> int | None:
     # A compressed body's length says nothing of the bytes it decodes to.
     if response.headers.get("Content-Encoding", "identity").lower() != "identity":
         return None
-    value = response.headers.get("Content-Length", "").strip()
-    return int(value) if value.isdigit() else None
+    return ascii_int(response.headers.get("Content-Length"))
 
 
 class OnPremClient(ApiClient):

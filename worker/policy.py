@@ -10,6 +10,7 @@ from worker.errors import BusyError, CredentialsError, IntegrityError, Retryable
 from worker.reasons import Reason, reason_of
 
 __all__ = [
+    "DEADLINE_FLOOR",
     "DEADLINE_MARGIN",
     "MAX_INTEGRITY_FAILURES",
     "MAX_WORKER_DEATHS",
@@ -21,8 +22,11 @@ __all__ = [
 
 # Media ids from webhooks can be fetched for 7 days after the message.
 MEDIA_LIFETIME = 7 * 24 * 3600
-# The last try is scheduled at least this long before the deadline.
+# A try that would come later than this before the deadline is brought forward to it.
 DEADLINE_MARGIN = 3600
+# Inside the margin tries still back off, never sooner than this after a failure (or the normal
+# backoff when it is shorter): clipping them to the time left would retry every second.
+DEADLINE_FLOOR = 30.0
 # A media whose tries keep killing their worker (memory, crash) is poison after this many deaths.
 MAX_WORKER_DEATHS = 3
 # Bytes that never match their digest will not start matching: stop after this many downloads.
@@ -55,8 +59,11 @@ def plan_retry(
     cap: float,
     rng: random.Random | None = None,
 ) -> RetryPlan:
-    """Back off exponentially with jitter, never past the deadline minus a margin.
+    """Back off exponentially with jitter until the deadline, then give up.
 
+    A try is brought forward to DEADLINE_MARGIN before the deadline, and inside that margin
+    to the deadline; neither makes it sooner than DEADLINE_FLOOR (or the normal backoff, when
+    that is shorter), so the last try may come a little past the deadline: it gives up.
     `attempts` counts real tries so far; waiting for a lease or for a token to work again
     does not make the next wait longer.
     """
@@ -66,8 +73,8 @@ def plan_retry(
             f"bytes did not verify {integrity_failures + 1} times: {exc.reason}",
             reason_of(exc),
         )
-    left = deadline - DEADLINE_MARGIN - now
-    if deadline - now <= 0:
+    left = deadline - now
+    if left <= 0:
         return RetryPlan(None, f"expired: the 7-day window closed ({exc.reason})", "expired")
     if isinstance(exc, BusyError | CredentialsError) and exc.retry_after is not None:
         jitter = (rng or random).uniform(0, exc.retry_after / 4)
@@ -76,4 +83,5 @@ def plan_retry(
         countdown = next_countdown(
             max(0, attempts - 1), base=RETRY_BASE, cap=cap, retry_after=exc.retry_after, rng=rng
         )
-    return RetryPlan(max(MIN_COUNTDOWN, min(countdown, left)))
+    latest = left - DEADLINE_MARGIN if left > DEADLINE_MARGIN else left
+    return RetryPlan(max(MIN_COUNTDOWN, min(countdown, latest), min(DEADLINE_FLOOR, countdown)))

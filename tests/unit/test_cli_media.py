@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import APP, PHONE, add_media
 from worker.cli import main
+from worker.mediatypes import OGG_OPUS
 from worker.provider import ProviderKind
 
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(40_000)
@@ -111,6 +112,24 @@ def test_upload_checks_type_and_size_before_sending(
     refused = run(sim, "cloud", "upload", str(odd), "--type", "application/zip")
     assert refused.exit_code == 1
     assert client.requests() == []
+
+
+def test_ogg_audio_is_uploaded_only_as_opus(
+    sim: Simulator, client: SimulatorClient, tmp_path: Path
+) -> None:
+    voice = tmp_path / "voice.ogg"
+    voice.write_bytes(b"OggS" + os.urandom(1000))
+    bare = run(sim, "cloud", "upload", str(voice), "--phone-number-id", PHONE)
+    assert bare.exit_code == 1
+    assert "audio/ogg; codecs=opus" in bare.stderr
+    assert client.requests() == []
+
+    typed = run(sim, "cloud", "upload", str(voice), "--type", OGG_OPUS, "--phone-number-id", PHONE)
+    opus = voice.rename(tmp_path / "voice.opus")
+    guessed = run(sim, "cloud", "upload", str(opus), "--phone-number-id", PHONE)
+
+    assert (typed.exit_code, guessed.exit_code) == (0, 0), typed.output + guessed.output
+    assert [r["status"] for r in client.requests() if r["op"] == "upload"] == [200, 200]
 
 
 def test_resumable_upload_survives_an_interruption(

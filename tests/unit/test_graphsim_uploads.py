@@ -140,11 +140,12 @@ def test_the_type_field_gives_the_mime_type_of_an_untyped_file(
         ("image/gif", 10),
         ("application/zip", 10),
         ("audio/ogg; codecs=vorbis", 10),
+        ("audio/ogg", 10),
         ("image/jpeg", 5 * 1024 * 1024 + 1),
         ("image/webp", 100 * 1024 + 1),
         ("audio/mpeg", 16 * 1024 * 1024 + 1),
     ],
-    ids=["gif", "zip", "vorbis", "big-image", "big-static-sticker", "big-audio"],
+    ids=["gif", "zip", "vorbis", "bare-ogg", "big-image", "big-static-sticker", "big-audio"],
 )
 def test_a_type_outside_the_table_or_over_its_limit_is_131053(
     sim: Simulator, client: SimulatorClient, mime_type: str, size: int
@@ -156,6 +157,14 @@ def test_a_type_outside_the_table_or_over_its_limit_is_131053(
     assert error["code"] == 131053
     assert error["error_data"]["details"]
     assert [e["status"] for e in client.requests()] == [400]
+
+
+def test_ogg_audio_is_taken_with_the_opus_codec(sim: Simulator, client: SimulatorClient) -> None:
+    response = upload(sim, b"OggS", "audio/ogg; codecs=opus")
+
+    assert response.status_code == 200
+    lookup = requests.get(f"{sim.graph_url}/{response.json()['id']}", headers=AUTH, timeout=TIMEOUT)
+    assert lookup.json()["mime_type"] == "audio/ogg; codecs=opus"
 
 
 def test_a_mime_type_mismatch_is_131053(sim: Simulator, client: SimulatorClient) -> None:
@@ -357,10 +366,20 @@ def test_a_completed_session_answers_its_handle_again(
         {"file_length": "3", "file_type": "application/pdf"},
         {"file_name": "a", "file_length": "0", "file_type": "application/pdf"},
         {"file_name": "a", "file_length": "x", "file_type": "application/pdf"},
+        {"file_name": "a", "file_length": "\u00b2", "file_type": "application/pdf"},
+        {"file_name": "a", "file_length": "\u0663", "file_type": "application/pdf"},
         {"file_name": "a", "file_length": "3", "file_type": "audio/ogg"},
         {"file_name": "a", "file_length": "3"},
     ],
-    ids=["no-name", "zero-length", "bad-length", "bad-type", "no-type"],
+    ids=[
+        "no-name",
+        "zero-length",
+        "bad-length",
+        "superscript-length",
+        "arabic-indic-length",
+        "bad-type",
+        "no-type",
+    ],
 )
 def test_a_session_needs_name_length_and_type(
     sim: Simulator, client: SimulatorClient, params: dict[str, str]
@@ -372,6 +391,23 @@ def test_a_session_needs_name_length_and_type(
     assert response.status_code == 400
     assert graph_error(response)["code"] == 100
     assert client.upload_sessions() == []
+
+
+@pytest.mark.parametrize("offset", ["-1", "\u00b2", "1\u00b9", "+0", "x"])
+def test_a_file_offset_is_ascii_digits(
+    sim: Simulator, client: SimulatorClient, offset: str
+) -> None:
+    session_id = create(sim, 3)
+
+    response = requests.post(
+        f"{sim.url}/{session_id}",
+        headers={**OAUTH, "file_offset": offset},
+        data=b"abc",
+        timeout=TIMEOUT,
+    )
+
+    assert (response.status_code, graph_error(response)["code"]) == (400, 100)
+    assert status(sim, session_id).json()["file_offset"] == 0
 
 
 def test_unknown_session_and_bad_credentials(sim: Simulator, client: SimulatorClient) -> None:
@@ -412,8 +448,9 @@ def test_reset_forgets_sessions(sim: Simulator, client: SimulatorClient) -> None
     [
         ("image/jpeg", 5 * 1024 * 1024, False),
         ("IMAGE/PNG", 10, False),
-        ("audio/ogg", 10, False),
+        ("audio/ogg", 10, True),
         ("audio/ogg; codecs=opus", 10, False),
+        ('AUDIO/OGG; Codecs="OPUS"', 10, False),
         ("audio/ogg; codecs=vorbis", 10, True),
         ("application/pdf", 100 * 1024 * 1024, False),
         ("application/pdf", 100 * 1024 * 1024 + 1, True),

@@ -205,6 +205,7 @@ def test_5xx_is_temporary(provider: Provider, client: SimulatorClient, kind: Pro
         ("a.jpg", "image/jpeg", 5 * 1024 * 1024 + 1, "5242881 bytes is over the 5242880-byte"),
         ("a.webp", "image/webp", 100 * 1024 + 1, "static sticker"),
         ("a.ogg", "audio/ogg; codecs=vorbis", 10, "Opus codec only"),
+        ("a.ogg", "audio/ogg", 10, "give the type as audio/ogg; codecs=opus"),
     ],
 )
 def test_a_refused_upload_sends_nothing(

@@ -9,6 +9,7 @@ import click
 
 from worker.cli.common import api_errors, phone_number_option, progress_bar, provider_for
 from worker.mediatypes import guess_mime_type
+from worker.numbers import ascii_int
 
 __all__ = ["delete", "download", "upload", "url"]
 
@@ -59,21 +60,15 @@ def download(media_id: str, output: Path, phone_number_id: str | None) -> None:
     with api_errors():
         size = None
         if provider.connection.kind != "onprem":
-            size = provider.media_url(media_id, number).get("file_size")
+            size = ascii_int(provider.media_url(media_id, number).get("file_size"))
         try:
-            with partial.open("wb") as out, progress_bar("downloading", _int(size)) as progress:
+            with partial.open("wb") as out, progress_bar("downloading", size) as progress:
                 fetched = provider.download(media_id, number, out, progress)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
     partial.replace(output)
     click.echo(f"{output} ({output.stat().st_size} bytes, sha256 {fetched.sha256 or '-'})")
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, int):
-        return value
-    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 @click.command()
