@@ -98,3 +98,41 @@ def test_simulate_announces_a_real_media_that_gets_archived(stack: Stack) -> Non
     assert result.exit_code == 0, result.output
     archived = stack.wait_state(record.id, "archived")
     assert hashlib.sha256(stack.object_bytes(archived["key"])).hexdigest() == record.sha256
+
+
+def test_skipped_lists_what_looked_like_media_with_its_reason(stack: Stack) -> None:
+    """A media message `web` cannot turn into work is listed with its wamid and reason; a text
+    is only counted."""
+    no_id = stack.media("image").message
+    del no_id["image"]["id"]
+    text = {
+        "from": "1",
+        "id": "wamid.text",
+        "timestamp": "1",
+        "type": "text",
+        "text": {"body": "x"},
+    }
+    assert stack.post(no_id, text).status_code == 200
+
+    result = run(stack, "skipped", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    mine = [row for row in rows if row["wamid"] == no_id["id"]]
+    assert [(row["reason"], row["type"], row["phone_number_id"]) for row in mine] == [
+        ("malformed", "image", "106540352242922")
+    ]
+    assert not [row for row in rows if row["wamid"] == "wamid.text"]
+    table = run(stack, "skipped")
+    assert no_id["id"] in table.stdout
+    assert "malformed" in table.stdout
+
+
+def test_failed_names_the_customer(stack: Stack) -> None:
+    gone = stack.media("image")
+    gone.message["from_user_id"] = "US.13491208655302741918"
+    stack.sim.add_fault(op="lookup", media_id=gone.record.id, status=404, times=-1)
+    assert stack.post(gone).status_code == 200
+    stack.wait_state(gone.record.id, "failed")
+    result = run(stack, "failed")
+    [line] = [row for row in result.stdout.splitlines() if row.startswith(gone.record.id)]
+    assert "16505551234 US.13491208655302741918" in line
