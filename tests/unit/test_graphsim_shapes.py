@@ -1,4 +1,4 @@
-"""The simulator's newer webhook shapes."""
+"""The simulator's newer webhook shapes, and sends addressed by business-scoped user id."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import hashlib
 import json
 from typing import Any
 
-from graphsim import webhooks
+import pytest
+import requests
+
+from graphsim import Simulator, SimulatorClient, webhooks
 
 SHA_B64 = base64.b64encode(hashlib.sha256(b"bytes").digest()).decode()
+TOKEN = "sim-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BSUID = webhooks.DEFAULT_USER_ID
 PARENT = webhooks.DEFAULT_PARENT_USER_ID
 PHONE = webhooks.DEFAULT_SENDER
@@ -251,3 +256,114 @@ def test_field_envelope_wraps_any_field() -> None:
         "entry": [{"id": "W", "changes": [change]}],
     }
     assert json.loads(webhooks.encode(payload)) == payload
+
+
+# --- sends by business-scoped user id -------------------------------------------------------
+
+
+def send(sim: Simulator, body: object, path: str | None = None) -> requests.Response:
+    url = f"{sim.graph_url}/106540352242922/messages" if path is None else path
+    return requests.post(url, headers=AUTH, json=body, timeout=5)
+
+
+def text_body(**address: str) -> dict[str, Any]:
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        **address,
+        "type": "text",
+        "text": {"preview_url": False, "body": "too big"},
+    }
+
+
+@pytest.mark.parametrize("bsuid", [BSUID, PARENT])
+def test_send_by_recipient_answers_its_user_id_and_records_it(
+    sim: Simulator, client: SimulatorClient, bsuid: str
+) -> None:
+    response = send(sim, text_body(recipient=bsuid))
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["contacts"] == [{"input": bsuid, "user_id": bsuid}]
+    [sent] = client.sent_messages()
+    assert (sent["to"], sent["recipient"]) == (None, bsuid)
+    assert sent["wamid"] == body["messages"][0]["id"]
+    assert sent["payload"]["recipient"] == bsuid
+    assert client.stats()["sends"] == {bsuid: 1}
+    [logged] = [r for r in client.requests() if r["op"] == "send"]
+    assert logged["media_id"] == bsuid
+
+
+def test_send_by_phone_records_no_recipient(sim: Simulator, client: SimulatorClient) -> None:
+    response = send(sim, text_body(to=PHONE))
+
+    assert response.json()["contacts"] == [{"input": PHONE, "wa_id": PHONE}]
+    [sent] = client.sent_messages()
+    assert (sent["to"], sent["recipient"]) == (PHONE, None)
+
+
+def test_to_wins_over_recipient(sim: Simulator, client: SimulatorClient) -> None:
+    response = send(sim, text_body(to=PHONE, recipient=BSUID))
+
+    assert response.json()["contacts"] == [{"input": PHONE, "wa_id": PHONE}]
+    [sent] = client.sent_messages()
+    assert (sent["to"], sent["recipient"]) == (PHONE, BSUID)
+    assert client.stats()["sends"] == {PHONE: 1}
+
+
+def test_360dialog_sends_by_recipient_too(sim: Simulator, client: SimulatorClient) -> None:
+    response = requests.post(
+        f"{sim.d360_url}/messages",
+        headers={"D360-API-KEY": sim.d360_keys[0]},
+        json=text_body(recipient=BSUID),
+        timeout=5,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["contacts"] == [{"input": BSUID, "user_id": BSUID}]
+    [sent] = client.sent_messages()
+    assert (sent["provider"], sent["recipient"]) == ("360dialog", BSUID)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        {},
+        {"recipient": "16505551234"},
+        {"recipient": "us.123"},
+        {"recipient": 42},
+        {"recipient": BSUID, "to": ""},
+        {"to": "   "},
+    ],
+    ids=["neither", "phone-as-recipient", "lowercase", "number", "empty-to", "blank-to"],
+)
+def test_send_refuses_a_body_without_a_usable_address(
+    sim: Simulator, client: SimulatorClient, address: dict[str, Any]
+) -> None:
+    response = send(sim, text_body(**address))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == 100
+    assert client.sent_messages() == []
+
+
+def test_send_fault_targets_a_bsuid(sim: Simulator, client: SimulatorClient) -> None:
+    client.add_fault(op="send", media_id=BSUID, status=400, error={"code": 131047})
+
+    assert send(sim, text_body(recipient=BSUID)).status_code == 400
+    assert send(sim, text_body(recipient="GB.1")).status_code == 200
+    assert [m["recipient"] for m in client.sent_messages()] == ["GB.1"]
+
+
+def test_onprem_send_still_needs_to(sim: Simulator, client: SimulatorClient) -> None:
+    body = {"recipient_type": "individual", "recipient": BSUID, "type": "text"}
+    body["text"] = {"body": "too big"}
+    response = requests.post(
+        f"{sim.onprem_url}/v1/messages",
+        headers={"Authorization": f"Bearer {sim.onprem_tokens[0]}"},
+        json=body,
+        timeout=5,
+    )
+
+    assert response.status_code == 400
+    assert client.sent_messages() == []
