@@ -113,8 +113,9 @@ class SimulatorClient:
     def sent_messages(self) -> list[dict[str, Any]]:
         """Return the messages the send endpoints accepted, oldest first.
 
-        Each entry: `provider`, `phone_number_id` (Cloud API only, else None), `to`, `body`,
-        `wamid` (the id answered), `received_at` and the whole `payload`.
+        Each entry: `provider`, `phone_number_id` (Cloud API only, else None), `to` (the phone
+        number, None for a send by BSUID), `recipient` (the BSUID the body named, else None),
+        `body`, `wamid` (the id answered), `received_at` and the whole `payload`.
         """
         answer: list[dict[str, Any]] = self._call("GET", "messages")
         return answer
@@ -141,7 +142,8 @@ class SimulatorClient:
         return answer
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Return `{"lookups": {media_id: n}, "downloads": {...}, "sends": {to: n}}`."""
+        """Return `{"lookups": {media_id: n}, "downloads": {...}, "sends": {to: n}}` (a send by
+        BSUID is counted under its `recipient`)."""
         answer: dict[str, dict[str, int]] = self._call("GET", "stats")
         return answer
 

@@ -22,7 +22,7 @@ from graphsim.delivery import media_response
 from graphsim.dialects import MediaDialect
 from graphsim.errors import graph_error
 from graphsim.media import Media
-from graphsim.messages import record_send, text_problem
+from graphsim.messages import addressee, record_send, text_problem
 from graphsim.responses import Refusal, json_response
 from graphsim.state import SimState
 from graphsim.webhooks import new_wamid
@@ -150,7 +150,12 @@ def send(
     dialect: MediaDialect,
     phone_number_id: str | None = None,
 ) -> Response:
-    """`POST /{version}/{phone_number_id}/messages`: accept and record a text message."""
+    """`POST /{version}/{phone_number_id}/messages`: accept and record a text message.
+
+    The customer is named by phone number (`to`) or, for one known only by it, by
+    business-scoped user id (`recipient`); `to` wins when both are given. The answer's contact
+    echoes the input with its `wa_id`, or its `user_id` for a send by BSUID.
+    """
     dialect.require_auth(state, request)
     payload = request.get_json(force=True, silent=True)
     if not isinstance(payload, dict):
@@ -158,15 +163,17 @@ def send(
     problem = text_problem(payload, cloud=True)
     if problem is not None:
         return dialect.bad_request(problem)
-    to: str = payload["to"]
-    state.records.count("sends", to)
-    dialect.apply_fault(state, "send", to)
+    address = addressee(payload)
+    assert address is not None  # text_problem requires `to` or `recipient`
+    state.records.count("sends", address)
+    dialect.apply_fault(state, "send", address)
     wamid = new_wamid()
     record_send(state, dialect.provider, payload, wamid, phone_number_id)
+    by_phone = address == payload.get("to")
     return json_response(
         {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": to}],
+            "contacts": [{"input": address, "wa_id" if by_phone else "user_id": address}],
             "messages": [{"id": wamid}],
         }
     )

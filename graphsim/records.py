@@ -37,7 +37,7 @@ class LoggedRequest:
     """One provider API request as answered: its operation, key, arrival, status and client."""
 
     op: GraphOp
-    # The recipient for a send (None when a send's body has no `to`), the session id
+    # The recipient for a send (`to`, else `recipient`; None when it has neither), the session id
     # (`upload:...`) for a resumable upload, the new media id for another upload.
     media_id: str | None
     time: float  # time.time() on arrival

@@ -16,6 +16,7 @@ from graphsim import cloud_api, control_api, d360_api, graph_api, onprem_api
 from graphsim.client import SimulatorClient
 from graphsim.dialects import ONPREM
 from graphsim.errors import d360_error, graph_error
+from graphsim.messages import addressee
 from graphsim.records import LOGGED_KEY, LoggedRequest
 from graphsim.responses import Refusal, json_response
 from graphsim.routing import VERSION_PATTERN, Endpoint, VersionConverter
@@ -53,10 +54,10 @@ def _unsupported(request: Request, exc: HTTPException) -> Response:
 
 
 def _recipient(request: Request) -> str | None:
-    # Read even when the handler refused before parsing, so a 401 send is logged with its `to`.
+    # Read even when the handler refused before parsing, so a 401 send is logged with its `to`
+    # (or its `recipient`, a BSUID).
     payload = request.get_json(force=True, silent=True)
-    to = payload.get("to") if isinstance(payload, dict) else None
-    return to if isinstance(to, str) else None
+    return addressee(payload) if isinstance(payload, dict) else None
 
 
 def _logged_key(endpoint: Endpoint, request: Request, args: dict[str, str]) -> str | None:
