@@ -86,14 +86,18 @@ SkipReason = Literal[
     "outbound_off",
     "other_field",
 ]
-"""Why a message (or a change) was not turned into work:
-`not_media` (text, location, reaction, ... and edits of them), `status` (a receipt of a message
-sent), `unknown_type` (a type this release does not know), `unsupported` (Meta could not
-deliver the message and said why, other than 131052), `malformed` (a media message without a
-usable media id, wamid or phone_number_id; a 131052 with nobody to answer), `no_media_id` (a
-history message describing a media whose id comes in a later webhook), `unknown_account` (a
-number no account of this deployment serves), `outbound_off` (a media the business sent, for an
-account that does not archive outbound media), `other_field` (a change of another webhook field).
+"""Why a message (or a change) was not turned into work (README, "What a webhook may carry"):
+`not_media`: text, location, reaction, ..., and edits of them;
+`status`: a receipt of a message the business sent;
+`unknown_type`: a type this release does not know;
+`unsupported`: Meta could not deliver the message and said why (any type with `errors`), other
+than a 131052 owed a reply;
+`malformed`: a media message without a usable media id, wamid or phone_number_id, or a 131052
+with nobody to answer;
+`no_media_id`: a history message describing a media whose id comes in a later webhook;
+`unknown_account`: a number no account of this deployment serves;
+`outbound_off`: a media the business sent, for an account that does not archive those;
+`other_field`: a change of another webhook field.
 """
 SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)
 # Skips of messages that looked like media: listed by `wa-media skipped` as well as counted.
@@ -343,7 +347,8 @@ def _parse_message(
     number = change.phone_number_id
 
     codes = _error_codes(message.get("errors"))
-    if TOO_BIG in codes and direction == "inbound":
+    # Only a message arriving now is answered: history may be months old.
+    if TOO_BIG in codes and direction == "inbound" and source == "messages":
         _too_big_reply(message, change, wamid, out)
         return
     for code in codes:
@@ -356,7 +361,9 @@ def _parse_message(
         source = "edit"
         kind = content.get("type")
     if not isinstance(kind, str) or (kind not in MEDIA_TYPES and kind != VOICE):
-        out.skipped.append(Skipped(_type_skip(kind), "", wamid, number, _type_name(kind)))
+        # Meta could not deliver it and said why (older webhooks call the type `unknown`).
+        reason = "unsupported" if codes else _type_skip(kind)
+        out.skipped.append(Skipped(reason, "", wamid, number, _type_name(kind)))
         return
 
     def skip(reason: SkipReason, detail: str) -> None:

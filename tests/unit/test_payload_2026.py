@@ -333,3 +333,28 @@ def test_a_job_with_nothing_new_travels_as_the_first_release_wrote_it() -> None:
 )
 def test_bsuid_form(value: str, expected: bool) -> None:
     assert is_bsuid(value) is expected
+
+
+def test_a_131052_in_history_owes_no_warning() -> None:
+    old = {
+        "from": "16505551234",
+        "id": "wamid.old",
+        "timestamp": "1",
+        "type": "unsupported",
+        "errors": [{"code": 131052}],
+    }
+    parsed = parse(change("history", **history(old)))
+    assert parsed.replies == []
+    assert [s.reason for s in parsed.skipped] == ["unsupported"]
+
+
+def test_a_message_meta_could_not_deliver_is_unsupported_whatever_its_type() -> None:
+    older = {
+        "from": "1",
+        "id": "w",
+        "timestamp": "1",
+        "type": "unknown",
+        "errors": [{"code": 131051}],
+    }
+    parsed = parse(change("messages", messages=[older]))
+    assert [(s.reason, s.type) for s in parsed.skipped] == [("unsupported", "unknown")]
