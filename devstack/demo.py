@@ -1,5 +1,6 @@
-"""The newcomer's demo: the whole stack on one machine, one webhook of every media type, and
-proof that each file reached the archive byte for byte.
+"""The newcomer's demo: the whole stack on one machine, one webhook of every media type, a
+file from a customer known only by their username, a file the business sent from the WhatsApp
+Business app, and proof that each reached the archive byte for byte.
 
 Run it with `python -m devstack.demo` (or `make demo`). It starts a private SeaweedFS, the Graph
 API simulator, one `web` and one `worker`; it uses the Redis at REDIS_URL when one answers (in a
@@ -54,7 +55,11 @@ DEMO_DB = 14
 PHONE_NUMBER_ID = webhooks.DEFAULT_PHONE_NUMBER_ID
 WABA_ID = webhooks.DEFAULT_WABA_ID
 SENDER = webhooks.DEFAULT_SENDER
-TOO_BIG_SENDER = "447700900123"
+# Customers who adopted a WhatsApp username share no phone number: Meta names them by BSUID.
+USERNAME_CUSTOMER = "US.13491208655302741918"
+USERNAME = "ana.delivers"
+ECHO_CUSTOMER = "447700900555"
+TOO_BIG_SENDER = "GB.70011122233344455566"
 
 ARCHIVE_TIMEOUT = 120.0
 REPLY_TIMEOUT = 60.0
@@ -86,6 +91,9 @@ class Sample:
     seed: int
     caption: str | None = None
     filename: str | None = None
+    origin: str = "phone"
+    """`phone`: a customer with a phone number; `username`: one known only by BSUID and
+    username; `echo`: the business sent it from the WhatsApp Business app."""
 
 
 # From a few KB to a few MB; the video is past one 8 MiB part, so it travels as a multipart upload.
@@ -99,6 +107,11 @@ SAMPLES: tuple[Sample, ...] = (
         caption="Q3 numbers", filename="Quarterly report.pdf",
     ),
     Sample("sticker", "image/webp", 24_000, 6),
+    Sample("image", "image/png", 120_000, 7, caption="My receipt", origin="username"),
+    Sample(
+        "document", "application/pdf", 640_000, 8,
+        filename="Invoice 2026-118.pdf", origin="echo",
+    ),
 )  # fmt: skip
 
 
@@ -216,14 +229,32 @@ def register_media(client: SimulatorClient, timestamp: int) -> list[Sent]:
             caption=sample.caption,
             filename=sample.filename,
         )
+        if sample.origin == "username":
+            message = webhooks.from_user(message, USERNAME_CUSTOMER, phone=False)
+        elif sample.origin == "echo":
+            message = webhooks.echo_message(message, to=ECHO_CUSTOMER)
         key = build_key("", PHONE_NUMBER_ID, timestamp, record.id, record.mime_type)
         sent.append(Sent(sample, record, message, key))
     return sent
 
 
-def post_webhook(web_url: str, messages: list[dict[str, Any]], secret: str) -> None:
-    """Sign a Cloud API payload holding `messages` and POST it as Meta would; 200 expected."""
-    payload = webhooks.envelope(messages, phone_number_id=PHONE_NUMBER_ID, waba_id=WABA_ID)
+def messages_payload(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A `messages` webhook; a customer without a phone number has a contact with a username."""
+    contacts = [
+        webhooks.contact(wa_id=sender, name="Customer")
+        for sender in dict.fromkeys(m["from"] for m in messages if "from" in m)
+    ]
+    if any("from" not in message for message in messages):
+        contacts.append(webhooks.contact(user_id=USERNAME_CUSTOMER, username=USERNAME, name="Ana"))
+    return webhooks.envelope(
+        messages, phone_number_id=PHONE_NUMBER_ID, waba_id=WABA_ID, contacts=contacts
+    )
+
+
+def post_webhook(web_url: str, payload: dict[str, Any], secret: str) -> None:
+    """Sign a Cloud API payload and POST it as Meta would; 200 expected."""
+    messages = payload["entry"][0]["changes"][0]["value"]
+    count = len(messages.get("messages", messages.get("message_echoes", [])))
     body = webhooks.encode(payload)
     headers = {
         "Content-Type": "application/json",
@@ -237,7 +268,8 @@ def post_webhook(web_url: str, messages: list[dict[str, Any]], secret: str) -> N
         raise DemoFailure(f"POST /webhook failed: {exc}") from exc
     if answer.status_code != 200:
         raise DemoFailure(f"POST /webhook answered {answer.status_code}: {answer.text[:200]}")
-    say(f"POST /webhook with {len(messages)} message(s): {answer.status_code} {answer.text}")
+    field_name = payload["entry"][0]["changes"][0]["field"]
+    say(f"POST /webhook, {field_name}, {count} message(s): {answer.status_code} {answer.text}")
 
 
 def object_exists(s3: S3Client, key: str) -> bool:
@@ -331,13 +363,16 @@ def check_object(s3: S3Client, item: Sent) -> Verified:
         problems.append(f"{len(body)} bytes, the simulator holds {record.file_size}")
     if head.get("ContentType") != record.mime_type:
         problems.append(f"ContentType {head.get('ContentType')!r}, expected {record.mime_type!r}")
+    direction = "outbound" if item.sample.origin == "echo" else "inbound"
     expected_metadata = {
         "sha256": record.sha256,
         "wamid": message["id"],
-        "from": message["from"],
+        "from": message.get("from"),
         "media-type": item.wire_type,
-        "direction": "inbound",
+        "direction": direction,
     }
+    if item.sample.origin == "username":
+        expected_metadata["user-id"] = USERNAME_CUSTOMER
     metadata = head.get("Metadata", {})
     for name, expected in expected_metadata.items():
         if metadata.get(name) != expected:
@@ -367,7 +402,7 @@ def check_object(s3: S3Client, item: Sent) -> Verified:
         "phone_number_id": PHONE_NUMBER_ID,
         "waba_id": WABA_ID,
         "wamid": message["id"],
-        "from": message["from"],
+        "from": message.get("from"),
         "type": item.wire_type,
         "caption": media.get("caption"),
         "filename": media.get("filename"),
@@ -378,6 +413,10 @@ def check_object(s3: S3Client, item: Sent) -> Verified:
         "size": len(body),
         "bucket": BUCKET,
         "key": item.key,
+        "direction": direction,
+        "source": "smb_message_echoes" if item.sample.origin == "echo" else "messages",
+        "customer": expected_customer(item.sample),
+        "anomalies": [],
     }
     for name, expected in expected_sidecar.items():
         if name in document and document[name] != expected:
@@ -396,6 +435,21 @@ def check_object(s3: S3Client, item: Sent) -> Verified:
     return result
 
 
+def expected_customer(sample: Sample) -> dict[str, str | None]:
+    """Who the sidecar must name as the customer of a sample."""
+    customer: dict[str, str | None] = {
+        "phone": SENDER,
+        "user_id": None,
+        "parent_user_id": None,
+        "username": None,
+    }
+    if sample.origin == "username":
+        customer.update(phone=None, user_id=USERNAME_CUSTOMER, username=USERNAME)
+    elif sample.origin == "echo":
+        customer["phone"] = ECHO_CUSTOMER
+    return customer
+
+
 def check_bucket(s3: S3Client, sent: list[Sent]) -> list[str]:
     """The bucket must hold exactly the objects and sidecars of the media sent, nothing else."""
     expected = {item.key for item in sent} | {sidecar_key(item.key) for item in sent}
@@ -409,12 +463,12 @@ def check_bucket(s3: S3Client, sent: list[Sent]) -> list[str]:
 
 
 def wait_for_warning(stack: Stack, client: SimulatorClient, wamid: str) -> dict[str, Any]:
-    """Wait until the simulator received the 131052 warning for TOO_BIG_SENDER."""
+    """Wait until the simulator received the 131052 warning for TOO_BIG_SENDER (a BSUID)."""
 
     def warning() -> dict[str, Any] | None:
         check_alive(stack)
         for message in client.sent_messages():
-            if message.get("to") == TOO_BIG_SENDER:
+            if message.get("recipient") == TOO_BIG_SENDER:
                 return message
         return None
 
@@ -431,10 +485,15 @@ def check_warning(client: SimulatorClient, warning: dict[str, Any]) -> list[str]
         problems.append(f"warning text {warning.get('body')!r} is not TOO_BIG_REPLY_TEXT")
     if warning.get("phone_number_id") != PHONE_NUMBER_ID:
         problems.append(f"warning sent from {warning.get('phone_number_id')!r}")
-    count = sum(1 for message in client.sent_messages() if message.get("to") == TOO_BIG_SENDER)
+    sent = client.sent_messages()
+    count = sum(1 for message in sent if message.get("recipient") == TOO_BIG_SENDER)
     if count != 1:
         problems.append(f"{count} warnings sent to {TOO_BIG_SENDER}, expected 1")
-    others = [m.get("to") for m in client.sent_messages() if m.get("to") != TOO_BIG_SENDER]
+    if warning.get("to") is not None:
+        problems.append(f"the warning was addressed to a phone number, {warning.get('to')!r}")
+    others = [
+        m.get("to") or m.get("recipient") for m in sent if m.get("recipient") != TOO_BIG_SENDER
+    ]
     if others:
         problems.append(f"unexpected messages sent to {others}")
     return problems
@@ -460,15 +519,21 @@ def table(rows: list[tuple[str, ...]]) -> str:
 
 def report(results: list[Verified]) -> str:
     """The table of archived objects."""
-    rows: list[tuple[str, ...]] = [("S3 key", "size", "MIME type", "sha256", "check")]
+    rows: list[tuple[str, ...]] = [("S3 key", "size", "MIME type", "sha256", "from", "check")]
     for result in results:
-        record = result.sent.record
+        record, sample = result.sent.record, result.sent.sample
+        origin = {
+            "phone": f"+{SENDER}",
+            "username": f"@{USERNAME} (BSUID only)",
+            "echo": f"business to +{ECHO_CUSTOMER}",
+        }[sample.origin]
         rows.append(
             (
                 result.sent.key,
                 human_size(record.file_size),
                 record.mime_type,
                 record.sha256[:16] + "...",
+                origin,
                 "verified" if not result.problems else "FAILED",
             )
         )
@@ -539,14 +604,24 @@ def run(stack: Stack) -> bool:
     sent = register_media(client, timestamp)
     total = human_size(sum(item.record.file_size for item in sent))
     say(f"Simulator: {len(sent)} media registered, {total} in all")
-    first, rest = sent[:3], sent[3:]
-    post_webhook(web_url, [item.message for item in first], env.app_secret)
-    post_webhook(web_url, [item.message for item in rest], env.app_secret)
-    too_big_wamid = webhooks.new_wamid()
-    too_big = webhooks.too_big_message(
-        sender=TOO_BIG_SENDER, wamid=too_big_wamid, timestamp=timestamp
+    inbound = [item for item in sent if item.sample.origin != "echo"]
+    echoed = [item.message for item in sent if item.sample.origin == "echo"]
+    first, rest = inbound[:3], inbound[3:]
+    post_webhook(web_url, messages_payload([item.message for item in first]), env.app_secret)
+    post_webhook(web_url, messages_payload([item.message for item in rest]), env.app_secret)
+    post_webhook(
+        web_url,
+        webhooks.echoes_envelope(echoed, phone_number_id=PHONE_NUMBER_ID, waba_id=WABA_ID),
+        env.app_secret,
     )
-    post_webhook(web_url, [too_big], env.app_secret)
+    too_big_wamid = webhooks.new_wamid()
+    # From a customer who shares no phone number: the warning goes to their BSUID.
+    too_big = webhooks.from_user(
+        webhooks.too_big_message(wamid=too_big_wamid, timestamp=timestamp),
+        TOO_BIG_SENDER,
+        phone=False,
+    )
+    post_webhook(web_url, messages_payload([too_big]), env.app_secret)
 
     say("Waiting for the worker to archive every media ...")
     wait_for_archive(stack, s3, redis, sent)
@@ -561,7 +636,10 @@ def run(stack: Stack) -> bool:
     say(report(results))
     say("")
     say(f"Error 131052 (file over 100 MB) on message {too_big_wamid[:20]}...:")
-    say(f"  warning sent to +{warning.get('to')} from phone number id {PHONE_NUMBER_ID}:")
+    say(
+        f"  warning sent to BSUID {warning.get('recipient')} (no phone number) from phone "
+        f"number id {PHONE_NUMBER_ID}:"
+    )
     say(f"  {warning.get('body')!r}")
 
     problems = [
@@ -578,7 +656,9 @@ def run(stack: Stack) -> bool:
         return False
     say(
         f"All checks passed: {len(results)} files archived and verified (bytes, sha256, size, "
-        "ContentType, metadata, sidecar); one warning sent, once."
+        "ContentType, metadata, sidecar), one of them from a customer known only by username, "
+        "one sent by the business from the WhatsApp Business app; one warning sent, once, to a "
+        "BSUID."
     )
     return True
 

@@ -144,15 +144,17 @@ def edit_record_key(object_key: str, wamid: str) -> str:
 
 
 def object_metadata(job: MediaJob, sha256_hex: str) -> dict[str, str]:
-    """The object's user metadata: sha256 (hex), wamid, from, media-type, and from the second
-    release direction and, for a customer known by it, their BSUID (user-id)."""
+    """The object's user metadata: sha256 (hex), wamid, from (when the message has one),
+    media-type, and from the second release direction and, for a customer known by it, their
+    BSUID (user-id)."""
     metadata = {
         "sha256": sha256_hex,
         "wamid": _header_safe(job.wamid),
-        "from": _header_safe(job.sender or ""),
         "media-type": job.type,
         "direction": job.direction,
     }
+    if job.sender:
+        metadata["from"] = _header_safe(job.sender)
     if job.customer is not None and job.customer.user_id:
         metadata["user-id"] = _header_safe(job.customer.user_id)
     return metadata

@@ -286,7 +286,8 @@ media_jobs = st.builds(
 def test_object_metadata_is_printable_ascii_within_256(job: MediaJob, digest: str) -> None:
     """S3 user metadata travels as HTTP headers: every value printable ASCII, 256 at most."""
     metadata = object_metadata(job, digest)
-    assert {"sha256", "wamid", "from", "media-type", "direction"} <= set(metadata)
+    assert {"sha256", "wamid", "media-type", "direction"} <= set(metadata)
+    assert ("from" in metadata) == bool(job.sender)
     assert set(metadata) <= {"sha256", "wamid", "from", "media-type", "direction", "user-id"}
     assert metadata["sha256"] == digest
     assert metadata["media-type"] == job.type
