@@ -9,6 +9,7 @@ import shutil
 import sys
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -389,6 +390,9 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
                 self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
             )
             _note_retry("reply", "reply_retry", exc, exc.reason, countdown, started)
+            # The sweep leaves a warning alone while its own retry is due.
+            with suppress(StorageError):
+                ledger.look_again(job.wamid, time.time() + countdown + ledger.stall_after)
             raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
         ledger.settled(job.wamid)
         if outcome == "sent":
