@@ -58,6 +58,9 @@ class FakeS3:
         self.completed: list[dict[str, Any]] = []
         self.aborted: list[str] = []
         self.arguments: list[tuple[str, dict[str, Any]]] = []
+        # What another writer's completion, let through by the backend at the same moment,
+        # leaves visible right after ours (the race SeaweedFS 4.48 loses).
+        self.landing_after_completion: bytes | None = None
         self.complete_error: ClientError | None = None
         self.upload_metadata: dict[str, str] = {}
 
@@ -125,6 +128,8 @@ class FakeS3:
         body = b"".join(self.parts[p["PartNumber"]] for p in parts)
         self._store(key, body, self.upload_metadata)
         answer = {"ETag": _etag(body)}
+        if self.landing_after_completion is not None:
+            self._store(key, self.landing_after_completion, {"sha256": "theirs"})
         return answer
 
     def head_object(self, **kwargs: Any) -> dict[str, Any]:
@@ -177,7 +182,8 @@ def test_a_larger_file_goes_in_numbered_parts_in_order(size: int, parts: int) ->
     assert all(p["ChecksumSHA256"] == _b64sha256(s3.parts[p["PartNumber"]]) for p in s3.completed)
     assert s3.objects["k"] == _data(size)
     assert s3.calls[0] == "create"
-    assert s3.calls[-1] == "complete"
+    # Completed, then looked at: the object visible must be the one this completion made.
+    assert s3.calls[-2:] == ["complete", "head"]
     assert not s3.aborted
 
 
@@ -280,6 +286,17 @@ def test_a_taken_sidecar_key_is_left_as_it_is() -> None:
     store.put_json("k.json", {"sha256": "second"})
     assert s3.objects["k.json"] == b'{"sha256":"first"}'
     assert [name for name, _ in s3.arguments] == ["put_object", "put_object"]
+
+
+def test_a_completion_whose_object_is_not_the_one_visible_lost() -> None:
+    # The backend answered success to two completions that arrived together; the other one
+    # is what the key shows.
+    s3 = FakeS3()
+    s3.landing_after_completion = b"another writer's bytes"
+    with pytest.raises(ObjectExists):
+        _write(ArchiveStore(s3, "b"), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
+    assert s3.calls[-2:] == ["complete", "head"]
+    assert s3.objects["k"] == b"another writer's bytes"
 
 
 def test_a_conflicting_concurrent_commit_is_retried_not_taken_for_a_taken_key() -> None:
