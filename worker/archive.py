@@ -14,7 +14,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from worker.accounts import Account
 from worker.celery_app import MAX_COUNTDOWN, TASK_TIME_LIMIT
 from worker.clients import AccountClients, ClientDirectory
-from worker.commit import commit_upload
+from worker.commit import CommitClaims, commit_upload
 from worker.config import WorkerSettings
 from worker.errors import (
     ArchiveError,
@@ -313,5 +313,7 @@ class Archiver:
             with s3.timing():
                 # False when another writer committed the same bytes first; KeyConflict when
                 # the key holds other bytes (worker/commit.py).
-                committed = commit_upload(upload, store, digest, size)
+                committed = commit_upload(
+                    upload, store, CommitClaims(self.state.redis), digest, size
+                )
         return digest, size, committed
