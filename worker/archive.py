@@ -14,6 +14,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from worker.accounts import Account
 from worker.celery_app import MAX_COUNTDOWN, TASK_TIME_LIMIT
 from worker.clients import AccountClients, ClientDirectory
+from worker.commit import CommitClaims, commit_upload
 from worker.config import WorkerSettings
 from worker.errors import (
     ArchiveError,
@@ -44,7 +45,7 @@ from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
 from worker.provider import Fetched
 from worker.reasons import Reason, reason_of
 from worker.state import Attempt, MediaStateStore
-from worker.storage import ArchiveStore, ObjectExists
+from worker.storage import ArchiveStore
 from worker.transfer import Stopwatch, Tally
 
 __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
@@ -248,7 +249,7 @@ class Archiver:
             # Entering `fetch` looked the media up and opened its download.
             download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
             self._looked_up(fetched)
-            digest, size = self._store(store, key, job, fetched, until, download, s3)
+            digest, size, committed = self._store(store, key, job, fetched, until, download, s3)
         document = sidecar(
             job,
             bucket=store.bucket,
@@ -264,6 +265,9 @@ class Archiver:
         with s3.timing():
             store.put_json(sidecar_key(key), document)
         self.state.mark_archived(job.media_id, key)
+        if not committed:
+            # Another writer committed these very bytes; the sidecar was written if it lacked one.
+            return "already_archived"
         metrics = worker_metrics()
         metrics.upload_seconds.observe(s3.seconds)
         metrics.archived_bytes.inc(size)
@@ -323,7 +327,7 @@ class Archiver:
         until: float,
         download: Stopwatch,
         s3: Stopwatch,
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int, bool]:
         # Known before the first byte: the object's metadata is set when the upload starts,
         # and the commit only happens if the bytes match it. Only a provider without a look-up
         # (On-Premises) can leave it unknown: the bytes are then kept unverified, not lost.
@@ -353,11 +357,9 @@ class Archiver:
             verifying = tally.hashing.seconds + time.perf_counter() - checking
             log.info("verified", duration_ms=milliseconds(verifying), bytes=size, sha256=digest)
             with s3.timing():
-                try:
-                    upload.commit()
-                except ObjectExists:
-                    # Another writer won the race; its object is fine if it holds the same bytes.
-                    existing = store.metadata(key) or {}
-                    if existing.get("sha256") != digest:
-                        raise PermanentError("the key holds a different object already") from None
-        return digest, size
+                # False when another writer committed the same bytes first; KeyConflict when
+                # the key holds other bytes (worker/commit.py).
+                committed = commit_upload(
+                    upload, store, CommitClaims(self.state.redis), digest, size
+                )
+        return digest, size, committed

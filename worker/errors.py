@@ -19,7 +19,8 @@ ArchiveError
     ├── Expired             the media's 7-day window closed before it was archived
     ├── WorkerDied          tries of this media killed their worker too often (poison)
     ├── ForeignHost         a download URL points to a host not allowed the credential
-    └── InvalidId           an id cannot form an object key or a request path
+    ├── InvalidId           an id cannot form an object key or a request path
+    └── KeyConflict         the object's key holds other bytes already (left as they are)
 
 Errors answered by a provider carry its HTTP `status` and error `code` when it gave them.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "ForeignHost",
     "IntegrityError",
     "InvalidId",
+    "KeyConflict",
     "MediaRejected",
     "PermanentError",
     "RedisUnavailable",
@@ -145,3 +147,7 @@ class ForeignHost(PermanentError):
 
 class InvalidId(PermanentError):
     """An id cannot form an object key or a request path."""
+
+
+class KeyConflict(PermanentError):
+    """The object's key already holds other bytes than these; nothing was overwritten."""

@@ -20,6 +20,7 @@ from worker.errors import (
     ForeignHost,
     IntegrityError,
     InvalidId,
+    KeyConflict,
     PermanentError,
     RedisUnavailable,
     ReengagementError,
@@ -55,6 +56,7 @@ Reason = Literal[
     "worker_died",
     "host_not_allowed",
     "invalid_id",
+    "key_conflict",
     "reengagement",
     "other",
 ]
@@ -81,6 +83,7 @@ _BY_CLASS: tuple[tuple[type[ArchiveError], Reason], ...] = (
     (WorkerDied, "worker_died"),
     (ForeignHost, "host_not_allowed"),
     (InvalidId, "invalid_id"),
+    (KeyConflict, "key_conflict"),
     (ReengagementError, "reengagement"),
 )
 

@@ -28,6 +28,7 @@ __all__ = [
     "PART_SIZE",
     "ArchiveStore",
     "ObjectExists",
+    "ObjectHead",
     "Upload",
     "make_s3_client",
 ]
@@ -44,6 +45,15 @@ MAX_CONNECTIONS = 10
 
 class ObjectExists(Exception):
     """A conditional write found the key taken: another writer committed it first."""
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What a HEAD of an object tells: its ETag (without quotes), size and user metadata."""
+
+    etag: str
+    size: int
+    metadata: dict[str, str]
 
 
 def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTIONS) -> S3Client:
@@ -77,6 +87,22 @@ def _storage_error(action: str, exc: Exception) -> StorageError:
         code = exc.response.get("Error", {}).get("Code", "?")
         return StorageError(f"S3 {action} failed: {code}")
     return StorageError(f"S3 {action} failed: {type(exc).__name__}")
+
+
+def _head(client: S3Client, bucket: str, key: str, action: str) -> ObjectHead | None:
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise _storage_error(action, exc) from None
+    except BotoCoreError as exc:
+        raise _storage_error(action, exc) from None
+    return ObjectHead(
+        etag=head.get("ETag", "").strip('"'),
+        size=head.get("ContentLength", 0),
+        metadata=dict(head.get("Metadata", {})),
+    )
 
 
 def _precondition_failed(exc: ClientError) -> bool:
@@ -191,7 +217,7 @@ class Upload:
                     self._ship()
                 while self._in_flight:
                     self._settle_oldest()
-                self.client.complete_multipart_upload(
+                completed = self.client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
                     UploadId=self._upload_id,
@@ -199,6 +225,7 @@ class Upload:
                     IfNoneMatch="*",
                 )
                 self._upload_id = None
+                self._check_visible(completed.get("ETag"))
         except ClientError as exc:
             if _precondition_failed(exc):
                 raise ObjectExists(self.key) from None
@@ -207,6 +234,21 @@ class Upload:
             raise _storage_error("commit", exc) from None
         finally:
             self._release()
+
+    def _check_visible(self, etag: str | None) -> None:
+        """Raise ObjectExists unless the key shows the object this completion made.
+
+        Some backends let two conditional completions of one key both succeed (SeaweedFS 4.48
+        does when they arrive together; README "Never overwritten"), and only one of them is
+        visible afterwards: a completion whose object is not the one visible lost, whatever its
+        answer said. A single PutObject needs no such check: AWS S3 and SeaweedFS refuse
+        concurrent conditional ones.
+        """
+        head = _head(self.client, self.bucket, self.key, "commit check")
+        if head is None:
+            raise StorageError("S3 commit check failed: no object after its completion")
+        if etag is None or head.etag != etag.strip('"'):
+            raise ObjectExists(self.key)
 
     def _release(self) -> None:
         self._buffer = bytearray()
@@ -264,15 +306,12 @@ class ArchiveStore:
 
     def metadata(self, key: str) -> dict[str, str] | None:
         """The user metadata of an object, or None when there is no such object."""
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise _storage_error("head", exc) from None
-        except BotoCoreError as exc:
-            raise _storage_error("head", exc) from None
-        return dict(head.get("Metadata", {}))
+        head = self.head(key)
+        return None if head is None else head.metadata
+
+    def head(self, key: str) -> ObjectHead | None:
+        """The ETag, size and user metadata of an object, or None when there is no such object."""
+        return _head(self.client, self.bucket, key, "head")
 
     def abort_uploads(self, key: str) -> int:
         """Abort the unfinished multipart uploads of exactly `key`; how many there were."""

@@ -20,13 +20,34 @@ def _b64sha256(data: bytes | bytearray) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'  # noqa: S324 - an ETag, as S3 makes it
+
+
+def _precondition_failed(operation: str) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {"HTTPStatusCode": 412}},
+        operation,
+    )
+
+
+class UnconditionalWrite(AssertionError):
+    """The code under test wrote an object without `If-None-Match: *`."""
+
+
 class FakeS3:
-    """Records the calls an upload makes; parts can be held back or refused."""
+    """Records the calls an upload makes; parts can be held back or refused.
+
+    Writes are conditional as S3's are: a write of a key already in `objects` is refused (412),
+    and a write without `If-None-Match: *` fails the test (UnconditionalWrite) instead of
+    overwriting, whether the key is taken or not.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.calls: list[str] = []
         self.objects: dict[str, bytes] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
         self.parts: dict[int, bytes] = {}
         self.buffers: set[int] = set()
         self.running = 0
@@ -36,34 +57,42 @@ class FakeS3:
         self.fail_part: int | None = None
         self.completed: list[dict[str, Any]] = []
         self.aborted: list[str] = []
-        self.taken = False
         self.arguments: list[tuple[str, dict[str, Any]]] = []
+        # What another writer's completion, let through by the backend at the same moment,
+        # leaves visible right after ours (the race SeaweedFS 4.48 loses).
+        self.landing_after_completion: bytes | None = None
+        self.complete_error: ClientError | None = None
+        self.upload_metadata: dict[str, str] = {}
 
     def _note(self, name: str, kwargs: dict[str, Any]) -> None:
         with self.lock:
             self.calls.append(name)
             self.arguments.append((name.split()[0], kwargs))
 
+    @staticmethod
+    def _conditional(operation: str, kwargs: dict[str, Any]) -> None:
+        if kwargs.get("IfNoneMatch") != "*":
+            raise UnconditionalWrite(f"{operation} of {kwargs['Key']} without If-None-Match: *")
+
+    def _store(self, key: str, body: bytes, metadata: dict[str, str]) -> None:
+        self.objects[key] = body
+        self.metadata[key] = dict(metadata)
+
     def put_object(self, **kwargs: Any) -> dict[str, Any]:
         self._note("put_object", kwargs)
+        self._conditional("PutObject", kwargs)
         body = bytes(kwargs["Body"])
         assert kwargs["ChecksumSHA256"] == _b64sha256(body)
         assert kwargs["ChecksumAlgorithm"] == "SHA256"
-        assert kwargs.get("IfNoneMatch") in (None, "*")
-        if self.taken:
-            raise ClientError(
-                {
-                    "Error": {"Code": "PreconditionFailed"},
-                    "ResponseMetadata": {"HTTPStatusCode": 412},
-                },
-                "PutObject",
-            )
-        self.objects[kwargs["Key"]] = body
-        return {}
+        if kwargs["Key"] in self.objects:
+            raise _precondition_failed("PutObject")
+        self._store(kwargs["Key"], body, kwargs.get("Metadata", {}))
+        return {"ETag": _etag(body)}
 
     def create_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
         self._note("create", kwargs)
         assert kwargs["ChecksumAlgorithm"] == "SHA256"
+        self.upload_metadata = kwargs.get("Metadata", {})
         return {"UploadId": "u1"}
 
     def upload_part(self, **kwargs: Any) -> dict[str, Any]:
@@ -88,18 +117,31 @@ class FakeS3:
 
     def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
         self._note("complete", kwargs)
+        self._conditional("CompleteMultipartUpload", kwargs)
         parts = kwargs["MultipartUpload"]["Parts"]
         self.completed = parts
-        if self.taken:
+        if self.complete_error is not None:
+            raise self.complete_error
+        key = kwargs["Key"]
+        if key in self.objects:
+            raise _precondition_failed("CompleteMultipartUpload")
+        body = b"".join(self.parts[p["PartNumber"]] for p in parts)
+        self._store(key, body, self.upload_metadata)
+        answer = {"ETag": _etag(body)}
+        if self.landing_after_completion is not None:
+            self._store(key, self.landing_after_completion, {"sha256": "theirs"})
+        return answer
+
+    def head_object(self, **kwargs: Any) -> dict[str, Any]:
+        self._note("head", kwargs)
+        key = kwargs["Key"]
+        if key not in self.objects:
             raise ClientError(
-                {
-                    "Error": {"Code": "PreconditionFailed"},
-                    "ResponseMetadata": {"HTTPStatusCode": 412},
-                },
-                "CompleteMultipartUpload",
+                {"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}},
+                "HeadObject",
             )
-        self.objects[kwargs["Key"]] = b"".join(self.parts[p["PartNumber"]] for p in parts)
-        return {}
+        body = self.objects[key]
+        return {"ETag": _etag(body), "ContentLength": len(body), "Metadata": self.metadata[key]}
 
     def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
         self._note("abort", kwargs)
@@ -140,7 +182,8 @@ def test_a_larger_file_goes_in_numbered_parts_in_order(size: int, parts: int) ->
     assert all(p["ChecksumSHA256"] == _b64sha256(s3.parts[p["PartNumber"]]) for p in s3.completed)
     assert s3.objects["k"] == _data(size)
     assert s3.calls[0] == "create"
-    assert s3.calls[-1] == "complete"
+    # Completed, then looked at: the object visible must be the one this completion made.
+    assert s3.calls[-2:] == ["complete", "head"]
     assert not s3.aborted
 
 
@@ -192,12 +235,84 @@ def test_an_upload_left_uncommitted_is_aborted_after_its_parts_settled() -> None
 
 
 @pytest.mark.parametrize("size", [10, 2 * PART_SIZE + 1])
-def test_a_taken_key_raises_object_exists_and_leaves_no_upload(size: int) -> None:
+def test_a_taken_key_raises_object_exists_keeps_the_first_bytes_and_leaves_no_upload(
+    size: int,
+) -> None:
     s3 = FakeS3()
-    s3.taken = True
+    s3.objects["k"], s3.metadata["k"] = b"first", {"sha256": "first"}
     with pytest.raises(ObjectExists):
         _write(ArchiveStore(s3, "b"), _data(size))  # type: ignore[arg-type]
+    assert s3.objects["k"] == b"first"
+    assert s3.metadata["k"] == {"sha256": "first"}
     assert s3.aborted == ([] if size < PART_SIZE else ["u1"])
+
+
+def test_the_fake_refuses_every_write_without_the_condition() -> None:
+    # The positive control of the tests above: a commit that dropped If-None-Match would fail
+    # them loudly, not pass because the fake refused it anyway.
+    s3 = FakeS3()
+    body = b"x"
+    with pytest.raises(UnconditionalWrite):
+        s3.put_object(
+            Bucket="b",
+            Key="k",
+            Body=body,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=_b64sha256(body),
+        )
+    with pytest.raises(UnconditionalWrite):
+        s3.complete_multipart_upload(
+            Bucket="b", Key="k", UploadId="u1", MultipartUpload={"Parts": []}
+        )
+    assert s3.objects == {}
+
+
+@pytest.mark.parametrize("size", [10, 2 * PART_SIZE + 1])
+def test_every_commit_and_the_sidecar_send_the_condition(size: int) -> None:
+    s3 = FakeS3()
+    store = ArchiveStore(s3, "b")  # type: ignore[arg-type]
+    _write(store, _data(size))
+    store.put_json("k.json", {"schema": 1})
+    writes = [sent for name, sent in s3.arguments if name in ("put_object", "complete")]
+    assert len(writes) == 2
+    assert all(sent["IfNoneMatch"] == "*" for sent in writes)
+    assert s3.objects["k"] == _data(size)
+
+
+def test_a_taken_sidecar_key_is_left_as_it_is() -> None:
+    s3 = FakeS3()
+    store = ArchiveStore(s3, "b")  # type: ignore[arg-type]
+    store.put_json("k.json", {"sha256": "first"})
+    store.put_json("k.json", {"sha256": "second"})
+    assert s3.objects["k.json"] == b'{"sha256":"first"}'
+    assert [name for name, _ in s3.arguments] == ["put_object", "put_object"]
+
+
+def test_a_completion_whose_object_is_not_the_one_visible_lost() -> None:
+    # The backend answered success to two completions that arrived together; the other one
+    # is what the key shows.
+    s3 = FakeS3()
+    s3.landing_after_completion = b"another writer's bytes"
+    with pytest.raises(ObjectExists):
+        _write(ArchiveStore(s3, "b"), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
+    assert s3.calls[-2:] == ["complete", "head"]
+    assert s3.objects["k"] == b"another writer's bytes"
+
+
+def test_a_conflicting_concurrent_commit_is_retried_not_taken_for_a_taken_key() -> None:
+    # AWS answers 409 ConditionalRequestConflict to a completion that raced another write of
+    # the key: the upload is gone, and the next try starts afresh.
+    s3 = FakeS3()
+    s3.complete_error = ClientError(
+        {
+            "Error": {"Code": "ConditionalRequestConflict"},
+            "ResponseMetadata": {"HTTPStatusCode": 409},
+        },
+        "CompleteMultipartUpload",
+    )
+    with pytest.raises(StorageError, match="ConditionalRequestConflict"):
+        _write(ArchiveStore(s3, "b"), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
+    assert "k" not in s3.objects
 
 
 def test_a_new_session_keeps_a_connection_per_task_running_at_once() -> None:
