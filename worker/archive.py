@@ -267,6 +267,8 @@ class Archiver:
         metrics = worker_metrics()
         metrics.upload_seconds.observe(s3.seconds)
         metrics.archived_bytes.inc(size)
+        metrics.media_provider_calls.labels(kind="lookup").observe(fetched.lookups)
+        metrics.media_provider_calls.labels(kind="download").observe(fetched.downloads)
         log.info(
             "archived",
             duration_ms=milliseconds(s3.seconds),

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from requests_toolbelt import MultipartEncoder
 
-from worker.apiclient import ApiClient, answer_id, json_body
+from worker.apiclient import ApiClient, Calls, answer_id, json_body
 from worker.digests import normalise_sha256
 from worker.errors import RetryableError, TemporaryError
 from worker.identity import is_bsuid
@@ -111,9 +111,9 @@ class GraphFlowClient(ApiClient):
         return self.lookup(media_id, phone_number_id).model_dump()
 
     @contextmanager
-    def _open_media(self, url: str) -> Iterator[Iterator[bytes]]:
+    def _open_media(self, url: str, calls: Calls) -> Iterator[Iterator[bytes]]:
         what = "media download"
-        with self._open(self._download_url(url), what, self._download_hosts()) as response:
+        with self._open(self._download_url(url), what, self._download_hosts(), calls) as response:
             if response.status_code in (401, 403, 404):
                 raise UrlRefused(
                     f"download URL answered HTTP {response.status_code}",
@@ -126,19 +126,22 @@ class GraphFlowClient(ApiClient):
     @contextmanager
     def fetch(self, media_id: str, phone_number_id: str | None) -> Iterator[Fetched]:
         """Look the media up and stream its bytes; a refused (expired) URL is looked up again."""
+        calls = Calls()
         started = time.perf_counter()
         info = self.lookup(media_id, phone_number_id)
+        calls.lookups += 1
         looking = time.perf_counter() - started
         self._check_limit(info.file_size)
         for attempt in range(1, self.url_attempts + 1):
             opened = ExitStack()
             try:
-                chunks = opened.enter_context(self._open_media(info.url))
+                chunks = opened.enter_context(self._open_media(info.url, calls))
             except UrlRefused:
                 if attempt == self.url_attempts:
                     raise
                 started = time.perf_counter()
                 info = self.lookup(media_id, phone_number_id)
+                calls.lookups += 1
                 looking += time.perf_counter() - started
                 self._check_limit(info.file_size)
                 continue
@@ -149,7 +152,8 @@ class GraphFlowClient(ApiClient):
                     info.without_url(),
                     chunks,
                     lookup_seconds=looking,
-                    lookups=attempt,
+                    lookups=calls.lookups,
+                    downloads=calls.downloads,
                     url_source="lookup",
                 )
             return

@@ -48,6 +48,8 @@ class Fetched:
     """Time spent looking the media up before its download, when the provider has a look-up."""
     lookups: int = 0
     """Look-ups made: one, or more when a download URL had expired."""
+    downloads: int = 0
+    """Download requests sent, those of refused (expired) URLs and redirects included."""
     url_source: Literal["webhook", "lookup"] | None = None
     """Where the download URL came from; None for a provider that serves bytes by id."""
 
