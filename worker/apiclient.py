@@ -129,8 +129,11 @@ class ApiClient(ABC):
         return {"Authorization": f"Bearer {self.connection.credential}"}
 
     @abstractmethod
-    def fetch(self, media_id: str, phone_number_id: str | None) -> AbstractContextManager[Fetched]:
-        """Open the media's bytes as a stream."""
+    def fetch(
+        self, media_id: str, phone_number_id: str | None, url: str | None = None
+    ) -> AbstractContextManager[Fetched]:
+        """Open the media's bytes as a stream; `url`, a webhook's download URL, is tried first
+        where the provider has such URLs."""
 
     @abstractmethod
     def _post_media(

@@ -51,8 +51,8 @@ DEFAULT_METRICS_PORT = 9808
 TASKS = ("media", "reply", "fanout", "sweep")
 # From a 50 ms look-up to a 100 MB transfer crawling at 200 KB/s (the task's 15 minute limit).
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
-# Provider calls of one media: 1 as a rule, 3 look-ups at most before a try gives up on refused
-# URLs (a redirect followed adds a download).
+# Provider calls of one media: no look-up when the webhook's URL served, else 1, 3 at most before a
+# try gives up on refused URLs (a redirect followed adds a download).
 CALLS_BUCKETS = (0, 1, 2, 3, 4, 6, 8)
 
 

@@ -44,8 +44,11 @@ class OnPremClient(ApiClient):
         return self._v1(f"media/{quote(media_id, safe='')}")
 
     @contextmanager
-    def fetch(self, media_id: str, phone_number_id: str | None) -> Iterator[Fetched]:
-        """Stream the media's bytes (`GET /v1/media/{id}`)."""
+    def fetch(
+        self, media_id: str, phone_number_id: str | None, url: str | None = None
+    ) -> Iterator[Fetched]:
+        """Stream the media's bytes (`GET /v1/media/{id}`); On-Premises webhooks carry no `url`,
+        and one given is not used."""
         what = "media download"
         calls = Calls()
         with self._open(self._media(media_id), what, self._base_host(), calls) as response:
