@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/many_small.py [--count 2000] [--size-kb 50] [--latency 0.05]
         [--pool threads] [--concurrency 32] [--workers 1] [--versus prefork:2]
+        [--webhook-url on|off|alternate]
 
 It starts a private redis-server (AOF on), SeaweedFS, the Graph API simulator (a process of its
 own, adding `--latency` seconds to every look-up and download, as the distance to Meta would)
@@ -17,6 +18,10 @@ them up, and runs two phases, each with media registered afresh:
   of each media, from its POST's answer to the moment the worker recorded it `archived` in
   Redis (right after its sidecar was committed), with the pool not saturated.
 
+Every webhook carries each media's download `url`, as Cloud API webhooks do from v24.0 on; the
+workers use it (`USE_WEBHOOK_URL=true`) or look every media up (`false`) as `--webhook-url`
+says, `alternate` measuring each pool both ways in turn.
+
 It also reads the CPU time each process used during the max phase, and the simulator's count of
 look-ups and downloads. It prints one table with both pools side by side and the targets, and
 exits 0 when every target is met, 1 when one is missed, 2 when a run broke, 130 when
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -77,17 +83,20 @@ TARGET_P99 = 2.0
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """A worker pool to measure: `--pool`, `--concurrency`, and how many worker processes."""
+    """A worker pool to measure: `--pool`, `--concurrency`, how many worker processes, and
+    whether they download the webhooks' URLs (`USE_WEBHOOK_URL`)."""
 
     pool: str
     concurrency: int
     workers: int = 1
+    webhook_url: bool = True
 
     @property
     def label(self) -> str:
-        """`threads x32`, `prefork x2`, `2 x threads x32`."""
+        """`threads x32, url on`, `prefork x2, url off`, `2 x threads x32, url on`."""
         one = f"{self.pool} x{self.concurrency}"
-        return one if self.workers == 1 else f"{self.workers} x {one}"
+        pool = one if self.workers == 1 else f"{self.workers} x {one}"
+        return f"{pool}, url {'on' if self.webhook_url else 'off'}"
 
     @classmethod
     def parse(cls, text: str) -> PoolConfig:
@@ -115,38 +124,48 @@ class Params:
 # Media and webhooks
 
 
-def register(bench: Bench, count: int) -> list[MediaRecord]:
+@dataclass(frozen=True)
+class Registered:
+    """A media in the simulator, and the download URL its webhook carries."""
+
+    record: MediaRecord
+    url: str
+
+
+def register(bench: Bench, count: int) -> list[Registered]:
     """`count` fresh images in the simulator, registered from a few threads."""
     first = bench.next_seed(count)
     local = threading.local()
 
-    def one(seed: int) -> MediaRecord:
+    def one(seed: int) -> Registered:
         if not hasattr(local, "client"):
             local.client = bench.stack.sim.client()
         record: MediaRecord = local.client.add_generated_media(
             bench.params.size, seed, MIME_TYPE, phone_number_id=PHONE_NUMBER_ID
         )
-        return record
+        return Registered(record, local.client.download_url(record.id))
 
     with ThreadPoolExecutor(REGISTER_THREADS) as pool:
         return list(pool.map(one, range(first, first + count)))
 
 
-def batches(records: Sequence[MediaRecord], max_batch: int, rng: random.Random) -> list[bytes]:
-    """Webhook bodies of 1 to `max_batch` messages each, covering every record once."""
+def batches(media: Sequence[Registered], max_batch: int, rng: random.Random) -> list[bytes]:
+    """Webhook bodies (v24+: with each media's `url`) of 1 to `max_batch` messages each,
+    covering every media once."""
     bodies, start = [], 0
     now = int(time.time())
-    while start < len(records):
+    while start < len(media):
         size = rng.randint(1, max_batch)
         messages = [
             webhooks.media_message(
                 "image",
-                record.id,
-                sha256_b64=record.sha256_b64,
-                mime_type=record.mime_type,
+                one.record.id,
+                sha256_b64=one.record.sha256_b64,
+                mime_type=one.record.mime_type,
                 timestamp=now,
+                url=one.url,
             )
-            for record in records[start : start + size]
+            for one in media[start : start + size]
         ]
         payload = webhooks.envelope(messages, phone_number_id=PHONE_NUMBER_ID)
         bodies.append(webhooks.encode(payload))
@@ -218,6 +237,8 @@ class Phase:
     """CPU seconds per process name during the phase."""
     meta_calls: float
     """Look-ups plus downloads per media."""
+    load: float
+    """The 1-minute load average when the phase ended."""
 
     @property
     def p50(self) -> float:
@@ -281,8 +302,8 @@ class Bench:
 
     def phase(self, name: str, count: int, rate: float | None, workers: Sequence[Service]) -> Phase:
         """Register `count` media, deliver them, wait until all are archived."""
-        records = register(self, count)
-        bodies = batches(records, self.params.max_batch, self.rng)
+        media = register(self, count)
+        bodies = batches(media, self.params.max_batch, self.rng)
         url = f"{self.stack.web_url}/webhook"
         sender = Sender(url, self.stack.env.app_secret, self.params.senders)
         with self.stack.sim.client() as client:
@@ -290,7 +311,7 @@ class Bench:
         cpu_before = self.cpu(workers)
         started, answered = sender.deliver(bodies, rate)
         post_seconds = max(answered) - started
-        ids = [record.id for record in records]
+        ids = [one.record.id for one in media]
         timeout = 120 + count / 5
         done = archived_times(self.redis, ids, timeout)
         cpu_after = self.cpu(workers)
@@ -307,6 +328,7 @@ class Bench:
             post_seconds=post_seconds,
             cpu={k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after},
             meta_calls=calls / count,
+            load=os.getloadavg()[0],
         )
 
 
@@ -341,21 +363,28 @@ class PoolResult:
 
 def measure_pool(bench: Bench, config: PoolConfig) -> PoolResult:
     """Start the workers of `config`, run both phases, stop the workers."""
-    name = f"{config.pool}{config.concurrency}"
+    name = f"{config.pool}{config.concurrency}-url-{'on' if config.webhook_url else 'off'}"
+    extra = (("USE_WEBHOOK_URL", "true" if config.webhook_url else "false"),)
     workers = [
-        bench.stack.start_worker(f"{name}-{n}", config.pool, config.concurrency)
+        bench.stack.start_worker(f"{name}-{n}", config.pool, config.concurrency, extra)
         for n in range(1, config.workers + 1)
     ]
     try:
         bench.phase("warm-up", max(WARM_UP_MEDIA, 2 * config.concurrency), None, workers)
         say(f"{config.label}: warm, max phase with {bench.params.count} media")
         top = bench.phase("max", bench.params.count, None, workers)
-        say(f"{config.label}: {top.rate:.1f} media/s, POSTs took {top.post_seconds:.1f}s")
+        say(
+            f"{config.label}: {top.rate:.1f} media/s, {top.meta_calls:.2f} Meta calls per media,"
+            f" POSTs took {top.post_seconds:.1f}s; load average {top.load:.2f}"
+        )
         rate = top.rate * bench.params.steady_share
         count = max(20, round(rate * bench.params.steady_seconds))
         say(f"{config.label}: steady phase, {count} media at {rate:.1f}/s")
         steady = bench.phase("steady", count, rate, workers)
-        say(f"{config.label}: steady p50 {steady.p50:.2f}s, p99 {steady.p99:.2f}s")
+        say(
+            f"{config.label}: steady p50 {steady.p50:.2f}s, p99 {steady.p99:.2f}s;"
+            f" load average {steady.load:.2f}"
+        )
     finally:
         for worker in workers:
             worker.stop()
@@ -409,14 +438,25 @@ def report(summaries: Sequence[Summary], params: Params) -> str:
     ) -> list[str]:
         return [name, *(f"{s.median(first):.2f} / {s.median(second):.2f}" for s in summaries)]
 
+    def each(
+        name: str, figure: Callable[[PoolResult], float], load: Callable[[PoolResult], float]
+    ) -> list[str]:
+        return [
+            name,
+            *(", ".join(f"{figure(r):.1f} ({load(r):.1f})" for r in s.runs) for s in summaries),
+        ]
+
     rows = [
         row("max: media/s", lambda r: r.max.rate),
+        each("max: media/s of each run (load)", lambda r: r.max.rate, lambda r: r.max.load),
+        row("max: load average, 1 min", lambda r: r.max.load, 2),
         row("max: POSTs took (s)", lambda r: r.max.post_seconds),
         pair("max: latency p50 / p99 (s)", lambda r: r.max.p50, lambda r: r.max.p99),
         row("steady: offered media/s", lambda r: r.steady.offered or 0.0),
         row("steady: media/s archived", lambda r: r.steady.rate),
         row("steady: media", lambda r: r.steady.count, 0),
         pair("steady: latency p50 / p99 (s)", lambda r: r.steady.p50, lambda r: r.steady.p99),
+        each("steady: p99 of each run, s (load)", lambda r: r.steady.p99, lambda r: r.steady.load),
         row("Meta calls per media", lambda r: r.max.meta_calls, 2),
     ]
     names = sorted({name for s in summaries for run in s.runs for name in run.max.cpu})
@@ -433,7 +473,7 @@ def report(summaries: Sequence[Summary], params: Params) -> str:
             f"Many small files: medians of {runs} run{'s' if runs > 1 else ''}, "
             f"{params.count} images of {params.size / KB:.0f} KB, "
             f"{params.latency * 1000:.0f} ms added to every look-up and download, "
-            f"GRAPH_RATE_LIMIT={params.graph_rate_limit}",
+            f"GRAPH_RATE_LIMIT={params.graph_rate_limit} (one token)",
             machine(),
             "",
             grid(header, rows),
@@ -472,6 +512,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Params, list[PoolConf
         default=1000,
         help="the workers' GRAPH_RATE_LIMIT, calls to Meta per second (%(default)s)",
     )
+    add(
+        "--webhook-url",
+        choices=("on", "off", "alternate"),
+        default="on",
+        help="the workers use the webhooks' download URLs, look every media up, or each pool "
+        "is run both ways in turn (%(default)s)",
+    )
     add("--runs", type=int, default=1, help="runs of each pool; medians are shown (%(default)s)")
     add("--seed", type=int, default=1, help="batch sizes derive from it (%(default)s)")
     add("--keep", action="store_true", help="keep the run directory (logs, data)")
@@ -487,9 +534,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Params, list[PoolConf
         graph_rate_limit=args.graph_rate_limit,
         seed=args.seed,
     )
-    configs = [PoolConfig(args.pool, args.concurrency, args.workers)]
+    pools = [PoolConfig(args.pool, args.concurrency, args.workers)]
     if args.versus != "none":
-        configs.append(PoolConfig.parse(args.versus))
+        pools.append(PoolConfig.parse(args.versus))
+    modes = {"on": (True,), "off": (False,), "alternate": (True, False)}[args.webhook_url]
+    configs = [dataclasses.replace(p, webhook_url=on) for p in pools for on in modes]
     return params, configs, args.runs, args.keep
 
 

@@ -8,6 +8,7 @@ of it on success, failure, Ctrl-C and SIGTERM alike.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 import platform
@@ -287,9 +288,13 @@ class BenchStack:
         """Where the processes write."""
         return self.workdir / "logs"
 
-    def start_worker(self, name: str, pool: str, concurrency: int) -> Service:
-        """A `worker` process with this pool, stopped with the rest at the end at the latest."""
-        service = start_worker(self.env, self.logs, name=name, concurrency=concurrency, pool=pool)
+    def start_worker(
+        self, name: str, pool: str, concurrency: int, extra: tuple[tuple[str, str], ...] = ()
+    ) -> Service:
+        """A `worker` process with this pool (and `extra` variables on top of the stack's),
+        stopped with the rest at the end at the latest."""
+        env = dataclasses.replace(self.env, extra=(*self.env.extra, *extra))
+        service = start_worker(env, self.logs, name=name, concurrency=concurrency, pool=pool)
         self.started.append(service)
         return service
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -88,6 +89,15 @@ class SimulatorClient:
             "phone_number_id": phone_number_id,
         }
         return MediaRecord.from_json(self._call("POST", "media/generated", json=body))
+
+    def download_url(self, media_id: str, *, expired: bool = False, foreign: bool = False) -> str:
+        """A signed download URL of a stored media, as v24+ webhooks carry it in `url`.
+
+        `expired`: its `ext` (expiry, Unix seconds) is already past; `foreign`: it points at
+        the foreign host. Minting it is no provider request: the request log stays as it was.
+        """
+        body = {"expired": expired, "foreign": foreign}
+        return str(self._call("POST", f"media/{quote(media_id, safe='')}/url", json=body)["url"])
 
     def add_fault(self, **rule: Any) -> str:
         """Add a fault rule (fields of `graphsim.faults.FaultRule`); return its id."""

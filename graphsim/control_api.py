@@ -10,6 +10,7 @@ from werkzeug.wrappers import Request, Response
 
 from graphsim.blocking import DEFAULT_WINDOW
 from graphsim.faults import FaultRule
+from graphsim.graph_api import mint_url
 from graphsim.responses import json_response
 from graphsim.routing import Endpoint
 from graphsim.state import SimState, TokenSet
@@ -19,6 +20,7 @@ __all__ = [
     "add_generated_media",
     "add_media",
     "clear_faults",
+    "download_url",
     "foreign_requests",
     "list_faults",
     "remove_fault",
@@ -95,6 +97,19 @@ def add_generated_media(state: SimState, request: Request) -> Response:
         phone_number_id=_field(body, "phone_number_id", str, required=False),
     )
     return json_response(media.describe())
+
+
+@_bad_input_is_400
+def download_url(state: SimState, request: Request, media_id: str) -> Response:
+    """`POST /_sim/media/{id}/url`: a signed download URL of the media, as a v24+ webhook's
+    `url`; `{"expired": true}` mints one whose `ext` is past, `{"foreign": true}` one on the
+    foreign host. No provider request is logged."""
+    body = _json_object(request) if request.get_data() else {}
+    expired = _field(body, "expired", bool, required=False) or False
+    foreign = _field(body, "foreign", bool, required=False) or False
+    if state.media.get(media_id) is None:
+        return json_response({"error": f"no media {media_id!r}"}, 404)
+    return json_response({"url": mint_url(state, media_id, expired=expired, foreign=foreign)})
 
 
 @_bad_input_is_400
@@ -210,6 +225,7 @@ def rules() -> list[Rule]:
     return [
         rule("media", "POST", add_media),
         rule("media/generated", "POST", add_generated_media),
+        rule("media/<media_id>/url", "POST", download_url),
         rule("faults", "POST", add_fault),
         rule("faults", "GET", list_faults),
         rule("faults", "DELETE", clear_faults),

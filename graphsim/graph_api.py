@@ -27,7 +27,16 @@ from graphsim.responses import Refusal, json_response
 from graphsim.state import SimState
 from graphsim.webhooks import new_wamid
 
-__all__ = ["delete", "describe_media", "download", "foreign", "foreign_url", "lookup", "send"]
+__all__ = [
+    "delete",
+    "describe_media",
+    "download",
+    "foreign",
+    "foreign_url",
+    "lookup",
+    "mint_url",
+    "send",
+]
 
 
 def _owned_media(state: SimState, request: Request, dialect: MediaDialect, media_id: str) -> Media:
@@ -60,6 +69,13 @@ def _download_url(
 def foreign_url(state: SimState, media_id: str) -> str:
     """A download URL of this media on the foreign host, where a redirect fault points."""
     return _download_url(state, media_id, foreign=True)
+
+
+def mint_url(
+    state: SimState, media_id: str, *, expired: bool = False, foreign: bool = False
+) -> str:
+    """A signed download URL of a media, as a look-up or a v24+ webhook's `url` gives it."""
+    return _download_url(state, media_id, expired=expired, foreign=foreign)
 
 
 def _url_valid(state: SimState, media_id: str, args: Mapping[str, str]) -> bool:

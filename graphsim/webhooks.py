@@ -152,11 +152,16 @@ def media_message(
     filename: str | None = None,
     url: str | None = None,
 ) -> Json:
-    """Build an inbound media message of one of `MEDIA_KINDS` (with the `url` Cloud API
-    webhooks carry from v24.0 on, when given)."""
+    """Build an inbound media message of one of `MEDIA_KINDS`.
+
+    `url`: the download URL Cloud API webhooks carry from v24.0 on (`SimulatorClient.download_url`
+    mints one); left out, the message is as earlier versions send it.
+    """
     _check_media(kind, caption, filename)
     wire_type = "audio" if kind == "voice" else kind
     media: Json = {"id": media_id, "mime_type": mime_type, "sha256": sha256_b64}
+    if url is not None:
+        media["url"] = url
     if kind in ("audio", "voice"):
         media["voice"] = kind == "voice"
     if kind == "sticker":

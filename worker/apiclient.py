@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from worker.errors import (
 )
 from worker.gate import MetaGate
 from worker.mediatypes import upload_problem
+from worker.metrics import worker_metrics
 from worker.provider import Connection, Fetched, Progress
 from worker.transfer import (
     NETWORK_ERRORS,
@@ -37,9 +38,19 @@ from worker.transfer import (
     write_verified,
 )
 
-__all__ = ["ApiClient", "answer_id", "json_body"]
+__all__ = ["ApiClient", "Calls", "answer_id", "json_body"]
 
 REDIRECTS = 3
+# The `kind` label of `wa_provider_calls_total`, by the `what` of each call.
+CALL_KINDS: Mapping[str, str] = {
+    "media look-up": "lookup",
+    "media download": "download",
+    "send message": "send",
+    "media delete": "delete",
+    "media upload": "upload",
+    "upload session": "upload",
+    "resumable upload": "upload",
+}
 # Enough of a file's start to tell an animated sticker from a static one.
 _HEAD = 32
 
@@ -76,6 +87,19 @@ def answer_id(
     return ""
 
 
+def _count_call(what: str) -> None:
+    worker_metrics().provider_calls.labels(kind=CALL_KINDS.get(what, "other")).inc()
+
+
+@dataclass
+class Calls:
+    """The requests one media's fetch sent to the provider, for `wa_media_provider_calls`."""
+
+    lookups: int = 0
+    downloads: int = 0
+    """Each redirect followed is one more."""
+
+
 @dataclass
 class ApiClient(ABC):
     """One account's provider client: one reused session; every failure is an ArchiveError."""
@@ -105,8 +129,11 @@ class ApiClient(ABC):
         return {"Authorization": f"Bearer {self.connection.credential}"}
 
     @abstractmethod
-    def fetch(self, media_id: str, phone_number_id: str | None) -> AbstractContextManager[Fetched]:
-        """Open the media's bytes as a stream."""
+    def fetch(
+        self, media_id: str, phone_number_id: str | None, url: str | None = None
+    ) -> AbstractContextManager[Fetched]:
+        """Open the media's bytes as a stream; `url`, a webhook's download URL, is tried first
+        where the provider has such URLs."""
 
     @abstractmethod
     def _post_media(
@@ -146,6 +173,7 @@ class ApiClient(ABC):
     ) -> requests.Response:
         """One request to the provider's API; a non-2xx answer is raised as its error."""
         self._admit()
+        _count_call(what)
         try:
             response = self.session.request(
                 method,
@@ -162,10 +190,13 @@ class ApiClient(ABC):
         return response
 
     @contextmanager
-    def _open(self, url: str, what: str, allowed: tuple[str, ...]) -> Iterator[requests.Response]:
+    def _open(
+        self, url: str, what: str, allowed: tuple[str, ...], calls: Calls | None = None
+    ) -> Iterator[requests.Response]:
         """GET a stream, following redirects only to `allowed` hosts (the credential goes along).
 
-        Yields the first answer that is no redirect, whatever its status.
+        Yields the first answer that is no redirect, whatever its status; each request sent is
+        counted in `calls`.
         """
         for _ in range(REDIRECTS + 1):
             if not is_allowed_media_url(url, allowed):
@@ -174,6 +205,9 @@ class ApiClient(ABC):
                     "(WHATSAPP_MEDIA_HOSTS, or media_hosts in the accounts file); not sent"
                 )
             self._admit()
+            _count_call(what)
+            if calls is not None:
+                calls.downloads += 1
             try:
                 response = self.session.get(
                     url, headers=self._auth(), timeout=TIMEOUT, stream=True, allow_redirects=False

@@ -245,8 +245,10 @@ class Archiver:
         # on one side, so that a slow provider and a slow S3 tell apart.
         download, s3 = Stopwatch(), Stopwatch()
         opening = time.perf_counter()
-        with provider.fetch(job.media_id, job.phone_number_id) as fetched:
-            # Entering `fetch` looked the media up and opened its download.
+        url = self._webhook_url(job, attempt)
+        with provider.fetch(job.media_id, job.phone_number_id, url) as fetched:
+            # Entering `fetch` looked the media up (unless the webhook's URL served) and opened
+            # its download.
             download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
             self._looked_up(fetched)
             digest, size, committed = self._store(store, key, job, fetched, until, download, s3)
@@ -273,6 +275,8 @@ class Archiver:
         metrics.archived_bytes.inc(size)
         for anomaly in document["anomalies"]:
             metrics.anomalies.labels(anomaly=anomaly).inc()
+        metrics.media_provider_calls.labels(kind="lookup").observe(fetched.lookups)
+        metrics.media_provider_calls.labels(kind="download").observe(fetched.downloads)
         log.info(
             "archived",
             duration_ms=milliseconds(s3.seconds),
@@ -284,10 +288,28 @@ class Archiver:
             self._delete_from_provider(clients, job)
         return "archived"
 
+    def _webhook_url(self, job: MediaJob, attempt: Attempt) -> str | None:
+        """The webhook's download URL, when this try may skip the look-up.
+
+        Only the first try: a later one looks the media up, whatever failed before. Only with
+        the webhook's digest: the URL comes without a digest or size of its own, and the bytes
+        are never kept unverified to save a call. Only with the webhook's MIME type: without
+        it, the look-up's names the object's type.
+        """
+        if (
+            self.settings.use_webhook_url
+            and attempt.attempts == 1
+            and job.sha256 is not None
+            and job.mime_type is not None
+        ):
+            return job.url
+        return None
+
     @staticmethod
     def _looked_up(fetched: Fetched) -> None:
         if fetched.lookup_seconds is None:
-            return  # On-Premises media answer their bytes at once, with no look-up.
+            # The webhook's URL served, or the provider (On-Premises) answers bytes by id.
+            return
         worker_metrics().lookup_seconds.observe(fetched.lookup_seconds)
         log.info(
             "looked_up",
@@ -350,7 +372,12 @@ class Archiver:
                     raise TimedOut("try ran past its soft time limit")
             digest, size = tally.sha256, tally.size
             worker_metrics().download_seconds.observe(download.seconds)
-            log.info("downloaded", duration_ms=milliseconds(download.seconds), bytes=size)
+            log.info(
+                "downloaded",
+                duration_ms=milliseconds(download.seconds),
+                bytes=size,
+                url_source=fetched.url_source,
+            )
             checking = time.perf_counter()
             check_download(digest, size, fetched, job)
             # The digest was computed as the bytes passed: verifying took that, and the check.

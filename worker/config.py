@@ -80,6 +80,8 @@ class WorkerSettings:
     """The default server-side encryption; accounts from a file may ask for their own."""
     metrics_port: int = 9808
     """Where the worker serves its metrics; 0: not at all."""
+    use_webhook_url: bool = True
+    """Download a media's first try from the URL its webhook carried, without a look-up."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -110,4 +112,5 @@ class WorkerSettings:
             lease_seconds=read(environ, "LEASE_SECONDS", _lease_seconds, "60"),
             s3_encryption=encryption,
             metrics_port=read(environ, "WORKER_METRICS_PORT", _port, "9808"),
+            use_webhook_url=read(environ, "USE_WEBHOOK_URL", flag, "true"),
         )

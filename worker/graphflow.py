@@ -1,7 +1,8 @@
 """The Graph media flow the Cloud API and 360dialog share, each with its own paths and header.
 
-Look a media up, download it from the URL the look-up gives (a fresh URL when it has expired),
-upload a file as a form or through a resumable session, delete a media, send a text.
+Download a media from the URL its webhook gave, or look it up and download it from the URL the
+look-up gives (a fresh URL when it has expired); upload a file as a form or through a resumable
+session, delete a media, send a text.
 """
 
 from __future__ import annotations
@@ -12,28 +13,52 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from requests_toolbelt import MultipartEncoder
 
-from worker.apiclient import ApiClient, answer_id, json_body
+from worker.apiclient import ApiClient, Calls, answer_id, json_body
 from worker.digests import normalise_sha256
-from worker.errors import RetryableError, TemporaryError
+from worker.errors import ForeignHost, RetryableError, TemporaryError
 from worker.identity import is_bsuid
+from worker.logs import get_logger
 from worker.mediatypes import resumable_problem
 from worker.numbers import ascii_int
 from worker.provider import Fetched, Progress
 from worker.resumable import upload_through_session
 from worker.transfer import FileBody, response_chunks
 
-__all__ = ["URL_ATTEMPTS", "GraphFlowClient", "MediaInfo", "UrlRefused"]
+__all__ = ["URL_ATTEMPTS", "GraphFlowClient", "MediaInfo", "UrlRefused", "url_expired"]
+
+log = get_logger(__name__)
 
 # Fresh URLs to try when a download URL is refused (expired) before giving the task back.
 URL_ATTEMPTS = 3
+# What a download URL answers once it is dead: expired, revoked, or not the token's to fetch.
+REFUSED_URL_STATUSES = frozenset({401, 403, 404, 410})
 
 
 class UrlRefused(RetryableError):
-    """The download URL answered 401, 403 or 404: it has expired; look the media up again."""
+    """The download URL answered 401, 403, 404 or 410: it has expired; look the media up again."""
+
+
+def url_expired(url: str, now: float) -> bool:
+    """Whether a lookaside URL's `ext` query parameter (its expiry, Unix seconds) has passed; a
+    URL without a readable one is not known to have expired."""
+    try:
+        ext = parse_qs(urlsplit(url).query).get("ext", [""])[0]
+    except ValueError:
+        return False
+    return ext.isdigit() and int(ext) <= now
+
+
+def _host(url: str) -> str | None:
+    # For logs: the host alone, never the path and query that make the URL a credential.
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 class MediaInfo(BaseModel):
@@ -123,10 +148,10 @@ class GraphFlowClient(ApiClient):
         return self.lookup(media_id, phone_number_id).model_dump()
 
     @contextmanager
-    def _open_media(self, url: str) -> Iterator[Iterator[bytes]]:
+    def _open_media(self, url: str, calls: Calls) -> Iterator[Iterator[bytes]]:
         what = "media download"
-        with self._open(self._download_url(url), what, self._download_hosts()) as response:
-            if response.status_code in (401, 403, 404):
+        with self._open(self._download_url(url), what, self._download_hosts(), calls) as response:
+            if response.status_code in REFUSED_URL_STATUSES:
                 raise UrlRefused(
                     f"download URL answered HTTP {response.status_code}",
                     status=response.status_code,
@@ -135,22 +160,58 @@ class GraphFlowClient(ApiClient):
                 raise self._failure(response, what)
             yield response_chunks(response, what)
 
+    def _open_webhook_url(
+        self, url: str, opened: ExitStack, calls: Calls
+    ) -> Iterator[bytes] | None:
+        """The bytes behind a webhook's URL, held open by `opened`; None when the URL cannot
+        serve them (expired, refused, or on a host that may not receive the credential), so
+        that the caller looks the media up instead."""
+        if url_expired(url, time.time()):
+            reason, status = "expired", None
+        else:
+            try:
+                return opened.enter_context(self._open_media(url, calls))
+            except UrlRefused as exc:
+                reason, status = "refused", exc.status
+            except ForeignHost:
+                reason, status = "host_not_allowed", None
+        level = log.warning if reason == "host_not_allowed" else log.info
+        level("webhook_url_fallback", reason=reason, status=status, host=_host(url))
+        return None
+
     @contextmanager
-    def fetch(self, media_id: str, phone_number_id: str | None) -> Iterator[Fetched]:
-        """Look the media up and stream its bytes; a refused (expired) URL is looked up again."""
+    def fetch(
+        self, media_id: str, phone_number_id: str | None, url: str | None = None
+    ) -> Iterator[Fetched]:
+        """Stream the media's bytes from `url`, a webhook's download URL, when given and
+        usable; else look the media up and stream them from the URL it gives, looking up
+        again when that URL is refused (expired)."""
+        calls = Calls()
+        if url is not None:
+            held = ExitStack()
+            chunks = self._open_webhook_url(url, held, calls)
+            if chunks is not None:
+                with held:
+                    # No look-up: the webhook's digest is what the bytes are checked against.
+                    yield Fetched(
+                        None, None, {}, chunks, downloads=calls.downloads, url_source="webhook"
+                    )
+                return
         started = time.perf_counter()
         info = self.lookup(media_id, phone_number_id)
+        calls.lookups += 1
         looking = time.perf_counter() - started
         self._check_limit(info.file_size)
         for attempt in range(1, self.url_attempts + 1):
             opened = ExitStack()
             try:
-                chunks = opened.enter_context(self._open_media(info.url))
+                chunks = opened.enter_context(self._open_media(info.url, calls))
             except UrlRefused:
                 if attempt == self.url_attempts:
                     raise
                 started = time.perf_counter()
                 info = self.lookup(media_id, phone_number_id)
+                calls.lookups += 1
                 looking += time.perf_counter() - started
                 self._check_limit(info.file_size)
                 continue
@@ -161,7 +222,8 @@ class GraphFlowClient(ApiClient):
                     info.without_url(),
                     chunks,
                     lookup_seconds=looking,
-                    lookups=attempt,
+                    lookups=calls.lookups,
+                    downloads=calls.downloads,
                     url_source="lookup",
                 )
             return

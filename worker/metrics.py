@@ -31,6 +31,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "CALLS_BUCKETS",
     "DEFAULT_METRICS_PORT",
     "DURATION_BUCKETS",
     "MULTIPROC_ENV",
@@ -50,6 +51,9 @@ DEFAULT_METRICS_PORT = 9808
 TASKS = ("media", "reply", "fanout", "sweep")
 # From a 50 ms look-up to a 100 MB transfer crawling at 200 KB/s (the task's 15 minute limit).
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
+# Provider calls of one media: no look-up when the webhook's URL served, else 1, 3 at most before a
+# try gives up on refused URLs (a redirect followed adds a download).
+CALLS_BUCKETS = (0, 1, 2, 3, 4, 6, 8)
 
 
 def use_multiprocess_dir(role: str, environ: MutableMapping[str, str] = os.environ) -> Path:
@@ -147,6 +151,8 @@ class WorkerMetrics:
     upload_seconds: Histogram
     token_rejected: Counter
     anomalies: Counter
+    provider_calls: Counter
+    media_provider_calls: Histogram
 
 
 @functools.cache
@@ -184,6 +190,17 @@ def worker_metrics() -> WorkerMetrics:
             "wa_media_anomalies",
             "Anomalies recorded in the sidecars of archived media, by anomaly.",
             ["anomaly"],
+        ),
+        provider_calls=Counter(
+            "wa_provider_calls",
+            "Requests sent to a provider, by kind: lookup, download, send, delete, upload.",
+            ["kind"],
+        ),
+        media_provider_calls=Histogram(
+            "wa_media_provider_calls",
+            "Look-ups and downloads (by kind) of the try that archived each media.",
+            ["kind"],
+            buckets=CALLS_BUCKETS,
         ),
     )
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import requests
 
-from worker.apiclient import ApiClient, answer_id
+from worker.apiclient import ApiClient, Calls, answer_id
 from worker.classify import classify_onprem_error
 from worker.errors import Unsupported
 from worker.identity import is_bsuid
@@ -44,17 +44,22 @@ class OnPremClient(ApiClient):
         return self._v1(f"media/{quote(media_id, safe='')}")
 
     @contextmanager
-    def fetch(self, media_id: str, phone_number_id: str | None) -> Iterator[Fetched]:
-        """Stream the media's bytes (`GET /v1/media/{id}`)."""
+    def fetch(
+        self, media_id: str, phone_number_id: str | None, url: str | None = None
+    ) -> Iterator[Fetched]:
+        """Stream the media's bytes (`GET /v1/media/{id}`); On-Premises webhooks carry no `url`,
+        and one given is not used."""
         what = "media download"
-        with self._open(self._media(media_id), what, self._base_host()) as response:
+        calls = Calls()
+        with self._open(self._media(media_id), what, self._base_host(), calls) as response:
             if response.status_code != 200:
                 raise self._failure(response, what)
             size = _content_length(response)
             self._check_limit(size)
             mime_type = response.headers.get("Content-Type", "application/octet-stream")
             lookup = {"id": media_id, "mime_type": mime_type}
-            yield Fetched(None, size, lookup, response_chunks(response, what))
+            chunks = response_chunks(response, what)
+            yield Fetched(None, size, lookup, chunks, downloads=calls.downloads)
 
     def media_url(self, media_id: str, phone_number_id: str | None) -> NoReturn:
         """Unsupported: On-Premises media have no URL; `fetch` or `download` them by id."""

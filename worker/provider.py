@@ -47,7 +47,9 @@ class Fetched:
     lookup_seconds: float | None = None
     """Time spent looking the media up before its download, when the provider has a look-up."""
     lookups: int = 0
-    """Look-ups made: one, or more when a download URL had expired."""
+    """Look-ups made: none with a webhook's URL, one, or more when a download URL had expired."""
+    downloads: int = 0
+    """Download requests sent, those of refused URLs and redirects included."""
     url_source: Literal["webhook", "lookup"] | None = None
     """Where the download URL came from; None for a provider that serves bytes by id."""
 
@@ -63,8 +65,12 @@ class Provider(Protocol):
     def check_paused(self) -> None:
         """Raise a CredentialsError while calls with this account's credential are paused."""
 
-    def fetch(self, media_id: str, phone_number_id: str | None) -> AbstractContextManager[Fetched]:
-        """Open the media's bytes as a stream."""
+    def fetch(
+        self, media_id: str, phone_number_id: str | None, url: str | None = None
+    ) -> AbstractContextManager[Fetched]:
+        """Open the media's bytes as a stream; `url`, a webhook's download URL, is tried first
+        where the provider has such URLs (not the On-Premises API), under the same host rules
+        as a looked-up one, and a look-up replaces it when it cannot serve them."""
 
     def media_url(self, media_id: str, phone_number_id: str | None) -> dict[str, Any]:
         """The provider's look-up of a media (with its short-lived `url` where it has one)."""

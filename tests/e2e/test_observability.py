@@ -160,6 +160,15 @@ def test_counts_and_steps_of_every_media(observed: Observed, sim: SimulatorClien
         assert worker[(f"{histogram}_bucket", (("le", "+Inf"),))] == len(archived)
         assert worker[(f"{histogram}_bucket", (("le", "900.0"),))] == len(archived)
         assert 0 < worker[(f"{histogram}_sum", ())] < 60
+    # These webhooks carry no download URL: each archived media took one look-up and one
+    # download in its last try; the flaky one's first download answered 500.
+    for kind in ("lookup", "download"):
+        calls = (("kind", kind),)
+        assert worker[("wa_media_provider_calls_count", calls)] == len(archived)
+        assert worker[("wa_media_provider_calls_sum", calls)] == len(archived)
+        assert worker[("wa_media_provider_calls_bucket", (*calls, ("le", "1.0")))] == len(archived)
+    assert worker[("wa_provider_calls_total", (("kind", "download"),))] == len(archived) + 1
+    assert worker[("wa_provider_calls_total", (("kind", "send"),))] == 1
 
     web = scrape(web_metrics)
     requests_by_status = {

@@ -22,6 +22,7 @@ def test_worker_defaults() -> None:
     assert settings.max_media_bytes == 104857600
     assert settings.too_big_reply_text == DEFAULT_TOO_BIG_REPLY
     assert settings.metrics_port == 9808
+    assert settings.use_webhook_url is True
 
 
 def test_worker_values() -> None:
@@ -58,6 +59,7 @@ def test_worker_values() -> None:
         ({"WORKER_METRICS_PORT": "65536"}, "WORKER_METRICS_PORT"),
         ({"WORKER_METRICS_PORT": "-1"}, "WORKER_METRICS_PORT"),
         ({"WORKER_METRICS_PORT": "http"}, "WORKER_METRICS_PORT"),
+        ({"USE_WEBHOOK_URL": "sometimes"}, "USE_WEBHOOK_URL"),
     ],
 )
 def test_worker_errors_name_the_variable(changes: dict[str, str], name: str) -> None:
@@ -69,6 +71,12 @@ def test_worker_errors_name_the_variable(changes: dict[str, str], name: str) -> 
 def test_worker_metrics_port(value: str, port: int) -> None:
     settings = WorkerSettings.from_env({**WORKER_ENV, "WORKER_METRICS_PORT": value})
     assert settings.metrics_port == port
+
+
+@pytest.mark.parametrize(("value", "used"), [("false", False), ("0", False), ("TRUE", True)])
+def test_use_webhook_url(value: str, used: bool) -> None:
+    settings = WorkerSettings.from_env({**WORKER_ENV, "USE_WEBHOOK_URL": value})
+    assert settings.use_webhook_url is used
 
 
 def test_secrets_stay_out_of_repr() -> None:

@@ -330,6 +330,45 @@ def test_generated_media_honours_given_id_and_owner(
     assert lookup(sim, "42", phone_number_id="222").status_code == 400
 
 
+def test_minted_url_is_a_webhook_url_that_downloads_without_a_lookup(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"webhook bytes", "image/jpeg")
+
+    url = client.download_url(record.id)
+
+    assert url.startswith(f"{sim.url}/lookaside/{record.id}?ext=")
+    assert fetch(url).content == b"webhook bytes"
+    assert [entry["op"] for entry in client.requests()] == ["download"]
+
+
+def test_minted_url_may_be_expired_or_on_the_foreign_host(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+
+    expired = client.download_url(record.id, expired=True)
+    foreign = client.download_url(record.id, foreign=True)
+
+    ext = int(urlsplit(expired).query.split("&")[0].removeprefix("ext="))
+    assert ext < time.time()
+    assert fetch(expired).status_code == 404
+    assert foreign.startswith(f"{sim.foreign_url}/foreign/{record.id}?ext=")
+
+
+def test_minting_a_url_refuses_unknown_media_and_bad_flags(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    record = client.add_media(b"x", "image/jpeg")
+
+    with pytest.raises(SimulatorError, match="HTTP 404"):
+        client.download_url("404404404")
+    bad = requests.post(
+        f"{sim.url}/_sim/media/{record.id}/url", json={"expired": "yes"}, timeout=TIMEOUT
+    )
+    assert bad.status_code == 400
+
+
 # --- faults --------------------------------------------------------------------------------
 
 
@@ -997,6 +1036,9 @@ def test_media_message_type_specific_values() -> None:
     assert build("image", caption="look")["image"]["caption"] == "look"
     assert build("video", wamid="wamid.X", timestamp=1700000000)["id"] == "wamid.X"
     assert build("video", timestamp=1700000000)["timestamp"] == "1700000000"
+    assert build("image", url="https://lookaside.fbsbx.com/x")["image"]["url"] == (
+        "https://lookaside.fbsbx.com/x"
+    )
     with pytest.raises(ValueError, match="caption"):
         build("audio", caption="no")
     with pytest.raises(ValueError, match="filename"):

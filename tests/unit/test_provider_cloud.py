@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client import REGISTRY
 
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import PHONE, connection, pdf_file, provider_fixture, provider_for
@@ -75,6 +76,37 @@ def test_urls_refused_every_time_give_the_task_back(
         cloud.download(record.id, PHONE, io.BytesIO())
 
     assert client.stats()["lookups"] == {record.id: URL_ATTEMPTS}
+
+
+def test_provider_calls_are_counted_by_kind(
+    cloud: Provider, client: SimulatorClient, tmp_path: Path
+) -> None:
+    def counted() -> dict[str, float]:
+        kinds = ("lookup", "download", "send", "delete", "upload")
+        return {
+            kind: REGISTRY.get_sample_value("wa_provider_calls_total", {"kind": kind}) or 0.0
+            for kind in kinds
+        }
+
+    record = client.add_media(b"x", "image/jpeg", phone_number_id=PHONE)
+    client.add_fault(op="lookup", expired=True)
+    before = counted()
+
+    fetched = cloud.download(record.id, PHONE, io.BytesIO())
+    cloud.send_text(PHONE, "447700900123", "hello")
+    cloud.delete(record.id, PHONE)
+    cloud.upload(pdf_file(tmp_path), "application/pdf", PHONE)
+
+    after = counted()
+    assert {kind: after[kind] - before[kind] for kind in after} == {
+        "lookup": 2,
+        "download": 2,
+        "send": 1,
+        "delete": 1,
+        "upload": 1,
+    }
+    # The first URL had expired: a second look-up, a second download.
+    assert (fetched.lookups, fetched.downloads) == (2, 2)
 
 
 @pytest.mark.parametrize(
