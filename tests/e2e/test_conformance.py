@@ -190,6 +190,8 @@ def _check_object(
     edited = maker.wamid(expected.edit_of) if expected.edit_of else None
     assert sidecar["original_message_id"] == edited
     assert sidecar["anomalies"] == sorted(expected.anomalies)
+    # A webhook's URL saves the look-up on the first try.
+    assert sidecar["url_source"] == ("webhook" if expected.url else "lookup")
     assert (sidecar["caption"], sidecar["voice"], sidecar["animated"]) == (
         expected.caption,
         expected.voice,
