@@ -151,6 +151,12 @@ class Archiver:
                 # The record names the key the media went to (an edit's job may know another
                 # MIME type than the message that brought the media first).
                 return self._already_archived(clients, job, record.get("key") or key)
+            first = record.get("wamid")
+            if first not in (None, job.wamid) and record.get("state") in ("queued", "archiving"):
+                # Another message brought this media first (the original of an edit): its task,
+                # or the sweep, archives it; this one then records itself beside the object.
+                busy = BusyError("the media's first message is not archived yet", retry_after=30)
+                return RetryLater(30, busy)
             if time.time() >= deadline:
                 raise Expired("expired: the media id is past its 7-day window")
         except PermanentError as exc:
@@ -165,10 +171,9 @@ class Archiver:
             return RetryLater(exc.retry_after or self.state.lease_ttl / 4, exc)
 
     def _already_archived(self, clients: AccountClients, job: MediaJob, key: str) -> Result:
-        """Done; and an edit that kept the media gets its own record beside the object."""
-        if job.original_message_id is None or job.wamid == self.state.get(job.media_id).get(
-            "wamid"
-        ):
+        """Done; and another message that brought the same media (an edit that kept it, or the
+        message an edit archived first) gets its own record beside the object."""
+        if job.wamid == self.state.get(job.media_id).get("wamid"):
             return Done("already_archived", key)
         try:
             clients.store.put_json(

@@ -224,11 +224,12 @@ def sidecar(
 
 
 def edit_record(job: MediaJob, *, object_key: str, recorded_at: datetime) -> dict[str, Any]:
-    """What an edit that kept its media says: the edit's wamid, the message it edits, the new
-    caption, when it was made and when it was recorded."""
+    """What another message bringing an archived media says: an edit that kept it (`kind`
+    `edit`: the edit's wamid, the message it edits, the new caption), or the message an edit
+    of it archived first (`kind` `message`); when it was made and when it was recorded."""
     return {
         "schema": SIDECAR_SCHEMA,
-        "kind": "edit",
+        "kind": "edit" if job.original_message_id else "message",
         "media_id": job.media_id,
         "key": object_key,
         "wamid": job.wamid,

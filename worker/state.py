@@ -59,7 +59,10 @@ local admitted, added = {}, false
 for i = 2, #KEYS do
   local at = 4 + (i - 2) * 3
   local state = redis.call('hget', KEYS[i], 'state')
-  if state == 'archived' or state == 'failed' then
+  if state == 'archived' and redis.call('hget', KEYS[i], 'wamid') ~= ARGV[at + 1] then
+    -- Another message brought this archived media (an edit): its task records it beside.
+    admitted[i - 1] = 1
+  elseif state == 'archived' or state == 'failed' then
     admitted[i - 1] = 0
   else
     if not state then
@@ -201,7 +204,7 @@ class MediaStateStore:
 
     def admit_many(self, jobs: list[MediaJob]) -> list[bool]:
         """Record media announced by a webhook, in one round trip (one script call); for each,
-        True unless it is already archived or failed.
+        True unless it is already archived (by this message) or failed.
 
         A record holds the job, so the sweep can enqueue it again if its task is lost. A
         duplicate of a media still in flight is admitted again: its lease keeps two tasks from

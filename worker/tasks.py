@@ -278,8 +278,7 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
             # A no-op when `web` recorded them; not when an older `web` published this batch.
             services().replier.ledger.admit_many(replies)
             for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
-                # An edit of a media already archived is not a duplicate: its task records it.
-                if admitted or job.original_message_id is not None:
+                if admitted:
                     archive_media.apply_async(
                         args=(job.to_wire(),),
                         queue=MEDIA_QUEUE,
