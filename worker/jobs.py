@@ -9,7 +9,7 @@ nothing new to say is byte for byte what the first release wrote.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -30,7 +30,7 @@ Direction = Literal["inbound", "outbound"]
 Source = Literal["messages", "edit", "smb_message_echoes", "history"]
 """Where in a webhook the media was described: an inbound message, an edit of one, a message
 the business sent from the WhatsApp Business app (an echo), or shared chat history."""
-SOURCES: tuple[Source, ...] = ("messages", "edit", "smb_message_echoes", "history")
+SOURCES: tuple[Source, ...] = get_args(Source)
 
 Anomaly = Literal[
     "sha256_missing",
@@ -46,16 +46,7 @@ Anomaly = Literal[
 archived all the same and the sidecar lists what was odd. `unverified`: no digest was
 announced anywhere (On-Premises with a bad webhook `sha256`), so the bytes are kept with the
 digest computed on arrival."""
-ANOMALIES: tuple[Anomaly, ...] = (
-    "sha256_missing",
-    "sha256_malformed",
-    "mime_type_missing",
-    "mime_type_malformed",
-    "filename_malformed",
-    "caption_malformed",
-    "timestamp_malformed",
-    "unverified",
-)
+ANOMALIES: tuple[Anomaly, ...] = get_args(Anomaly)
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from celery import Task
@@ -69,6 +69,7 @@ __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
 log = get_logger(__name__)
 
 REPLY_MAX_RETRIES = 10
+J = TypeVar("J", MediaJob, ReplyJob)
 
 
 @functools.cache
@@ -246,6 +247,19 @@ def _note_rejected(error: ArchiveError, phone_number_id: str) -> None:
         worker_metrics().token_rejected.labels(phone_number_id=phone_number_id).inc()
 
 
+def _valid_jobs(model: type[J], raws: list[dict[str, Any]], counts: dict[str, int]) -> list[J]:
+    """The jobs of a batch that validate; the others are counted and logged (kind: media,
+    reply), as a worker of an older release does with jobs of a newer one."""
+    valid = []
+    for raw in raws:
+        try:
+            valid.append(model.model_validate(raw))
+        except ValidationError:
+            counts["invalid"] += 1
+            log.error("job_invalid", kind="media" if model is MediaJob else "reply")
+    return valid
+
+
 @app.task(
     name=FAN_OUT_TASK,
     bind=True,
@@ -261,20 +275,8 @@ def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dic
         state = services().state
         counts = {"media": 0, "duplicates": 0, "replies": 0, "invalid": 0}
         try:
-            jobs = []
-            for raw in batch.get("media", []):
-                try:
-                    jobs.append(MediaJob.model_validate(raw))
-                except ValidationError:
-                    counts["invalid"] += 1
-                    log.error("job_invalid", kind="media")
-            replies = []
-            for raw in batch.get("replies", []):
-                try:
-                    replies.append(ReplyJob.model_validate(raw))
-                except ValidationError:
-                    counts["invalid"] += 1
-                    log.error("job_invalid", kind="reply")
+            jobs = _valid_jobs(MediaJob, batch.get("media", []), counts)
+            replies = _valid_jobs(ReplyJob, batch.get("replies", []), counts)
             # A no-op when `web` recorded them; not when an older `web` published this batch.
             services().replier.ledger.admit_many(replies)
             for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):

@@ -160,8 +160,12 @@ class Stack:
         )
 
     def sidecar(self, key: str) -> dict[str, Any] | None:
+        return self.json_object(key + ".json")
+
+    def json_object(self, key: str) -> dict[str, Any] | None:
+        """A JSON document of the bucket (a sidecar, an edit record), or None."""
         try:
-            body = self.s3.get_object(Bucket=BUCKET, Key=key + ".json")["Body"].read()
+            body = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         except ClientError:
             return None
         document: dict[str, Any] = json.loads(body)

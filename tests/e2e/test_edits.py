@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from devstack.processes import wait_for
 from graphsim import webhooks
-from tests.e2e.conftest import BUCKET, Sent, Stack
+from tests.e2e.conftest import Sent, Stack
 from worker.layout import edit_record_key
-
-
-def _record(stack: Stack, key: str) -> dict[str, Any] | None:
-    try:
-        body = stack.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-    except ClientError:
-        return None
-    document: dict[str, Any] = json.loads(body)
-    return document
 
 
 def _edit_of(original: Sent, caption: str) -> dict[str, Any]:
@@ -37,7 +25,7 @@ def test_an_edit_in_the_original_s_webhook_is_recorded_beside_it(stack: Stack) -
     sidecar = stack.wait_archived(original)
     assert (sidecar["wamid"], sidecar["caption"]) == (original.message["id"], "before")
     record = wait_for(
-        lambda: _record(stack, edit_record_key(original.key, edit["id"])),
+        lambda: stack.json_object(edit_record_key(original.key, edit["id"])),
         timeout=90,
         what="the edit's record",
     )
@@ -57,7 +45,7 @@ def test_an_original_arriving_after_its_edit_is_recorded_beside_the_object(stack
 
     assert stack.post(original).status_code == 200
     record = wait_for(
-        lambda: _record(stack, edit_record_key(original.key, original.message["id"])),
+        lambda: stack.json_object(edit_record_key(original.key, original.message["id"])),
         timeout=60,
         what="the original's record",
     )
