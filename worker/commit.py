@@ -11,7 +11,6 @@ which those backends do refuse.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -22,6 +21,7 @@ from redis.exceptions import RedisError
 
 from worker.errors import BusyError, KeyConflict, RedisUnavailable, StorageError
 from worker.logs import get_logger
+from worker.state import holder_died, holder_token
 from worker.storage import ArchiveStore, ObjectExists, Upload
 
 __all__ = ["COMMIT_CLAIM_SECONDS", "COMMIT_WAIT_SECONDS", "CommitClaims", "commit_upload"]
@@ -33,6 +33,11 @@ log = get_logger(__name__)
 COMMIT_CLAIM_SECONDS = 300
 # A second writer of a key waits this long for the first one's commit, then retries later.
 COMMIT_WAIT_SECONDS = 30.0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -55,10 +60,16 @@ class CommitClaims:
     def hold(self, bucket: str, key: str) -> Iterator[None]:
         """Hold the key's claim, waiting up to `wait` for its holder; BusyError after that."""
         name = f"wa:commit:{bucket}/{key}"
-        token = secrets.token_hex(8)
+        token = holder_token()
         deadline = time.monotonic() + self.wait
         try:
             while not self.redis.set(name, token, nx=True, ex=self.ttl):
+                holder = self.redis.get(name)
+                if holder is not None and holder_died(_text(holder)):
+                    # Its process on this host is gone (a killed worker): no need to wait
+                    # for the claim to expire.
+                    self.redis.eval(_RELEASE, 1, name, holder)
+                    continue
                 if time.monotonic() >= deadline:
                     raise BusyError("another worker is committing this key", retry_after=self.wait)
                 time.sleep(self.poll)

@@ -38,6 +38,8 @@ __all__ = [
     "ReplyLedger",
     "SkippedLog",
     "State",
+    "holder_died",
+    "holder_token",
 ]
 
 RECORD_TTL = 8 * 24 * 3600
@@ -107,7 +109,12 @@ def _lease_key(media_id: str) -> str:
 _HOST = socket.gethostname()
 
 
-def _holder_died(holder: str) -> bool:
+def holder_token() -> str:
+    """A token naming this process (`host:pid:random`), for leases and claims it holds."""
+    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
+
+
+def holder_died(holder: str) -> bool:
     """True when a lease's holder is a process of this host that no longer runs."""
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
@@ -316,7 +323,7 @@ class MediaStateStore:
         if self.redis.set(key, token, nx=True, ex=self.lease_ttl):
             return True
         holder = self.redis.get(key)
-        if holder is None or not _holder_died(_text(holder)):
+        if holder is None or not holder_died(_text(holder)):
             return False
         # Its process on this host is gone (a killed pool process): no need to wait for expiry.
         self.redis.register_script(_RELEASE)(keys=[key], args=[holder])
@@ -326,7 +333,7 @@ class MediaStateStore:
     def lease(self, media_id: str) -> Iterator[None]:
         """Hold this media exclusively, renewed in the background; BusyError if taken."""
         key = _lease_key(media_id)
-        token = f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
+        token = holder_token()
         with _redis_errors("lease"):
             if not self._take(key, token):
                 raise BusyError(

@@ -4,6 +4,10 @@ what a taken key means (the same bytes, or a conflict), over the unit fake S3.""
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -159,6 +163,26 @@ def test_a_claim_whose_holder_died_expires(redis: Redis) -> None:
     with CommitClaims(redis, wait=10).hold(BUCKET, "k"):
         assert redis.get(name) != b"a holder that died"
         assert 0 < redis.ttl(name) <= CommitClaims.ttl
+
+
+def test_a_claim_of_a_dead_process_of_this_host_is_taken_at_once(redis: Redis) -> None:
+    """A worker killed while committing leaves its claim; the next writer need not wait for it
+    to expire (a chaos run's killed worker held one for 300 s)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    name = f"wa:commit:{BUCKET}/k"
+    redis.set(name, f"{socket.gethostname()}:{gone.pid}:dead", ex=300)
+    started = time.monotonic()
+    with CommitClaims(redis, wait=5).hold(BUCKET, "k"):
+        assert redis.get(name) != f"{socket.gethostname()}:{gone.pid}:dead".encode()
+    assert time.monotonic() - started < 1
+
+
+def test_a_claim_of_a_live_process_is_waited_for(redis: Redis) -> None:
+    name = f"wa:commit:{BUCKET}/k"
+    redis.set(name, f"{socket.gethostname()}:{os.getpid()}:alive", ex=300)
+    with pytest.raises(BusyError), CommitClaims(redis, wait=0.2).hold(BUCKET, "k"):
+        pass
 
 
 def test_a_holder_whose_claim_ran_out_leaves_the_next_one_alone(redis: Redis) -> None:
