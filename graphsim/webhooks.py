@@ -236,9 +236,14 @@ def status_update(
     return update
 
 
+def _named(value: Any) -> str | None:
+    # Hostile tests put any JSON value in `from`: a contact names it as text.
+    return None if value is None else str(value)
+
+
 def _contacts(messages: Iterable[Json]) -> list[Json]:
     senders = dict.fromkeys(
-        (m.get("from"), m.get("from_user_id"), m.get("from_parent_user_id"))
+        (_named(m.get("from")), _named(m.get("from_user_id")), _named(m.get("from_parent_user_id")))
         for m in messages
         if "from" in m or "from_user_id" in m
     )
