@@ -32,6 +32,8 @@ __all__ = [
     "REPLIES_PENDING_KEY",
     "SKIPPED_KEPT",
     "SKIPPED_KEY",
+    "SWEEP_LAST_KEY",
+    "SWEEP_LAST_TTL",
     "Attempt",
     "MediaStateStore",
     "ReplyClaim",
@@ -87,6 +89,10 @@ return 0
 
 PENDING_KEY = "wa:pending"
 FAILED_KEY = "wa:failed"
+# When the last sweep completed (a Unix time), written by each sweep that did: `web` serves it
+# as wa_sweep_last_success_timestamp_seconds. Gone after a day without sweeps (read as 0).
+SWEEP_LAST_KEY = "wa:sweep:last"
+SWEEP_LAST_TTL = 24 * 3600
 REPLIES_PENDING_KEY = "wa:replies:pending"
 SKIPPED_KEY = "wa:skipped"
 # The newest skipped messages kept for `wa-media skipped`; older ones are trimmed.

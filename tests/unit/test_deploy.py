@@ -48,6 +48,7 @@ METRICS = frozenset(
         "wa_queue_depth",
         "wa_calls_paused",
         "wa_token_rejected_total",
+        "wa_sweep_last_success_timestamp_seconds",
         "up",
     }
 )
