@@ -12,9 +12,23 @@ from worker.celery_app import MEDIA_QUEUE, REPLIES_QUEUE
 from worker.gate import PAUSED_KEY
 from worker.jobs import MediaJob
 from worker.policy import media_deadline
-from worker.state import FAILED_KEY, PENDING_KEY, RECORD_TTL, SWEEP_LAST_KEY
+from worker.state import (
+    ARCHIVED_KEPT_SECONDS,
+    ARCHIVED_KEY,
+    FAILED_KEY,
+    PENDING_KEY,
+    RECORD_TTL,
+    SWEEP_LAST_KEY,
+)
 
-__all__ = ["PendingMedia", "Snapshot", "queue_keys", "read_snapshot"]
+__all__ = [
+    "ArchivedCounts",
+    "PendingMedia",
+    "Snapshot",
+    "archived_counts",
+    "queue_keys",
+    "read_snapshot",
+]
 
 # kombu's Redis transport keeps one list per priority step; the step 0 list has the bare name.
 _PRIORITY_STEPS = (0, 3, 6, 9)
@@ -141,3 +155,23 @@ def _unix_time(value: bytes | str | None) -> float | None:
     except ValueError:
         return None
     return moment if math.isfinite(moment) and moment > 0 else None
+
+
+@dataclass(frozen=True)
+class ArchivedCounts:
+    """Media archived in the last hour and the last day, as of `taken_at`."""
+
+    taken_at: float
+    last_hour: int
+    last_day: int
+
+
+def archived_counts(redis: Redis, *, now: float | None = None) -> ArchivedCounts:
+    """Count the media archived in the last hour and day (`wa:archived`); RedisError when
+    Redis fails."""
+    now = time.time() if now is None else now
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(ARCHIVED_KEY, now - 3600, "+inf")
+        pipe.zcount(ARCHIVED_KEY, now - ARCHIVED_KEPT_SECONDS, "+inf")
+        hour, day = pipe.execute()
+    return ArchivedCounts(now, int(hour), int(day))

@@ -1,17 +1,20 @@
 """Watching the archive from outside: the sweep's last success (wa:sweep:last, served by `web`
-as wa_sweep_last_success_timestamp_seconds).
+as wa_sweep_last_success_timestamp_seconds) and the media archived lately (wa:archived, counted
+by `wa-media status`).
 
-A private redis-server, so that nothing else sweeps into what is read.
+A private redis-server, so that nothing else sweeps or archives into what is counted.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
@@ -22,7 +25,14 @@ from devstack.stack import start_beat, start_web, start_worker
 from graphsim import Simulator
 from tests.e2e.conftest import stack_env
 from worker.celery_app import REPLIES_QUEUE, SWEEP_TASK, make_celery
-from worker.state import SWEEP_LAST_KEY
+from worker.cli import main
+from worker.state import (
+    ARCHIVED_KEPT_SECONDS,
+    ARCHIVED_KEY,
+    SWEEP_LAST_KEY,
+    MediaStateStore,
+)
+from worker.stats import archived_counts, read_snapshot
 
 pytestmark = pytest.mark.e2e
 
@@ -125,3 +135,44 @@ def test_each_completed_sweep_is_served_and_a_skipped_one_is_not(
             worker.stop()
     finally:
         web.stop()
+
+
+def test_archived_media_are_counted_by_the_hour_and_the_day(
+    redis: Redis, private_redis: RedisServer
+) -> None:
+    store = MediaStateStore(Redis.from_url(private_redis.url))
+    now = time.time()
+    # Archived before this test: 2 hours ago, 23 hours ago, and 2 days ago (past the day kept).
+    redis.zadd(
+        ARCHIVED_KEY,
+        {"two-hours": now - 7200, "yesterday": now - 23 * 3600, "old": now - 2 * 86400},
+    )
+    for media_id in ("m1", "m2", "m3"):
+        store.mark_archived(media_id, f"key/{media_id}")
+    # Archived twice (a retry that found the sidecar): counted once.
+    store.mark_archived("m1", "key/m1")
+
+    counts = archived_counts(store.redis)
+    assert (counts.last_hour, counts.last_day) == (3, 5)
+    # The day's window is kept, older members are trimmed, and the set expires.
+    assert redis.zscore(ARCHIVED_KEY, "old") is None
+    assert 0 < redis.ttl(ARCHIVED_KEY) <= ARCHIVED_KEPT_SECONDS
+    assert redis.hget("wa:media:m1", "state") == "archived"
+
+    # A failed media is not archived.
+    store.mark_failed("m4", "404")
+    assert archived_counts(store.redis).last_day == 5
+
+    env = {"REDIS_URL": private_redis.url}
+    text = CliRunner().invoke(main, ["status"], env=env, catch_exceptions=False)
+    assert text.exit_code == 0, text.output
+    assert "archived last hour         3" in text.stdout
+    assert "archived last day          5" in text.stdout
+    assert "last sweep          none in the last day" in text.stdout
+
+    redis.set(SWEEP_LAST_KEY, f"{now - 30:.3f}")
+    assert read_snapshot(store.redis, now=now).sweep_last == pytest.approx(now - 30, abs=0.01)
+    as_json = CliRunner().invoke(main, ["status", "--json"], env=env, catch_exceptions=False)
+    document = json.loads(as_json.stdout)
+    assert document["archived"] == {"last_hour": 3, "last_day": 5}
+    assert document["sweep_last"] == pytest.approx(now - 30, abs=0.01)
