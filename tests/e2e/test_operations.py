@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
@@ -122,6 +124,26 @@ def test_simulate_announces_a_real_media_that_gets_archived(stack: Stack) -> Non
     assert result.exit_code == 0, result.output
     archived = stack.wait_state(record.id, "archived")
     assert hashlib.sha256(stack.object_bytes(archived["key"])).hexdigest() == record.sha256
+
+
+def test_simulate_uploads_a_file_that_gets_archived_byte_for_byte(
+    stack: Stack, tmp_path: Path
+) -> None:
+    data = b"%PDF-1.7\n" + os.urandom(60_000)
+    report = tmp_path / "Delivery note 7.pdf"
+    report.write_bytes(data)
+    result = run(stack, "simulate", stack.web, "--file", str(report))
+    assert result.exit_code == 0, result.output
+    (media_id,) = re.findall(r"uploaded Delivery note 7\.pdf as media (\S+)", result.stderr)
+    archived = stack.wait_state(media_id, "archived")
+    assert stack.object_bytes(archived["key"]) == data
+    sidecar = stack.sidecar(archived["key"])
+    assert sidecar is not None
+    assert sidecar["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (sidecar["type"], sidecar["mime_type"]) == ("document", "application/pdf")
+    assert sidecar["filename"] == "Delivery note 7.pdf"
+    # The webhook announced the file's digest: nothing was archived unverified.
+    assert sidecar["anomalies"] == []
 
 
 def test_skipped_lists_what_looked_like_media_with_its_reason(stack: Stack) -> None:
