@@ -59,8 +59,10 @@ redis:
 		exit 1; \
 	fi
 
-demo: venv redis
-	$(BIN)/python -m devstack.demo
+# The demo starts its own redis-server (redis-server on PATH); flags through DEMO_ARGS, e.g.
+# make demo DEMO_ARGS='--redis-url redis://127.0.0.1:6379/14' (an empty database).
+demo: venv
+	$(BIN)/python -m devstack.demo $(DEMO_ARGS)
 
 test: venv redis
 	$(BIN)/pytest
