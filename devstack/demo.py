@@ -21,11 +21,10 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -36,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from devstack.processes import Service, free_port, wait_for
+from devstack.processes import Service, free_port, stop_signals, wait_for
 from devstack.redis_server import RedisServer, redis_answers
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
@@ -552,21 +551,6 @@ def report(results: list[Verified]) -> str:
     return table(rows)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so `finally` blocks stop what was started."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous: Callable[[int, FrameType | None], Any] | int | None
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def start_stack(stack: Stack) -> tuple[StackEnv, str, Redis, SimulatorClient]:
     """Redis, SeaweedFS, the simulator, web and worker; each stopped when `stack.exits` closes."""
     redis_url = choose_redis(stack)
@@ -712,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack = Stack(workdir, contextlib.ExitStack(), redis_url=args.redis_url)
     # Registered first, so it runs last, after every Service was stopped the normal way.
     try:
-        with sigterm_as_interrupt(), stack.exits:
+        with stop_signals(signal.SIGINT, signal.SIGTERM), stack.exits:
             ok = run(stack)
     except KeyboardInterrupt:
         interrupted = True
