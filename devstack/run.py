@@ -44,6 +44,7 @@ from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, beat_started, start_service, web_healthy, worker_ready
 from graphsim import Simulator
+from worker.celery_app import SWEEP_INTERVAL
 from worker.cli.common import read_env_file
 from worker.env import ConfigError
 from worker.state import ARCHIVED_KEY, FAILED_KEY
@@ -321,7 +322,12 @@ class StateDir:
             raise RunFailure(f"another make run uses {shown(self.path)}") from None
         self._lock = lock
         try:
+            # The earlier run's record stays until nothing of that run is left.
             self._check_leftovers()
+        except BaseException:
+            lock.close()
+            raise
+        try:
             yield self
         finally:
             self.env_file.unlink(missing_ok=True)
@@ -507,7 +513,7 @@ def banner(run: Running) -> str:
         "",
         f"  web        {run.web_url} (port {run.port} of every interface, the Procfile's line)",
         f"  worker     metrics on port {run.metrics_port}",
-        "  beat       a sweep every 15 s",
+        f"  beat       a sweep every {SWEEP_INTERVAL} s",
         f"  Redis      {run.redis.url}, append-only data in {shown(state.path / 'redis')}",
         f"  S3         {run.s3.endpoint_url}, bucket {BUCKET}",
         f"  logs       {shown(state.path / 'logs')}/web.log, worker.log, beat.log",
@@ -530,6 +536,7 @@ def banner(run: Running) -> str:
             "  Callback URL      https://<this machine's public name>/webhook (HTTPS), forwarded",
             f"                    to {webhook}",
             f"  Verify token      WHATSAPP_VERIFY_TOKEN in {shown(run.settings_path)}",
+            "  (360dialog and On-Premises post to /webhook/<WHATSAPP_WEBHOOK_TOKEN> instead)",
         ]
     lines += [
         "",
@@ -620,7 +627,8 @@ def serve(run: Running, settings: dict[str, str], exits: contextlib.ExitStack) -
     run.environ = environ
     body = "".join(f"{k}={v}\n" for k, v in run_variables(environ).items())
     write_private(run.state.env_file, f"# written by make run; removed when it stops\n{body}")
-    since = float(Redis.from_url(redis_url).time()[0])
+    with contextlib.closing(Redis.from_url(redis_url)) as client:
+        since = float(client.time()[0])
     start_processes(run, exits)
     run.state.port("web", run.port)
     run.state.port("worker metrics", run.metrics_port)
@@ -651,7 +659,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_signals(*STOP_SIGNALS), state.held(), contextlib.ExitStack() as exits:
             serve(run, settings, exits)
     except KeyboardInterrupt:
-        say("\nStopped: every process make run started has exited.")
+        # The terminal may be gone (SIGHUP): what was started is stopped all the same.
+        with contextlib.suppress(OSError):
+            say("\nStopped: every process make run started has exited.")
         return 0
     except (RunFailure, RuntimeError, TimeoutError, OSError, RedisError) as exc:
         print(f"\nmake run failed: {exc}", file=sys.stderr)

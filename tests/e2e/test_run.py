@@ -348,6 +348,8 @@ def test_one_run_at_a_time_and_none_over_an_earlier_runs_leftovers(tmp_path: Pat
             assert run.process.wait(timeout=60) == 1
         assert f"still run: redis (pid {leftover.pid})" in run.text()
         assert not (state / "redis").exists()
+        # Its record stays, so that the next try finds the leftovers again.
+        assert json.loads((state / "run.json").read_text()) == {"processes": [entry]}
     finally:
         leftover.kill()
         leftover.wait(timeout=10)
