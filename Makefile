@@ -21,7 +21,7 @@ UV_COMPILE = $(UV_VENV)/bin/uv pip compile pyproject.toml --universal --python-v
 REDIS_HOST := 127.0.0.1
 REDIS_PORT := 6379
 
-.PHONY: venv redis demo test lint clean chaos lock
+.PHONY: venv redis demo run test lint clean chaos lock
 
 venv: $(STAMP)
 
@@ -59,8 +59,15 @@ redis:
 		exit 1; \
 	fi
 
-demo: venv redis
-	$(BIN)/python -m devstack.demo
+# The demo starts its own redis-server (redis-server on PATH); flags through DEMO_ARGS, e.g.
+# make demo DEMO_ARGS='--redis-url redis://127.0.0.1:6379/14' (an empty database).
+demo: venv
+	$(BIN)/python -m devstack.demo $(DEMO_ARGS)
+
+# The whole service on this machine until Ctrl-C, its data in .run/ (README, "Running it on this
+# machine"); flags through RUN_ARGS, e.g. make run RUN_ARGS='--port 8080'.
+run: venv
+	$(BIN)/python -m devstack.run $(RUN_ARGS)
 
 test: venv redis
 	$(BIN)/pytest

@@ -2,29 +2,29 @@
 file from a customer known only by their username, a file the business sent from the WhatsApp
 Business app, and proof that each reached the archive byte for byte.
 
-Run it with `python -m devstack.demo` (or `make demo`). It starts a private SeaweedFS, the Graph
-API simulator, one `web` and one `worker`; it uses the Redis at REDIS_URL when one answers (in a
-database of its own, 14, flushed first), otherwise a private `redis-server`. Everything it starts
-is stopped when it ends, also on Ctrl-C. It exits 0 only if every check passed.
+Run it with `python -m devstack.demo` (or `make demo`). It starts a private `redis-server`, a
+private SeaweedFS, the Graph API simulator, one `web` and one `worker`, and writes only to what
+it created: with `--redis-url` it uses that Redis database instead, which must be empty, and
+empties it again after a successful run. Everything it starts is stopped when it ends, also on
+Ctrl-C. It exits 0 only if every check passed.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import hmac
 import json
-import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -35,22 +35,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from devstack.processes import Service, free_port, wait_for
+from devstack.processes import Service, free_port, stop_signals, wait_for
 from devstack.redis_server import RedisServer, redis_answers
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
-from worker.config import DEFAULT_REDIS_URL, DEFAULT_TOO_BIG_REPLY
+from worker.config import DEFAULT_TOO_BIG_REPLY
+from worker.env import redis_url
 from worker.layout import build_key, sidecar_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["DEMO_DB", "main"]
+__all__ = ["main"]
 
 BUCKET = "wa-archive"
-DEMO_DB = 14
-"""The Redis database the demo uses, so it never touches another user's queues or records."""
 
 PHONE_NUMBER_ID = webhooks.DEFAULT_PHONE_NUMBER_ID
 WABA_ID = webhooks.DEFAULT_WABA_ID
@@ -146,6 +145,9 @@ class Stack:
     exits: contextlib.ExitStack
     watched: list[Service] = field(default_factory=list)
     logs: dict[str, Path] = field(default_factory=dict)
+    redis_url: str | None = None
+    """The database given with --redis-url; None: a private redis-server."""
+    wrote_to_redis_url: bool = False
 
     def log_tails(self) -> str:
         """The last lines of the web and worker logs."""
@@ -168,29 +170,38 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def demo_redis_url(url: str) -> str:
-    """The same server as `url`, database DEMO_DB."""
+def shown(url: str) -> str:
+    """A Redis URL without its password, to print."""
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.netloc:
-        raise ValueError(f"cannot pick database {DEMO_DB} on {url!r}")
-    return f"{parts.scheme}://{parts.netloc}/{DEMO_DB}"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def choose_redis(stack: Stack) -> str:
-    """REDIS_URL's server if it answers, else a private redis-server; database DEMO_DB."""
-    configured = os.environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL
-    with contextlib.suppress(ValueError):
-        url = demo_redis_url(configured)
-        if redis_answers(url):
-            say(f"Redis: using the server at {configured}, database {DEMO_DB}")
-            return url
-    say("Redis: none answers at REDIS_URL; starting a private redis-server")
-    server = RedisServer(stack.workdir / "redis", persistent=False)
-    stack.exits.callback(server.stop)
-    server.start()
-    if server.service is not None:
-        stack.watched.append(server.service)
-    return demo_redis_url(server.url)
+    """A private redis-server, or the empty database given with --redis-url."""
+    if stack.redis_url is None:
+        say("Redis: starting a private redis-server")
+        server = RedisServer(stack.workdir / "redis", persistent=False)
+        stack.exits.callback(server.stop)
+        server.start()
+        if server.service is not None:
+            stack.watched.append(server.service)
+        return server.url
+    url = stack.redis_url
+    if not redis_answers(url):
+        raise DemoFailure(f"no Redis answers at {shown(url)}")
+    with contextlib.closing(Redis.from_url(url, socket_connect_timeout=2)) as client:
+        keys = int(client.dbsize())
+    if keys:
+        raise DemoFailure(
+            f"the database {shown(url)} holds {keys} keys: the demo writes only to a database "
+            "it may empty afterwards; give an empty one, or no --redis-url for a private Redis"
+        )
+    say(f"Redis: using the empty database {shown(url)}")
+    stack.wrote_to_redis_url = True
+    return url
 
 
 def s3_client(endpoint_url: str, env: dict[str, str]) -> S3Client:
@@ -540,28 +551,11 @@ def report(results: list[Verified]) -> str:
     return table(rows)
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, so `finally` blocks stop what was started."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous: Callable[[int, FrameType | None], Any] | int | None
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def start_stack(stack: Stack) -> tuple[StackEnv, str, Redis, SimulatorClient]:
     """Redis, SeaweedFS, the simulator, web and worker; each stopped when `stack.exits` closes."""
     redis_url = choose_redis(stack)
     redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
     stack.exits.callback(redis.close)
-    # Flushed at the start, not the end: what a failed run left is there to inspect.
-    redis.flushdb()
 
     say(f"SeaweedFS: starting `weed mini` with bucket {BUCKET}")
     seaweed = SeaweedFS(stack.workdir / "seaweedfs", buckets=(BUCKET,))
@@ -663,15 +657,46 @@ def run(stack: Stack) -> bool:
     return True
 
 
-def main() -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line: --help, and where the demo may write."""
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="use this Redis database (redis://host:port/N) instead of a private redis-server; "
+        "it must hold no key, and is emptied again after a successful run",
+    )
+    args = parser.parse_args(argv)
+    if args.redis_url is not None:
+        try:
+            redis_url(args.redis_url)
+        except ValueError as exc:
+            parser.error(f"--redis-url: {exc}")
+    return args
+
+
+def empty_again(stack: Stack) -> None:
+    """After a successful run, empty the database given with --redis-url: it was empty."""
+    if stack.redis_url is None:
+        return
+    with contextlib.closing(Redis.from_url(stack.redis_url, socket_connect_timeout=2)) as client:
+        client.flushdb()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; 0 when every check passed."""
+    args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="wa-demo-"))
     ok = False
     interrupted = False
-    stack = Stack(workdir, contextlib.ExitStack())
+    stack = Stack(workdir, contextlib.ExitStack(), redis_url=args.redis_url)
     # Registered first, so it runs last, after every Service was stopped the normal way.
     try:
-        with sigterm_as_interrupt(), stack.exits:
+        with stop_signals(signal.SIGINT, signal.SIGTERM), stack.exits:
             ok = run(stack)
     except KeyboardInterrupt:
         interrupted = True
@@ -679,13 +704,21 @@ def main() -> int:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
     if interrupted:
         print("\nInterrupted: everything the demo started is stopped.", file=sys.stderr)
+        if stack.redis_url is not None and stack.wrote_to_redis_url:
+            print(f"What it wrote is left in {shown(stack.redis_url)}.", file=sys.stderr)
         shutil.rmtree(workdir, ignore_errors=True)
         return 130
     if ok:
         shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            empty_again(stack)
+        except (RedisError, OSError) as exc:
+            print(f"could not empty {shown(stack.redis_url or '')}: {exc}", file=sys.stderr)
         return 0
     print(f"\n{stack.log_tails()}", file=sys.stderr)
     print(f"\nDEMO FAILED; logs and data are kept in {workdir}", file=sys.stderr)
+    if stack.redis_url is not None and stack.wrote_to_redis_url:
+        print(f"and what it wrote in {shown(stack.redis_url)}", file=sys.stderr)
     return 1
 
 

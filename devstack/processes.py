@@ -8,12 +8,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from types import FrameType
+from typing import IO, Any, TypeVar
 
-__all__ = ["Service", "free_port", "port_open", "wait_for"]
+__all__ = ["Service", "free_port", "port_open", "stop_signals", "stop_started", "wait_for"]
 
 T = TypeVar("T")
 
@@ -54,6 +55,67 @@ def wait_for(
 
 
 @dataclass
+class _Spawning:
+    """Whether a Service is being started, and a stop signal that waits for it to be."""
+
+    depth: int = 0
+    pending: bool = False
+
+
+_SPAWNING = _Spawning()
+_STARTED: list[Service] = []
+"""Every Service started and not stopped yet, for `stop_started`."""
+
+
+@contextlib.contextmanager
+def _spawning() -> Iterator[None]:
+    """Hold back a stop signal until the process being started is known (see stop_signals)."""
+    _SPAWNING.depth += 1
+    try:
+        yield
+    finally:
+        _SPAWNING.depth -= 1
+    if _SPAWNING.depth == 0 and _SPAWNING.pending:
+        _SPAWNING.pending = False
+        raise KeyboardInterrupt
+
+
+def stop_started() -> None:
+    """Stop every Service this process started and has not stopped, newest first."""
+    for service in reversed(list(_STARTED)):
+        service.stop()
+
+
+@contextlib.contextmanager
+def stop_signals(*signals: signal.Signals) -> Iterator[None]:
+    """Turn the first of `signals` into KeyboardInterrupt (as Ctrl-C), then ignore them all
+    until the block ends, so that the `finally` and `with` blocks stopping what was started
+    run to their end however often the user presses Ctrl-C.
+
+    A signal that comes while a Service is being started is raised once its process is
+    known, so that `stop_started` stops it even if its starter never learnt of it.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        if _SPAWNING.depth:
+            _SPAWNING.pending = True
+            return
+        raise KeyboardInterrupt
+
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
+    for sig in signals:
+        previous[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, left as it is
+                signal.signal(sig, handler)
+
+
+@dataclass
 class Service:
     """A long-running child process in its own process group, logging to a file."""
 
@@ -69,14 +131,16 @@ class Service:
         """Launch the process."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - argv is built by the project
-            list(self.argv),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            cwd=self.cwd,
-            start_new_session=True,
-        )
+        with _spawning():
+            self.process = subprocess.Popen(  # noqa: S603 - argv is built by the project
+                list(self.argv),
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+            _STARTED.append(self)
         return self
 
     @property
@@ -117,6 +181,10 @@ class Service:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         self._close_log()
+        self._forget()
+
+    def _forget(self) -> None:
+        _STARTED[:] = [service for service in _STARTED if service is not self]
 
     def _close_log(self) -> None:
         if self._log is not None:
@@ -129,3 +197,4 @@ class Service:
         if self.process is not None:
             self.process.wait(timeout=10)
         self._close_log()
+        self._forget()

@@ -46,11 +46,17 @@ class SeaweedFS:
     buckets: tuple[str, ...] = ()
     s3_port: int = field(default_factory=free_port)
     service: Service | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    """Every port of the running `weed mini`, by its option's name (`filer.port`, ...)."""
 
     @property
     def endpoint_url(self) -> str:
         """The S3 endpoint for boto3."""
         return f"http://127.0.0.1:{self.s3_port}"
+
+    def browse_url(self, bucket: str) -> str:
+        """Where the filer lists a bucket's objects over HTTP (directories as web pages)."""
+        return f"http://127.0.0.1:{self.ports['filer.port']}/buckets/{bucket}/"
 
     def argv(self) -> list[str]:
         """The command line; every port is chosen free so several can run side by side."""
@@ -79,6 +85,7 @@ class SeaweedFS:
             "-s3.port.lance=0",
             *(f"-{name}={port}" for name, port in ports.items()),
         ]
+        self.ports = ports
         return argv
 
     def client(self) -> S3Client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,16 @@ from devstack.processes import Service, free_port, wait_for
 from devstack.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS
 from graphsim import Simulator
 
-__all__ = ["StackEnv", "start_beat", "start_web", "start_worker"]
+__all__ = [
+    "StackEnv",
+    "beat_started",
+    "start_beat",
+    "start_service",
+    "start_web",
+    "start_worker",
+    "web_healthy",
+    "worker_ready",
+]
 
 _BIN = Path(sys.executable).parent
 
@@ -55,9 +65,9 @@ class StackEnv:
         }
         return cls(**{**settings, **overrides})
 
-    def environ(self) -> dict[str, str]:
-        """os.environ plus this deployment's variables."""
-        env = dict(os.environ)
+    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """`base` (os.environ unless given) plus this deployment's variables."""
+        env = dict(os.environ if base is None else base)
         env.update(
             {
                 "REDIS_URL": self.redis_url,
@@ -82,6 +92,58 @@ class StackEnv:
         return env
 
 
+def start_service(
+    name: str,
+    argv: Sequence[str],
+    log_path: Path,
+    environ: dict[str, str],
+    ready: Callable[[Service], bool],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+) -> Service:
+    """Start a process and wait until `ready(service)`; stopped again if it does not get there.
+
+    RuntimeError with the end of its log when it exits first; TimeoutError after `timeout`.
+    """
+    service = Service(name, argv, log_path, env=environ, cwd=cwd).start()
+
+    def check() -> bool:
+        if not service.alive():
+            raise RuntimeError(f"{name} exited:\n{service.log_text()[-3000:]}")
+        return ready(service)
+
+    try:
+        wait_for(check, timeout=timeout, interval=0.1, what=f"{name} ready")
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def web_healthy(url: str) -> Callable[[Service], bool]:
+    """Ready once `web` at `url` answers /healthz."""
+
+    def healthy(_: Service) -> bool:
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    return healthy
+
+
+def worker_ready(service: Service) -> bool:
+    """Ready once the worker logged that it is."""
+    return " ready." in service.log_text()
+
+
+def beat_started(service: Service) -> bool:
+    """Started once beat logged its start or its scheduler."""
+    text = service.log_text()
+    return "beat: Starting" in text or "Scheduler" in text
+
+
 def start_web(
     env: StackEnv, log_dir: Path, *, port: int | None = None, cwd: Path | None = None
 ) -> tuple[Service, str]:
@@ -101,22 +163,9 @@ def start_web(
     # Each process keeps its metric files in a subdirectory of its own under this one, left
     # with the logs should it be killed.
     environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
-    service = Service("web", argv, log_dir / f"web-{port}.log", env=environ, cwd=cwd).start()
     url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if not service.alive():
-            raise RuntimeError(f"web exited:\n{service.log_text()[-3000:]}")
-        try:
-            return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(healthy, timeout=30, what="web /healthz")
-    except BaseException:
-        service.stop()
-        raise
+    log_path = log_dir / f"web-{port}.log"
+    service = start_service("web", argv, log_path, environ, web_healthy(url), timeout=30, cwd=cwd)
     return service, url
 
 
@@ -150,19 +199,8 @@ def start_worker(
     environ = env.environ()
     environ["WORKER_METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)
     environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")
-    service = Service("worker", argv, log_dir / f"worker-{name}.log", env=environ, cwd=cwd).start()
-
-    def ready() -> bool:
-        if not service.alive():
-            raise RuntimeError(f"worker exited:\n{service.log_text()[-3000:]}")
-        return " ready." in service.log_text()
-
-    try:
-        wait_for(ready, timeout=60, interval=0.1, what=f"worker {name} ready")
-    except BaseException:
-        service.stop()
-        raise
-    return service
+    log_path = log_dir / f"worker-{name}.log"
+    return start_service("worker", argv, log_path, environ, worker_ready, timeout=60, cwd=cwd)
 
 
 def start_beat(env: StackEnv, log_dir: Path) -> Service:
@@ -175,16 +213,6 @@ def start_beat(env: StackEnv, log_dir: Path) -> Service:
         "--loglevel", "INFO",
         "--schedule", str(log_dir / "celerybeat-schedule"),
     ]  # fmt: skip
-    service = Service("beat", argv, log_dir / "beat.log", env=env.environ()).start()
-
-    def started() -> bool:
-        if not service.alive():
-            raise RuntimeError(f"beat exited:\n{service.log_text()[-3000:]}")
-        return "beat: Starting" in service.log_text() or "Scheduler" in service.log_text()
-
-    try:
-        wait_for(started, timeout=30, interval=0.1, what="beat started")
-    except BaseException:
-        service.stop()
-        raise
-    return service
+    return start_service(
+        "beat", argv, log_dir / "beat.log", env.environ(), beat_started, timeout=30
+    )

@@ -61,6 +61,11 @@ def state_metrics(snapshot: Snapshot) -> list[Metric]:
             "1 while calls to Meta are paused because a token was rejected, else 0.",
             1 if snapshot.paused_credentials else 0,
         ),
+        GaugeMetricFamily(
+            "wa_sweep_last_success_timestamp_seconds",
+            "When the last sweep completed, as a Unix time (0: none in the last day).",
+            snapshot.sweep_last or 0.0,
+        ),
     ]
 
 

@@ -29,6 +29,11 @@ class Finding:
     sidecar_key: str
     problem: str
 
+    @property
+    def object_key(self) -> str:
+        """The archived object the sidecar describes (its key without `.json`)."""
+        return self.sidecar_key.removesuffix(SIDECAR_SUFFIX)
+
 
 def compare(sidecar: Any, digest_hex: str | None, size: int | None) -> str | None:
     """Why an object of this digest and size does not match its sidecar, or None (pure)."""

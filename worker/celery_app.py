@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
@@ -27,6 +29,7 @@ __all__ = [
     "TASK_TIME_LIMIT",
     "VISIBILITY_TIMEOUT",
     "app",
+    "beat_schedule_file",
     "make_celery",
 ]
 
@@ -55,6 +58,15 @@ VISIBILITY_TIMEOUT = 60 * 60
 MAX_COUNTDOWN = 30 * 60
 
 
+def beat_schedule_file(environ: Mapping[str, str]) -> str:
+    """Where beat keeps its schedule file (a shelve database, at most a few KB): the path in
+    BEAT_SCHEDULE_FILE, else `wa-media-celerybeat-schedule` in the temporary directory (TMPDIR,
+    or /tmp), never the working directory. Losing it only makes beat send the next sweep at
+    once."""
+    configured = environ.get("BEAT_SCHEDULE_FILE", "").strip()
+    return configured or os.path.join(tempfile.gettempdir(), "wa-media-celerybeat-schedule")
+
+
 def make_celery(broker_url: str) -> Celery:
     """A Celery app on `broker_url` with the service's queues and delivery guarantees."""
     app = Celery("worker", broker=broker_url, include=["worker.tasks"])
@@ -81,6 +93,8 @@ def make_celery(broker_url: str) -> Celery:
             REPLY_TASK: {"queue": REPLIES_QUEUE},
             SWEEP_TASK: {"queue": REPLIES_QUEUE},
         },
+        # `celery beat` without --schedule (the Procfile's line) reads it here.
+        beat_schedule_filename=beat_schedule_file(os.environ),
         beat_schedule={
             "sweep": {
                 "task": SWEEP_TASK,

@@ -25,6 +25,8 @@ from worker.errors import BusyError, RedisUnavailable
 from worker.jobs import MediaJob, ReplyJob
 
 __all__ = [
+    "ARCHIVED_KEPT_SECONDS",
+    "ARCHIVED_KEY",
     "FAILED_KEY",
     "LEASE_TTL",
     "PENDING_KEY",
@@ -32,6 +34,8 @@ __all__ = [
     "REPLIES_PENDING_KEY",
     "SKIPPED_KEPT",
     "SKIPPED_KEY",
+    "SWEEP_LAST_KEY",
+    "SWEEP_LAST_TTL",
     "Attempt",
     "MediaStateStore",
     "ReplyClaim",
@@ -92,6 +96,13 @@ return 0
 
 PENDING_KEY = "wa:pending"
 FAILED_KEY = "wa:failed"
+# Media archived in the last day, scored by when: `wa-media status` counts them (ZCOUNT).
+ARCHIVED_KEY = "wa:archived"
+ARCHIVED_KEPT_SECONDS = 24 * 3600
+# When the last sweep completed (a Unix time), written by each sweep that did: `web` serves it
+# as wa_sweep_last_success_timestamp_seconds. Gone after a day without sweeps (read as 0).
+SWEEP_LAST_KEY = "wa:sweep:last"
+SWEEP_LAST_TTL = 24 * 3600
 REPLIES_PENDING_KEY = "wa:replies:pending"
 SKIPPED_KEY = "wa:skipped"
 # The newest skipped messages kept for `wa-media skipped`; older ones are trimmed.
@@ -153,9 +164,10 @@ class Attempt:
 
 @dataclass
 class MediaStateStore:
-    """`wa:media:{media_id}` records and their leases, plus two indexes the sweep and the CLI
-    read: `wa:pending` (media not settled yet, scored by when to look at them again) and
-    `wa:failed` (scored by when they failed)."""
+    """`wa:media:{media_id}` records and their leases, plus indexes the sweep and the CLI
+    read: `wa:pending` (media not settled yet, scored by when to look at them again),
+    `wa:failed` (scored by when they failed) and `wa:archived` (the last day's, scored by when
+    they were archived)."""
 
     redis: Redis
     stall_after: float = 600.0
@@ -183,6 +195,7 @@ class MediaStateStore:
         incr: tuple[str, ...] = (),
         pending_at: float | None = None,
         failed: bool = False,
+        archived: bool = False,
     ) -> None:
         key = _media_key(media_id)
         now = time.time()
@@ -203,6 +216,10 @@ class MediaStateStore:
                 pipe.expire(FAILED_KEY, RECORD_TTL)
             else:
                 pipe.zrem(FAILED_KEY, media_id)
+            if archived:
+                pipe.zadd(ARCHIVED_KEY, {media_id: now})
+                pipe.zremrangebyscore(ARCHIVED_KEY, "-inf", now - ARCHIVED_KEPT_SECONDS)
+                pipe.expire(ARCHIVED_KEY, ARCHIVED_KEPT_SECONDS)
             pipe.execute()
 
     def admit(self, job: MediaJob) -> bool:
@@ -250,7 +267,9 @@ class MediaStateStore:
 
     def mark_archived(self, media_id: str, object_key: str) -> None:
         """The object and its sidecar are committed."""
-        self._write(media_id, {"state": "archived", "key": object_key, "last_error": ""})
+        self._write(
+            media_id, {"state": "archived", "key": object_key, "last_error": ""}, archived=True
+        )
 
     def mark_failed(self, media_id: str, reason: str) -> None:
         """Given up: `reason` says why, for an operator."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -11,9 +12,23 @@ from worker.celery_app import MEDIA_QUEUE, REPLIES_QUEUE
 from worker.gate import PAUSED_KEY
 from worker.jobs import MediaJob
 from worker.policy import media_deadline
-from worker.state import FAILED_KEY, PENDING_KEY, RECORD_TTL
+from worker.state import (
+    ARCHIVED_KEPT_SECONDS,
+    ARCHIVED_KEY,
+    FAILED_KEY,
+    PENDING_KEY,
+    RECORD_TTL,
+    SWEEP_LAST_KEY,
+)
 
-__all__ = ["PendingMedia", "Snapshot", "queue_keys", "read_snapshot"]
+__all__ = [
+    "ArchivedCounts",
+    "PendingMedia",
+    "Snapshot",
+    "archived_counts",
+    "queue_keys",
+    "read_snapshot",
+]
 
 # kombu's Redis transport keeps one list per priority step; the step 0 list has the bare name.
 _PRIORITY_STEPS = (0, 3, 6, 9)
@@ -59,6 +74,8 @@ class Snapshot:
     """Pending media, nearest their deadline first (the first is the oldest pending)."""
     sampled: int = 0
     """How many pending records were read to find `nearest` and `by_state`."""
+    sweep_last: float | None = None
+    """When the last sweep completed (Unix time); None when none did in the last day."""
 
     @property
     def oldest(self) -> PendingMedia | None:
@@ -100,6 +117,7 @@ def read_snapshot(
         for queue in (MEDIA_QUEUE, REPLIES_QUEUE):
             for key in queue_keys(queue):
                 pipe.llen(key)
+        pipe.get(SWEEP_LAST_KEY)
         pipe.zcount(PAUSED_KEY, now, "+inf")
         pipe.zrange(PENDING_KEY, 0, sample - 1)
         results = pipe.execute()
@@ -124,4 +142,36 @@ def read_snapshot(
         paused_credentials=int(results[-2]),
         nearest=media[:nearest],
         sampled=len(members),
+        sweep_last=_unix_time(results[-3]),
     )
+
+
+def _unix_time(value: bytes | str | None) -> float | None:
+    """A stored Unix time, or None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        moment = float(_text(value))
+    except ValueError:
+        return None
+    return moment if math.isfinite(moment) and moment > 0 else None
+
+
+@dataclass(frozen=True)
+class ArchivedCounts:
+    """Media archived in the last hour and the last day, as of `taken_at`."""
+
+    taken_at: float
+    last_hour: int
+    last_day: int
+
+
+def archived_counts(redis: Redis, *, now: float | None = None) -> ArchivedCounts:
+    """Count the media archived in the last hour and day (`wa:archived`); RedisError when
+    Redis fails."""
+    now = time.time() if now is None else now
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(ARCHIVED_KEY, now - 3600, "+inf")
+        pipe.zcount(ARCHIVED_KEY, now - ARCHIVED_KEPT_SECONDS, "+inf")
+        hour, day = pipe.execute()
+    return ArchivedCounts(now, int(hour), int(day))

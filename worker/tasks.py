@@ -61,7 +61,7 @@ from worker.metrics import (
 )
 from worker.reasons import reason_of
 from worker.replies import Replier
-from worker.state import MediaStateStore, ReplyLedger
+from worker.state import SWEEP_LAST_KEY, SWEEP_LAST_TTL, MediaStateStore, ReplyLedger
 from worker.storage import PARTS_IN_FLIGHT, make_s3_client
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
@@ -450,7 +450,10 @@ def sweep() -> dict[str, int]:
                         reason="lease expired" if current == "archiving" else "queued too long",
                     )
             _sweep_replies(svc, now, counts)
-            svc.redis.delete("wa:sweep-lock")
+            with svc.redis.pipeline(transaction=False) as pipe:
+                pipe.set(SWEEP_LAST_KEY, f"{time.time():.3f}", ex=SWEEP_LAST_TTL)
+                pipe.delete("wa:sweep-lock")
+                pipe.execute()
         except (StorageError, RedisError, OSError, KombuError) as exc:
             count_task("sweep", "failed", reason_of(exc))
             log.warning("sweep_failed", reason=str(exc), reason_label=reason_of(exc))

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
 from devstack.processes import free_port, wait_for
 from tests.e2e.conftest import BUCKET, Stack
 from worker.cli import main
+
+
+def sidecars(stack: Stack) -> list[str]:
+    """Every sidecar in the bucket."""
+    pages = stack.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+    return [o["Key"] for p in pages for o in p.get("Contents", []) if o["Key"].endswith(".json")]
 
 
 def run(stack: Stack, *args: str) -> Result:
@@ -24,7 +33,15 @@ def test_verify_passes_on_archived_objects_and_catches_a_corrupted_one(stack: St
 
     clean = run(stack, "verify", "--bucket", BUCKET)
     assert clean.exit_code == 0, clean.output
-    assert " 0 mismatched" in clean.stdout
+    # Objects are counted, not files: each object once, with the sidecar beside it.
+    summary = re.fullmatch(
+        r"(\d+) objects checked against their sidecars: (\d+) verified, 0 mismatched",
+        clean.stdout.strip(),
+    )
+    assert summary, clean.stdout
+    checked = int(summary.group(1))
+    assert checked == int(summary.group(2)) == len(sidecars(stack))
+    assert checked >= len(items)
 
     # Flip one object's bytes behind the archive's back.
     data = bytearray(stack.object_bytes(items[0].key))
@@ -34,8 +51,17 @@ def test_verify_passes_on_archived_objects_and_catches_a_corrupted_one(stack: St
 
     dirty = run(stack, "verify", "--bucket", BUCKET)
     assert dirty.exit_code == 1
-    assert f"MISMATCH s3://{BUCKET}/{items[0].key}.json: sha256" in dirty.stdout
-    assert f"MISMATCH s3://{BUCKET}/{items[1].key}.json: object is missing" in dirty.stdout
+    # Each line names the object that failed, then the sidecar it was checked against.
+    assert (
+        f"MISMATCH s3://{BUCKET}/{items[0].key}: sha256 of the object differs from the "
+        f"sidecar's (sidecar {items[0].key}.json)\n"
+    ) in dirty.stdout
+    assert (
+        f"MISMATCH s3://{BUCKET}/{items[1].key}: object is missing (sidecar {items[1].key}.json)\n"
+    ) in dirty.stdout
+    assert (
+        f"{checked} objects checked against their sidecars: {checked - 2} verified, 2 mismatched"
+    ) in dirty.stdout
     # Leave the bucket clean for the other tests' verify runs.
     stack.s3.delete_object(Bucket=BUCKET, Key=items[0].key + ".json")
     stack.s3.delete_object(Bucket=BUCKET, Key=items[1].key + ".json")
@@ -98,6 +124,26 @@ def test_simulate_announces_a_real_media_that_gets_archived(stack: Stack) -> Non
     assert result.exit_code == 0, result.output
     archived = stack.wait_state(record.id, "archived")
     assert hashlib.sha256(stack.object_bytes(archived["key"])).hexdigest() == record.sha256
+
+
+def test_simulate_uploads_a_file_that_gets_archived_byte_for_byte(
+    stack: Stack, tmp_path: Path
+) -> None:
+    data = b"%PDF-1.7\n" + os.urandom(60_000)
+    report = tmp_path / "Delivery note 7.pdf"
+    report.write_bytes(data)
+    result = run(stack, "simulate", stack.web, "--file", str(report))
+    assert result.exit_code == 0, result.output
+    (media_id,) = re.findall(r"uploaded Delivery note 7\.pdf as media (\S+)", result.stderr)
+    archived = stack.wait_state(media_id, "archived")
+    assert stack.object_bytes(archived["key"]) == data
+    sidecar = stack.sidecar(archived["key"])
+    assert sidecar is not None
+    assert sidecar["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (sidecar["type"], sidecar["mime_type"]) == ("document", "application/pdf")
+    assert sidecar["filename"] == "Delivery note 7.pdf"
+    # The webhook announced the file's digest: nothing was archived unverified.
+    assert sidecar["anomalies"] == []
 
 
 def test_skipped_lists_what_looked_like_media_with_its_reason(stack: Stack) -> None:

@@ -44,6 +44,7 @@ def test_state_gauges_from_a_snapshot() -> None:
         queues={"media": 5, "replies": 1},
         paused_credentials=1,
         nearest=[oldest, PendingMedia("m2", "queued", int(NOW) - 60)],
+        sweep_last=NOW - 12.5,
     )
     values = _scrape(snapshot)
     assert values == {
@@ -54,6 +55,7 @@ def test_state_gauges_from_a_snapshot() -> None:
         ("wa_oldest_pending_age_seconds", ()): 3600,
         ("wa_nearest_deadline_seconds", ()): MEDIA_LIFETIME - 3600,
         ("wa_calls_paused", ()): 1,
+        ("wa_sweep_last_success_timestamp_seconds", ()): NOW - 12.5,
     }
 
 
@@ -70,6 +72,8 @@ def test_state_gauges_with_nothing_pending() -> None:
     assert values[("wa_oldest_pending_age_seconds", ())] == 0
     assert math.isinf(values[("wa_nearest_deadline_seconds", ())])
     assert values[("wa_calls_paused", ())] == 0
+    # No sweep recorded (none in the last day): 0, so that WaMediaSweepStalled sees it.
+    assert values[("wa_sweep_last_success_timestamp_seconds", ())] == 0
 
 
 def test_a_media_past_its_deadline_has_negative_seconds_left() -> None:

@@ -8,10 +8,11 @@ import pytest
 
 from worker.audit import compare
 from worker.cli.status import render
-from worker.stats import PendingMedia, Snapshot, queue_keys
+from worker.stats import ArchivedCounts, PendingMedia, Snapshot, queue_keys
 
 DIGEST = hashlib.sha256(b"x").hexdigest()
 NOW = 1_800_000_000.0
+NONE_ARCHIVED = ArchivedCounts(NOW, 0, 0)
 
 
 def test_queue_keys_cover_every_priority_step() -> None:
@@ -49,8 +50,12 @@ def test_render_names_the_oldest_and_its_deadline() -> None:
         paused_credentials=0,
         nearest=[PendingMedia("m1", "queued", sent), PendingMedia("m2", "archiving", sent + 60)],
         sampled=2,
+        sweep_last=NOW - 125,
     )
-    text = render(snapshot)
+    text = render(snapshot, ArchivedCounts(NOW, 12, 340))
+    assert "archived last hour        12" in text
+    assert "archived last day        340" in text
+    assert "last sweep          2m 5s ago" in text
     assert "media pending              3  (archiving 1, queued 1)" in text
     assert "oldest pending      m1" in text
     assert "deadline in 5d 23h" in text
@@ -60,9 +65,12 @@ def test_render_names_the_oldest_and_its_deadline() -> None:
 def test_render_overdue_and_empty() -> None:
     late = PendingMedia("m", "queued", int(NOW) - 8 * 86_400)
     snapshot = Snapshot(NOW, 1, 0, {"queued": 1}, {"media": 0, "replies": 0}, 1, [late], 1)
-    assert "overdue 1d 0h" in render(snapshot)
+    assert "overdue 1d 0h" in render(snapshot, NONE_ARCHIVED)
     empty = Snapshot(NOW, 0, 0, {}, {"media": 0, "replies": 0}, 0)
-    assert "oldest pending             -" in render(empty)
+    text = render(empty, NONE_ARCHIVED)
+    assert "oldest pending             -" in text
+    assert "archived last hour         0" in text
+    assert "last sweep          none in the last day" in text
 
 
 @pytest.mark.parametrize("schema", [1, 2])

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from worker.cli import media, records, simulate, status, verify
+from worker.cli.common import read_env_file
+from worker.env import ConfigError
 
 __all__ = ["main"]
 
 
 @click.group()
-def main() -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read variables from this file of NAME=value lines first; they take precedence "
+    "over the environment (e.g. .run/run.env, written by `make run`).",
+)
+def main(env_file: Path | None) -> None:
     """Operate the WhatsApp media archive and use the providers' media API.
 
     Reads the worker's variables: REDIS_URL, the account settings (WHATSAPP_ACCOUNTS_FILE or
-    the single-account variables) and the S3 ones where a command needs them.
+    the single-account variables) and the S3 ones where a command needs them; from the
+    environment, or from --env-file.
     """
+    if env_file is not None:
+        try:
+            os.environ.update(read_env_file(env_file))
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
 
 
 for command in (

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 from redis import Redis
@@ -27,12 +29,38 @@ __all__ = [
     "phone_number_option",
     "progress_bar",
     "provider_for",
+    "read_env_file",
     "state_store",
     "when",
 ]
 
 EXIT_FAILED = 1
 EXIT_UNAVAILABLE = 3
+
+_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a file of `NAME=value` lines (blank lines and `#` comments skipped;
+    `export ` before a name and quotes around a value, single or double, are dropped; nothing
+    is expanded). ConfigError names the line that is not such a line, never its content."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({type(exc).__name__})") from None
+    variables: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _ENV_LINE.fullmatch(line)
+        if match is None:
+            raise ConfigError(f"{path} line {number}: expected NAME=value")
+        name, value = match.group(1), match.group(2)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        variables[name] = value
+    return variables
 
 
 def state_store() -> tuple[MediaStateStore, str]:

@@ -7,13 +7,24 @@ import hashlib
 import os
 import secrets
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 import requests
 
 from graphsim import webhooks
-from worker.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE
+from worker.cli.common import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    api_errors,
+    progress_bar,
+    provider_for,
+)
+from worker.layout import base_mime_type
+from worker.mediatypes import OGG_OPUS, UPLOAD_TYPES, guess_mime_type
+from worker.provider import Provider
 
 __all__ = ["simulate"]
 
@@ -26,6 +37,49 @@ _MIME = {
     "document": "application/pdf",
     "sticker": "image/webp",
 }
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file to upload before each message announces it: its type and digest."""
+
+    path: Path
+    mime_type: str
+    sha256_b64: str
+
+    @classmethod
+    def read(cls, path: Path, mime_type: str | None) -> Upload:
+        """The file's MIME type (given, or from its extension) and its SHA-256."""
+        mime_type = mime_type or guess_mime_type(path)
+        if mime_type is None:
+            raise click.UsageError(f"cannot tell the type of {path.name}: pass --type")
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            while chunk := stream.read(1024 * 1024):
+                digest.update(chunk)
+        return cls(path, mime_type, base64.b64encode(digest.digest()).decode())
+
+    def kind(self) -> str:
+        """The message type a customer's app would send this file as."""
+        category = UPLOAD_TYPES.get(base_mime_type(self.mime_type), "document")
+        if category == "audio" and self.mime_type == OGG_OPUS:
+            return "voice"
+        return category
+
+
+def file_message(
+    kind: str, upload: Upload, media_id: str, sender: str, timestamp: int | None = None
+) -> dict[str, Any]:
+    """A message announcing an uploaded file with its real type and digest (pure)."""
+    return webhooks.media_message(
+        kind,  # type: ignore[arg-type]  # one of MEDIA_KINDS
+        media_id,
+        sha256_b64=upload.sha256_b64,
+        mime_type=upload.mime_type,
+        sender=sender,
+        timestamp=timestamp,
+        filename=upload.path.name if kind == "document" else None,
+    )
 
 
 def sample_message(kind: str, media_id: str | None, sender: str) -> dict[str, Any]:
@@ -60,25 +114,38 @@ def _payload(messages: list[dict[str, Any]], phone_number_id: str, onprem: bool)
 @click.option(
     "--kind",
     type=click.Choice(KINDS),
-    default="text",
-    show_default=True,
-    help="Message type; media ids are made up unless --media-id is given, so the "
-    "worker records those media as failed.",
+    help="Message type (default: text, or with --file the type its MIME type makes it); "
+    "media ids are made up unless --media-id or --file is given, so the worker records "
+    "those media as failed.",
 )
 @click.option("--count", default=1, show_default=True, help="How many webhooks to send.")
 @click.option("--messages", default=1, show_default=True, help="Messages in each webhook.")
 @click.option("--media-id", help="A real media id to announce (with a media --kind).")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Upload this file through the media API (the configured provider, or the "
+    "simulator) for each message, which announces it with its real MIME type and SHA-256.",
+)
+@click.option("--type", "mime_type", help="The --file's MIME type (default: from its extension).")
 @click.option("--phone-number-id", default=webhooks.DEFAULT_PHONE_NUMBER_ID, show_default=True)
 @click.option("--sender", default=webhooks.DEFAULT_SENDER, show_default=True)
 @click.option("--token", help="Post to /webhook/<token> (360dialog, On-Premises), unsigned.")
 @click.option("--onprem", is_flag=True, help="Send On-Premises payloads (with --token).")
-@click.option("--secret", help="App secret to sign with (default: WHATSAPP_APP_SECRET).")
+@click.option(
+    "--secret",
+    help="App secret to sign with (default: WHATSAPP_APP_SECRET, which keeps it off the "
+    "command line: set it, or give --env-file to wa-media).",
+)
 def simulate(
     url: str,
-    kind: str,
+    kind: str | None,
     count: int,
     messages: int,
     media_id: str | None,
+    file: Path | None,
+    mime_type: str | None,
     phone_number_id: str,
     sender: str,
     token: str | None,
@@ -87,7 +154,8 @@ def simulate(
 ) -> None:
     """Send signed sample webhooks to the deployment at URL (its base, e.g. https://host).
 
-    Exits 1 when any webhook is not answered 200, 3 when the deployment cannot be reached.
+    Exits 1 when any webhook is not answered 200 or the upload of --file is refused, 3 when
+    the deployment or the provider cannot be reached.
     """
     if onprem and not token:
         raise click.UsageError("--onprem payloads go to /webhook/<token>: pass --token")
@@ -96,11 +164,29 @@ def simulate(
         secret = secret or configured
         if not secret:
             raise click.UsageError("pass --secret or set WHATSAPP_APP_SECRET (or use --token)")
+    upload = None
+    if file is not None:
+        if media_id is not None:
+            raise click.UsageError("give --file or --media-id, not both")
+        upload = Upload.read(file, mime_type)
+        kind = kind or upload.kind()
+        if kind not in webhooks.MEDIA_KINDS:
+            raise click.UsageError(f"--file is announced by a media message, not --kind {kind}")
+        provider, number = provider_for(phone_number_id)
+    elif mime_type is not None:
+        raise click.UsageError("--type goes with --file")
+    kind = kind or "text"
     endpoint = url.rstrip("/") + ("/webhook" if token is None else f"/webhook/{token}")
     answers: dict[int, int] = {}
     with requests.Session() as session:
         for _ in range(count):
-            batch = [sample_message(kind, media_id, sender) for _ in range(messages)]
+            if upload is None:
+                batch = [sample_message(kind, media_id, sender) for _ in range(messages)]
+            else:
+                batch = [
+                    file_message(kind, upload, _upload(provider, number, upload), sender)
+                    for _ in range(messages)
+                ]
             body = _payload(batch, phone_number_id, onprem)
             headers = {"Content-Type": "application/json"}
             if secret is not None and token is None:
@@ -112,6 +198,18 @@ def simulate(
                 sys.exit(EXIT_UNAVAILABLE)
             answers[answer.status_code] = answers.get(answer.status_code, 0) + 1
     summary = ", ".join(f"{n} x HTTP {status}" for status, n in sorted(answers.items()))
-    click.echo(f"sent {count} webhook(s) of {messages} {kind} message(s): {summary}")
+    what = f"{kind} message(s)"
+    if upload is not None:
+        what += f" of {upload.path.name} ({upload.mime_type}, sha256 {upload.sha256_b64})"
+    click.echo(f"sent {count} webhook(s) of {messages} {what}: {summary}")
     if set(answers) != {200}:
         sys.exit(EXIT_FAILED)
+
+
+def _upload(provider: Provider, number: str | None, upload: Upload) -> str:
+    """Upload the file as a new media of the account serving `number`; its id."""
+    size = upload.path.stat().st_size
+    with api_errors(), progress_bar("uploading", size) as progress:
+        media_id = provider.upload(upload.path, upload.mime_type, number, progress)
+    click.echo(f"uploaded {upload.path.name} as media {media_id}", err=True)
+    return media_id

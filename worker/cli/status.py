@@ -1,4 +1,5 @@
-"""`wa-media status`: counts by state, queue depths and the media nearest their deadline."""
+"""`wa-media status`: counts by state, what was archived lately, queue depths, the last sweep
+and the media nearest their deadline."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import click
 from redis.exceptions import RedisError
 
 from worker.cli.common import EXIT_UNAVAILABLE, state_store, when
-from worker.stats import Snapshot, read_snapshot
+from worker.stats import ArchivedCounts, Snapshot, archived_counts, read_snapshot
 
 __all__ = ["status"]
 
@@ -29,14 +30,23 @@ def _span(seconds: float) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
-def render(snapshot: Snapshot) -> str:
-    """The snapshot as a short report for a terminal."""
+def _last_sweep(snapshot: Snapshot) -> str:
+    if snapshot.sweep_last is None:
+        return "none in the last day"
+    return f"{_span(max(0.0, snapshot.taken_at - snapshot.sweep_last))} ago"
+
+
+def render(snapshot: Snapshot, archived: ArchivedCounts) -> str:
+    """The snapshot and the archived counts as a short report for a terminal."""
     states = ", ".join(f"{name} {count}" for name, count in sorted(snapshot.by_state.items()))
     lines = [
+        f"archived last hour  {archived.last_hour:>8}",
+        f"archived last day   {archived.last_day:>8}",
         f"media pending       {snapshot.pending:>8}" + (f"  ({states})" if states else ""),
         f"media failed        {snapshot.failed:>8}",
         *(f"queue {name:<13} {depth:>8}" for name, depth in snapshot.queues.items()),
         f"paused credentials  {snapshot.paused_credentials:>8}",
+        f"last sweep          {_last_sweep(snapshot)}",
     ]
     oldest = snapshot.oldest
     if oldest is None:
@@ -63,16 +73,19 @@ def render(snapshot: Snapshot) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON.")
 @click.option("--nearest", default=10, show_default=True, help="List this many pending media.")
 def status(as_json: bool, nearest: int) -> None:
-    """Counts by state, queue depths, and the pending media nearest their 7-day deadline."""
+    """Media archived in the last hour and day, counts by state, queue depths, when the last
+    sweep completed, and the pending media nearest their 7-day deadline."""
     store, _ = state_store()
     try:
         snapshot = read_snapshot(store.redis, nearest=nearest)
+        archived = archived_counts(store.redis, now=snapshot.taken_at)
     except (RedisError, OSError) as exc:
         click.echo(f"error: Redis is unavailable ({type(exc).__name__})", err=True)
         sys.exit(EXIT_UNAVAILABLE)
     if as_json:
         document = asdict(snapshot)
         document["oldest"] = asdict(snapshot.oldest) if snapshot.oldest else None
+        document["archived"] = {"last_hour": archived.last_hour, "last_day": archived.last_day}
         click.echo(json.dumps(document, indent=2))
     else:
-        click.echo(render(snapshot))
+        click.echo(render(snapshot, archived))

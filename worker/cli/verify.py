@@ -22,7 +22,8 @@ __all__ = ["verify"]
 def verify(bucket: str | None, prefix: str | None, limit: int | None) -> None:
     """Re-read archived objects, re-hash them and compare with their sidecars.
 
-    Exits 1 when any object is missing or differs, 3 when S3 cannot be read.
+    Counts archived objects (each with its sidecar, found by listing the sidecars); names
+    each object that is missing or differs. Exits 1 when any does, 3 when S3 cannot be read.
     """
     locations = [(bucket, prefix or "")] if bucket else archive_locations()
     if prefix is not None and not bucket:
@@ -34,7 +35,9 @@ def verify(bucket: str | None, prefix: str | None, limit: int | None) -> None:
         keys = sorted(
             {(b, k) for b, p in dict.fromkeys(locations) for k in sidecar_keys(s3, b, p)}
         )[:limit]
-        with click.progressbar(keys, label="verifying", file=sys.stderr, show_pos=True) as bar:
+        with click.progressbar(
+            keys, label="verifying objects", file=sys.stderr, show_pos=True
+        ) as bar:
             for bucket_name, key in bar:
                 finding = audit_object(s3, bucket_name, key)
                 checked += 1
@@ -44,7 +47,13 @@ def verify(bucket: str | None, prefix: str | None, limit: int | None) -> None:
         click.echo(f"error: {exc.reason} after {checked} objects", err=True)
         sys.exit(EXIT_UNAVAILABLE)
     for finding in findings:
-        click.echo(f"MISMATCH s3://{finding.bucket}/{finding.sidecar_key}: {finding.problem}")
-    click.echo(f"{checked} verified, {len(findings)} mismatched")
+        click.echo(
+            f"MISMATCH s3://{finding.bucket}/{finding.object_key}: {finding.problem} "
+            f"(sidecar {finding.sidecar_key})"
+        )
+    click.echo(
+        f"{checked} objects checked against their sidecars: {checked - len(findings)} verified, "
+        f"{len(findings)} mismatched"
+    )
     if findings:
         sys.exit(EXIT_FAILED)
