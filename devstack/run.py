@@ -109,6 +109,7 @@ _SERVICE_NAMES = frozenset(
         "TOO_BIG_REPLY_TEXT",
         "LOG_LEVEL",
         "GRAPH_RATE_LIMIT",
+        "USE_WEBHOOK_URL",
         "LEASE_SECONDS",
         "SWEEP_STALLED_AFTER",
         "TOKEN_PAUSE_SECONDS",
