@@ -29,11 +29,13 @@ class WebSettings:
     redis_url: str = DEFAULT_REDIS_URL
     sweep_stalled_after: int = 600
     routes: tuple[WebRoute, ...] = _ANY_CLOUD_NUMBER
+    app_names: tuple[str, ...] = ()
+    """The Meta app owning each of `app_secrets` (accounts file); empty: one account, any."""
 
     @cached_property
     def accounts(self) -> WebAccounts:
         """The accounts this deployment receives webhooks for."""
-        return WebAccounts(self.routes, self.app_secrets)
+        return WebAccounts(self.routes, self.app_secrets, self.app_names)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WebSettings:
@@ -48,4 +50,5 @@ class WebSettings:
             redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
             routes=accounts.routes,
+            app_names=accounts.app_names,
         )

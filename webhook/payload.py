@@ -83,6 +83,7 @@ SkipReason = Literal[
     "malformed",
     "no_media_id",
     "unknown_account",
+    "wrong_app",
     "outbound_off",
     "other_field",
 ]
@@ -96,13 +97,14 @@ than a 131052 owed a reply;
 with nobody to answer;
 `no_media_id`: a history message describing a media whose id comes in a later webhook;
 `unknown_account`: a number no account of this deployment serves;
+`wrong_app`: a number whose account does not accept the app that signed the webhook;
 `outbound_off`: a media the business sent, for an account that does not archive those;
 `other_field`: a change of another webhook field.
 """
 SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)
 # Skips of messages that looked like media: listed by `wa-media skipped` as well as counted.
 LISTED_REASONS: frozenset[SkipReason] = frozenset(
-    {"malformed", "no_media_id", "unknown_account", "outbound_off"}
+    {"malformed", "no_media_id", "unknown_account", "wrong_app", "outbound_off"}
 )
 
 
@@ -462,10 +464,15 @@ def _parse_value(
 _FIELDS = ("messages", "smb_message_echoes", "history")
 
 
-def _unknown_account(
-    field_name: str, value: dict[str, Any], number: str, out: ParsedPayload
+def _refused_change(
+    field_name: str,
+    value: dict[str, Any],
+    number: str,
+    out: ParsedPayload,
+    reason: SkipReason = "unknown_account",
 ) -> None:
-    """Skip every message of a change for a number no account serves, listing the media."""
+    """Skip every message of a change whose number is refused (no account serves it, or its
+    account does not accept the webhook's signer), listing the media."""
     listed = {
         "messages": _list(value.get("messages")),
         "smb_message_echoes": _list(value.get("message_echoes")),
@@ -474,10 +481,15 @@ def _unknown_account(
     for message in listed:
         message = _dict(message)
         kind = message.get("type")
+        detail = (
+            f"no account serves phone_number_id {number}"
+            if reason == "unknown_account"
+            else f"the account of phone_number_id {number} does not accept the signing app"
+        )
         out.skipped.append(
             Skipped(
-                "unknown_account",
-                f"no account serves phone_number_id {number}",
+                reason,
+                detail,
                 _text(message.get("id")),
                 number,
                 _type_name(kind),
@@ -502,12 +514,15 @@ def parse_cloud_payload(
     *,
     received_at: int = 0,
     archives_outbound: Callable[[str], bool] = lambda _: True,
+    signed_for: Callable[[str], bool] = lambda _: True,
 ) -> ParsedPayload:
     """Collect every media and every 131052 reply owed, across all entries and changes.
 
     Messages to a phone_number_id that `accepts` refuses are skipped (`unknown_account`): no
-    account of this deployment archives them. `received_at` is when the webhook arrived (Unix
-    seconds), `archives_outbound` tells whether a number's account archives what it sent.
+    account of this deployment archives them; those to a number `signed_for` refuses are
+    skipped as `wrong_app`: the app that signed the webhook does not speak for that account.
+    `received_at` is when the webhook arrived (Unix seconds), `archives_outbound` tells
+    whether a number's account archives what it sent.
     """
     if isinstance(document, dict) and "object" not in document:
         document = _from_partner_envelope(document) or document
@@ -531,7 +546,10 @@ def parse_cloud_payload(
             metadata = _dict(value.get("metadata"))
             number = _text(metadata.get("phone_number_id"))
             if number is not None and not accepts(number):
-                _unknown_account(field_name, value, number, out)
+                _refused_change(field_name, value, number, out)
+                continue
+            if number is not None and not signed_for(number):
+                _refused_change(field_name, value, number, out, "wrong_app")
                 continue
             context = _Change(
                 phone_number_id=number,

@@ -160,22 +160,42 @@ def receive() -> Response:
         return body
     settings = _settings()
     try:
-        verify(body, request.headers.get("X-Hub-Signature-256"), settings.app_secrets)
+        matched = verify(body, request.headers.get("X-Hub-Signature-256"), settings.app_secrets)
     except SignatureError as exc:
         status = 401 if isinstance(exc, MissingSignature) else 403
         log.warning("webhook_rejected", status=status, reason=str(exc), size=len(body))
         return _text("unauthorized" if status == 401 else "forbidden", status)
     accounts = settings.accounts
-    return _enqueue(
+    # The apps whose secret signed: each account's messages count only if it accepts one.
+    apps = accounts.apps_of(matched)
+    refused: set[str] = set()
+
+    def signed_for(number: str) -> bool:
+        if accounts.signed_by(number, apps):
+            return True
+        refused.add(number)
+        return False
+
+    answer = _enqueue(
         body,
         lambda doc: parse_cloud_payload(
             doc,
             accepts=accounts.signed_accepts,
             received_at=int(time.time()),
             archives_outbound=accounts.archives_outbound,
+            signed_for=signed_for,
         ),
         started,
     )
+    if refused:
+        # Counted by message as `wrong_app` (wa_messages_skipped_total) and listed when media.
+        log.warning(
+            "webhook_wrong_app",
+            apps=sorted(apps),
+            phone_number_ids=sorted(refused),
+            status=answer.status_code,
+        )
+    return answer
 
 
 @bp.post("/webhook/<token>")
