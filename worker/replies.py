@@ -1,4 +1,4 @@
-"""Warning a customer, once per wamid, that their file was too big for WhatsApp."""
+"""Warning a customer, once per wamid of an account, that their file was too big for WhatsApp."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from worker.config import WorkerSettings
 from worker.errors import BusyError, InvalidId, PermanentError, RetryableError
 from worker.jobs import ReplyJob
 from worker.layout import InvalidIdError, checked_id
-from worker.state import ReplyLedger
+from worker.state import ReplyLedger, ReplyRef
 
 __all__ = ["Replier", "ReplyOutcome"]
 
@@ -34,13 +34,15 @@ class Replier:
     ledger: ReplyLedger
 
     def reply(self, job: ReplyJob) -> ReplyOutcome:
-        """Send the warning unless it was sent (or is being sent) for this wamid."""
+        """Send the warning unless it was sent (or is being sent) for this wamid of this
+        account."""
         try:
             checked_id("phone_number_id", job.phone_number_id)
         except InvalidIdError as exc:
             raise InvalidId(str(exc)) from None
         provider = self.clients.for_number(job.phone_number_id).provider
-        claim = self.ledger.claim(job.wamid)
+        ref = ReplyRef.of(job)
+        claim = self.ledger.claim(ref)
         if claim == "sent":
             return "already_sent"
         if claim == "in_flight":
@@ -50,10 +52,10 @@ class Replier:
                 job.phone_number_id, recipient(job), self.settings.too_big_reply_text
             )
         except PermanentError as exc:
-            self.ledger.settle(job.wamid, f"failed: {exc.reason}")
+            self.ledger.settle(ref, f"failed: {exc.reason}")
             raise
         except RetryableError:
-            self.ledger.release(job.wamid)
+            self.ledger.release(ref)
             raise
-        self.ledger.settle(job.wamid, "sent")
+        self.ledger.settle(ref, "sent")
         return "sent"

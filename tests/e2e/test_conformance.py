@@ -296,6 +296,7 @@ def test_row_end_to_end(
     assert set(parsed.listed) <= listed
     archived = {job.media_id for job in parsed.media}
     for media_id in maker.blobs.keys() - archived:
-        assert deployment.redis.exists(f"wa:media:{media_id}") == 0, media_id
-    for media_id in archived:
-        assert deployment.redis.hget(f"wa:media:{media_id}", "state") == "archived"
+        assert list(deployment.redis.scan_iter(f"wa:media:*{media_id}")) == [], media_id
+    for job in parsed.media:
+        key = f"wa:media:{job.phone_number_id}:{job.media_id}"
+        assert deployment.redis.hget(key, "state") == "archived"
