@@ -11,10 +11,12 @@ from worker.accounts import WebAccounts, WebRoute, web_accounts
 from worker.config import DEFAULT_REDIS_URL
 from worker.env import positive_int, read, redis_url, text
 
-__all__ = ["MAX_BODY_BYTES", "WebSettings"]
+__all__ = ["MAX_BODY_BYTES", "REPLY_MAX_PER_WEBHOOK", "WebSettings"]
 
 # Meta sends at most 3 MB; anything past 4 MiB is refused before it is read.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# The 131052 warnings one webhook may owe; the others are dropped (`request_cap`).
+REPLY_MAX_PER_WEBHOOK = 10
 
 _ANY_CLOUD_NUMBER = (WebRoute("cloud", None),)
 
@@ -31,6 +33,7 @@ class WebSettings:
     routes: tuple[WebRoute, ...] = _ANY_CLOUD_NUMBER
     app_names: tuple[str, ...] = ()
     """The Meta app owning each of `app_secrets` (accounts file); empty: one account, any."""
+    reply_max_per_webhook: int = REPLY_MAX_PER_WEBHOOK
 
     @cached_property
     def accounts(self) -> WebAccounts:
@@ -51,4 +54,7 @@ class WebSettings:
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
             routes=accounts.routes,
             app_names=accounts.app_names,
+            reply_max_per_webhook=read(
+                environ, "REPLY_MAX_PER_WEBHOOK", positive_int, str(REPLY_MAX_PER_WEBHOOK)
+            ),
         )

@@ -14,6 +14,7 @@ names none), and a media's old record moves under its account's key when first m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -45,6 +46,7 @@ __all__ = [
     "MediaStateStore",
     "ReplyClaim",
     "ReplyLedger",
+    "ReplyLimits",
     "ReplyRef",
     "SkippedLog",
     "State",
@@ -491,6 +493,7 @@ class MediaStateStore:
 
 
 ReplyClaim = Literal["claimed", "sent", "in_flight"]
+RateVerdict = Literal["recipient_rate", "account_rate"]
 
 # KEYS: the account's ledger entry, the previous release's (by wamid alone); ARGV: the claim's
 # TTL. Returns what either holds, or nil after taking the claim.
@@ -501,6 +504,24 @@ if value then
 end
 redis.call('set', KEYS[1], 'sending', 'EX', ARGV[1])
 return false
+"""
+# KEYS: the recipient's slot, the account's count for this minute; ARGV: the wamid, the slot's
+# TTL (REPLY_RECIPIENT_INTERVAL), the warnings an account may send a minute.
+_ADMIT_REPLY = """
+local holder = redis.call('get', KEYS[1])
+if holder == ARGV[1] then
+  return 'ok'
+end
+if holder then
+  return 'recipient_rate'
+end
+if tonumber(redis.call('get', KEYS[2]) or '0') >= tonumber(ARGV[3]) then
+  return 'account_rate'
+end
+redis.call('incr', KEYS[2])
+redis.call('expire', KEYS[2], 120)
+redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 'ok'
 """
 
 
@@ -579,7 +600,7 @@ class ReplyLedger:
             pipe.execute()
 
     def settled(self, member: str) -> None:
-        """The warning was sent, or given up: no sweep needs to look at it again."""
+        """The warning was sent, given up or dropped: no sweep needs to look at it again."""
         with _redis_errors("write"):
             self.redis.zrem(REPLIES_PENDING_KEY, member)
 
@@ -610,7 +631,7 @@ class ReplyLedger:
 
     def status(self, ref: ReplyRef) -> str | None:
         """What the ledger holds for this warning (the previous release's entry when the
-        account's is absent): `sending`, `sent`, `failed: ...`, or None."""
+        account's is absent): `sending`, `sent`, `failed: ...`, `dropped: ...`, or None."""
         with _redis_errors("read"):
             value = self.redis.get(ref.key)
             if value is None:
@@ -626,7 +647,7 @@ class ReplyLedger:
         return "in_flight" if _text(value) == "sending" else "sent"
 
     def settle(self, ref: ReplyRef, outcome: str) -> None:
-        """Record the final outcome (`sent`, or `failed: reason`) for 8 days."""
+        """Record the final outcome (`sent`, `failed: reason`, `dropped: reason`) for 8 days."""
         with _redis_errors("reply settle"):
             self.redis.set(ref.key, outcome, ex=RECORD_TTL)
 
@@ -634,6 +655,54 @@ class ReplyLedger:
         """Give the claim back after a failed try, so the retry may claim it again."""
         with _redis_errors("reply release"):
             self.redis.delete(ref.key)
+
+
+def _fingerprint(text: str) -> str:
+    # Redis keys name customers by a digest, not their number or BSUID.
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class ReplyLimits:
+    """The warnings' rates, per account (`wa:reply-rate:{phone_number_id}:{minute}`, at most
+    `per_minute`) and per customer of an account (`wa:reply-to:{phone_number_id}:{recipient
+    fingerprint}`, one warning per `interval` seconds), so that no flood of 131052s makes the
+    service a spam cannon. Meta's own rate budget stays per token (worker/gate.py)."""
+
+    redis: Redis
+    per_minute: int = 60
+    interval: int = 3600
+    _admit: Script = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._admit = self.redis.register_script(_ADMIT_REPLY)
+
+    @staticmethod
+    def _slot(ref: ReplyRef, recipient: str) -> str:
+        return f"wa:reply-to:{ref.phone_number_id}:{_fingerprint(recipient)}"
+
+    def admit(self, ref: ReplyRef, recipient: str) -> RateVerdict | None:
+        """None when this warning may be sent now (taking the recipient's slot and a place in
+        the account's minute), else why not: `recipient_rate` or `account_rate`. A warning
+        tried again keeps the slot it took."""
+        minute = int(time.time() // 60)
+        keys = [self._slot(ref, recipient), f"wa:reply-rate:{ref.phone_number_id}:{minute}"]
+        with _redis_errors("reply rate"):
+            verdict = _text(
+                self._admit(keys=keys, args=[ref.wamid, self.interval, self.per_minute])
+            )
+        if verdict == "recipient_rate":
+            return "recipient_rate"
+        if verdict == "account_rate":
+            return "account_rate"
+        return None
+
+    def forget(self, ref: ReplyRef, recipient: str) -> None:
+        """Free the recipient's slot this warning took: it was never delivered."""
+        with _redis_errors("reply rate"):
+            self.redis.register_script(_RELEASE)(
+                keys=[self._slot(ref, recipient)], args=[ref.wamid]
+            )
 
 
 @dataclass

@@ -50,7 +50,7 @@ from worker.errors import (
     StorageError,
 )
 from worker.gate import PausedError
-from worker.jobs import MediaJob, ReplyJob
+from worker.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
 from worker.logs import get_logger, register_secrets, since, task_context
 from worker.metrics import (
     MULTIPROC_ENV,
@@ -61,7 +61,7 @@ from worker.metrics import (
 )
 from worker.reasons import reason_of
 from worker.replies import Replier
-from worker.state import MediaStateStore, ReplyLedger, ReplyRef
+from worker.state import MediaStateStore, ReplyLedger, ReplyLimits, ReplyRef
 from worker.storage import PARTS_IN_FLIGHT, make_s3_client
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
@@ -190,7 +190,14 @@ def _build_services() -> Services:
     return Services(
         archiver=Archiver(config, clients, state),
         replier=Replier(
-            config, clients, ReplyLedger(redis, stall_after=config.sweep_stalled_after)
+            config,
+            clients,
+            ReplyLedger(redis, stall_after=config.sweep_stalled_after),
+            ReplyLimits(
+                redis,
+                per_minute=config.reply_rate_per_account,
+                interval=config.reply_recipient_interval,
+            ),
         ),
         state=state,
         redis=redis,
@@ -399,6 +406,11 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
         if outcome == "sent":
             count_task("reply", "sent")
             log.info("replied", duration_ms=since(started))
+        elif outcome in REPLY_DROP_REASONS:
+            # Never sent: the customer was warned lately, or the account is over its rate.
+            count_task("reply", "dropped")
+            worker_metrics().replies_dropped.labels(reason=outcome).inc()
+            log.warning("reply_dropped", reason=outcome, duration_ms=since(started))
         else:
             count_task("reply", "duplicate")
             log.info("reply_" + outcome, duration_ms=since(started))
@@ -483,7 +495,7 @@ def _sweep_replies(svc: Services, now: float, counts: dict[str, int]) -> None:
             job = None
         claim = None if job is None else ledger.status(ReplyRef.of(job))
         if job is None or (claim is not None and claim != "sending"):
-            ledger.settled(member)  # sent, given up, or its record expired
+            ledger.settled(member)  # sent, given up, dropped, or its record expired
         elif claim == "sending":
             ledger.look_again(member, now + ledger.claim_ttl)
         else:

@@ -125,7 +125,12 @@ def deployment(
             BUCKET,
             max_media_bytes=MAX_MEDIA_BYTES,
             reply_text=REPLY_TEXT,
-            extra=(("WHATSAPP_ACCOUNTS_FILE", str(accounts)),),
+            # Rows warn the same customers one after another: one second between warnings to
+            # a customer instead of an hour.
+            extra=(
+                ("WHATSAPP_ACCOUNTS_FILE", str(accounts)),
+                ("REPLY_RECIPIENT_INTERVAL", "1"),
+            ),
         )
         web_service, url = start_web(env, log_dir)
         services: list[Service] = [web_service]
