@@ -270,7 +270,7 @@ class Bench:
 
         def settled() -> float | None:
             fields = self.redis.hmget(
-                f"wa:media:{record.id}", ["state", "updated_at", "last_error"]
+                f"wa:media:{PHONE_NUMBER_ID}:{record.id}", ["state", "updated_at", "last_error"]
             )
             state, updated, error = (v.decode() if isinstance(v, bytes) else v for v in fields)
             if state == "failed":

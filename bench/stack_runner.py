@@ -31,6 +31,7 @@ from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import Simulator, SimulatorClient, SimulatorError
 from graphsim.server import DEFAULT_TOKEN
+from graphsim.webhooks import DEFAULT_PHONE_NUMBER_ID
 
 __all__ = [
     "START",
@@ -150,11 +151,16 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
     return own + sum(cpu_seconds(child) for child in pool_children(pid))
 
 
-def media_states(redis: Redis, media_ids: Sequence[str], field_name: str) -> dict[str, str]:
-    """One field of each `wa:media:{id}` record (missing records are left out)."""
+def media_states(
+    redis: Redis,
+    media_ids: Sequence[str],
+    field_name: str,
+    phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
+) -> dict[str, str]:
+    """One field of each `wa:media:{phone_number_id}:{id}` record (missing ones left out)."""
     with redis.pipeline(transaction=False) as pipe:
         for media_id in media_ids:
-            pipe.hget(f"wa:media:{media_id}", field_name)
+            pipe.hget(f"wa:media:{phone_number_id}:{media_id}", field_name)
         values = pipe.execute()
     return {
         m: v.decode() if isinstance(v, bytes) else str(v)

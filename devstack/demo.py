@@ -43,6 +43,7 @@ from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, we
 from worker.config import DEFAULT_TOO_BIG_REPLY
 from worker.env import redis_url
 from worker.layout import build_key, sidecar_key
+from worker.state import MediaRef
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -303,9 +304,9 @@ def _text(value: bytes | str | None) -> str:
 
 
 def media_state(redis: Redis, media_id: str) -> str:
-    """`state` and `last_error` of the service's record `wa:media:{media_id}`, for messages."""
+    """`state` and `last_error` of the service's record of a media, for messages."""
     try:
-        record = redis.hgetall(f"wa:media:{media_id}")
+        record = redis.hgetall(MediaRef(PHONE_NUMBER_ID, media_id).key)
     except (RedisError, OSError) as exc:
         return f"(Redis unreadable: {type(exc).__name__})"
     fields = {_text(name): _text(value) for name, value in record.items()}

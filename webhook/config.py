@@ -11,10 +11,12 @@ from worker.accounts import WebAccounts, WebRoute, web_accounts
 from worker.config import DEFAULT_REDIS_URL
 from worker.env import positive_int, read, redis_url, text
 
-__all__ = ["MAX_BODY_BYTES", "WebSettings"]
+__all__ = ["MAX_BODY_BYTES", "REPLY_MAX_PER_WEBHOOK", "WebSettings"]
 
 # Meta sends at most 3 MB; anything past 4 MiB is refused before it is read.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# The 131052 warnings one webhook may owe; the others are dropped (`request_cap`).
+REPLY_MAX_PER_WEBHOOK = 10
 
 _ANY_CLOUD_NUMBER = (WebRoute("cloud", None),)
 
@@ -29,11 +31,14 @@ class WebSettings:
     redis_url: str = DEFAULT_REDIS_URL
     sweep_stalled_after: int = 600
     routes: tuple[WebRoute, ...] = _ANY_CLOUD_NUMBER
+    app_names: tuple[str, ...] = ()
+    """The Meta app owning each of `app_secrets` (accounts file); empty: one account, any."""
+    reply_max_per_webhook: int = REPLY_MAX_PER_WEBHOOK
 
     @cached_property
     def accounts(self) -> WebAccounts:
         """The accounts this deployment receives webhooks for."""
-        return WebAccounts(self.routes, self.app_secrets)
+        return WebAccounts(self.routes, self.app_secrets, self.app_names)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WebSettings:
@@ -48,4 +53,8 @@ class WebSettings:
             redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
             routes=accounts.routes,
+            app_names=accounts.app_names,
+            reply_max_per_webhook=read(
+                environ, "REPLY_MAX_PER_WEBHOOK", positive_int, str(REPLY_MAX_PER_WEBHOOK)
+            ),
         )

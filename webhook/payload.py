@@ -26,13 +26,26 @@ from typing import Any, Literal, get_args
 from pydantic import ValidationError
 
 from worker.digests import normalise_sha256
-from worker.jobs import Anomaly, Customer, Direction, MediaJob, MediaType, ReplyJob, Source
+from worker.identity import is_bsuid, phone_address
+from worker.jobs import (
+    REPLY_DROP_REASONS,
+    Anomaly,
+    Customer,
+    Direction,
+    MediaJob,
+    MediaType,
+    ReplyDropReason,
+    ReplyJob,
+    Source,
+)
 from worker.numbers import ascii_int
 
 __all__ = [
     "LISTED_REASONS",
+    "REPLY_DROP_REASONS",
     "SKIP_REASONS",
     "TOO_BIG",
+    "DroppedReply",
     "NotWhatsAppPayload",
     "Notice",
     "ParsedPayload",
@@ -74,6 +87,8 @@ _MAX_MIME_LENGTH = 255
 _LAST_SECOND = 253402300799
 _MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?")
 _URL = re.compile(r"https?://\S+")
+# The 131052 warnings one webhook may owe unless the caller says otherwise.
+DEFAULT_MAX_REPLIES = 10
 
 SkipReason = Literal[
     "not_media",
@@ -83,6 +98,7 @@ SkipReason = Literal[
     "malformed",
     "no_media_id",
     "unknown_account",
+    "wrong_app",
     "outbound_off",
     "other_field",
 ]
@@ -96,13 +112,14 @@ than a 131052 owed a reply;
 with nobody to answer;
 `no_media_id`: a history message describing a media whose id comes in a later webhook;
 `unknown_account`: a number no account of this deployment serves;
+`wrong_app`: a number whose account does not accept the app that signed the webhook;
 `outbound_off`: a media the business sent, for an account that does not archive those;
 `other_field`: a change of another webhook field.
 """
 SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)
 # Skips of messages that looked like media: listed by `wa-media skipped` as well as counted.
 LISTED_REASONS: frozenset[SkipReason] = frozenset(
-    {"malformed", "no_media_id", "unknown_account", "outbound_off"}
+    {"malformed", "no_media_id", "unknown_account", "wrong_app", "outbound_off"}
 )
 
 
@@ -138,6 +155,15 @@ class Skipped:
         )
 
 
+@dataclass(frozen=True)
+class DroppedReply:
+    """A 131052 warning owed but dropped, never to be sent, and why."""
+
+    reason: ReplyDropReason
+    wamid: str
+    phone_number_id: str
+
+
 @dataclass
 class ParsedPayload:
     """What a payload asks of the workers, and what it only reports."""
@@ -146,6 +172,9 @@ class ParsedPayload:
     replies: list[ReplyJob] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    dropped_replies: list[DroppedReply] = field(default_factory=list)
+    max_replies: int = DEFAULT_MAX_REPLIES
+    """The warnings this request may owe at most; the ones past it are dropped."""
 
 
 @dataclass(frozen=True)
@@ -322,19 +351,24 @@ def _too_big_reply(
     customer = _customer(message, change, "inbound")
     phone = customer.phone if customer else None
     bsuid = customer.user_id if customer else None
-    if wamid and change.phone_number_id and (phone or bsuid):
-        out.replies.append(
-            ReplyJob(
-                phone_number_id=change.phone_number_id,
-                wamid=wamid,
-                to=phone,
-                recipient=None if phone else bsuid,
-                error_code=TOO_BIG,
-            )
-        )
-    else:
+    number = change.phone_number_id
+    if not (wamid and number and (phone or bsuid)):
         out.skipped.append(
             Skipped("malformed", "131052 without a wamid, number or customer", wamid, None, None)
+        )
+        return
+    # Only a phone number or a BSUID is ever written to; a webhook owes a bounded number.
+    to = phone_address(phone) if phone else None
+    user_id = bsuid if to is None and bsuid and is_bsuid(bsuid) else None
+    if to is None and user_id is None:
+        out.dropped_replies.append(DroppedReply("invalid_recipient", wamid, number))
+    elif len(out.replies) >= out.max_replies:
+        out.dropped_replies.append(DroppedReply("request_cap", wamid, number))
+    else:
+        out.replies.append(
+            ReplyJob(
+                phone_number_id=number, wamid=wamid, to=to, recipient=user_id, error_code=TOO_BIG
+            )
         )
 
 
@@ -462,10 +496,15 @@ def _parse_value(
 _FIELDS = ("messages", "smb_message_echoes", "history")
 
 
-def _unknown_account(
-    field_name: str, value: dict[str, Any], number: str, out: ParsedPayload
+def _refused_change(
+    field_name: str,
+    value: dict[str, Any],
+    number: str,
+    out: ParsedPayload,
+    reason: SkipReason = "unknown_account",
 ) -> None:
-    """Skip every message of a change for a number no account serves, listing the media."""
+    """Skip every message of a change whose number is refused (no account serves it, or its
+    account does not accept the webhook's signer), listing the media."""
     listed = {
         "messages": _list(value.get("messages")),
         "smb_message_echoes": _list(value.get("message_echoes")),
@@ -474,10 +513,15 @@ def _unknown_account(
     for message in listed:
         message = _dict(message)
         kind = message.get("type")
+        detail = (
+            f"no account serves phone_number_id {number}"
+            if reason == "unknown_account"
+            else f"the account of phone_number_id {number} does not accept the signing app"
+        )
         out.skipped.append(
             Skipped(
-                "unknown_account",
-                f"no account serves phone_number_id {number}",
+                reason,
+                detail,
                 _text(message.get("id")),
                 number,
                 _type_name(kind),
@@ -502,12 +546,17 @@ def parse_cloud_payload(
     *,
     received_at: int = 0,
     archives_outbound: Callable[[str], bool] = lambda _: True,
+    signed_for: Callable[[str], bool] = lambda _: True,
+    max_replies: int = DEFAULT_MAX_REPLIES,
 ) -> ParsedPayload:
     """Collect every media and every 131052 reply owed, across all entries and changes.
 
     Messages to a phone_number_id that `accepts` refuses are skipped (`unknown_account`): no
-    account of this deployment archives them. `received_at` is when the webhook arrived (Unix
-    seconds), `archives_outbound` tells whether a number's account archives what it sent.
+    account of this deployment archives them; those to a number `signed_for` refuses are
+    skipped as `wrong_app`: the app that signed the webhook does not speak for that account.
+    `received_at` is when the webhook arrived (Unix seconds), `archives_outbound` tells
+    whether a number's account archives what it sent; past `max_replies` warnings, the others
+    are dropped (`request_cap`).
     """
     if isinstance(document, dict) and "object" not in document:
         document = _from_partner_envelope(document) or document
@@ -517,7 +566,7 @@ def parse_cloud_payload(
         and isinstance(document.get("entry"), list)
     ):
         raise NotWhatsAppPayload("not a whatsapp_business_account payload with an entry list")
-    out = ParsedPayload()
+    out = ParsedPayload(max_replies=max_replies)
     for entry in document["entry"]:
         entry = _dict(entry)
         waba_id = _text(entry.get("id"))
@@ -531,7 +580,10 @@ def parse_cloud_payload(
             metadata = _dict(value.get("metadata"))
             number = _text(metadata.get("phone_number_id"))
             if number is not None and not accepts(number):
-                _unknown_account(field_name, value, number, out)
+                _refused_change(field_name, value, number, out)
+                continue
+            if number is not None and not signed_for(number):
+                _refused_change(field_name, value, number, out, "wrong_app")
                 continue
             context = _Change(
                 phone_number_id=number,
@@ -546,7 +598,11 @@ def parse_cloud_payload(
 
 
 def parse_onprem_payload(
-    document: Any, phone_number_id: str, *, received_at: int = 0
+    document: Any,
+    phone_number_id: str,
+    *,
+    received_at: int = 0,
+    max_replies: int = DEFAULT_MAX_REPLIES,
 ) -> ParsedPayload:
     """Collect the media and replies of an On-Premises webhook, which names no phone number:
     `phone_number_id` is the account's, known from the URL's token."""
@@ -559,7 +615,7 @@ def parse_onprem_payload(
             "not an On-Premises payload: expected top-level contacts, messages, statuses or "
             "errors lists"
         )
-    out = ParsedPayload()
+    out = ParsedPayload(max_replies=max_replies)
     context = _Change(
         phone_number_id=phone_number_id,
         waba_id=None,

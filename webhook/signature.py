@@ -28,17 +28,24 @@ def sign(body: bytes, secret: str) -> str:
     return _PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify(body: bytes, header: str | None, secrets: Iterable[str]) -> None:
-    """Return if `header` signs `body` under one of `secrets`; raise a SignatureError if not."""
+def verify(body: bytes, header: str | None, secrets: Iterable[str]) -> tuple[int, ...]:
+    """The positions in `secrets` of every secret under which `header` signs `body` (in order,
+    at least one); raise a SignatureError if none does.
+
+    Which secret signed tells which Meta app sent the webhook, and so which accounts it may
+    speak for (worker/accounts.py).
+    """
     if header is None or header == "":
         raise MissingSignature("no X-Hub-Signature-256 header")
     if not header.startswith(_PREFIX) or len(header) != len(_PREFIX) + 64:
         raise InvalidSignature("malformed X-Hub-Signature-256 header")
     given = header[len(_PREFIX) :].lower().encode("ascii", "replace")
-    matched = False
+    matched: list[int] = []
     # Every secret is tried, so timing reveals nothing about which one (or whether one) matched.
-    for secret in secrets:
+    for position, secret in enumerate(secrets):
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
-        matched |= hmac.compare_digest(expected, given)
+        if hmac.compare_digest(expected, given):
+            matched.append(position)
     if not matched:
         raise InvalidSignature("signature does not match any configured app secret")
+    return tuple(matched)

@@ -28,6 +28,8 @@ __all__ = ["bp"]
 
 bp = Blueprint("webhook", __name__)
 log = get_logger(__name__)
+# The wamids a `reply_dropped` line names at most (a webhook may drop hundreds of warnings).
+_LOGGED_WAMIDS = 20
 
 
 def _text(body: str, status: int) -> Response:
@@ -87,6 +89,7 @@ def _enqueue(
         log.warning(
             notice.event, detail=notice.detail, wamid=notice.wamid, code=notice.code, **context
         )
+    _note_dropped_replies(parsed, context)
     publisher: Publisher = current_app.extensions["wa.publisher"]
     if parsed.skipped and not _note_skipped(parsed, publisher, context):
         return _text("broker unavailable", 503)
@@ -135,6 +138,26 @@ def _note_skipped(parsed: ParsedPayload, publisher: Publisher, context: dict[str
     return True
 
 
+def _note_dropped_replies(parsed: ParsedPayload, context: dict[str, Any]) -> None:
+    """Count the warnings dropped (never sent) and log them, one line per reason: a webhook
+    may drop hundreds."""
+    by_reason: dict[str, list[str]] = {}
+    for dropped in parsed.dropped_replies:
+        by_reason.setdefault(dropped.reason, []).append(dropped.wamid)
+    counter = web_metrics().replies_dropped
+    for reason, wamids in by_reason.items():
+        counter.labels(reason=reason).inc(len(wamids))
+        numbers = {d.phone_number_id for d in parsed.dropped_replies if d.reason == reason}
+        log.warning(
+            "reply_dropped",
+            reason=reason,
+            count=len(wamids),
+            wamids=wamids[:_LOGGED_WAMIDS],
+            phone_number_ids=sorted(numbers),
+            **context,
+        )
+
+
 def _job_ids(parsed: ParsedPayload) -> dict[str, list[str]]:
     """The ids that follow a request's jobs through the logs to their workers' lines."""
     if not parsed.media and not parsed.replies:
@@ -160,22 +183,43 @@ def receive() -> Response:
         return body
     settings = _settings()
     try:
-        verify(body, request.headers.get("X-Hub-Signature-256"), settings.app_secrets)
+        matched = verify(body, request.headers.get("X-Hub-Signature-256"), settings.app_secrets)
     except SignatureError as exc:
         status = 401 if isinstance(exc, MissingSignature) else 403
         log.warning("webhook_rejected", status=status, reason=str(exc), size=len(body))
         return _text("unauthorized" if status == 401 else "forbidden", status)
     accounts = settings.accounts
-    return _enqueue(
+    # The apps whose secret signed: each account's messages count only if it accepts one.
+    apps = accounts.apps_of(matched)
+    refused: set[str] = set()
+
+    def signed_for(number: str) -> bool:
+        if accounts.signed_by(number, apps):
+            return True
+        refused.add(number)
+        return False
+
+    answer = _enqueue(
         body,
         lambda doc: parse_cloud_payload(
             doc,
             accepts=accounts.signed_accepts,
             received_at=int(time.time()),
             archives_outbound=accounts.archives_outbound,
+            signed_for=signed_for,
+            max_replies=settings.reply_max_per_webhook,
         ),
         started,
     )
+    if refused:
+        # Counted by message as `wrong_app` (wa_messages_skipped_total) and listed when media.
+        log.warning(
+            "webhook_wrong_app",
+            apps=sorted(apps),
+            phone_number_ids=sorted(refused),
+            status=answer.status_code,
+        )
+    return answer
 
 
 @bp.post("/webhook/<token>")
@@ -183,7 +227,8 @@ def receive_for_account(token: str) -> Response:
     """A delivery Meta does not sign for us (360dialog, On-Premises): the path token is the
     secret, and it names the account."""
     started = time.perf_counter()
-    route = _settings().accounts.by_token(token)
+    settings = _settings()
+    route = settings.accounts.by_token(token)
     if route is None:
         log.warning("webhook_rejected", status=404, reason="unknown webhook token")
         return _text("not found", 404)
@@ -197,7 +242,9 @@ def receive_for_account(token: str) -> Response:
         assert number is not None  # an On-Premises account always has one
         return _enqueue(
             body,
-            lambda doc: parse_onprem_payload(doc, number, received_at=received_at),
+            lambda doc: parse_onprem_payload(
+                doc, number, received_at=received_at, max_replies=settings.reply_max_per_webhook
+            ),
             started,
             **context,
         )
@@ -208,6 +255,7 @@ def receive_for_account(token: str) -> Response:
             accepts=lambda n: number in (None, n),
             received_at=received_at,
             archives_outbound=lambda _: route.archive_outbound,
+            max_replies=settings.reply_max_per_webhook,
         ),
         started,
         **context,

@@ -157,6 +157,8 @@ class AccountEntry(_Entry):
     api_version: NonEmpty | None = None
     media_hosts: list[NonEmpty] | None = None
     app: NonEmpty | None = None
+    apps: list[NonEmpty] | None = Field(default=None, min_length=1)
+    """The Meta apps whose signature this Cloud API account accepts (`app` names one)."""
     webhook_token: str | None = Field(default=None, repr=False)
     webhook_token_env: EnvName | None = None
     bucket: NonEmpty | None = None
@@ -181,10 +183,19 @@ class AccountEntry(_Entry):
         if self.webhook_token is not None:
             webhook_token(self.webhook_token)
         if self.provider != "cloud":
-            for name in ("api_version", "media_hosts", "app"):
+            for name in ("api_version", "media_hosts", "app", "apps"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name} applies to provider cloud only")
+        if self.app is not None and self.apps is not None:
+            raise ValueError("give either app or apps, not both")
         return self
+
+    @property
+    def named_apps(self) -> tuple[str, ...]:
+        """The apps the entry names itself (`app` or `apps`), in order."""
+        if self.apps is not None:
+            return tuple(self.apps)
+        return () if self.app is None else (self.app,)
 
 
 class AccountsFile(_Entry):
@@ -198,8 +209,23 @@ class AccountsFile(_Entry):
         for number, entry in self.accounts.items():
             if not _PHONE_NUMBER_ID.fullmatch(number):
                 raise ValueError(f"accounts.{number}: not a usable phone_number_id")
-            if entry.app is not None and entry.app not in self.apps:
-                raise ValueError(f"accounts.{number}.app: no app named {entry.app!r} in apps")
+            key = "app" if entry.app is not None else "apps"
+            for app in entry.named_apps:
+                if app not in self.apps:
+                    raise ValueError(f"accounts.{number}.{key}: no app named {app!r} in apps")
+            # An app's signature speaks only for the accounts that name it: with several apps,
+            # a Cloud account signed for must say which (one app is implied).
+            if (
+                entry.provider == "cloud"
+                and not entry.named_apps
+                and len(self.apps) > 1
+                and entry.webhook_token is None
+                and entry.webhook_token_env is None
+            ):
+                raise ValueError(
+                    f"accounts.{number}.apps: name the app (app) or apps (apps) whose signature "
+                    f"this account accepts: {len(self.apps)} apps are configured"
+                )
         tokens = [
             entry.webhook_token or entry.webhook_token_env for entry in self.accounts.values()
         ]
@@ -207,6 +233,16 @@ class AccountsFile(_Entry):
         if len(named) != len(set(named)):
             raise ValueError("two accounts share a webhook token: it must name one account")
         return self
+
+    def apps_of(self, number: str) -> tuple[str, ...]:
+        """The apps whose signature the Cloud account of `number` accepts: those it names, or
+        the only app configured; none for an account reached by its path token alone."""
+        entry = self.accounts[number]
+        if entry.provider != "cloud":
+            return ()
+        if entry.named_apps:
+            return entry.named_apps
+        return tuple(self.apps) if len(self.apps) == 1 else ()
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -261,6 +297,9 @@ class WebRoute:
     webhook_token: str | None = field(default=None, repr=False)
     archive_outbound: bool = True
     """Whether media the business sent (coexistence echoes, history) are archived too."""
+    apps: frozenset[str] | None = None
+    """The Meta apps whose signature speaks for this account; None: any configured secret's
+    (a single account configured by environment variables)."""
 
 
 def _digest(token: str) -> bytes:
@@ -273,6 +312,8 @@ class WebAccounts:
 
     routes: tuple[WebRoute, ...]
     app_secrets: tuple[str, ...] = field(repr=False)
+    app_names: tuple[str, ...] = ()
+    """The app owning each of `app_secrets`, position for position (empty without a file)."""
     _by_digest: dict[bytes, WebRoute] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -296,6 +337,22 @@ class WebAccounts:
             route.provider == "cloud" and route.phone_number_id in (None, phone_number_id)
             for route in self.routes
         )
+
+    def apps_of(self, positions: tuple[int, ...]) -> frozenset[str]:
+        """The apps whose secrets (by position in `app_secrets`) signed a webhook."""
+        return frozenset(self.app_names[i] for i in positions if i < len(self.app_names))
+
+    def signed_by(self, phone_number_id: str, apps: frozenset[str]) -> bool:
+        """Whether a webhook signed by these apps may speak for this number's Cloud account."""
+        fallback = False
+        for route in self.routes:
+            if route.provider != "cloud":
+                continue
+            if route.phone_number_id == phone_number_id:
+                return route.apps is None or bool(route.apps & apps)
+            if route.phone_number_id is None:
+                fallback = route.apps is None or bool(route.apps & apps)
+        return fallback
 
     def archives_outbound(self, phone_number_id: str) -> bool:
         """Whether the account of this number archives the media the business sent."""
@@ -350,6 +407,7 @@ def _web_from_file(
                 entry.webhook_token_env,
             ),
             outbound if entry.archive_outbound is None else entry.archive_outbound,
+            frozenset(accounts.apps_of(number)),
         )
         for number, entry in accounts.accounts.items()
     )
@@ -357,7 +415,7 @@ def _web_from_file(
         raise ConfigError(
             f"{ACCOUNTS_FILE_VARIABLE}: apps: Cloud API accounts need at least one app secret"
         )
-    return WebAccounts(routes, secrets)
+    return WebAccounts(routes, secrets, tuple(accounts.apps))
 
 
 # ---------------------------------------------------------------------------- worker's view
@@ -460,7 +518,9 @@ def _file_connection(
     if entry.provider == "onprem":
         assert entry.url is not None  # the schema requires it for onprem
         return Connection("onprem", base_url(entry.url), credential)
-    app = accounts.apps[entry.app] if entry.app is not None else None
+    # The app owning resumable upload sessions: the first of the account's apps with an id.
+    ids = [accounts.apps[name].app_id for name in accounts.apps_of(number)]
+    app_id = next((found for found in ids if found is not None), None)
     hosts = entry.media_hosts or [MEDIA_HOSTS_DEFAULT]
     try:
         media_hosts = host_list(",".join(hosts))
@@ -474,7 +534,7 @@ def _file_connection(
         credential,
         api_version=entry.api_version or API_VERSION_DEFAULT,
         media_hosts=media_hosts,
-        app_id=app.app_id if app is not None else None,
+        app_id=app_id,
     )
 
 

@@ -44,7 +44,7 @@ from worker.metrics import worker_metrics
 from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
 from worker.provider import Fetched
 from worker.reasons import Reason, reason_of
-from worker.state import Attempt, MediaStateStore
+from worker.state import Attempt, MediaRef, MediaStateStore
 from worker.storage import ArchiveStore
 from worker.transfer import Stopwatch, Tally
 
@@ -146,7 +146,7 @@ class Archiver:
             return self._plan(job, exc, deadline)
         try:
             key = self.object_key(job, clients.account.prefix)
-            record = self.state.get(job.media_id)
+            record = self.state.get(MediaRef.of(job))
             if record.get("state") == "archived":
                 # The record names the key the media went to (an edit's job may know another
                 # MIME type than the message that brought the media first).
@@ -160,10 +160,10 @@ class Archiver:
             if time.time() >= deadline:
                 raise Expired("expired: the media id is past its 7-day window")
         except PermanentError as exc:
-            self.state.mark_failed(job.media_id, exc.reason)
+            self.state.mark_failed(MediaRef.of(job), exc.reason)
             return Failed(exc.reason, exc.code, reason_of(exc))
         try:
-            with self.state.lease(job.media_id):
+            with self.state.lease(MediaRef.of(job)):
                 # Every outcome is recorded while the lease is held, so the sweep never
                 # mistakes a try that just ended for one whose worker died.
                 return self._try_under_lease(clients, job, key, deadline)
@@ -173,7 +173,7 @@ class Archiver:
     def _already_archived(self, clients: AccountClients, job: MediaJob, key: str) -> Result:
         """Done; and another message that brought the same media (an edit that kept it, or the
         message an edit archived first) gets its own record beside the object."""
-        if job.wamid == self.state.get(job.media_id).get("wamid"):
+        if job.wamid == self.state.get(MediaRef.of(job)).get("wamid"):
             return Done("already_archived", key)
         try:
             clients.store.put_json(
@@ -194,7 +194,7 @@ class Archiver:
                 return self._already_archived(clients, job, key)
             return Done(outcome, key)
         except PermanentError as exc:
-            self.state.mark_failed(job.media_id, exc.reason)
+            self.state.mark_failed(MediaRef.of(job), exc.reason)
             return Failed(exc.reason, exc.code, reason_of(exc))
         except RetryableError as exc:
             return self._plan(job, exc, deadline)
@@ -206,7 +206,7 @@ class Archiver:
             return self._plan(job, RetryableError(f"unexpected {type(exc).__name__}"), deadline)
 
     def _plan(self, job: MediaJob, exc: RetryableError, deadline: float) -> Result:
-        record = self.state.get(job.media_id)
+        record = self.state.get(MediaRef.of(job))
         now = time.time()
         plan = plan_retry(
             exc,
@@ -218,10 +218,10 @@ class Archiver:
         )
         if plan.countdown is None:
             reason = plan.give_up or exc.reason
-            self.state.mark_failed(job.media_id, reason)
+            self.state.mark_failed(MediaRef.of(job), reason)
             return Failed(reason, exc.code, plan.give_up_reason or reason_of(exc))
         self.state.record_error(
-            job.media_id,
+            MediaRef.of(job),
             exc.reason,
             retry_at=now + plan.countdown,
             integrity=isinstance(exc, IntegrityError),
@@ -232,14 +232,14 @@ class Archiver:
         started = time.perf_counter()
         provider, store = clients.provider, clients.store
         provider.check_paused()
-        attempt = self.state.start(job.media_id)
+        attempt = self.state.start(MediaRef.of(job))
         if attempt.crashes >= MAX_WORKER_DEATHS:
             raise WorkerDied(f"the worker died {attempt.crashes} times while archiving this media")
         # The bucket is the truth: a sidecar means archived, whatever Redis remembers.
         if self._may_be_archived(attempt, clients.account) and (
             store.metadata(sidecar_key(key)) is not None
         ):
-            self.state.mark_archived(job.media_id, key)
+            self.state.mark_archived(MediaRef.of(job), key)
             return "already_archived"
         if attempt.attempts > 1:
             # An earlier try may have left an unfinished multipart upload: its worker died, or
@@ -271,7 +271,7 @@ class Archiver:
         )
         with s3.timing():
             store.put_json(sidecar_key(key), document)
-        self.state.mark_archived(job.media_id, key)
+        self.state.mark_archived(MediaRef.of(job), key)
         if not committed:
             # Another writer committed these very bytes; the sidecar was written if it lacked one.
             return "already_archived"

@@ -82,6 +82,10 @@ class WorkerSettings:
     """Where the worker serves its metrics; 0: not at all."""
     use_webhook_url: bool = True
     """Download a media's first try from the URL its webhook carried, without a look-up."""
+    reply_rate_per_account: int = 60
+    """131052 warnings an account may send in one minute; the others are dropped."""
+    reply_recipient_interval: int = 3600
+    """Seconds after a warning during which its customer is sent no other by the account."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -113,4 +117,8 @@ class WorkerSettings:
             s3_encryption=encryption,
             metrics_port=read(environ, "WORKER_METRICS_PORT", _port, "9808"),
             use_webhook_url=read(environ, "USE_WEBHOOK_URL", flag, "true"),
+            reply_rate_per_account=read(environ, "REPLY_RATE_PER_ACCOUNT", positive_int, "60"),
+            reply_recipient_interval=read(
+                environ, "REPLY_RECIPIENT_INTERVAL", positive_int, "3600"
+            ),
         )

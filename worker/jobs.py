@@ -15,12 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "ANOMALIES",
+    "REPLY_DROP_REASONS",
     "SOURCES",
     "Anomaly",
     "Customer",
     "Direction",
     "MediaJob",
     "MediaType",
+    "ReplyDropReason",
     "ReplyJob",
     "Source",
 ]
@@ -47,6 +49,18 @@ archived all the same and the sidecar lists what was odd. `unverified`: no diges
 announced anywhere (On-Premises with a bad webhook `sha256`), so the bytes are kept with the
 digest computed on arrival."""
 ANOMALIES: tuple[Anomaly, ...] = get_args(Anomaly)
+
+ReplyDropReason = Literal["invalid_recipient", "request_cap", "recipient_rate", "account_rate"]
+"""Why a 131052 warning owed was dropped, never sent: its recipient is no phone number or BSUID
+(`web`); the webhook owed more than REPLY_MAX_PER_WEBHOOK (`web`); the customer was warned
+within REPLY_RECIPIENT_INTERVAL (worker); the account sent REPLY_RATE_PER_ACCOUNT warnings in
+this minute (worker)."""
+REPLY_DROP_REASONS: tuple[ReplyDropReason, ...] = (
+    "invalid_recipient",
+    "request_cap",
+    "recipient_rate",
+    "account_rate",
+)
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 

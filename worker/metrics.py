@@ -120,6 +120,18 @@ class WebMetrics:
 
     requests: Counter
     skipped: Counter
+    replies_dropped: Counter
+
+
+@functools.cache
+def _replies_dropped() -> Counter:
+    # One counter however many of web's and the worker's metrics a process makes. Served by
+    # web (invalid_recipient, request_cap) and by the worker (recipient_rate, account_rate).
+    return Counter(
+        "wa_replies_dropped",
+        "131052 warnings owed but dropped, never sent, by reason.",
+        ["reason"],
+    )
 
 
 @functools.cache
@@ -136,6 +148,7 @@ def web_metrics() -> WebMetrics:
             "Messages (and changes) of accepted webhooks not turned into work, by reason.",
             ["reason"],
         ),
+        replies_dropped=_replies_dropped(),
     )
 
 
@@ -153,6 +166,7 @@ class WorkerMetrics:
     anomalies: Counter
     provider_calls: Counter
     media_provider_calls: Histogram
+    replies_dropped: Counter
 
 
 @functools.cache
@@ -202,6 +216,7 @@ def worker_metrics() -> WorkerMetrics:
             ["kind"],
             buckets=CALLS_BUCKETS,
         ),
+        replies_dropped=_replies_dropped(),
     )
 
 

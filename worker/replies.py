@@ -1,20 +1,24 @@
-"""Warning a customer, once per wamid, that their file was too big for WhatsApp."""
+"""Warning a customer, once per wamid of an account, that their file was too big for WhatsApp:
+to a valid recipient only, once an hour per customer and within the account's rate."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Literal
 
 from worker.clients import ClientDirectory
 from worker.config import WorkerSettings
-from worker.errors import BusyError, InvalidId, PermanentError, RetryableError
-from worker.jobs import ReplyJob
+from worker.errors import BusyError, InvalidId, PermanentError, RetryableError, StorageError
+from worker.identity import is_bsuid, phone_address
+from worker.jobs import ReplyDropReason, ReplyJob
 from worker.layout import InvalidIdError, checked_id
-from worker.state import ReplyLedger
+from worker.state import ReplyLedger, ReplyLimits, ReplyRef
 
-__all__ = ["Replier", "ReplyOutcome"]
+__all__ = ["Replier", "ReplyOutcome", "recipient", "reply_address"]
 
-ReplyOutcome = Literal["sent", "already_sent"]
+ReplyOutcome = Literal["sent", "already_sent"] | ReplyDropReason
+"""`sent`, `already_sent`, or why the warning was dropped (never sent)."""
 
 
 def recipient(job: ReplyJob) -> str:
@@ -25,35 +29,58 @@ def recipient(job: ReplyJob) -> str:
     return address
 
 
+def reply_address(job: ReplyJob) -> str | None:
+    """Where the warning may go: a phone number from `to`, or a BSUID from `recipient`; None
+    for anything else. `web` lets only these through; a job recorded by a `web` of the previous
+    release was not checked."""
+    if job.to:
+        return phone_address(job.to)
+    return job.recipient if job.recipient is not None and is_bsuid(job.recipient) else None
+
+
 @dataclass
 class Replier:
-    """Sends TOO_BIG_REPLY_TEXT through the provider, guarded by the reply ledger."""
+    """Sends TOO_BIG_REPLY_TEXT through the provider, guarded by the reply ledger and limits."""
 
     settings: WorkerSettings
     clients: ClientDirectory
     ledger: ReplyLedger
+    limits: ReplyLimits
 
     def reply(self, job: ReplyJob) -> ReplyOutcome:
-        """Send the warning unless it was sent (or is being sent) for this wamid."""
+        """Send the warning unless it was sent (or is being sent) for this wamid of this
+        account, or must be dropped."""
         try:
             checked_id("phone_number_id", job.phone_number_id)
         except InvalidIdError as exc:
             raise InvalidId(str(exc)) from None
         provider = self.clients.for_number(job.phone_number_id).provider
-        claim = self.ledger.claim(job.wamid)
+        recipient(job)  # InvalidId when the job names nobody
+        ref = ReplyRef.of(job)
+        claim = self.ledger.claim(ref)
         if claim == "sent":
             return "already_sent"
         if claim == "in_flight":
             raise BusyError("a reply for this wamid is being sent", retry_after=60)
+        address = reply_address(job)
+        dropped: ReplyDropReason | None = (
+            "invalid_recipient" if address is None else self.limits.admit(ref, address)
+        )
+        if dropped is not None or address is None:
+            # Never sent; recorded, so that a redelivered webhook does not bring it back.
+            self.ledger.settle(ref, f"dropped: {dropped}")
+            return dropped or "invalid_recipient"
         try:
-            provider.send_text(
-                job.phone_number_id, recipient(job), self.settings.too_big_reply_text
-            )
+            provider.send_text(job.phone_number_id, address, self.settings.too_big_reply_text)
         except PermanentError as exc:
-            self.ledger.settle(job.wamid, f"failed: {exc.reason}")
+            self.ledger.settle(ref, f"failed: {exc.reason}")
+            # Never delivered: the customer's next 131052 may be answered. Should Redis fail
+            # here, the slot only lasts its interval.
+            with suppress(StorageError):
+                self.limits.forget(ref, address)
             raise
         except RetryableError:
-            self.ledger.release(job.wamid)
+            self.ledger.release(ref)
             raise
-        self.ledger.settle(job.wamid, "sent")
+        self.ledger.settle(ref, "sent")
         return "sent"

@@ -50,7 +50,7 @@ from worker.errors import (
     StorageError,
 )
 from worker.gate import PausedError
-from worker.jobs import MediaJob, ReplyJob
+from worker.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
 from worker.logs import get_logger, register_secrets, since, task_context
 from worker.metrics import (
     MULTIPROC_ENV,
@@ -61,7 +61,14 @@ from worker.metrics import (
 )
 from worker.reasons import reason_of
 from worker.replies import Replier
-from worker.state import SWEEP_LAST_KEY, SWEEP_LAST_TTL, MediaStateStore, ReplyLedger
+from worker.state import (
+    SWEEP_LAST_KEY,
+    SWEEP_LAST_TTL,
+    MediaStateStore,
+    ReplyLedger,
+    ReplyLimits,
+    ReplyRef,
+)
 from worker.storage import PARTS_IN_FLIGHT, make_s3_client
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
@@ -191,7 +198,14 @@ def _build_services() -> Services:
     return Services(
         archiver=Archiver(config, clients, state),
         replier=Replier(
-            config, clients, ReplyLedger(redis, stall_after=config.sweep_stalled_after)
+            config,
+            clients,
+            ReplyLedger(redis, stall_after=config.sweep_stalled_after),
+            ReplyLimits(
+                redis,
+                per_minute=config.reply_rate_per_account,
+                interval=config.reply_recipient_interval,
+            ),
         ),
         state=state,
         redis=redis,
@@ -371,11 +385,12 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
         phone_number_id=job.phone_number_id,
     ):
         ledger = services().replier.ledger
+        member = ReplyRef.of(job).member
         try:
             outcome = services().replier.reply(job)
         except PermanentError as exc:
             _note_failed("reply", reason_of(exc), exc.reason, started, code=exc.code)
-            ledger.settled(job.wamid)
+            ledger.settled(member)
             return "failed"
         except RetryableError as exc:
             _note_rejected(exc, job.phone_number_id)
@@ -385,7 +400,7 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
                 self.request.retries >= REPLY_MAX_RETRIES and not waiting_on_token
             ):  # we count, not Celery
                 _note_failed("reply", reason_of(exc), f"gave up: {exc.reason}", started)
-                ledger.settled(job.wamid)
+                ledger.settled(member)
                 return "failed"
             countdown = next_countdown(
                 self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
@@ -393,12 +408,17 @@ def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
             _note_retry("reply", "reply_retry", exc, exc.reason, countdown, started)
             # The sweep leaves a warning alone while its own retry is due.
             with suppress(StorageError):
-                ledger.look_again(job.wamid, time.time() + countdown + ledger.stall_after)
+                ledger.look_again(member, time.time() + countdown + ledger.stall_after)
             raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
-        ledger.settled(job.wamid)
+        ledger.settled(member)
         if outcome == "sent":
             count_task("reply", "sent")
             log.info("replied", duration_ms=since(started))
+        elif outcome in REPLY_DROP_REASONS:
+            # Never sent: the customer was warned lately, or the account is over its rate.
+            count_task("reply", "dropped")
+            worker_metrics().replies_dropped.labels(reason=outcome).inc()
+            log.warning("reply_dropped", reason=outcome, duration_ms=since(started))
         else:
             count_task("reply", "duplicate")
             log.info("reply_" + outcome, duration_ms=since(started))
@@ -424,15 +444,24 @@ def sweep() -> dict[str, int]:
                 return {}
             counts = {"requeued": 0, "settled": 0, "leased": 0}
             now = time.time()
-            for media_id in state.due(now):
-                record = state.get(media_id)
+            for member in state.due(now):
+                ref = state.resolve(member)
+                if ref is None:
+                    state.forget_pending(member)  # its record (or its job) is gone
+                    counts["settled"] += 1
+                    continue
+                # Reading it moves a record of the previous release (member `{media_id}`)
+                # under its account, and its place in wa:pending to the account's member.
+                record = state.get(ref)
+                if ref.member != member:
+                    state.forget_pending(member)
                 current = record.get("state")
                 if current in (None, "archived", "failed") or "job" not in record:
-                    state.forget_pending(media_id)
+                    state.forget_pending(ref.member)
                     counts["settled"] += 1
-                elif current == "archiving" and (remaining := state.lease_remaining(media_id)):
+                elif current == "archiving" and (remaining := state.lease_remaining(ref)):
                     # Look again right when the lease would run out, not a whole lease later.
-                    state.look_again(media_id, now + remaining + 1)
+                    state.look_again(ref.member, now + remaining + 1)
                     counts["leased"] += 1
                 else:
                     archive_media.apply_async(
@@ -440,11 +469,12 @@ def sweep() -> dict[str, int]:
                         queue=MEDIA_QUEUE,
                         priority=RESCUE_PRIORITY,
                     )
-                    state.look_again(media_id, now + svc.archiver.settings.sweep_stalled_after)
+                    state.look_again(ref.member, now + svc.archiver.settings.sweep_stalled_after)
                     counts["requeued"] += 1
                     log.warning(
                         "media_requeued",
-                        media_id=media_id,
+                        media_id=ref.media_id,
+                        phone_number_id=ref.phone_number_id,
                         wamid=record.get("wamid"),
                         state=current,
                         reason="lease expired" if current == "archiving" else "queued too long",
@@ -468,13 +498,24 @@ def _sweep_replies(svc: Services, now: float, counts: dict[str, int]) -> None:
     """Send again the warnings owed whose task was lost, or refused by an older worker."""
     ledger = svc.replier.ledger
     counts["replies_requeued"] = 0
-    for wamid, claim, job in ledger.due(now):
+    for member, raw in ledger.due(now):
+        try:
+            job = None if raw is None else ReplyJob.model_validate_json(raw)
+        except ValueError:
+            log.error("job_invalid", kind="reply", member=member)
+            job = None
+        claim = None if job is None else ledger.status(ReplyRef.of(job))
         if job is None or (claim is not None and claim != "sending"):
-            ledger.settled(wamid)  # sent, given up, or its record expired
+            ledger.settled(member)  # sent, given up, dropped, or its record expired
         elif claim == "sending":
-            ledger.look_again(wamid, now + ledger.claim_ttl)
+            ledger.look_again(member, now + ledger.claim_ttl)
         else:
-            send_reply.apply_async(args=(json.loads(job),), queue=REPLIES_QUEUE)
-            ledger.look_again(wamid, now + ledger.stall_after)
+            send_reply.apply_async(args=(job.to_wire(),), queue=REPLIES_QUEUE)
+            ledger.look_again(member, now + ledger.stall_after)
             counts["replies_requeued"] += 1
-            log.warning("reply_requeued", wamid=wamid, reason="not sent in time")
+            log.warning(
+                "reply_requeued",
+                wamid=job.wamid,
+                phone_number_id=job.phone_number_id,
+                reason="not sent in time",
+            )

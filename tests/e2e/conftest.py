@@ -175,7 +175,9 @@ class Stack:
         return wait_for(lambda: self.sidecar(sent.key), timeout=timeout, what=f"{sent.key}")
 
     def state(self, media_id: str) -> dict[str, str]:
-        return self.redis.hgetall(f"wa:media:{media_id}")  # type: ignore[return-value]
+        # Records are kept per account: `wa:media:{phone_number_id}:{media_id}`.
+        key = f"wa:media:{webhooks.DEFAULT_PHONE_NUMBER_ID}:{media_id}"
+        return self.redis.hgetall(key)  # type: ignore[return-value]
 
     def wait_state(self, media_id: str, state: str, timeout: float = 60) -> dict[str, str]:
         def reached() -> dict[str, str] | None:

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from graphsim import webhooks
 from tests.e2e.conftest import BUCKET, Stack
 from worker.state import RECORD_TTL
 
@@ -67,7 +68,8 @@ def test_every_media_type_is_archived_verified(stack: Stack) -> None:
         state = stack.state(item.record.id)
         assert state["state"] == "archived"
         assert state["key"] == item.key
-        assert 0 < stack.redis.ttl(f"wa:media:{item.record.id}") <= RECORD_TTL
+        key = f"wa:media:{webhooks.DEFAULT_PHONE_NUMBER_ID}:{item.record.id}"
+        assert 0 < stack.redis.ttl(key) <= RECORD_TTL
 
     sidecars = {kind: stack.sidecar(item.key) or {} for kind, item in zip(KINDS, sent, strict=True)}
     assert sidecars["voice"]["voice"] is True

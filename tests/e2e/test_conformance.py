@@ -125,7 +125,12 @@ def deployment(
             BUCKET,
             max_media_bytes=MAX_MEDIA_BYTES,
             reply_text=REPLY_TEXT,
-            extra=(("WHATSAPP_ACCOUNTS_FILE", str(accounts)),),
+            # Rows warn the same customers one after another: one second between warnings to
+            # a customer instead of an hour.
+            extra=(
+                ("WHATSAPP_ACCOUNTS_FILE", str(accounts)),
+                ("REPLY_RECIPIENT_INTERVAL", "1"),
+            ),
         )
         web_service, url = start_web(env, log_dir)
         services: list[Service] = [web_service]
@@ -296,6 +301,7 @@ def test_row_end_to_end(
     assert set(parsed.listed) <= listed
     archived = {job.media_id for job in parsed.media}
     for media_id in maker.blobs.keys() - archived:
-        assert deployment.redis.exists(f"wa:media:{media_id}") == 0, media_id
-    for media_id in archived:
-        assert deployment.redis.hget(f"wa:media:{media_id}", "state") == "archived"
+        assert list(deployment.redis.scan_iter(f"wa:media:*{media_id}")) == [], media_id
+    for job in parsed.media:
+        key = f"wa:media:{job.phone_number_id}:{job.media_id}"
+        assert deployment.redis.hget(key, "state") == "archived"

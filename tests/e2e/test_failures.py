@@ -13,6 +13,9 @@ from devstack.processes import wait_for
 from graphsim import webhooks
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
 
+# The number the stack's webhooks are for: warnings are recorded per account.
+PHONE = webhooks.DEFAULT_PHONE_NUMBER_ID
+
 pytestmark = pytest.mark.e2e
 
 
@@ -221,9 +224,9 @@ def test_too_big_is_answered_once_even_when_delivered_twice(stack: Stack) -> Non
         return [m for m in stack.sim.sent_messages() if m["to"] == "4915112345678"]
 
     wait_for(replies, timeout=30, what="the warning")
-    ledger = stack.redis.get(f"wa:reply:{message['id']}")
+    ledger = stack.redis.get(f"wa:reply:{PHONE}:{message['id']}")
     assert ledger == "sent"
-    assert 0 < stack.redis.ttl(f"wa:reply:{message['id']}") <= 8 * 24 * 3600
+    assert 0 < stack.redis.ttl(f"wa:reply:{PHONE}:{message['id']}") <= 8 * 24 * 3600
     # A third delivery after the reply went out changes nothing either.
     assert stack.post(message).status_code == 200
     worker = stack.worker
@@ -239,7 +242,7 @@ def test_reengagement_error_is_recorded_not_retried(stack: Stack) -> None:
     message = webhooks.too_big_message(sender=sender)
     assert stack.post(message).status_code == 200
     ledger = wait_for(
-        lambda: stack.redis.get(f"wa:reply:{message['id']}"), timeout=30, what="ledger"
+        lambda: stack.redis.get(f"wa:reply:{PHONE}:{message['id']}"), timeout=30, what="ledger"
     )
     assert ledger.startswith("failed")
     assert "131047" in ledger

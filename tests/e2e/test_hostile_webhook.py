@@ -355,6 +355,8 @@ error_objects = mostly(
 MIME_TYPES = [*sorted(EXTENSIONS), "audio/ogg; codecs=opus", "application/octet-stream"]
 mime_types = st.one_of(st.sampled_from(MIME_TYPES), st.text(ANY_CHAR, max_size=40))
 senders = st.text(string.digits, min_size=1, max_size=15)
+# A 131052 is answered only at a phone number (6 to 15 digits) or a BSUID.
+recipients = st.text(string.digits, min_size=6, max_size=15)
 wamids = st.text(ANY_CHAR, min_size=1, max_size=40).map(lambda s: "wamid." + s)
 media_ids = st.text(ANY_CHAR, min_size=1, max_size=64)
 timestamps = st.integers(0, MAX_TIMESTAMP)
@@ -441,7 +443,7 @@ def media_messages(draw: st.DrawFn, media_id: str | None = None) -> tuple[Json, 
 
 @st.composite
 def too_big_messages(draw: st.DrawFn) -> tuple[Json, Expect]:
-    sender, wamid = draw(senders), draw(wamids)
+    sender, wamid = draw(recipients), draw(wamids)
     message = webhooks.too_big_message(sender=sender, wamid=wamid, timestamp=draw(timestamps))
     return message, Expect("reply", encodable(wamid), encodable(sender))
 

@@ -310,7 +310,7 @@ def test_payload_for_a_number_no_account_serves_is_acknowledged_and_dropped(
         timeout=10,
         what="unknown_account warnings",
     )
-    assert deployment.redis.exists(f"wa:media:{record.id}") == 0
+    assert list(deployment.redis.scan_iter(f"wa:media:*{record.id}")) == []
     assert sim.stats()["lookups"].get(record.id) is None
 
 
@@ -373,6 +373,6 @@ def test_a_failed_delete_after_archive_keeps_the_archive_and_is_logged(
         return "media_delete_failed" in text and record.id in text
 
     wait_for(logged, timeout=30, what="media_delete_failed")
-    assert deployment.redis.hget(f"wa:media:{record.id}", "state") == "archived"
+    assert deployment.redis.hget(f"wa:media:{D360_NUMBER}:{record.id}", "state") == "archived"
     deletes = [r["status"] for r in sim.requests() if r["op"] == "delete"]
     assert deletes == [500]  # tried once, not retried

@@ -18,7 +18,7 @@ from devstack.processes import Service, wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_beat, start_web, start_worker
-from graphsim import Simulator
+from graphsim import Simulator, webhooks
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
 from worker.cli import main as cli
 from worker.state import MediaStateStore
@@ -146,7 +146,8 @@ def test_media_that_keeps_killing_its_worker_is_poison(rel: Reliable) -> None:
         subprocess.run(["kill", "-9", str(pool_child(worker))], check=True)
     record = rel.stack.wait_state(item.record.id, "failed", timeout=60)
     assert "died 3 times" in record["last_error"]
-    assert rel.stack.redis.zscore("wa:failed", item.record.id) is not None
+    member = f"{webhooks.DEFAULT_PHONE_NUMBER_ID}:{item.record.id}"
+    assert rel.stack.redis.zscore("wa:failed", member) is not None
 
 
 def test_sigterm_to_the_main_process_finishes_the_task(rel: Reliable) -> None:
@@ -278,7 +279,8 @@ def test_a_dead_workers_unfinished_upload_is_aborted(rel: Reliable) -> None:
     # What a worker killed mid-upload leaves: a record saying "archiving", no lease, and an
     # unfinished multipart upload of the key.
     rel.stack.redis.hset(
-        f"wa:media:{item.record.id}", mapping={"state": "archiving", "attempts": "1"}
+        f"wa:media:{webhooks.DEFAULT_PHONE_NUMBER_ID}:{item.record.id}",
+        mapping={"state": "archiving", "attempts": "1"},
     )
     rel.stack.s3.create_multipart_upload(Bucket=BUCKET, Key=item.key)
     assert rel.stack.post(item).status_code == 200

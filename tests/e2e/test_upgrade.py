@@ -8,6 +8,8 @@ PREVIOUS_RELEASE into a directory put first on the processes' PYTHONPATH.
 from __future__ import annotations
 
 import dataclasses
+import json
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from devstack.stack import StackEnv, start_beat, start_web, start_worker
 from graphsim import Simulator, SimulatorClient, webhooks
 from tests.conftest import redis_db
 from tests.e2e.conftest import REPLY_TEXT, Stack, stack_env
+from worker.layout import build_key
 
 pytestmark = pytest.mark.e2e
 
@@ -216,6 +219,133 @@ def test_a_rolling_deploy_loses_nothing(
         assert len(_sent_to(sim, "16505550002")) == 1
         assert len(_sent_to(sim, "GB.77700011122233344455")) == 1
         assert all(m["body"] == REPLY_TEXT for m in sim.sent_messages())
+    finally:
+        beat.stop()
+        worker.stop()
+        web.stop()
+
+
+ALPHA, BETA = webhooks.DEFAULT_PHONE_NUMBER_ID, "100000002"
+
+
+def _two_accounts(path: Path, simulator: Simulator) -> Path:
+    """Two Cloud API accounts, each of its own Meta app and token, in a file both releases read
+    (`app:` names one app, as the previous release knows it)."""
+
+    def cloud(app: str, token_env: str) -> dict[str, Any]:
+        return {
+            "token_env": token_env,
+            "url": simulator.url,
+            "media_hosts": [simulator.media_host],
+            "app": app,
+        }
+
+    document = {
+        "apps": {"alpha": {"secret_env": "WHATSAPP_APP_SECRET"}, "beta": {"secret": "beta-secret"}},
+        "accounts": {
+            ALPHA: cloud("alpha", "WHATSAPP_ACCESS_TOKEN"),
+            BETA: cloud("beta", "BETA_ACCESS_TOKEN"),
+        },
+    }
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _downloads(sim: SimulatorClient, media_id: str) -> int:
+    return sum(1 for r in sim.requests() if r["media_id"] == media_id and r["op"] == "download")
+
+
+def test_records_of_the_previous_release_are_honoured_per_account(
+    previous_release: Path,
+    simulator: Simulator,
+    seaweed: SeaweedFS,
+    upgrade_redis_url: str,
+    fresh_redis: Redis,
+    sim: SimulatorClient,
+    s3: Any,
+    run_dir: Path,
+) -> None:
+    """The previous release, serving two accounts, archives a media, sends a warning, and
+    records a media whose fan-out is then lost, all under ids alone. This release archives the
+    lost media, archives nothing twice and sends no warning twice, and keeps the old records for
+    the account they were written for: the same media id in the other account is archived."""
+    beta_token = "beta-" + secrets.token_hex(8)
+    sim.set_tokens([simulator.token, beta_token])
+    accounts = _two_accounts(run_dir / "upgrade-accounts.json", simulator)
+    base = _env(simulator, seaweed, upgrade_redis_url)
+    env = dataclasses.replace(
+        base,
+        extra=(
+            *base.extra,
+            ("WHATSAPP_ACCOUNTS_FILE", str(accounts)),
+            ("BETA_ACCESS_TOKEN", beta_token),
+        ),
+    )
+    logs = run_dir / "upgrade-3"
+    old_web, old_url = start_web(_old(env, previous_release), logs, cwd=previous_release)
+    stack = _stack(old_url, env, sim, s3, fresh_redis)
+    archived, lost = stack.media("image"), stack.media("document", filename="lost.pdf")
+    warned_sender = "16505550003"
+    warning = webhooks.too_big_message(sender=warned_sender)
+    try:
+        old_worker = start_worker(
+            _old(env, previous_release), logs, name="old", cwd=previous_release
+        )
+        try:
+            assert stack.post(archived, warning).status_code == 200
+            stack.wait_archived(archived)
+            wait_for(lambda: _sent_to(sim, warned_sender), timeout=60, what="the warning")
+            wait_for(lambda: _queue_drained(fresh_redis), timeout=60, what="queues drained")
+        finally:
+            old_worker.stop()
+        assert stack.post(lost).status_code == 200
+        for key in fresh_redis.keys("media*"):
+            fresh_redis.delete(key)  # the fan-out is lost with a worker
+    finally:
+        old_web.stop()
+    # What the previous release wrote: records and a ledger entry by id alone.
+    assert fresh_redis.hget(f"wa:media:{archived.record.id}", "state") == "archived"
+    assert fresh_redis.hget(f"wa:media:{lost.record.id}", "state") == "queued"
+    assert fresh_redis.get(f"wa:reply:{warning['id']}") == "sent"
+    assert _downloads(sim, archived.record.id) == 1
+
+    web, url = start_web(env, logs)
+    worker = start_worker(env, logs, name="new", concurrency=2)
+    beat = start_beat(env, logs)
+    try:
+        stack = _stack(url, env, sim, s3, fresh_redis)
+        # Meta delivers the archived media and the warning again, to ALPHA.
+        assert stack.post(archived, warning).status_code == 200
+        # The same media id, in BETA's webhook signed by BETA's app.
+        for_beta = dict(archived.message, id=webhooks.new_wamid())
+        body, headers = webhooks.signed(
+            webhooks.envelope([for_beta], phone_number_id=BETA), "beta-secret"
+        )
+        assert requests.post(f"{url}/webhook", data=body, headers=headers, timeout=10).ok
+        beta_key = build_key("", BETA, int(for_beta["timestamp"]), archived.record.id, "image/jpeg")
+        beta_copy = wait_for(lambda: stack.sidecar(beta_key), timeout=60, what="BETA's copy")
+        assert beta_copy["phone_number_id"] == BETA
+        # The sweep finds the media whose fan-out was lost.
+        document = stack.wait_archived(lost)
+        assert document["schema"] == 2
+        assert stack.verified(lost)
+        wait_for(
+            lambda: (
+                fresh_redis.zcard("wa:replies:pending") == 0
+                and fresh_redis.zcard("wa:pending") == 0
+            ),
+            timeout=60,
+            what="everything settled",
+        )
+        # Nothing archived twice, no warning sent twice.
+        assert _downloads(sim, archived.record.id) == 2  # ALPHA's once, BETA's once
+        assert _downloads(sim, lost.record.id) == 1
+        assert len(_sent_to(sim, warned_sender)) == 1
+        alpha = f"wa:media:{ALPHA}:{archived.record.id}"
+        assert fresh_redis.hget(alpha, "state") == "archived"
+        assert fresh_redis.hget(alpha, "key") == archived.key
+        assert fresh_redis.hget(f"wa:media:{ALPHA}:{lost.record.id}", "state") == "archived"
+        assert fresh_redis.keys(f"wa:media:{archived.record.id}") == []
     finally:
         beat.stop()
         worker.stop()

@@ -111,11 +111,13 @@ def test_media_are_recorded_before_the_publish(client: FlaskClient, queue: Redis
     body = webhooks.encode(webhooks.envelope(media(3)))
     assert post(client, body).status_code == 200
     for i in range(3):
-        record = queue.hgetall(f"wa:media:m{i}")
+        # Kept per account: `wa:media:{phone_number_id}:{media_id}`.
+        member = f"{webhooks.DEFAULT_PHONE_NUMBER_ID}:m{i}"
+        record = queue.hgetall(f"wa:media:{member}")
         assert record[b"state"] == b"queued"
         assert json.loads(record[b"job"])["media_id"] == f"m{i}"
-        assert queue.zscore("wa:pending", f"m{i}") is not None
-        assert 0 < queue.ttl(f"wa:media:m{i}") <= 8 * 24 * 3600
+        assert queue.zscore("wa:pending", member) is not None
+        assert 0 < queue.ttl(f"wa:media:{member}") <= 8 * 24 * 3600
 
 
 def test_rotated_secret_is_accepted(client: FlaskClient, queue: Redis) -> None:

@@ -28,6 +28,7 @@ import yaml
 from kombu.transport.redis import Channel
 
 from worker.celery_app import ARCHIVE_PRIORITY, MEDIA_QUEUE, RESCUE_PRIORITY, TASK_TIME_LIMIT
+from worker.metrics import DEFAULT_METRICS_PORT
 from worker.stats import queue_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -492,6 +493,176 @@ def test_compose_waits_only_on_services_with_health_checks() -> None:
             assert how["condition"] in ("service_healthy", "service_completed_successfully")
             if how["condition"] == "service_healthy":
                 assert "healthcheck" in services[needed], f"{name} waits on {needed}'s health"
+
+
+# --- Redis and the cluster, locked down --------------------------------------------------------
+
+# The compose variable holding Redis's password: compose refuses to start without it.
+REDIS_PASSWORD_REF = re.compile(r"\$\{(REDIS_PASSWORD)(?::\?[^}]*)?\}")
+PROMETHEUS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+KEDA_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}},
+    "podSelector": {"matchLabels": {"app": "keda-operator"}},
+}
+REDIS_POD_LABELS = {"app.kubernetes.io/name": "redis"}
+
+
+def test_compose_redis_requires_a_password() -> None:
+    redis = compose()["services"]["redis"]
+    command = redis["command"]
+    assert "--requirepass" in command
+    value = command[command.index("--requirepass") + 1]
+    match = REDIS_PASSWORD_REF.fullmatch(value)
+    assert match, f"--requirepass {value!r} is not taken from ${{REDIS_PASSWORD}}"
+    assert ":?" in value, "compose must refuse to start the stack without REDIS_PASSWORD"
+    # The health check's redis-cli authenticates (REDISCLI_AUTH), or it would only see NOAUTH.
+    assert REDIS_PASSWORD_REF.fullmatch(redis["environment"]["REDISCLI_AUTH"])
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_compose_processes_reach_redis_with_its_password(process: str) -> None:
+    url = compose()["services"][process]["environment"]["REDIS_URL"]
+    match = re.fullmatch(r"redis://:(?P<password>\$\{[^}]+\})@redis:6379/\d+", url)
+    assert match, f"{process}'s REDIS_URL {url!r} carries no password"
+    assert REDIS_PASSWORD_REF.fullmatch(match.group("password"))
+
+
+def test_kubernetes_redis_url_carries_the_password_keda_uses() -> None:
+    secrets = {d["metadata"]["name"]: d for d in yaml_documents(K8S / "secret.template.yaml")}
+    url = urlsplit(secrets["wa-media"]["stringData"]["REDIS_URL"])
+    assert url.password
+    assert url.password == secrets["wa-media-keda-redis"]["stringData"]["password"]
+    for process in PROCESSES:
+        ref = container_env(process)["REDIS_URL"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("wa-media", "REDIS_URL")
+
+
+def network_policies() -> dict[str, dict[str, Any]]:
+    """The NetworkPolicies under deploy/k8s, by name."""
+    return {
+        doc["metadata"]["name"]: doc for _, doc in manifests() if doc["kind"] == "NetworkPolicy"
+    }
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector selects a pod with these labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def pod_labels(process: str) -> dict[str, str]:
+    labels: dict[str, str] = deployment(process)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def policies_for(labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The ingress policies that select a pod with these labels."""
+    return [
+        policy
+        for policy in network_policies().values()
+        if "Ingress" in policy["spec"]["policyTypes"]
+        and selects(policy["spec"]["podSelector"], labels)
+    ]
+
+
+def ingress_rules(labels: dict[str, str]) -> list[dict[str, Any]]:
+    return [rule for p in policies_for(labels) for rule in p["spec"].get("ingress") or []]
+
+
+def our_processes(peer: dict[str, Any]) -> set[str]:
+    """The processes a `from` peer of our namespace selects (none for another namespace's)."""
+    if "namespaceSelector" in peer or "ipBlock" in peer:
+        return set()
+    return {p for p in PROCESSES if selects(peer.get("podSelector", {}), pod_labels(p))}
+
+
+def test_the_namespace_denies_ingress_by_default() -> None:
+    defaults = [
+        p
+        for p in network_policies().values()
+        if p["spec"]["podSelector"] == {} and p["spec"]["policyTypes"] == ["Ingress"]
+    ]
+    assert defaults, "no policy selects every pod of the namespace"
+    assert all(not p["spec"].get("ingress") for p in defaults), "the default must allow nothing"
+    # Redis, wherever it runs in the namespace, is covered by it too.
+    assert selects(defaults[0]["spec"]["podSelector"], REDIS_POD_LABELS)
+
+
+def test_only_web_worker_and_beat_reach_redis() -> None:
+    rules = ingress_rules(REDIS_POD_LABELS)
+    assert rules, "no policy lets anything reach Redis"
+    secret = yaml_documents(K8S / "secret.template.yaml")[0]
+    port = urlsplit(secret["stringData"]["REDIS_URL"]).port
+    reaching: set[str] = set()
+    for rule in rules:
+        assert rule.get("from"), "a rule open to every source"
+        assert rule.get("ports") == [{"protocol": "TCP", "port": port}]
+        for peer in rule["from"]:
+            if peer == KEDA_PEER:
+                continue  # KEDA's operator reads the media queue's length (worker-keda.yaml)
+            processes = our_processes(peer)
+            assert processes, f"a peer that is none of web, worker, beat: {peer}"
+            reaching |= processes
+    assert reaching == set(PROCESSES)
+    # The app's own pods are not taken for Redis.
+    for process in PROCESSES:
+        assert not selects({"matchLabels": REDIS_POD_LABELS}, pod_labels(process))
+
+
+def test_only_prometheus_reaches_the_metrics_ports() -> None:
+    worker_ports = {p["name"]: p["containerPort"] for p in container("worker")["ports"]}
+    assert worker_ports["metrics"] == DEFAULT_METRICS_PORT
+    for process in ("web", "worker"):
+        rules = ingress_rules(pod_labels(process))
+        metrics = [r for r in rules if {"protocol": "TCP", "port": "metrics"} in r.get("ports", [])]
+        assert metrics, f"no rule lets Prometheus scrape {process}'s metrics port"
+        for rule in rules:
+            names = {port["port"] for port in rule.get("ports", [])}
+            assert names, f"{process}: a rule open on every port"
+            if "metrics" in names:
+                assert names == {"metrics"}
+                assert rule["from"] == [PROMETHEUS_PEER], f"{process}: metrics open to others"
+    # The worker takes no other connection; web takes webhooks on http from anywhere (Meta
+    # arrives through the ingress controller), and nothing else.
+    worker_rules = ingress_rules(pod_labels("worker"))
+    assert all({p["port"] for p in r["ports"]} == {"metrics"} for r in worker_rules)
+    web_ports = {p["port"] for r in ingress_rules(pod_labels("web")) for p in r["ports"]}
+    assert web_ports == {"http", "metrics"}
+
+
+def test_nothing_reaches_beat() -> None:
+    assert ingress_rules(pod_labels("beat")) == []
+    assert policies_for(pod_labels("beat")), "beat is selected by no policy at all"
+
+
+def test_policies_name_ports_the_pods_have() -> None:
+    checked = 0
+    for process in PROCESSES:
+        have = {p["name"] for p in container(process).get("ports", [])}
+        for rule in ingress_rules(pod_labels(process)):
+            for port in rule["ports"]:
+                if process == "web" and port["port"] == "metrics" and "metrics" not in have:
+                    # web serves /metrics on `http` until it gets a port of its own
+                    # (WEB_METRICS_PORT); the rule is written for that port's name.
+                    continue
+                assert port["port"] in have, f"{process} has no port {port['port']}"
+                checked += 1
+    assert checked >= 2, "no policy names a port of web's or the worker's"
 
 
 # --- the image -----------------------------------------------------------------------------

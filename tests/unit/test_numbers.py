@@ -176,7 +176,7 @@ def test_a_content_length_is_ascii_digits_or_unknown(text: str) -> None:
 def _webhook(timestamp: Any, code: Any) -> dict[str, Any]:
     media = {"id": "111", "mime_type": "image/jpeg", "sha256": "0" * 64}
     message = {"from": "1", "id": "wamid.1", "timestamp": timestamp, "type": "image"}
-    failed = {"from": "1", "id": "wamid.2", "timestamp": "1", "type": "unsupported"}
+    failed = {"from": "16505551234", "id": "wamid.2", "timestamp": "1", "type": "unsupported"}
     value = {
         "metadata": {"phone_number_id": "PN1"},
         "messages": [{**message, "image": media}, {**failed, "errors": [{"code": code}]}],

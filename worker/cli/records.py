@@ -13,9 +13,9 @@ from worker.celery_app import ARCHIVE_PRIORITY, ARCHIVE_TASK, MEDIA_QUEUE, make_
 from worker.cli.common import EXIT_UNAVAILABLE, state_store, when
 from worker.errors import StorageError
 from worker.jobs import MediaJob
-from worker.state import SkippedLog
+from worker.state import MediaRef, MediaStateStore, SkippedLog
 
-__all__ = ["failed", "replay", "skipped", "who"]
+__all__ = ["failed", "find", "replay", "skipped", "who"]
 
 
 def who(record: dict[str, str]) -> str:
@@ -49,10 +49,15 @@ def failed(limit: int) -> None:
     if not rows:
         click.echo("no failed media")
         return
-    click.echo(f"{'media id':<24} {'failed at':<20} {'tries':>5}  {'customer':<32} reason")
-    for media_id, record in rows:
+    click.echo(
+        f"{'media id':<24} {'number':<17} {'failed at':<20} {'tries':>5}  {'customer':<32} reason"
+    )
+    for member, record in rows:
+        number, colon, media_id = member.partition(":")
+        if not colon:  # recorded by the previous release, under the media id alone
+            number, media_id = "", member
         click.echo(
-            f"{media_id:<24} {when(record.get('updated_at')):<20} "
+            f"{media_id:<24} {number or '?':<17} {when(record.get('updated_at')):<20} "
             f"{record.get('attempts', '0'):>5}  {who(record):<32} {record.get('last_error', '')}"
         )
     click.echo(f"{len(rows)} failed")
@@ -86,23 +91,35 @@ def skipped(limit: int, as_json: bool) -> None:
     click.echo(f"{len(rows)} skipped")
 
 
+def find(store: MediaStateStore, name: str) -> MediaRef | None:
+    """The media `name` gives: `PHONE_NUMBER_ID:MEDIA_ID`, or a media id that one failed media
+    has (in whatever account); None when it names none, or several."""
+    ref = store.resolve(name)
+    if ref is not None:
+        return ref
+    matches = [member for member, _ in store.failed(10**6) if member.endswith(f":{name}")]
+    return store.resolve(matches[0]) if len(matches) == 1 else None
+
+
 @click.command()
 @click.argument("media_ids", nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="Replay every failed media.")
 def replay(media_ids: tuple[str, ...], replay_all: bool) -> None:
-    """Queue failed media (by id, or --all) for archiving again."""
+    """Queue failed media (by id, PHONE_NUMBER_ID:MEDIA_ID where several accounts have the id,
+    or --all) for archiving again."""
     if bool(media_ids) == replay_all:
         raise click.UsageError("give media ids or --all, not both and not neither")
     store, url = state_store()
     celery = make_celery(url)
     try:
-        targets = [media_id for media_id, _ in store.failed(10**6)] if replay_all else media_ids
+        targets = [member for member, _ in store.failed(10**6)] if replay_all else media_ids
         queued, unknown = 0, []
         with click.progressbar(targets, label="replaying", show_pos=True) as bar:
-            for media_id in bar:
-                job = store.requeue(media_id)
+            for name in bar:
+                ref = find(store, name)
+                job = None if ref is None else store.requeue(ref)
                 if job is None:
-                    unknown.append(media_id)
+                    unknown.append(name)
                     continue
                 celery.send_task(
                     ARCHIVE_TASK,
@@ -116,5 +133,9 @@ def replay(media_ids: tuple[str, ...], replay_all: bool) -> None:
         sys.exit(EXIT_UNAVAILABLE)
     click.echo(f"{queued} queued again")
     if unknown:
-        click.echo(f"unknown media (no record, or expired): {', '.join(unknown)}", err=True)
+        click.echo(
+            "unknown media (no record, expired, or an id several accounts have: give "
+            f"PHONE_NUMBER_ID:MEDIA_ID): {', '.join(unknown)}",
+            err=True,
+        )
         sys.exit(1)
