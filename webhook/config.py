@@ -9,12 +9,31 @@ from functools import cached_property
 
 from worker.accounts import WebAccounts, WebRoute, web_accounts
 from worker.config import DEFAULT_REDIS_URL
-from worker.env import positive_int, read, redis_url, text
+from worker.env import positive_int, read, redis_url, tcp_port, text
 
-__all__ = ["MAX_BODY_BYTES", "WebSettings"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_WEB_METRICS_PORT",
+    "MAX_BODY_BYTES",
+    "WebSettings",
+    "body_timeout",
+]
 
 # Meta sends at most 3 MB; anything past 4 MiB is refused before it is read.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# Meta's 3 MB take well under a second between data centres; a client slower than this is
+# holding a connection, not delivering a webhook.
+DEFAULT_BODY_TIMEOUT = 5.0
+DEFAULT_WEB_METRICS_PORT = 9807
+
+
+def body_timeout(value: str) -> float:
+    """Seconds, more than 0 and at most 300 (a fraction is allowed)."""
+    seconds = float(value)
+    if not 0 < seconds <= 300:
+        raise ValueError(f"expected more than 0 and at most 300 seconds, got {value}")
+    return seconds
+
 
 _ANY_CLOUD_NUMBER = (WebRoute("cloud", None),)
 
@@ -29,6 +48,11 @@ class WebSettings:
     redis_url: str = DEFAULT_REDIS_URL
     sweep_stalled_after: int = 600
     routes: tuple[WebRoute, ...] = _ANY_CLOUD_NUMBER
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    """Seconds a request's whole body may take to arrive; past it, 408 and the connection
+    closed."""
+    metrics_port: int = DEFAULT_WEB_METRICS_PORT
+    """Where the gunicorn master serves the metrics; 0: not at all."""
 
     @cached_property
     def accounts(self) -> WebAccounts:
@@ -48,4 +72,6 @@ class WebSettings:
             redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
             routes=accounts.routes,
+            body_timeout=read(environ, "WEBHOOK_BODY_TIMEOUT", body_timeout, "5"),
+            metrics_port=read(environ, "WEB_METRICS_PORT", tcp_port, str(DEFAULT_WEB_METRICS_PORT)),
         )

@@ -28,6 +28,7 @@ __all__ = [
     "FAILED_KEY",
     "LEASE_TTL",
     "PENDING_KEY",
+    "PENDING_WINDOW_KEY",
     "RECORD_TTL",
     "REPLIES_PENDING_KEY",
     "SKIPPED_KEPT",
@@ -51,29 +52,32 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-# KEYS: wa:pending, then the media records; ARGV: now, the pending score, the TTL, then
-# media_id, wamid and job of each media. One call records a whole webhook: one round trip.
+# KEYS: wa:pending, wa:pending:window, then the media records; ARGV: now, the pending score,
+# the TTL, then media_id, wamid, job and window start of each media. One call records a whole
+# webhook: one round trip.
 _ADMIT = """
 local now, due, ttl = ARGV[1], ARGV[2], ARGV[3]
 local admitted, added = {}, false
-for i = 2, #KEYS do
-  local at = 4 + (i - 2) * 3
+for i = 3, #KEYS do
+  local at = 4 + (i - 3) * 4
   local state = redis.call('hget', KEYS[i], 'state')
   if state == 'archived' or state == 'failed' then
-    admitted[i - 1] = 0
+    admitted[i - 2] = 0
   else
     if not state then
       redis.call('hset', KEYS[i], 'state', 'queued', 'wamid', ARGV[at + 1], 'job', ARGV[at + 2],
                  'queued_at', now, 'updated_at', now, 'attempts', '0')
       redis.call('zadd', KEYS[1], 'NX', due, ARGV[at])
+      redis.call('zadd', KEYS[2], 'NX', ARGV[at + 3], ARGV[at])
       added = true
     end
     redis.call('expire', KEYS[i], ttl)
-    admitted[i - 1] = 1
+    admitted[i - 2] = 1
   end
 end
 if added then
   redis.call('expire', KEYS[1], ttl)
+  redis.call('expire', KEYS[2], ttl)
 end
 return admitted
 """
@@ -86,6 +90,9 @@ return 0
 
 
 PENDING_KEY = "wa:pending"
+# The same media as wa:pending, scored by the start of their 7-day window: the oldest pending
+# media is its first member, read in one command by every scrape.
+PENDING_WINDOW_KEY = "wa:pending:window"
 FAILED_KEY = "wa:failed"
 REPLIES_PENDING_KEY = "wa:replies:pending"
 SKIPPED_KEY = "wa:skipped"
@@ -172,6 +179,7 @@ class MediaStateStore:
         *,
         incr: tuple[str, ...] = (),
         pending_at: float | None = None,
+        window_start: int | None = None,
         failed: bool = False,
     ) -> None:
         key = _media_key(media_id)
@@ -185,9 +193,13 @@ class MediaStateStore:
             pipe.expire(key, RECORD_TTL)
             if pending_at is None:
                 pipe.zrem(PENDING_KEY, media_id)
+                pipe.zrem(PENDING_WINDOW_KEY, media_id)
             else:
                 pipe.zadd(PENDING_KEY, {media_id: pending_at})
                 pipe.expire(PENDING_KEY, RECORD_TTL)
+                if window_start is not None:
+                    pipe.zadd(PENDING_WINDOW_KEY, {media_id: window_start}, nx=True)
+                    pipe.expire(PENDING_WINDOW_KEY, RECORD_TTL)
             if failed:
                 pipe.zadd(FAILED_KEY, {media_id: now})
                 pipe.expire(FAILED_KEY, RECORD_TTL)
@@ -212,8 +224,13 @@ class MediaStateStore:
         now = time.time()
         args: list[str | float | int] = [f"{now:.3f}", now + self.stall_after, RECORD_TTL]
         for job in jobs:
-            args += [job.media_id, job.wamid, job.model_dump_json(exclude_defaults=True)]
-        keys = [PENDING_KEY, *(_media_key(job.media_id) for job in jobs)]
+            args += [
+                job.media_id,
+                job.wamid,
+                job.model_dump_json(exclude_defaults=True),
+                job.window_start,
+            ]
+        keys = [PENDING_KEY, PENDING_WINDOW_KEY, *(_media_key(job.media_id) for job in jobs)]
         with _redis_errors("write"):
             # EVALSHA, loading the script only when Redis does not know it yet.
             admitted = self._admit(keys=keys, args=args)
@@ -267,9 +284,11 @@ class MediaStateStore:
             self.redis.zadd(PENDING_KEY, {media_id: at}, xx=True)
 
     def forget_pending(self, media_id: str) -> None:
-        """Drop a media from the pending index (its record is settled or has expired)."""
-        with _redis_errors("write"):
-            self.redis.zrem(PENDING_KEY, media_id)
+        """Drop a media from the pending indexes (its record is settled or has expired)."""
+        with _redis_errors("write"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(PENDING_KEY, media_id)
+            pipe.zrem(PENDING_WINDOW_KEY, media_id)
+            pipe.execute()
 
     def lease_remaining(self, media_id: str) -> float:
         """Seconds until this media's lease runs out; 0 when nobody holds it."""
@@ -306,6 +325,7 @@ class MediaStateStore:
                 "requeued_at": f"{time.time():.3f}",
             },
             pending_at=time.time() + self.stall_after,
+            window_start=job.window_start,
         )
         return job
 
