@@ -145,11 +145,19 @@ def beat_started(service: Service) -> bool:
 
 
 def start_web(
-    env: StackEnv, log_dir: Path, *, port: int | None = None, cwd: Path | None = None
+    env: StackEnv,
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    cwd: Path | None = None,
 ) -> tuple[Service, str]:
-    """Gunicorn serving `webhook:create_app()`; returns the service and its base URL.
+    """Gunicorn serving `webhook:create_app()` with the Procfile's worker class; returns the
+    service and its base URL.
 
-    `cwd` is where the process runs (gunicorn imports the app from there first).
+    Its metrics are served on `metrics_port` (a free port unless given; 0 turns them off), which
+    the service's environment holds as WEB_METRICS_PORT. `cwd` is where the process runs
+    (gunicorn imports the app from there first).
     """
     port = port or free_port()
     argv = [
@@ -157,9 +165,11 @@ def start_web(
         "--config", "python:webhook.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}",
         "--workers", "2",
+        "--worker-class", "gevent",
         "webhook:create_app()",
     ]  # fmt: skip
     environ = env.environ()
+    environ["WEB_METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)
     # Each process keeps its metric files in a subdirectory of its own under this one, left
     # with the logs should it be killed.
     environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")

@@ -8,7 +8,6 @@ from flask import Flask
 from redis import Redis
 
 from webhook.config import WebSettings
-from webhook.metrics import bp as metrics_bp
 from webhook.metrics import count_request
 from webhook.payload import SKIP_REASONS
 from webhook.publisher import Publisher
@@ -47,7 +46,6 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url), state, ledger)
     app.extensions["wa.redis"] = redis
     app.register_blueprint(bp)
-    app.register_blueprint(metrics_bp)
     counters = web_metrics()  # made now, in this process: after gunicorn's config chose where
     for reason in SKIP_REASONS:  # every reason is served from the start, at zero
         counters.skipped.labels(reason=reason)

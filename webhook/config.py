@@ -9,14 +9,34 @@ from functools import cached_property
 
 from worker.accounts import WebAccounts, WebRoute, web_accounts
 from worker.config import DEFAULT_REDIS_URL
-from worker.env import positive_int, read, redis_url, text
+from worker.env import positive_int, read, redis_url, tcp_port, text
 
-__all__ = ["MAX_BODY_BYTES", "REPLY_MAX_PER_WEBHOOK", "WebSettings"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_WEB_METRICS_PORT",
+    "MAX_BODY_BYTES",
+    "REPLY_MAX_PER_WEBHOOK",
+    "WebSettings",
+    "body_timeout",
+]
 
 # Meta sends at most 3 MB; anything past 4 MiB is refused before it is read.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# Meta's 3 MB take well under a second between data centres; a client slower than this is
+# holding a connection, not delivering a webhook.
+DEFAULT_BODY_TIMEOUT = 5.0
+DEFAULT_WEB_METRICS_PORT = 9807
 # The 131052 warnings one webhook may owe; the others are dropped (`request_cap`).
 REPLY_MAX_PER_WEBHOOK = 10
+
+
+def body_timeout(value: str) -> float:
+    """Seconds, more than 0 and at most 300 (a fraction is allowed)."""
+    seconds = float(value)
+    if not 0 < seconds <= 300:
+        raise ValueError(f"expected more than 0 and at most 300 seconds, got {value}")
+    return seconds
+
 
 _ANY_CLOUD_NUMBER = (WebRoute("cloud", None),)
 
@@ -34,6 +54,11 @@ class WebSettings:
     app_names: tuple[str, ...] = ()
     """The Meta app owning each of `app_secrets` (accounts file); empty: one account, any."""
     reply_max_per_webhook: int = REPLY_MAX_PER_WEBHOOK
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    """Seconds a request's whole body may take to arrive; past it, 408 and the connection
+    closed."""
+    metrics_port: int = DEFAULT_WEB_METRICS_PORT
+    """Where the gunicorn master serves the metrics; 0: not at all."""
 
     @cached_property
     def accounts(self) -> WebAccounts:
@@ -57,4 +82,6 @@ class WebSettings:
             reply_max_per_webhook=read(
                 environ, "REPLY_MAX_PER_WEBHOOK", positive_int, str(REPLY_MAX_PER_WEBHOOK)
             ),
+            body_timeout=read(environ, "WEBHOOK_BODY_TIMEOUT", body_timeout, "5"),
+            metrics_port=read(environ, "WEB_METRICS_PORT", tcp_port, str(DEFAULT_WEB_METRICS_PORT)),
         )

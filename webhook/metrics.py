@@ -1,25 +1,64 @@
-"""`GET /metrics` of `web`: its request counts, and the archive's state read from Redis."""
+"""The metrics of `web`: its request counts, and the archive's state read from Redis.
+
+The gunicorn master serves them on WEB_METRICS_PORT (webhook/gunicorn_conf.py), never on the
+webhook's port. A scrape costs Redis a fixed handful of commands whatever the backlog: counts
+are cardinalities and list lengths, and the oldest pending media is the first member of
+`wa:pending:window`, scored by the start of each media's 7-day window.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
 
-from flask import Blueprint, Response, current_app, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from flask import Response, request
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 
+from worker.celery_app import MEDIA_QUEUE, REPLIES_QUEUE
+from worker.gate import PAUSED_KEY
+from worker.jobs import MediaJob
 from worker.logs import get_logger
-from worker.metrics import exposition_registry, web_metrics
-from worker.stats import Snapshot, read_snapshot
+from worker.metrics import web_metrics
+from worker.state import FAILED_KEY, PENDING_KEY, PENDING_WINDOW_KEY, RECORD_TTL
+from worker.stats import PendingMedia, Snapshot, queue_keys
 
-__all__ = ["COUNTED_ENDPOINTS", "StateCollector", "bp", "count_request", "state_metrics"]
+__all__ = [
+    "COUNTED_ENDPOINTS",
+    "StateCollector",
+    "count_request",
+    "read_state",
+    "reindex_windows",
+    "state_metrics",
+]
 
-bp = Blueprint("metrics", __name__)
 log = get_logger(__name__)
+_BATCH = 500
+# Adds to wa:pending:window only the media still pending, removes only those no longer: a
+# worker may settle a media between the scrape's two reads. KEYS: wa:pending, the window index;
+# ARGV: media ids to drop (count first), then pairs of media id and window start to add.
+_REINDEX = """
+local dropped, added = 0, 0
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do
+  if not redis.call('zscore', KEYS[1], ARGV[i]) then
+    dropped = dropped + redis.call('zrem', KEYS[2], ARGV[i])
+  end
+end
+for i = n + 2, #ARGV, 2 do
+  if redis.call('zscore', KEYS[1], ARGV[i]) then
+    added = added + redis.call('zadd', KEYS[2], 'NX', ARGV[i + 1], ARGV[i])
+  end
+end
+local ttl = redis.call('ttl', KEYS[1])
+if ttl > 0 then
+  redis.call('expire', KEYS[2], ttl)
+end
+return {dropped, added}
+"""
 
 # The webhook's endpoints; health checks and scrapes are not webhook requests.
 COUNTED_ENDPOINTS = frozenset(
@@ -69,8 +108,97 @@ def state_metrics(snapshot: Snapshot) -> list[Metric]:
     ]
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _window_start(job: bytes | str | None) -> float:
+    if job is None:
+        # No record any more (expired): the sweep drops it from wa:pending; until then it must
+        # not pass for the oldest media.
+        return float("inf")
+    try:
+        return float(MediaJob.model_validate_json(job).window_start)
+    except ValidationError:
+        return float("inf")  # no worker can archive it either; `wa-media status` shows it
+
+
+def reindex_windows(redis: Redis) -> tuple[int, int]:
+    """Bring wa:pending:window back in step with wa:pending; (dropped, added).
+
+    Needed only after media were recorded or settled by a release that did not keep the index
+    (an upgrade, or a rolling deploy): this release changes both sets together. It costs a read
+    of every media missing from the index, once.
+    """
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zdiff([PENDING_KEY, PENDING_WINDOW_KEY])
+        pipe.zdiff([PENDING_WINDOW_KEY, PENDING_KEY])
+        missing_raw, stale_raw = pipe.execute()
+    missing = [_text(m) for m in missing_raw]
+    stale = [_text(m) for m in stale_raw]
+    script = redis.register_script(_REINDEX)
+    dropped = added = 0
+    if stale:
+        dropped, _ = script(keys=[PENDING_KEY, PENDING_WINDOW_KEY], args=[len(stale), *stale])
+    for start in range(0, len(missing), _BATCH):
+        batch = missing[start : start + _BATCH]
+        with redis.pipeline(transaction=False) as pipe:
+            for media_id in batch:
+                pipe.hget(f"wa:media:{media_id}", "job")
+            jobs = pipe.execute()
+        pairs: list[str | float] = []
+        for media_id, job in zip(batch, jobs, strict=True):
+            pairs += [media_id, _window_start(job)]
+        _, count = script(keys=[PENDING_KEY, PENDING_WINDOW_KEY], args=[0, *pairs])
+        added += int(count)
+    return int(dropped), added
+
+
+def read_state(redis: Redis, *, now: float) -> Snapshot:
+    """The counts and the oldest pending media: 13 commands in one round trip, then one to
+    check that the oldest is still pending.
+
+    This release changes both pending indexes together. Should they disagree (in size, or on
+    the oldest media: media recorded or settled by a release that did not keep the window
+    index), they are brought back in step first.
+    """
+    steps = len(queue_keys(MEDIA_QUEUE))
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(PENDING_KEY)
+        pipe.zcard(PENDING_WINDOW_KEY)
+        pipe.zcount(FAILED_KEY, now - RECORD_TTL, "+inf")
+        for queue in (MEDIA_QUEUE, REPLIES_QUEUE):
+            for key in queue_keys(queue):
+                pipe.llen(key)
+        pipe.zcount(PAUSED_KEY, now, "+inf")
+        pipe.zrange(PENDING_WINDOW_KEY, 0, 0, withscores=True)
+        results = pipe.execute()
+    pending, indexed, failed = int(results[0]), int(results[1]), int(results[2])
+    lengths = [int(n) for n in results[3 : 3 + 2 * steps]]
+    head = results[-1]
+    in_step = indexed == pending and (not head or redis.zscore(PENDING_KEY, head[0][0]) is not None)
+    if not in_step:
+        dropped, added = reindex_windows(redis)
+        log.info("pending_window_reindexed", dropped=dropped, added=added)
+        head = redis.zrange(PENDING_WINDOW_KEY, 0, 0, withscores=True)
+    nearest = []
+    if head and head[0][1] != float("inf"):
+        member, score = head[0]
+        nearest.append(PendingMedia(_text(member), "pending", int(score)))
+    return Snapshot(
+        taken_at=now,
+        pending=pending,
+        failed=failed,
+        by_state={},
+        queues={MEDIA_QUEUE: sum(lengths[:steps]), REPLIES_QUEUE: sum(lengths[steps:])},
+        paused_credentials=int(results[-2]),
+        nearest=nearest,
+        sampled=0,
+    )
+
+
 class StateCollector:
-    """Reads the archive's state from Redis at every scrape (worker/stats.py)."""
+    """Reads the archive's state from Redis at every scrape."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -78,7 +206,7 @@ class StateCollector:
     def collect(self) -> Iterable[Metric]:
         """The state's gauges; none when Redis does not answer (the counters still are)."""
         try:
-            snapshot = read_snapshot(self._redis, now=time.time())
+            snapshot = read_state(self._redis, now=time.time())
         except (RedisError, OSError) as exc:
             log.warning("metrics_state_unavailable", reason=str(exc))
             return []
@@ -90,11 +218,3 @@ def count_request(response: Response) -> Response:
     if request.endpoint in COUNTED_ENDPOINTS:
         web_metrics().requests.labels(status=str(response.status_code)).inc()
     return response
-
-
-@bp.get("/metrics")
-def metrics() -> Response:
-    """Prometheus text exposition: every gunicorn worker's counts, and the Redis state."""
-    redis: Redis = current_app.extensions["wa.redis"]
-    registry = exposition_registry(StateCollector(redis))
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
+import gevent
+import gevent.monkey
 from flask import Blueprint, Response, current_app, request
 from redis import Redis
 from redis.exceptions import RedisError
@@ -58,20 +61,74 @@ def verify_subscription() -> Response:
     return _text("forbidden", 403)
 
 
+class BodyTimeout(Exception):
+    """The request's body did not arrive within the body deadline."""
+
+
+def _patched_by_gevent() -> bool:
+    return bool(gevent.monkey.is_module_patched("socket"))
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Bound the whole read of a body to `seconds`, however slowly its bytes trickle in.
+
+    Under gunicorn's gevent workers (the Procfile's) the read is one greenlet's wait, cut by a
+    gevent timeout at the deadline. Elsewhere (another worker class, the test client) each read
+    from the socket is bounded by what is left of the deadline: a body trickled faster than
+    that still holds its thread, which is why the Procfile runs gevent workers.
+    """
+    if _patched_by_gevent():
+        with gevent.Timeout(seconds, BodyTimeout):
+            yield
+        return
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None:
+        yield
+        return
+    previous = sock.gettimeout()
+    sock.settimeout(seconds)
+    try:
+        yield
+    except (TimeoutError, OSError) as exc:
+        if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+            raise BodyTimeout from None
+        raise
+    finally:
+        with suppress(OSError):
+            sock.settimeout(previous)
+
+
 def _read_body() -> bytes | Response:
-    """The raw body, or the 413 answer when it is over MAX_BODY_BYTES."""
+    """The raw body; or the 413 answer when it is over MAX_BODY_BYTES, the 408 answer when it
+    is not complete within WEBHOOK_BODY_TIMEOUT."""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         log.warning("webhook_rejected", status=413, content_length=length)
         return _text("payload too large", 413)
-    if length is None:
-        # A chunked body has no Content-Length: it is too large once byte 4 MiB + 1 arrives.
-        body = request.stream.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            log.warning("webhook_rejected", status=413, chunked=True)
-            return _text("payload too large", 413)
-        return body
-    return request.get_data(cache=False)  # a body shorter than declared is a 400
+    seconds = _settings().body_timeout
+    try:
+        with _deadline(seconds):
+            if length is None:
+                # A chunked body has no Content-Length: it is too large once byte 4 MiB + 1
+                # arrives.
+                body = request.stream.read(MAX_BODY_BYTES + 1)
+            else:
+                body = request.get_data(cache=False)  # a body shorter than declared is a 400
+    except BodyTimeout:
+        # gunicorn closes the connection after this answer: the rest of the body is never read.
+        log.warning(
+            "webhook_rejected",
+            status=408,
+            reason=f"body not received within {seconds:g} s",
+            content_length=length,
+            chunked=length is None,
+        )
+        return _text("request timeout", 408)
+    if length is None and len(body) > MAX_BODY_BYTES:
+        log.warning("webhook_rejected", status=413, chunked=True)
+        return _text("payload too large", 413)
+    return body
 
 
 def _enqueue(

@@ -28,7 +28,8 @@ from worker.encryption import (
     checked_encryption,
     kms_key_id,
 )
-from worker.env import ConfigError, comma_list, read, text
+from worker.env import ConfigError, comma_list, read, s3_prefix, text
+from worker.logs import get_logger
 from worker.provider import PROVIDER_KINDS, Connection, ProviderKind
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "flag",
     "host_list",
     "load_accounts_file",
+    "usable_phone_number_id",
     "web_accounts",
     "worker_accounts",
 ]
@@ -53,6 +55,8 @@ D360_DEFAULT_URL = "https://waba-v2.360dialog.io"
 GRAPH_DEFAULT_URL = "https://graph.facebook.com"
 API_VERSION_DEFAULT = "v23.0"
 MEDIA_HOSTS_DEFAULT = "lookaside.fbsbx.com"
+
+log = get_logger(__name__)
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _PHONE_NUMBER_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -89,10 +93,16 @@ def webhook_token(value: str) -> str:
     return value
 
 
+def usable_phone_number_id(value: str) -> bool:
+    """Whether an id may stand in S3 keys: 1 to 128 of A-Z a-z 0-9 _ . -, not dots alone (read
+    as "this folder" or "the parent" by consumers that map keys to paths)."""
+    return bool(_PHONE_NUMBER_ID.fullmatch(value)) and set(value) != {"."}
+
+
 def phone_number_id(value: str) -> str:
     """An id usable in S3 keys (INTERFACES.md)."""
-    if not _PHONE_NUMBER_ID.fullmatch(value):
-        raise ValueError("expected 1 to 128 characters of A-Z a-z 0-9 _ . -")
+    if not usable_phone_number_id(value):
+        raise ValueError("expected 1 to 128 characters of A-Z a-z 0-9 _ . -, not dots alone")
     return value
 
 
@@ -132,6 +142,7 @@ def _one_of(entry: BaseModel, literal: str, variable: str, *, required: bool) ->
 EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 KmsKeyId = Annotated[str, AfterValidator(kms_key_id)]
+Prefix = Annotated[str, AfterValidator(s3_prefix)]
 
 
 class AppEntry(_Entry):
@@ -162,7 +173,7 @@ class AccountEntry(_Entry):
     webhook_token: str | None = Field(default=None, repr=False)
     webhook_token_env: EnvName | None = None
     bucket: NonEmpty | None = None
-    prefix: str | None = None
+    prefix: Prefix | None = None
     delete_after_archive: bool | None = None
     archive_outbound: bool | None = None
     sse: SseAlgorithm | None = None
@@ -207,8 +218,11 @@ class AccountsFile(_Entry):
     @model_validator(mode="after")
     def _references(self) -> AccountsFile:
         for number, entry in self.accounts.items():
-            if not _PHONE_NUMBER_ID.fullmatch(number):
-                raise ValueError(f"accounts.{number}: not a usable phone_number_id")
+            if not usable_phone_number_id(number):
+                raise ValueError(
+                    f"accounts.{number}: not a usable phone_number_id (1 to 128 of "
+                    "A-Z a-z 0-9 _ . -, not dots alone)"
+                )
             key = "app" if entry.app is not None else "apps"
             for app in entry.named_apps:
                 if app not in self.apps:
@@ -250,19 +264,54 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return "".join(f"{part}: " if i == len(loc) - 1 else f"{part}." for i, part in enumerate(loc))
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    # PyYAML's own text quotes the offending line, which may hold a credential: say where, and
+    # what, without it.
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return type(exc).__name__
+
+
+_warned_modes: set[tuple[str, int]] = set()
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return  # reading it fails next, with the reason
+    if mode & 0o044 and (str(path), mode) not in _warned_modes:
+        # Once per process and file: gunicorn's workers inherit the master's set.
+        _warned_modes.add((str(path), mode))
+        log.warning(
+            "accounts_file_readable_by_others",
+            file=str(path),
+            mode=f"{mode:04o}",
+            detail="it may hold credentials: chmod 600 (or 640 for a group of its own)",
+        )
+
+
 def load_accounts_file(path: str | Path) -> AccountsFile:
-    """Read and validate a YAML or JSON accounts file; ConfigError names the bad entry."""
+    """Read and validate a YAML or JSON accounts file; ConfigError names the bad entry, and
+    never quotes a value of the file (it may hold credentials)."""
     name = ACCOUNTS_FILE_VARIABLE
+    _warn_if_readable_by_others(Path(path))
     try:
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: {path} is not valid YAML or JSON: {exc}") from None
+    except yaml.YAMLError as exc:
+        problem = _yaml_problem(exc)
+        raise ConfigError(f"{name}: {path} is not valid YAML or JSON: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{name}: {path} is not valid YAML or JSON: not UTF-8 (byte {exc.start})"
+        ) from None
     try:
         return AccountsFile.model_validate(document)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{name}: {_location(first['loc'])}{message}") from None
 
@@ -560,7 +609,7 @@ def _worker_from_file(
                 number,
                 _file_connection(number, entry, accounts, environ),
                 account_bucket,
-                prefix if entry.prefix is None else entry.prefix.strip("/"),
+                prefix if entry.prefix is None else entry.prefix,
                 delete_after_archive
                 if entry.delete_after_archive is None
                 else entry.delete_after_archive,

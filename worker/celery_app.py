@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -12,7 +14,7 @@ from celery.signals import setup_logging
 from kombu import Queue
 
 from worker.config import DEFAULT_REDIS_URL
-from worker.env import read, redis_url
+from worker.env import CONFIG_ERROR, ConfigError, read, redis_url
 from worker.logs import configure_logging
 
 __all__ = [
@@ -136,4 +138,25 @@ def _structured_logs(**_: Any) -> None:
     configure_logging()
 
 
-app = make_celery(read(os.environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL))
+def _process() -> str:
+    """`beat`, `worker`, or the program's name (`wa-media`), for a configuration error."""
+    args = sys.argv[1:]
+    if "beat" in args:
+        return "beat"
+    if args.count("worker") >= 2:  # celery -A worker worker
+        return "worker"
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    return "web" if name == "gunicorn" else name
+
+
+def _broker_url() -> str:
+    try:
+        return read(os.environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL)
+    except ConfigError as exc:
+        # Every process imports this module before it reads its other settings (`celery -A
+        # worker` for worker and beat, wa-media): a bad URL stops it here, with one line.
+        print(f"{_process()}: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(CONFIG_ERROR) from None
+
+
+app = make_celery(_broker_url())

@@ -14,7 +14,7 @@ from worker.encryption import (
     kms_key_id,
     sse_algorithm,
 )
-from worker.env import ConfigError, positive_int, read, redis_url
+from worker.env import ConfigError, positive_int, read, redis_url, s3_prefix, tcp_port
 
 __all__ = ["DEFAULT_REDIS_URL", "DEFAULT_TOO_BIG_REPLY", "WorkerSettings"]
 
@@ -45,13 +45,6 @@ def _encryption(environ: Mapping[str, str]) -> Encryption:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError(f"expected a TCP port from 0 (off) to 65535, got {number}")
-    return number
 
 
 def _reply_text(value: str) -> str:
@@ -91,7 +84,7 @@ class WorkerSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
         """Read and validate the worker's variables; raise ConfigError naming the first bad one."""
         bucket = read(environ, "S3_BUCKET", lambda v: v or None, "")
-        prefix = read(environ, "S3_PREFIX", lambda v: v.strip("/"), "")
+        prefix = read(environ, "S3_PREFIX", s3_prefix, "")
         delete_after_archive = read(environ, "DELETE_AFTER_ARCHIVE", flag, "false")
         encryption = _encryption(environ)
         return cls(
@@ -115,7 +108,7 @@ class WorkerSettings:
             token_pause_seconds=read(environ, "TOKEN_PAUSE_SECONDS", positive_int, "60"),
             lease_seconds=read(environ, "LEASE_SECONDS", _lease_seconds, "60"),
             s3_encryption=encryption,
-            metrics_port=read(environ, "WORKER_METRICS_PORT", _port, "9808"),
+            metrics_port=read(environ, "WORKER_METRICS_PORT", tcp_port, "9808"),
             use_webhook_url=read(environ, "USE_WEBHOOK_URL", flag, "true"),
             reply_rate_per_account=read(environ, "REPLY_RATE_PER_ACCOUNT", positive_int, "60"),
             reply_recipient_interval=read(

@@ -39,6 +39,7 @@ __all__ = [
     "FAILED_KEY",
     "LEASE_TTL",
     "PENDING_KEY",
+    "PENDING_WINDOW_KEY",
     "RECORD_TTL",
     "REPLIES_PENDING_KEY",
     "SKIPPED_KEPT",
@@ -124,16 +125,17 @@ adopt(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], AR
 return redis.call('hgetall', KEYS[1])
 """
 )
-# KEYS: wa:pending, wa:failed, then each media's record and the previous release's record;
-# ARGV: now, the pending score, the TTL, then the phone_number_id, the index member, the media
-# id, the wamid and the job of each media. One call records a whole webhook: one round trip.
+# KEYS: wa:pending, wa:failed, then each media's record and the previous release's record, and
+# last wa:pending:window; ARGV: now, the pending score, the TTL, then the phone_number_id, the
+# index member, the media id, the wamid, the job and the window start of each media. One call
+# records a whole webhook: one round trip.
 _ADMIT = (
     _ADOPT
     + """
 local now, due, ttl = ARGV[1], ARGV[2], ARGV[3]
-local admitted, added = {}, false
-for i = 1, (#KEYS - 2) / 2 do
-  local record, at = KEYS[1 + 2 * i], 4 + (i - 1) * 5
+local admitted, added, window = {}, false, KEYS[#KEYS]
+for i = 1, (#KEYS - 3) / 2 do
+  local record, at = KEYS[1 + 2 * i], 4 + (i - 1) * 6
   local member = ARGV[at + 1]
   adopt(record, KEYS[2 + 2 * i], KEYS[1], KEYS[2], ARGV[at], member, ARGV[at + 2], ttl, now)
   local state = redis.call('hget', record, 'state')
@@ -147,6 +149,7 @@ for i = 1, (#KEYS - 2) / 2 do
       redis.call('hset', record, 'state', 'queued', 'wamid', ARGV[at + 3], 'job', ARGV[at + 4],
                  'queued_at', now, 'updated_at', now, 'attempts', '0')
       redis.call('zadd', KEYS[1], 'NX', due, member)
+      redis.call('zadd', window, 'NX', ARGV[at + 5], member)
       added = true
     end
     redis.call('expire', record, ttl)
@@ -155,6 +158,7 @@ for i = 1, (#KEYS - 2) / 2 do
 end
 if added then
   redis.call('expire', KEYS[1], ttl)
+  redis.call('expire', window, ttl)
 end
 return admitted
 """
@@ -168,6 +172,9 @@ return 0
 
 
 PENDING_KEY = "wa:pending"
+# The same media as wa:pending, scored by the start of their 7-day window: the oldest pending
+# media is its first member, read in one command by every scrape.
+PENDING_WINDOW_KEY = "wa:pending:window"
 FAILED_KEY = "wa:failed"
 # Media archived in the last day, scored by when: `wa-media status` counts them (ZCOUNT).
 ARCHIVED_KEY = "wa:archived"
@@ -326,6 +333,7 @@ class MediaStateStore:
         *,
         incr: tuple[str, ...] = (),
         pending_at: float | None = None,
+        window_start: int | None = None,
         failed: bool = False,
         archived: bool = False,
     ) -> None:
@@ -340,9 +348,13 @@ class MediaStateStore:
             pipe.expire(key, RECORD_TTL)
             if pending_at is None:
                 pipe.zrem(PENDING_KEY, member)
+                pipe.zrem(PENDING_WINDOW_KEY, member)
             else:
                 pipe.zadd(PENDING_KEY, {member: pending_at})
                 pipe.expire(PENDING_KEY, RECORD_TTL)
+                if window_start is not None:
+                    pipe.zadd(PENDING_WINDOW_KEY, {member: window_start}, nx=True)
+                    pipe.expire(PENDING_WINDOW_KEY, RECORD_TTL)
             if failed:
                 pipe.zadd(FAILED_KEY, {member: now})
                 pipe.expire(FAILED_KEY, RECORD_TTL)
@@ -380,7 +392,9 @@ class MediaStateStore:
                 ref.media_id,
                 job.wamid,
                 job.model_dump_json(exclude_defaults=True),
+                job.window_start,
             ]
+        keys.append(PENDING_WINDOW_KEY)
         with _redis_errors("write"):
             # EVALSHA, loading the script only when Redis does not know it yet.
             admitted = self._admit(keys=keys, args=args)
@@ -433,9 +447,11 @@ class MediaStateStore:
             self.redis.zadd(PENDING_KEY, {member: at}, xx=True)
 
     def forget_pending(self, member: str) -> None:
-        """Drop a member from the pending index (its record is settled or has expired)."""
-        with _redis_errors("write"):
-            self.redis.zrem(PENDING_KEY, member)
+        """Drop a member from the pending indexes (its record is settled or has expired)."""
+        with _redis_errors("write"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(PENDING_KEY, member)
+            pipe.zrem(PENDING_WINDOW_KEY, member)
+            pipe.execute()
 
     def lease_remaining(self, ref: MediaRef) -> float:
         """Seconds until this media's lease runs out; 0 when nobody holds it."""
@@ -474,6 +490,7 @@ class MediaStateStore:
                 "requeued_at": f"{time.time():.3f}",
             },
             pending_at=time.time() + self.stall_after,
+            window_start=job.window_start,
         )
         return job
 

@@ -41,6 +41,7 @@ class Observed:
     redis: Redis
     log_dir: Path
     metrics_port: int
+    web_metrics_port: int
 
     def stack(self, sim: SimulatorClient, s3: Any) -> Stack:
         return Stack(self.web, self.worker, self.env, sim, s3, self.redis)
@@ -51,7 +52,8 @@ def observed(simulator: Simulator, seaweed: SeaweedFS, run_dir: Path) -> Iterato
     log_dir = run_dir / "logs-observability"
     for redis_url in redis_db(13):
         env = stack_env(simulator, seaweed, redis_url)
-        web_service, url = start_web(env, log_dir)
+        web_port = free_port()
+        web_service, url = start_web(env, log_dir, metrics_port=web_port)
         port = free_port()
         try:
             worker = start_worker(env, log_dir, name="observed", metrics_port=port)
@@ -60,7 +62,7 @@ def observed(simulator: Simulator, seaweed: SeaweedFS, run_dir: Path) -> Iterato
             raise
         try:
             redis = Redis.from_url(redis_url, decode_responses=True)
-            yield Observed(url, worker, env, redis, log_dir, port)
+            yield Observed(url, worker, env, redis, log_dir, port, web_port)
         finally:
             worker.stop()
             web_service.stop()
@@ -91,7 +93,9 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
 
 def test_counts_and_steps_of_every_media(observed: Observed, sim: SimulatorClient, s3: Any) -> None:
     stack = observed.stack(sim, s3)
-    web_metrics = f"{observed.web}/metrics"
+    web_metrics = f"http://127.0.0.1:{observed.web_metrics_port}/metrics"
+    # Not on the webhook's port: only on the metrics port, which the master serves.
+    assert requests.get(f"{observed.web}/metrics", timeout=5).status_code == 404
     worker_metrics = f"http://127.0.0.1:{observed.metrics_port}/metrics"
 
     # Served before anything happened: the state, and the worker's metrics without labels.

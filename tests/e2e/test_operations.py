@@ -110,7 +110,11 @@ def test_simulate_sends_signed_webhooks_the_deployment_accepts(stack: Stack) -> 
     assert sent.exit_code == 0, sent.output
     assert "3 x HTTP 200" in sent.stdout
 
-    wrong = run(stack, "simulate", stack.web, "--secret", "not-the-app-secret")
+    # Another secret, from a variable or a file: never from the command line.
+    environ = {**stack.env.environ(), "OTHER_SECRET": "not-the-app-secret"}
+    wrong = CliRunner().invoke(
+        main, ["simulate", stack.web, "--secret-env", "OTHER_SECRET"], env=environ
+    )
     assert wrong.exit_code == 1
     assert "1 x HTTP 403" in wrong.stdout
 

@@ -289,6 +289,41 @@ def test_web_listens_on_port_everywhere() -> None:
     assert "${PORT:-8000}:${PORT:-8000}" in compose()["services"]["web"]["ports"]
 
 
+def test_web_runs_gevent_workers_everywhere() -> None:
+    words = shlex.split(procfile()["web"])
+    assert words[words.index("--worker-class") + 1] == "gevent"
+    assert "--threads" not in words  # gevent ignores threads: a slow body must not hold one
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    assert re.search(r"^gevent==", lock, re.M), "gevent is not pinned in requirements.lock"
+
+
+def test_web_metrics_are_served_on_their_own_port_only() -> None:
+    from webhook.config import DEFAULT_WEB_METRICS_PORT
+
+    port = int(container_env("web")["WEB_METRICS_PORT"]["value"])
+    assert port == DEFAULT_WEB_METRICS_PORT
+    ports = {p["name"]: p["containerPort"] for p in container("web")["ports"]}
+    assert ports["metrics"] == port
+    assert ports["http"] != port
+    # The Service in front of web (and of Meta's traffic) does not carry the metrics.
+    service_ports = k8s_object("Service", "wa-media-web")["spec"]["ports"]
+    assert [p["targetPort"] for p in service_ports] == ["http"]
+    # Compose: on its network only, never published on the host.
+    web = compose()["services"]["web"]
+    assert str(port) in [str(p) for p in web["expose"]]
+    assert not any(str(port) in str(p) for p in web["ports"])
+    assert f"EXPOSE 8000 {port} 9808" in dockerfile()
+    # Prometheus scrapes web's `metrics` port, never `http`.
+    (config,) = yaml_documents(PROMETHEUS / "prometheus.yml")
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "wa-media-web"]
+    kept = [r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert "metrics" in kept
+    assert "http" not in kept
+    scraping = readme_section("Logs and metrics")
+    assert f"<WEB_METRICS_PORT>/metrics` (default {port})" in scraping
+    assert ":8000" not in scraping
+
+
 # --- environment variables --------------------------------------------------------------------
 
 

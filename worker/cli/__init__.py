@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from worker.cli import media, records, simulate, status, verify
-from worker.cli.common import read_env_file
+from worker.cli.common import ConfigurationError, read_env_file
 from worker.env import ConfigError
+from worker.logs import configure_logging
 
 __all__ = ["main"]
 
@@ -26,13 +27,17 @@ def main(env_file: Path | None) -> None:
 
     Reads the worker's variables: REDIS_URL, the account settings (WHATSAPP_ACCOUNTS_FILE or
     the single-account variables) and the S3 ones where a command needs them; from the
-    environment, or from --env-file.
+    environment, or from --env-file. A missing or invalid setting stops a command with one line
+    naming it and exit status 2.
     """
-    if env_file is not None:
-        try:
+    # Warnings of the settings' checks (an accounts file others can read) go to standard error,
+    # never into a command's output.
+    try:
+        configure_logging()
+        if env_file is not None:
             os.environ.update(read_env_file(env_file))
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
+    except (ConfigError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 for command in (

@@ -9,21 +9,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from redis import Redis
 
 from worker.accounts import Account, worker_accounts
 from worker.config import DEFAULT_REDIS_URL
-from worker.env import ConfigError, positive_int, read, redis_url
+from worker.env import CONFIG_ERROR, ConfigError, positive_int, read, redis_url, s3_prefix
 from worker.errors import ArchiveError, PermanentError
 from worker.provider import Progress, Provider
 from worker.providers import make_provider
 from worker.state import MediaStateStore
 
 __all__ = [
+    "EXIT_CONFIG",
     "EXIT_FAILED",
     "EXIT_UNAVAILABLE",
+    "ConfigurationError",
     "api_errors",
     "archive_locations",
     "phone_number_option",
@@ -35,6 +38,7 @@ __all__ = [
 ]
 
 EXIT_FAILED = 1
+EXIT_CONFIG = CONFIG_ERROR
 EXIT_UNAVAILABLE = 3
 
 _ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
@@ -63,12 +67,23 @@ def read_env_file(path: Path) -> dict[str, str]:
     return variables
 
 
+class ConfigurationError(click.ClickException):
+    """A setting is missing or invalid: one line naming it, exit status 2 (as web, worker and
+    beat)."""
+
+    exit_code = EXIT_CONFIG
+
+    def show(self, file: Any = None) -> None:
+        """`wa-media: configuration error: ...` on standard error."""
+        click.echo(f"wa-media: configuration error: {self.format_message()}", err=True)
+
+
 def state_store() -> tuple[MediaStateStore, str]:
     """The media records in REDIS_URL, and that URL."""
     try:
         url = read(os.environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise ConfigurationError(str(exc)) from None
     return MediaStateStore(Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)), url
 
 
@@ -90,7 +105,7 @@ def _account(phone_number_id: str | None) -> Account:
             delete_after_archive=False,
         )
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise ConfigurationError(str(exc)) from None
     if phone_number_id is not None:
         account = accounts.for_number(phone_number_id)
         if account is None:
@@ -106,12 +121,12 @@ def archive_locations() -> list[tuple[str, str]]:
     environ = os.environ
     try:
         bucket = read(environ, "S3_BUCKET", lambda v: v or None, "")
-        prefix = read(environ, "S3_PREFIX", lambda v: v.strip("/"), "")
+        prefix = read(environ, "S3_PREFIX", s3_prefix, "")
         accounts = worker_accounts(
             environ, bucket=bucket, prefix=prefix, delete_after_archive=False
         )
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise ConfigurationError(str(exc)) from None
     return list(dict.fromkeys((a.bucket, a.prefix) for a in accounts.accounts))
 
 
@@ -121,7 +136,7 @@ def provider_for(phone_number_id: str | None) -> tuple[Provider, str | None]:
     try:
         max_bytes = read(os.environ, "MAX_MEDIA_BYTES", positive_int, "104857600")
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise ConfigurationError(str(exc)) from None
     provider = make_provider(account.connection, max_media_bytes=max_bytes)
     return provider, phone_number_id or account.phone_number_id
 

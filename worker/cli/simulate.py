@@ -109,6 +109,28 @@ def _payload(messages: list[dict[str, Any]], phone_number_id: str, onprem: bool)
     return webhooks.encode(webhooks.envelope(messages, phone_number_id=phone_number_id))
 
 
+def _from_env_or_file(what: str, env_name: str | None, file: str | None) -> str | None:
+    """A secret read from the variable `env_name` or from `file` (its first line); never from
+    the command line, which other users of the host can read (ps, /proc, shell history)."""
+    if env_name is not None and file is not None:
+        raise click.UsageError(f"give the {what} by --{what}-env or --{what}-file, not both")
+    if file is not None:
+        try:
+            with open(file, encoding="utf-8") as stream:
+                value = stream.readline().strip()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read the {what} file {file}: {exc.strerror}") from None
+        if not value:
+            raise click.UsageError(f"the {what} file {file} is empty")
+        return value
+    if env_name is not None:
+        value = os.environ.get(env_name, "").strip()
+        if not value:
+            raise click.UsageError(f"{env_name} (--{what}-env) is not set")
+        return value
+    return None
+
+
 @click.command()
 @click.argument("url")
 @click.option(
@@ -131,12 +153,28 @@ def _payload(messages: list[dict[str, Any]], phone_number_id: str, onprem: bool)
 @click.option("--type", "mime_type", help="The --file's MIME type (default: from its extension).")
 @click.option("--phone-number-id", default=webhooks.DEFAULT_PHONE_NUMBER_ID, show_default=True)
 @click.option("--sender", default=webhooks.DEFAULT_SENDER, show_default=True)
-@click.option("--token", help="Post to /webhook/<token> (360dialog, On-Premises), unsigned.")
-@click.option("--onprem", is_flag=True, help="Send On-Premises payloads (with --token).")
 @click.option(
-    "--secret",
-    help="App secret to sign with (default: WHATSAPP_APP_SECRET, which keeps it off the "
-    "command line: set it, or give --env-file to wa-media).",
+    "--token-env",
+    metavar="NAME",
+    help="Post to /webhook/<token> (360dialog, On-Premises), unsigned, with the token held by "
+    "this variable.",
+)
+@click.option(
+    "--token-file",
+    metavar="PATH",
+    help="As --token-env, the token read from the first line of this file.",
+)
+@click.option("--onprem", is_flag=True, help="Send On-Premises payloads (with a token).")
+@click.option(
+    "--secret-env",
+    metavar="NAME",
+    help="The variable holding the app secret to sign with (default: WHATSAPP_APP_SECRET, "
+    "its first secret).",
+)
+@click.option(
+    "--secret-file",
+    metavar="PATH",
+    help="The app secret to sign with, read from the first line of this file.",
 )
 def simulate(
     url: str,
@@ -148,22 +186,35 @@ def simulate(
     mime_type: str | None,
     phone_number_id: str,
     sender: str,
-    token: str | None,
+    token_env: str | None,
+    token_file: str | None,
     onprem: bool,
-    secret: str | None,
+    secret_env: str | None,
+    secret_file: str | None,
 ) -> None:
     """Send signed sample webhooks to the deployment at URL (its base, e.g. https://host).
 
-    Exits 1 when any webhook is not answered 200 or the upload of --file is refused, 3 when
-    the deployment or the provider cannot be reached.
+    Secrets are never taken from the command line: the app secret comes from
+    WHATSAPP_APP_SECRET, another variable (--secret-env) or a file (--secret-file); a path
+    token from a variable (--token-env) or a file (--token-file).
+
+    Exits 1 when any webhook is not answered 200 or the upload of --file is refused, 2 on a
+    usage or configuration error, 3 when the deployment or the provider cannot be reached.
     """
+    token = _from_env_or_file("token", token_env, token_file)
     if onprem and not token:
-        raise click.UsageError("--onprem payloads go to /webhook/<token>: pass --token")
+        raise click.UsageError("--onprem payloads go to /webhook/<token>: pass --token-env")
+    secret = None
     if token is None:
-        configured = os.environ.get("WHATSAPP_APP_SECRET", "").split(",")[0].strip()
-        secret = secret or configured
-        if not secret:
-            raise click.UsageError("pass --secret or set WHATSAPP_APP_SECRET (or use --token)")
+        secret = _from_env_or_file("secret", secret_env, secret_file)
+        if secret is None:
+            configured = os.environ.get("WHATSAPP_APP_SECRET", "").split(",")[0].strip()
+            if not configured:
+                raise click.UsageError(
+                    "set WHATSAPP_APP_SECRET, or pass --secret-env or --secret-file "
+                    "(or a token: --token-env, --token-file)"
+                )
+            secret = configured
     upload = None
     if file is not None:
         if media_id is not None:
