@@ -17,7 +17,7 @@ OPS: tuple[Op, ...] = get_args(Op)
 FOREVER = -1
 
 _LOOKUP_EFFECTS = ("expired", "foreign", "file_size", "sha256")
-_DOWNLOAD_EFFECTS = ("truncate", "corrupt", "redirect")
+_DOWNLOAD_EFFECTS = ("truncate", "corrupt", "redirect", "trickle_bytes")
 _UPLOAD_EFFECTS = ("interrupt_after",)
 _EFFECTS = ("status", "latency", *_LOOKUP_EFFECTS, *_DOWNLOAD_EFFECTS, *_UPLOAD_EFFECTS)
 
@@ -38,6 +38,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "file_size": (int,),
     "sha256": (str,),
     "interrupt_after": (int,),
+    "trickle_bytes": (int,),
+    "trickle_seconds": (int, float),
 }
 
 
@@ -79,6 +81,10 @@ class FaultRule:
     sha256: str | None = None
     # Take this many bytes of an upload's body, keep them, then drop the connection unanswered.
     interrupt_after: int | None = None
+    # Send a download's body `trickle_bytes` at a time, one piece every `trickle_seconds`: a
+    # provider (or a middlebox) that keeps a connection alive without ever finishing it.
+    trickle_bytes: int | None = None
+    trickle_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -95,6 +101,10 @@ class FaultRule:
             raise ValueError("fault latency and retry_after must not be negative")
         if self.interrupt_after is not None and self.interrupt_after < 0:
             raise ValueError("fault interrupt_after must not be negative")
+        if self.trickle_bytes is not None and self.trickle_bytes < 1:
+            raise ValueError("fault trickle_bytes must be positive")
+        if (self.trickle_bytes is None) != (self.trickle_seconds <= 0):
+            raise ValueError("fault trickle_bytes and trickle_seconds (positive) go together")
         self._check_effects()
 
     def _check_effects(self) -> None:
@@ -108,8 +118,8 @@ class FaultRule:
                 raise ValueError(f"fault effect {name!r} applies to downloads only")
             if name in _UPLOAD_EFFECTS and self.op not in ("upload", "any"):
                 raise ValueError(f"fault effect {name!r} applies to uploads only")
-        if self.redirect and (self.truncate or self.corrupt):
-            raise ValueError("a redirect has no body to truncate or corrupt")
+        if self.redirect and (self.truncate or self.corrupt or self.trickle_bytes is not None):
+            raise ValueError("a redirect has no body to truncate, corrupt or trickle")
         if self.interrupt_after is not None and self.status is not None:
             raise ValueError("an interrupted upload gets no answer, so no status")
 
@@ -126,8 +136,9 @@ class FaultRule:
         for name, value in data.items():
             _check_type(name, value)
         fields = {name: value for name, value in data.items() if value is not None}
-        if "latency" in fields:
-            fields["latency"] = float(fields["latency"])
+        for name in ("latency", "trickle_seconds"):
+            if name in fields:
+                fields[name] = float(fields[name])
         return cls(**cast(dict[str, Any], fields))
 
     def to_json(self) -> dict[str, Any]:

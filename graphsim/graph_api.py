@@ -130,7 +130,7 @@ def download(state: SimState, request: Request, dialect: MediaDialect, media_id:
         return dialect.dead_url()
     if rule is not None and rule.redirect:
         return redirect(foreign_url(state, media_id), 302)
-    return media_response(media, rule)
+    return media_response(media, rule, state.closing)
 
 
 def foreign(state: SimState, request: Request, media_id: str) -> Response:
