@@ -12,7 +12,7 @@ from typing import Literal
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from worker.accounts import Account
-from worker.celery_app import MAX_COUNTDOWN, TASK_TIME_LIMIT
+from worker.celery_app import MAX_COUNTDOWN
 from worker.clients import AccountClients, ClientDirectory
 from worker.commit import CommitClaims, commit_upload
 from worker.config import WorkerSettings
@@ -46,17 +46,13 @@ from worker.provider import Fetched
 from worker.reasons import Reason, reason_of
 from worker.state import Attempt, MediaStateStore
 from worker.storage import ArchiveStore
-from worker.transfer import Stopwatch, Tally
+from worker.transfer import Deadline, Stopwatch, Tally, under_deadline
 
 __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
 
 log = get_logger(__name__)
 
 Outcome = Literal["archived", "already_archived", "edit_recorded"]
-
-# The prefork pool's soft time limit. The threads pool enforces no time limit at all, so a
-# transfer that crawls gives its try up by itself after as long, and the task is retried.
-TRY_SECONDS = TASK_TIME_LIMIT - 60
 
 
 def check_download(digest_hex: str, size: int, fetched: Fetched, job: MediaJob) -> None:
@@ -156,11 +152,14 @@ class Archiver:
         except PermanentError as exc:
             self.state.mark_failed(job.media_id, exc.reason)
             return Failed(exc.reason, exc.code, reason_of(exc))
+        # The threads pool enforces no time limit at all: a try bounds itself, its transfer
+        # included (worker/transfer.py), and its lease is not renewed past that.
+        limit = Deadline(self.settings.try_seconds)
         try:
-            with self.state.lease(job.media_id):
+            with self.state.lease(job.media_id, renew_until=limit.at):
                 # Every outcome is recorded while the lease is held, so the sweep never
                 # mistakes a try that just ended for one whose worker died.
-                return self._try_under_lease(clients, job, key, deadline)
+                return self._try_under_lease(clients, job, key, deadline, limit)
         except BusyError as exc:
             return RetryLater(exc.retry_after or self.state.lease_ttl / 4, exc)
 
@@ -181,10 +180,11 @@ class Archiver:
         return Done("edit_recorded", key)
 
     def _try_under_lease(
-        self, clients: AccountClients, job: MediaJob, key: str, deadline: float
+        self, clients: AccountClients, job: MediaJob, key: str, deadline: float, limit: Deadline
     ) -> Result:
         try:
-            outcome = self._archive(clients, job, key)
+            with under_deadline(limit):
+                outcome = self._archive(clients, job, key, limit)
             if outcome == "already_archived":
                 return self._already_archived(clients, job, key)
             return Done(outcome, key)
@@ -223,7 +223,9 @@ class Archiver:
         )
         return RetryLater(plan.countdown, exc)
 
-    def _archive(self, clients: AccountClients, job: MediaJob, key: str) -> Outcome:
+    def _archive(
+        self, clients: AccountClients, job: MediaJob, key: str, limit: Deadline
+    ) -> Outcome:
         started = time.perf_counter()
         provider, store = clients.provider, clients.store
         provider.check_paused()
@@ -240,7 +242,6 @@ class Archiver:
             # An earlier try may have left an unfinished multipart upload: its worker died, or
             # S3 was down when it tried to abort. Its parts would linger unseen.
             store.abort_uploads(key)
-        until = time.monotonic() + TRY_SECONDS
         # Bytes flow from the provider to S3 as they arrive: each stopwatch adds up the waits
         # on one side, so that a slow provider and a slow S3 tell apart.
         download, s3 = Stopwatch(), Stopwatch()
@@ -251,7 +252,7 @@ class Archiver:
             # its download.
             download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
             self._looked_up(fetched)
-            digest, size, committed = self._store(store, key, job, fetched, until, download, s3)
+            digest, size, committed = self._store(store, key, job, fetched, limit, download, s3)
         document = sidecar(
             job,
             bucket=store.bucket,
@@ -346,7 +347,7 @@ class Archiver:
         key: str,
         job: MediaJob,
         fetched: Fetched,
-        until: float,
+        limit: Deadline,
         download: Stopwatch,
         s3: Stopwatch,
     ) -> tuple[str, int, bool]:
@@ -368,8 +369,7 @@ class Archiver:
             for chunk in tally.through(download.through(fetched.chunks), fetched.size):
                 with s3.timing():
                     upload.write(chunk)
-                if time.monotonic() > until:
-                    raise TimedOut("try ran past its soft time limit")
+                limit.check("the transfer")
             digest, size = tally.sha256, tally.size
             worker_metrics().download_seconds.observe(download.seconds)
             log.info(

@@ -16,13 +16,25 @@ from worker.encryption import (
 )
 from worker.env import ConfigError, positive_int, read, redis_url
 
-__all__ = ["DEFAULT_REDIS_URL", "DEFAULT_TOO_BIG_REPLY", "WorkerSettings"]
+__all__ = ["DEFAULT_REDIS_URL", "DEFAULT_TOO_BIG_REPLY", "MAX_TRY_SECONDS", "WorkerSettings"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_TOO_BIG_REPLY = (
     "Sorry, we could not receive your file: WhatsApp only delivers files up to 100 MB. "
     "Please send a smaller file, or split it into several parts."
 )
+
+
+# The prefork pool's soft time limit (worker/celery_app.py, TASK_TIME_LIMIT - 60): a try may not
+# be given longer, and is given this long by default.
+MAX_TRY_SECONDS = 840
+
+
+def _try_seconds(value: str) -> int:
+    seconds = positive_int(value)
+    if seconds > MAX_TRY_SECONDS:
+        raise ValueError(f"expected 1 to {MAX_TRY_SECONDS} seconds (the task's soft time limit)")
+    return seconds
 
 
 def _optional_url(value: str) -> str | None:
@@ -82,6 +94,9 @@ class WorkerSettings:
     """Where the worker serves its metrics; 0: not at all."""
     use_webhook_url: bool = True
     """Download a media's first try from the URL its webhook carried, without a look-up."""
+    try_seconds: int = MAX_TRY_SECONDS
+    """How long one try of a media may take, its transfer included; past it, the connection is
+    closed and the media retried."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -113,4 +128,5 @@ class WorkerSettings:
             s3_encryption=encryption,
             metrics_port=read(environ, "WORKER_METRICS_PORT", _port, "9808"),
             use_webhook_url=read(environ, "USE_WEBHOOK_URL", flag, "true"),
+            try_seconds=read(environ, "MEDIA_TRY_SECONDS", _try_seconds, str(MAX_TRY_SECONDS)),
         )

@@ -320,8 +320,12 @@ class MediaStateStore:
         return bool(self.redis.set(key, token, nx=True, ex=self.lease_ttl))
 
     @contextmanager
-    def lease(self, media_id: str) -> Iterator[None]:
-        """Hold this media exclusively, renewed in the background; BusyError if taken."""
+    def lease(self, media_id: str, *, renew_until: float | None = None) -> Iterator[None]:
+        """Hold this media exclusively, renewed in the background; BusyError if taken.
+
+        Past `renew_until` (time.monotonic()) the lease is no longer renewed: a try stuck past
+        its deadline lets its lease expire, and the sweep hands the media to another worker.
+        """
         key = _lease_key(media_id)
         token = f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
         with _redis_errors("lease"):
@@ -334,6 +338,8 @@ class MediaStateStore:
 
         def heartbeat() -> None:
             while not stop.wait(self.lease_ttl / 3):
+                if renew_until is not None and time.monotonic() >= renew_until:
+                    return
                 try:
                     renew(keys=[key], args=[token, self.lease_ttl])
                 except (RedisError, OSError):

@@ -1,0 +1,116 @@
+"""Hostile providers and payloads through the real `web` and a `worker` of the Procfile's pool
+(threads): a download that trickles, values that must not reach S3's headers as they came, ids
+that must not reach the archive, and webhooks describing thousands of media.
+
+The stack is this module's own (a Redis database, `web`, a threads `worker`), configured with a
+try deadline of a few seconds, so that a try cut at its deadline is seen within the test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from devstack.processes import Service
+from devstack.seaweed import SeaweedFS
+from devstack.stack import StackEnv, start_web, start_worker
+from graphsim import Simulator, SimulatorClient
+from tests.conftest import redis_db
+from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
+
+pytestmark = pytest.mark.e2e
+
+TRY_SECONDS = 3
+# A try cut at its deadline has ended within this much more: the watchdog, the failed read and
+# the retry's record, on a 2-core machine that also runs everything else.
+MARGIN = 2.0
+
+
+@dataclass
+class Hardened:
+    """This module's stack, and its worker's log."""
+
+    stack: Stack
+    worker: Service
+
+    def events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """The worker's JSON log lines of `event` whose fields match."""
+        found = []
+        for line in self.worker.log_text().splitlines():
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            if entry.get("event") == event and all(entry.get(k) == v for k, v in fields.items()):
+                found.append(entry)
+        return found
+
+
+@pytest.fixture(scope="module")
+def hardened(
+    simulator: Simulator, seaweed: SeaweedFS, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hardened]:
+    for redis_url in redis_db(7):
+        env = StackEnv.local(
+            simulator,
+            seaweed,
+            redis_url,
+            BUCKET,
+            max_media_bytes=MAX_MEDIA_BYTES,
+            reply_text=REPLY_TEXT,
+            extra=(
+                ("MEDIA_TRY_SECONDS", str(TRY_SECONDS)),
+                ("LEASE_SECONDS", "3"),
+                ("TOKEN_PAUSE_SECONDS", "3"),
+            ),
+        )
+        logs: Path = tmp_path_factory.mktemp("hardened") / "logs"
+        web, url = start_web(env, logs)
+        worker = start_worker(env, logs, name="hardened", pool="threads", concurrency=4)
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        stack = Stack(url, worker, env, simulator.client(), seaweed.client(), redis)
+        yield Hardened(stack, worker)
+        worker.stop()
+        web.stop()
+        redis.close()
+
+
+@pytest.fixture
+def hard(hardened: Hardened, sim: SimulatorClient) -> Hardened:
+    return hardened
+
+
+def test_a_trickling_download_ends_at_its_deadline_and_is_archived_on_a_later_try(
+    hard: Hardened,
+) -> None:
+    stack = hard.stack
+    item = stack.media("video", size=50_000)
+    # A byte a second: every read is answered well within the 30 s read timeout, and the body
+    # would take 14 hours. Once only: the next try downloads at full speed.
+    stack.sim.add_fault(op="download", media_id=item.record.id, trickle_bytes=1, trickle_seconds=1)
+    posted = time.monotonic()
+    assert stack.post(item).status_code == 200
+
+    stack.wait_archived(item, timeout=60)
+
+    assert stack.verified(item)
+    [retry] = hard.events("media_retry", media_id=item.record.id)
+    assert retry["reason_label"] == "timeout"
+    assert f"MEDIA_TRY_SECONDS={TRY_SECONDS} s" in retry["reason"]
+    # The try ended at its deadline: measured from its task's start.
+    assert TRY_SECONDS * 1000 <= retry["duration_ms"] < (TRY_SECONDS + MARGIN) * 1000
+    assert time.monotonic() - posted < 60
+    record = stack.state(item.record.id)
+    assert (record["state"], record["attempts"], record.get("crashes", "0")) == (
+        "archived",
+        "2",
+        "0",
+    )
+    downloads = [r for r in stack.sim.requests() if r["op"] == "download"]
+    assert len([r for r in downloads if r["media_id"] == item.record.id]) == 2
