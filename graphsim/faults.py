@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
@@ -16,7 +17,7 @@ Op = Literal["lookup", "download", "send", "delete", "upload", "any"]
 OPS: tuple[Op, ...] = get_args(Op)
 FOREVER = -1
 
-_LOOKUP_EFFECTS = ("expired", "foreign", "file_size", "sha256")
+_LOOKUP_EFFECTS = ("expired", "foreign", "url_host", "file_size", "sha256")
 _DOWNLOAD_EFFECTS = ("truncate", "corrupt", "redirect", "trickle_bytes")
 _UPLOAD_EFFECTS = ("interrupt_after",)
 _EFFECTS = ("status", "latency", *_LOOKUP_EFFECTS, *_DOWNLOAD_EFFECTS, *_UPLOAD_EFFECTS)
@@ -35,6 +36,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "redirect": (bool,),
     "expired": (bool,),
     "foreign": (bool,),
+    "url_host": (str,),
     "file_size": (int,),
     "sha256": (str,),
     "interrupt_after": (int,),
@@ -77,6 +79,9 @@ class FaultRule:
     redirect: bool = False
     expired: bool = False
     foreign: bool = False
+    # Hand out the download URL on this host (same scheme, port, path and query): an address of
+    # the machine other than the one the client called, as a rewritten or downgraded URL would.
+    url_host: str | None = None
     file_size: int | None = None
     sha256: str | None = None
     # Take this many bytes of an upload's body, keep them, then drop the connection unanswered.
@@ -101,6 +106,10 @@ class FaultRule:
             raise ValueError("fault latency and retry_after must not be negative")
         if self.interrupt_after is not None and self.interrupt_after < 0:
             raise ValueError("fault interrupt_after must not be negative")
+        if self.url_host is not None and not re.fullmatch(
+            r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", self.url_host
+        ):
+            raise ValueError("fault url_host must be a host name or address")
         if self.trickle_bytes is not None and self.trickle_bytes < 1:
             raise ValueError("fault trickle_bytes must be positive")
         if (self.trickle_bytes is None) != (self.trickle_seconds <= 0):

@@ -10,16 +10,17 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Self
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 
-from worker.allowlist import is_allowed_media_url
+from worker.allowlist import carries_in_clear, host_entry, is_allowed_media_url
 from worker.classify import Classifier, parse_retry_after
 from worker.errors import (
     ArchiveError,
     CredentialsError,
     ForeignHost,
+    InsecureUrl,
     MediaRejected,
     PermanentError,
     TemporaryError,
@@ -221,11 +222,18 @@ class ApiClient(ABC):
         it: its connection is shut down when the deadline passes.
         """
         deadline = current_deadline()
+        insecure = self.connection.insecure_http
         for _ in range(REDIRECTS + 1):
-            if not is_allowed_media_url(url, allowed):
+            if carries_in_clear(url, insecure_http=insecure):
+                raise InsecureUrl(
+                    f"{what} URL is http:// to a host that is not loopback: the credential is "
+                    "never sent in clear text (ALLOW_INSECURE_HTTP); not sent"
+                )
+            if not is_allowed_media_url(url, allowed, insecure_http=insecure):
                 raise ForeignHost(
                     f"{what} URL is on a host not allowed to receive the credential "
-                    "(WHATSAPP_MEDIA_HOSTS, or media_hosts in the accounts file); not sent"
+                    "(WHATSAPP_MEDIA_HOSTS, or media_hosts in the accounts file, each `host` "
+                    "for HTTPS on 443 or `host:port`); not sent"
                 )
             timeout = request_timeout(what)
             self._admit()
@@ -248,8 +256,8 @@ class ApiClient(ABC):
         raise TemporaryError(f"{what} redirected too many times")
 
     def _base_host(self) -> tuple[str, ...]:
-        """The base URL's `host[:port]`: the one host a stream may be redirected to."""
-        return (urlsplit(self.connection.base_url).netloc.lower(),)
+        """The base URL's `host:port`: the one host a stream may be redirected to."""
+        return (host_entry(self.connection.base_url),)
 
     def _check_limit(self, size: int | None) -> None:
         limit = self.max_media_bytes

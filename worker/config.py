@@ -38,7 +38,9 @@ def _try_seconds(value: str) -> int:
 
 
 def _optional_url(value: str) -> str | None:
-    return base_url(value) if value else None
+    # S3's requests are signed, and never carry the secret key: http:// is an operator's choice
+    # (e.g. a SeaweedFS beside the worker), not a credential sent in clear.
+    return base_url(value, insecure_http=True) if value else None
 
 
 def _lease_seconds(value: str) -> int:

@@ -153,6 +153,7 @@ class WorkerMetrics:
     anomalies: Counter
     provider_calls: Counter
     media_provider_calls: Histogram
+    webhook_url_fallbacks: Counter
 
 
 @functools.cache
@@ -201,6 +202,12 @@ def worker_metrics() -> WorkerMetrics:
             "Look-ups and downloads (by kind) of the try that archived each media.",
             ["kind"],
             buckets=CALLS_BUCKETS,
+        ),
+        webhook_url_fallbacks=Counter(
+            "wa_webhook_url_fallbacks",
+            "Webhook download URLs given up for a look-up, by reason: expired, refused, "
+            "host_not_allowed, insecure_url.",
+            ["reason"],
         ),
     )
 

@@ -9,11 +9,14 @@ try deadline of a few seconds, so that a try cut at its deadline is seen within 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from redis import Redis
@@ -24,6 +27,7 @@ from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
+from tests.lan import other_address
 
 pytestmark = pytest.mark.e2e
 
@@ -114,3 +118,78 @@ def test_a_trickling_download_ends_at_its_deadline_and_is_archived_on_a_later_tr
     )
     downloads = [r for r in stack.sim.requests() if r["op"] == "download"]
     assert len([r for r in downloads if r["media_id"] == item.record.id]) == 2
+
+
+# --- the credential never travels in clear text ----------------------------------------------
+
+CELERY = str(Path(sys.executable).parent / "celery")
+
+
+def test_a_worker_refuses_a_graph_url_in_clear_text_at_start_up(
+    simulator: Simulator, seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    env = StackEnv.local(
+        simulator, seaweed, "redis://127.0.0.1:1/0", BUCKET, graph_url="http://graph.example.com"
+    )
+    argv = [CELERY, "-A", "worker", "worker", "--pool", "threads", "--concurrency", "1"]
+    done = subprocess.run(
+        argv, env=env.environ(), cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 2
+    assert (
+        "worker: configuration error: WHATSAPP_GRAPH_URL is invalid: http:// would send the "
+        "credential in clear text"
+    ) in done.stderr
+    assert env.access_token not in done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def everywhere() -> Iterator[tuple[Simulator, str]]:
+    """A simulator on every interface, and the machine's address that is not loopback."""
+    address = other_address()
+    simulator = Simulator()
+    simulator.start(host="0.0.0.0")  # noqa: S104 - reached through a second address
+    with simulator:
+        yield simulator, address
+
+
+def test_the_development_setting_lets_a_simulator_off_loopback_serve_a_worker(
+    everywhere: tuple[Simulator, str], seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    """What a container test needs: the simulator on another container's address, over plain
+    HTTP, allowed by ALLOW_INSECURE_HTTP=true."""
+    simulator, address = everywhere
+    port = urlsplit(simulator.url).port
+    for redis_url in redis_db(6):
+        env = StackEnv.local(
+            simulator,
+            seaweed,
+            redis_url,
+            BUCKET,
+            max_media_bytes=MAX_MEDIA_BYTES,
+            graph_url=f"http://{address}:{port}",
+            media_hosts=f"{address}:{port}",
+            extra=(("ALLOW_INSECURE_HTTP", "true"),),
+        )
+        logs = tmp_path / "logs"
+        web, url = start_web(env, logs)
+        worker = start_worker(env, logs, name="insecure", pool="threads", concurrency=1)
+        redis = Redis.from_url(redis_url, decode_responses=True)
+        try:
+            with simulator.client() as control:
+                stack = Stack(url, worker, env, control, seaweed.client(), redis)
+                item = stack.media("image")
+                # The look-up hands out its download URL on the same address.
+                control.add_fault(op="lookup", media_id=item.record.id, url_host=address)
+                assert stack.post(item).status_code == 200
+                stack.wait_archived(item)
+                assert stack.verified(item)
+                assert [r["op"] for r in control.requests() if r["media_id"] == item.record.id] == [
+                    "lookup",
+                    "download",
+                ]
+        finally:
+            worker.stop()
+            web.stop()
+            redis.close()
