@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import selectors
@@ -528,9 +529,11 @@ def test_trickle_fault_sends_a_few_bytes_at_a_time_and_all_of_them(
             arrivals.append((time.monotonic() - started, piece))
 
     assert b"".join(piece for _, piece in arrivals) == data
-    assert [len(piece) for _, piece in arrivals] == [4, 4, 2]
-    # A piece every 0.2 s: the last one 0.4 s after the first.
-    assert arrivals[-1][0] - arrivals[0][0] >= 0.4
+    # Each read ends where a piece did (a slow reader may find two waiting)...
+    ends = set(itertools.accumulate(len(piece) for _, piece in arrivals))
+    assert ends <= {4, 8, 10}
+    # ... and the server waited 0.2 s before each piece after the first.
+    assert arrivals[-1][0] >= 0.4
     assert fetch(url).content == data  # once only, by default
 
 
