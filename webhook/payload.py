@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from worker.digests import normalise_sha256
 from worker.jobs import Anomaly, Customer, Direction, MediaJob, MediaType, ReplyJob, Source
+from worker.layout import storable_mime_type
 from worker.numbers import ascii_int
 
 __all__ = [
@@ -69,10 +70,8 @@ KNOWN_NOT_MEDIA = frozenset(
 )
 _ONPREM_LISTS = ("contacts", "messages", "statuses", "errors")
 _MAX_ID_LENGTH = 1024
-_MAX_MIME_LENGTH = 255
 # The last second of year 9999: later timestamps cannot be dated in an object key.
 _LAST_SECOND = 253402300799
-_MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?")
 _URL = re.compile(r"https?://\S+")
 
 SkipReason = Literal[
@@ -239,8 +238,9 @@ def _mime_type(media: dict[str, Any], anomalies: list[Anomaly]) -> str | None:
     if value is None:
         anomalies.append("mime_type_missing")
         return None
-    if isinstance(value, str) and len(value) <= _MAX_MIME_LENGTH and _MIME.fullmatch(value):
-        return value
+    # Checked as S3 will take it as an object's Content-Type (worker/layout.py).
+    if storable_mime_type(value) is not None:
+        return str(value)
     anomalies.append("mime_type_malformed")
     return None
 

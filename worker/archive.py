@@ -28,16 +28,18 @@ from worker.errors import (
     TimedOut,
     WorkerDied,
 )
-from worker.jobs import MediaJob
+from worker.jobs import Anomaly, MediaJob
 from worker.layout import (
+    STORED_FALLBACK_TYPE,
     InvalidIdError,
     build_key,
-    content_disposition,
     edit_record,
     edit_record_key,
+    object_disposition,
     object_metadata,
     sidecar,
     sidecar_key,
+    storable_mime_type,
 )
 from worker.logs import get_logger, milliseconds, since
 from worker.metrics import worker_metrics
@@ -74,12 +76,24 @@ def _announced_digest(job: MediaJob, fetched: Fetched) -> str | None:
     return fetched.sha256 or job.sha256
 
 
-def _stored_type(job: MediaJob, fetched: Fetched) -> str:
-    """The object's Content-Type: the webhook's MIME type, else the provider's."""
-    looked_up = fetched.lookup.get("mime_type")
-    if job.mime_type:
-        return job.mime_type
-    return looked_up if isinstance(looked_up, str) and looked_up else "application/octet-stream"
+def stored_type(job: MediaJob, fetched: Fetched) -> tuple[str, tuple[Anomaly, ...]]:
+    """The object's Content-Type and what was odd on the way: the webhook's MIME type, else the
+    provider's, else application/octet-stream.
+
+    Only a well-formed one is ever sent to S3 (`storable_mime_type`): S3 refuses a write whose
+    Content-Type holds control characters or other bytes, and would refuse it at every try. One
+    that is not (from the look-up, or from a job recorded before `web` checked it) is recorded
+    as `mime_type_malformed`, and the next one tried.
+    """
+    odd: tuple[Anomaly, ...] = ()
+    for given in (job.mime_type, fetched.lookup.get("mime_type")):
+        if given is None or given == "":
+            continue
+        usable = storable_mime_type(given)
+        if usable is not None:
+            return usable, odd
+        odd = ("mime_type_malformed",)
+    return STORED_FALLBACK_TYPE, odd
 
 
 @dataclass(frozen=True)
@@ -252,7 +266,10 @@ class Archiver:
             # its download.
             download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
             self._looked_up(fetched)
-            digest, size, committed = self._store(store, key, job, fetched, limit, download, s3)
+            content_type, odd = stored_type(job, fetched)
+            digest, size, committed = self._store(
+                store, key, job, fetched, content_type, limit, (download, s3)
+            )
         document = sidecar(
             job,
             bucket=store.bucket,
@@ -261,9 +278,9 @@ class Archiver:
             size=size,
             lookup=fetched.lookup,
             archived_at=self.clock(),
-            mime_type=_stored_type(job, fetched),
+            mime_type=content_type,
             url_source=fetched.url_source,
-            anomalies=() if _announced_digest(job, fetched) else ("unverified",),
+            anomalies=(*odd, *(() if _announced_digest(job, fetched) else ("unverified",))),
         )
         with s3.timing():
             store.put_json(sidecar_key(key), document)
@@ -301,7 +318,7 @@ class Archiver:
             self.settings.use_webhook_url
             and attempt.attempts == 1
             and job.sha256 is not None
-            and job.mime_type is not None
+            and storable_mime_type(job.mime_type) is not None
         ):
             return job.url
         return None
@@ -347,10 +364,11 @@ class Archiver:
         key: str,
         job: MediaJob,
         fetched: Fetched,
+        content_type: str,
         limit: Deadline,
-        download: Stopwatch,
-        s3: Stopwatch,
+        watches: tuple[Stopwatch, Stopwatch],
     ) -> tuple[str, int, bool]:
+        download, s3 = watches
         # Known before the first byte: the object's metadata is set when the upload starts,
         # and the commit only happens if the bytes match it. Only a provider without a look-up
         # (On-Premises) can leave it unknown: the bytes are then kept unverified, not lost.
@@ -360,11 +378,9 @@ class Archiver:
         tally = Tally(self.settings.max_media_bytes)
         with store.upload(
             key,
-            content_type=_stored_type(job, fetched),
+            content_type=content_type,
             metadata=object_metadata(job, expected or UNVERIFIED),
-            content_disposition=content_disposition(job.filename)
-            if job.type == "document"
-            else None,
+            content_disposition=object_disposition(job, content_type),
         ) as upload:
             for chunk in tally.through(download.through(fetched.chunks), fetched.size):
                 with s3.timing():

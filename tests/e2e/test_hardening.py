@@ -24,13 +24,15 @@ from redis import Redis
 from devstack.processes import Service
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
-from graphsim import Simulator, SimulatorClient
+from graphsim import Simulator, SimulatorClient, webhooks
 from tests.conftest import redis_db
-from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
+from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Sent, Stack
 from tests.lan import other_address
+from worker.layout import build_key
 
 pytestmark = pytest.mark.e2e
 
+PHONE = webhooks.DEFAULT_PHONE_NUMBER_ID
 TRY_SECONDS = 3
 # A try cut at its deadline has ended within this much more: the watchdog, the failed read and
 # the retry's record, on a 2-core machine that also runs everything else.
@@ -193,3 +195,89 @@ def test_the_development_setting_lets_a_simulator_off_loopback_serve_a_worker(
             worker.stop()
             web.stop()
             redis.close()
+
+
+# --- what reaches S3's headers --------------------------------------------------------------
+
+
+def head(stack: Stack, key: str) -> dict[str, Any]:
+    answer: dict[str, Any] = stack.s3.head_object(Bucket=BUCKET, Key=key)
+    return answer
+
+
+def test_a_webhook_mime_type_s3_would_refuse_is_recorded_and_the_lookups_stored(
+    hard: Hardened,
+) -> None:
+    stack = hard.stack
+    record = stack.sim.add_generated_media(size=20_000, seed=7, mime_type="image/jpeg")
+    # A control character in a parameter: S3 answers 400 to any write carrying it.
+    message = webhooks.media_message(
+        "image", record.id, sha256_b64=record.sha256_b64, mime_type="image/jpeg; a=\x01"
+    )
+    # The webhook's type was unusable: the key ends in .bin, the object's type is the look-up's.
+    key = build_key("", PHONE, int(message["timestamp"]), record.id, None)
+    item = Sent(record, message, key)
+    assert stack.post(item).status_code == 200
+
+    document = stack.wait_archived(item, timeout=60)
+
+    assert stack.verified(item)
+    assert document["mime_type"] == "image/jpeg"
+    assert document["anomalies"] == ["mime_type_malformed"]
+    assert head(stack, key)["ContentType"] == "image/jpeg"
+    assert stack.state(record.id)["attempts"] == "1"
+
+
+@pytest.mark.parametrize(
+    "looked_up",
+    [
+        "image/jpeg; a=\x01",
+        "image/jpeg; name=\u00e9",
+        "image/jpeg; a=" + "x" * 10_000,
+    ],
+    ids=["control", "non-ascii", "long"],
+)
+def test_a_lookup_mime_type_s3_would_refuse_stores_the_object_as_octet_stream(
+    hard: Hardened, looked_up: str
+) -> None:
+    stack = hard.stack
+    record = stack.sim.add_generated_media(size=20_000, seed=8, mime_type=looked_up)
+    message = webhooks.media_message(
+        "image", record.id, sha256_b64=record.sha256_b64, mime_type="image/jpeg"
+    )
+    del message["image"]["mime_type"]  # the look-up's type stands in for the webhook's
+    key = build_key("", PHONE, int(message["timestamp"]), record.id, None)
+    item = Sent(record, message, key)
+    assert stack.post(item).status_code == 200
+
+    document = stack.wait_archived(item, timeout=60)
+
+    assert stack.verified(item)
+    assert document["mime_type"] == "application/octet-stream"
+    assert document["anomalies"] == ["mime_type_malformed", "mime_type_missing"]
+    assert head(stack, key)["ContentType"] == "application/octet-stream"
+    assert head(stack, key)["ContentDisposition"] == "attachment"
+    assert stack.state(record.id)["attempts"] == "1"
+
+
+@pytest.mark.parametrize("mime_type", ["text/html", "image/svg+xml", "application/xhtml+xml"])
+def test_a_type_a_browser_would_render_is_stored_as_an_attachment(
+    hard: Hardened, mime_type: str
+) -> None:
+    stack = hard.stack
+    item = stack.media("image", mime_type=mime_type)
+    assert stack.post(item).status_code == 200
+
+    stack.wait_archived(item, timeout=60)
+
+    answer = head(stack, item.key)
+    assert (answer["ContentType"], answer.get("ContentDisposition")) == (mime_type, "attachment")
+
+
+def test_an_image_is_still_shown_inline(hard: Hardened) -> None:
+    stack = hard.stack
+    item = stack.media("image")
+    assert stack.post(item).status_code == 200
+    stack.wait_archived(item, timeout=60)
+    answer = head(stack, item.key)
+    assert (answer["ContentType"], answer.get("ContentDisposition")) == ("image/jpeg", None)
