@@ -19,6 +19,7 @@ makes a file disappear silently; what is not turned into work is `Skipped`, with
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -32,6 +33,8 @@ from worker.numbers import ascii_int
 
 __all__ = [
     "LISTED_REASONS",
+    "MAX_CAPTION",
+    "MAX_FILENAME",
     "SKIP_REASONS",
     "TOO_BIG",
     "NotWhatsAppPayload",
@@ -70,6 +73,22 @@ KNOWN_NOT_MEDIA = frozenset(
 )
 _ONPREM_LISTS = ("contacts", "messages", "statuses", "errors")
 _MAX_ID_LENGTH = 1024
+# Ids are bounded printable ASCII without spaces, control or path characters, checked here so
+# that none reaches a key, a header, a log or a terminal as it came. A media id and a
+# phone_number_id form object keys (On-Premises media ids are UUIDs); a wamid is Meta's
+# `wamid.` and base64 (so `+`, `/` and `=`), or On-Premises' base64url; a BSUID is a country
+# code, periods, letters and digits.
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_WAMID = re.compile(r"[A-Za-z0-9_.:=+/-]{1,256}")
+_BSUID = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+_ID_RULES = {
+    _KEY_ID: "1 to 128 of A-Z a-z 0-9 _ . -",
+    _WAMID: "1 to 256 of A-Z a-z 0-9 _ . : = + / -",
+    _BSUID: "1 to 256 of A-Z a-z 0-9 _ . -",
+}
+# Kept at most: WhatsApp's captions hold 1,024 characters, and a file system's names 255.
+MAX_CAPTION = 4096
+MAX_FILENAME = 255
 # The last second of year 9999: later timestamps cannot be dated in an object key.
 _LAST_SECOND = 253402300799
 _URL = re.compile(r"https?://\S+")
@@ -157,6 +176,8 @@ class _Change:
     contacts: list[dict[str, Any]]
     received_at: int
     archives_outbound: bool
+    number_problem: str | None = None
+    """Why the change has no usable phone_number_id, when it names a malformed one."""
 
 
 def _list(value: Any) -> list[Any]:
@@ -173,6 +194,36 @@ def _text(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def _shown(value: str) -> str:
+    """A value that failed its check, as a log line or a terminal may show it: escaped, cut."""
+    return ascii(value[:40]) + ("..." if len(value) > 40 else "")
+
+
+def _id(value: Any, rule: re.Pattern[str], name: str) -> str | None:
+    """The id at `name`, None when absent; ValueError when present and not an id by `rule`."""
+    text = _text(value)
+    if value is None:
+        return None
+    if text is None or not rule.fullmatch(text) or set(text) == {"."}:
+        shown = _shown(text) if text is not None else type(value).__name__
+        raise ValueError(f"{name} is not {_ID_RULES[rule]}: {shown}")
+    return text
+
+
+def _checked_id(value: Any, rule: re.Pattern[str], name: str) -> tuple[str | None, str | None]:
+    """(the id, None); (None, why it is unusable); (None, None) when absent."""
+    try:
+        return _id(value, rule, name), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _usable(value: Any, rule: re.Pattern[str]) -> str | None:
+    """The id, or None when absent or unusable (where it is only supplementary)."""
+    text = _text(value)
+    return text if text is not None and rule.fullmatch(text) and set(text) != {"."} else None
 
 
 def _error_codes(errors: Any) -> list[int]:
@@ -200,20 +251,20 @@ def _contact(contacts: list[dict[str, Any]], phone: str | None, user_id: str | N
 
 
 def _customer(message: dict[str, Any], change: _Change, direction: Direction) -> Customer | None:
-    """The customer's identity: the sender of an inbound message, the recipient of an echo."""
-    if direction == "inbound":
-        phone = _text(message.get("from"))
-        user_id = _text(message.get("from_user_id"))
-        parent = _text(message.get("from_parent_user_id"))
-    else:
-        phone = _text(message.get("to"))
-        user_id = _text(message.get("to_user_id"))
-        parent = _text(message.get("to_parent_user_id"))
+    """The customer's identity: the sender of an inbound message, the recipient of an echo.
+
+    The message's own BSUIDs are ids (ValueError when malformed); what `contacts[]` adds is
+    supplementary, and a malformed BSUID there is left out.
+    """
+    prefix = "from" if direction == "inbound" else "to"
+    phone = _text(message.get(prefix))
+    user_id = _id(message.get(f"{prefix}_user_id"), _BSUID, f"{prefix}_user_id")
+    parent = _id(message.get(f"{prefix}_parent_user_id"), _BSUID, f"{prefix}_parent_user_id")
     contact = _dict(_contact(change.contacts, phone, user_id))
     customer = Customer(
         phone=phone or _text(contact.get("wa_id")),
-        user_id=user_id or _text(contact.get("user_id")),
-        parent_user_id=parent or _text(contact.get("parent_user_id")),
+        user_id=user_id or _usable(contact.get("user_id"), _BSUID),
+        parent_user_id=parent or _usable(contact.get("parent_user_id"), _BSUID),
         username=_text(_dict(contact.get("profile")).get("username")),
     )
     return customer if customer != Customer() else None
@@ -246,13 +297,20 @@ def _mime_type(media: dict[str, Any], anomalies: list[Anomaly]) -> str | None:
 
 
 def _optional_text(
-    media: dict[str, Any], name: str, anomaly: Anomaly, anomalies: list[Anomaly]
+    media: dict[str, Any], name: str, limit: int, anomalies: list[Anomaly]
 ) -> str | None:
+    """A caption or filename, cut to `limit` characters (`{name}_truncated`); anything but text
+    is `{name}_malformed`."""
     value = media.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    anomalies.append(anomaly)
-    return None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        anomalies.append("caption_malformed" if name == "caption" else "filename_malformed")
+        return None
+    if len(value) > limit:
+        anomalies.append("caption_truncated" if name == "caption" else "filename_truncated")
+        return value[:limit]
+    return value
 
 
 def _flag(value: Any) -> bool | None:
@@ -274,15 +332,17 @@ def _media_job(
     wire_type = content["type"]
     kind: str = "audio" if wire_type == VOICE else wire_type
     media = _dict(content.get(wire_type))
-    media_id = _text(media.get("id"))
+    media_id = _id(media.get("id"), _KEY_ID, f"{wire_type}.id")
     if media_id is None:
         raise ValueError(f"no usable {wire_type}.id")
     anomalies: list[Anomaly] = []
     timestamp = _timestamp(message.get("timestamp"))
     if timestamp is None:
         anomalies.append("timestamp_malformed")
-    caption = _optional_text(media, "caption", "caption_malformed", anomalies)
-    filename = _optional_text(media, "filename", "filename_malformed", anomalies)
+    caption = _optional_text(media, "caption", MAX_CAPTION, anomalies)
+    # Only a document's is kept: another's is checked, never cut.
+    kept = kind == "document"
+    filename = _optional_text(media, "filename", MAX_FILENAME if kept else sys.maxsize, anomalies)
     url = media.get("url")
     return MediaJob.model_validate(
         {
@@ -296,7 +356,7 @@ def _media_job(
             "mime_type": _mime_type(media, anomalies),
             "sha256": _digest(media, anomalies),
             "caption": caption,
-            "filename": filename if kind == "document" else None,
+            "filename": filename if kept else None,
             "voice": True if wire_type == VOICE else _flag(media.get("voice")),
             "animated": _flag(media.get("animated")) if kind == "sticker" else None,
             "customer": _customer(message, change, direction),
@@ -342,7 +402,9 @@ def _parse_message(
     message: Any, change: _Change, direction: Direction, source: Source, out: ParsedPayload
 ) -> None:
     message = _dict(message)
-    wamid = _text(message.get("id"))
+    # A malformed message id is never recorded: a media (or a 131052) without a usable one is
+    # skipped as `malformed`, any other message is counted as it would have been.
+    wamid, wamid_problem = _checked_id(message.get("id"), _WAMID, "the message id")
     kind = message.get("type")
     number = change.phone_number_id
 
@@ -357,7 +419,8 @@ def _parse_message(
     content, original = message, None
     if kind == EDIT:
         edit = _dict(message.get(EDIT))
-        content, original = _dict(edit.get("message")), _text(edit.get("original_message_id"))
+        content = _dict(edit.get("message"))
+        original = _id(edit.get("original_message_id"), _WAMID, "edit.original_message_id")
         source = "edit"
         kind = content.get("type")
     if not isinstance(kind, str) or (kind not in MEDIA_TYPES and kind != VOICE):
@@ -373,10 +436,10 @@ def _parse_message(
         skip("no_media_id", "history describes the media; its id comes in a later webhook")
         return
     if number is None:
-        skip("malformed", "no metadata.phone_number_id")
+        skip("malformed", change.number_problem or "no metadata.phone_number_id")
         return
     if wamid is None:
-        skip("malformed", "no usable message id")
+        skip("malformed", wamid_problem or "no usable message id")
         return
     if direction == "outbound" and not change.archives_outbound:
         skip("outbound_off", "the account does not archive media the business sent")
@@ -410,10 +473,20 @@ def _each_message(
         try:
             _parse_message(message, change, direction, source, out)
         except (ValueError, TypeError) as exc:
-            # Whatever one message holds, it must not cost the others their delivery.
-            wamid = _text(_dict(message).get("id"))
+            # Whatever one message holds, it must not cost the others their delivery. Listed
+            # (when it looked like media) with its wamid only if that is one.
+            fields = _dict(message)
+            kind = fields.get("type")
+            if kind == EDIT:
+                kind = _dict(_dict(fields.get(EDIT)).get("message")).get("type")
             out.skipped.append(
-                Skipped("malformed", f"unreadable message: {exc}", wamid, change.phone_number_id)
+                Skipped(
+                    "malformed",
+                    f"unreadable message: {exc}",
+                    _usable(fields.get("id"), _WAMID),
+                    change.phone_number_id,
+                    _type_name(kind),
+                )
             )
 
 
@@ -478,7 +551,7 @@ def _unknown_account(
             Skipped(
                 "unknown_account",
                 f"no account serves phone_number_id {number}",
-                _text(message.get("id")),
+                _usable(message.get("id"), _WAMID),
                 number,
                 _type_name(kind),
             )
@@ -529,7 +602,9 @@ def parse_cloud_payload(
                 continue
             value = _dict(change.get("value"))
             metadata = _dict(value.get("metadata"))
-            number = _text(metadata.get("phone_number_id"))
+            number, problem = _checked_id(
+                metadata.get("phone_number_id"), _KEY_ID, "metadata.phone_number_id"
+            )
             if number is not None and not accepts(number):
                 _unknown_account(field_name, value, number, out)
                 continue
@@ -540,6 +615,7 @@ def parse_cloud_payload(
                 contacts=[_dict(c) for c in _list(value.get("contacts"))],
                 received_at=received_at,
                 archives_outbound=number is None or archives_outbound(number),
+                number_problem=problem,
             )
             _parse_value(field_name, value, context, out)
     return out

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from click.testing import CliRunner
 from redis import Redis
 
 from devstack.processes import Service
@@ -28,6 +29,7 @@ from graphsim import Simulator, SimulatorClient, webhooks
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Sent, Stack
 from tests.lan import other_address
+from worker.cli import main as cli
 from worker.layout import build_key
 
 pytestmark = pytest.mark.e2e
@@ -281,3 +283,29 @@ def test_an_image_is_still_shown_inline(hard: Hardened) -> None:
     stack.wait_archived(item, timeout=60)
     answer = head(stack, item.key)
     assert (answer["ContentType"], answer.get("ContentDisposition")) == ("image/jpeg", None)
+
+
+# --- ids and sizes at ingestion -----------------------------------------------------------
+
+
+def test_ids_are_checked_at_ingestion_and_the_rest_is_archived(hard: Hardened) -> None:
+    stack = hard.stack
+    good = stack.media("image", caption="c" * 5000)
+    evil_id = stack.media("image")
+    evil_id.message["image"]["id"] = "../../x\x1b[2J"
+    evil_wamid = stack.media("video")
+    evil_wamid.message["id"] = "wamid.\x1b]0;owned\x07"
+    assert stack.post(evil_id, good, evil_wamid).status_code == 200
+
+    document = stack.wait_archived(good)
+
+    assert document["caption"] == "c" * 4096
+    assert document["anomalies"] == ["caption_truncated"]
+    # Listed by `wa-media skipped`, escaped; nothing was recorded under the refused ids.
+    result = CliRunner().invoke(cli, ["skipped"], env=stack.env.environ())
+    assert result.exit_code == 0, result.output
+    assert "image.id is not 1 to 128 of A-Z a-z 0-9 _ . -: '../../x\\x1b[2J'" in result.output
+    assert "the message id is not 1 to 256 of" in result.output
+    assert all(char.isprintable() or char == "\n" for char in result.output)
+    assert stack.redis.zcard("wa:failed") == 0
+    assert not stack.redis.keys("wa:media:../*")
