@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from webhook.publisher import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
 from worker.accounts import WebAccounts, WebRoute, web_accounts
 from worker.config import DEFAULT_REDIS_URL
 from worker.env import positive_int, read, redis_url, text
@@ -19,6 +20,13 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 _ANY_CLOUD_NUMBER = (WebRoute("cloud", None),)
 
 
+def _fanout_batch(value: str) -> int:
+    number = positive_int(value)
+    if number > MAX_FANOUT_BATCH:
+        raise ValueError(f"expected 1 to {MAX_FANOUT_BATCH} media per fan-out task")
+    return number
+
+
 @dataclass(frozen=True)
 class WebSettings:
     """Everything the `web` process needs, validated."""
@@ -29,6 +37,8 @@ class WebSettings:
     redis_url: str = DEFAULT_REDIS_URL
     sweep_stalled_after: int = 600
     routes: tuple[WebRoute, ...] = _ANY_CLOUD_NUMBER
+    fanout_batch: int = DEFAULT_FANOUT_BATCH
+    """Media (and replies) per fan-out task: a request holding more is published as several."""
 
     @cached_property
     def accounts(self) -> WebAccounts:
@@ -48,4 +58,5 @@ class WebSettings:
             redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
             sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
             routes=accounts.routes,
+            fanout_batch=read(environ, "FANOUT_BATCH", _fanout_batch, str(DEFAULT_FANOUT_BATCH)),
         )

@@ -8,6 +8,7 @@ try deadline of a few seconds, so that a try cut at its deadline is seen within 
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from click.testing import CliRunner
 from redis import Redis
 
@@ -29,6 +31,9 @@ from graphsim import Simulator, SimulatorClient, webhooks
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Sent, Stack
 from tests.lan import other_address
+from webhook import create_app
+from webhook.config import WebSettings
+from worker.celery_app import FAN_OUT_TASK, MEDIA_QUEUE
 from worker.cli import main as cli
 from worker.layout import build_key
 
@@ -36,6 +41,8 @@ pytestmark = pytest.mark.e2e
 
 PHONE = webhooks.DEFAULT_PHONE_NUMBER_ID
 TRY_SECONDS = 3
+# Requests of more media than this are published as several fan-out tasks.
+FANOUT_BATCH = 2
 # A try cut at its deadline has ended within this much more: the watchdog, the failed read and
 # the retry's record, on a 2-core machine that also runs everything else.
 MARGIN = 2.0
@@ -43,15 +50,16 @@ MARGIN = 2.0
 
 @dataclass
 class Hardened:
-    """This module's stack, and its worker's log."""
+    """This module's stack, and its processes' logs."""
 
     stack: Stack
     worker: Service
+    web: Service
 
-    def events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
-        """The worker's JSON log lines of `event` whose fields match."""
+    def events(self, event: str, service: Service | None = None, **fields: Any) -> list[Any]:
+        """The JSON log lines of `event` (the worker's, or `service`'s) whose fields match."""
         found = []
-        for line in self.worker.log_text().splitlines():
+        for line in (service or self.worker).log_text().splitlines():
             if not line.startswith("{"):
                 continue
             entry = json.loads(line)
@@ -76,6 +84,7 @@ def hardened(
                 ("MEDIA_TRY_SECONDS", str(TRY_SECONDS)),
                 ("LEASE_SECONDS", "3"),
                 ("TOKEN_PAUSE_SECONDS", "3"),
+                ("FANOUT_BATCH", str(FANOUT_BATCH)),
             ),
         )
         logs: Path = tmp_path_factory.mktemp("hardened") / "logs"
@@ -83,7 +92,7 @@ def hardened(
         worker = start_worker(env, logs, name="hardened", pool="threads", concurrency=4)
         redis = Redis.from_url(redis_url, decode_responses=True)
         stack = Stack(url, worker, env, simulator.client(), seaweed.client(), redis)
-        yield Hardened(stack, worker)
+        yield Hardened(stack, worker, web)
         worker.stop()
         web.stop()
         redis.close()
@@ -309,3 +318,101 @@ def test_ids_are_checked_at_ingestion_and_the_rest_is_archived(hard: Hardened) -
     assert all(char.isprintable() or char == "\n" for char in result.output)
     assert stack.redis.zcard("wa:failed") == 0
     assert not stack.redis.keys("wa:media:../*")
+
+
+# --- many media in one webhook --------------------------------------------------------------
+
+
+def history_of(items: list[Sent]) -> dict[str, Any]:
+    thread = webhooks.history_thread(
+        webhooks.DEFAULT_SENDER, [webhooks.history_message(item.message) for item in items]
+    )
+    return webhooks.history_envelope([webhooks.history_chunk([thread])])
+
+
+def test_a_webhook_of_more_media_than_a_batch_is_split_and_all_archived(hard: Hardened) -> None:
+    stack = hard.stack
+    items = [stack.media("image", size=5_000) for _ in range(5)]
+    body = webhooks.encode(history_of(items))
+    headers = {"X-Hub-Signature-256": webhooks.sign(body, stack.env.app_secret)}
+    assert requests.post(f"{stack.web}/webhook", data=body, headers=headers, timeout=10).ok
+
+    for item in items:
+        stack.wait_archived(item)
+        assert stack.verified(item)
+    ids = [item.record.id for item in items]
+    [enqueued] = [e for e in hard.events("enqueued", hard.web) if e["media_ids"] == ids]
+    # Five media, two per fan-out task: three tasks.
+    assert len(enqueued["task_id"].split(",")) == 3
+
+
+def published(queue: Redis) -> list[dict[str, Any]]:
+    """The fan-out tasks waiting on the media queue, decoded from Celery's wire format."""
+    batches = []
+    for raw in queue.lrange(MEDIA_QUEUE, 0, -1):
+        envelope = json.loads(raw)
+        assert envelope["headers"]["task"] == FAN_OUT_TASK
+        [batch], _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        batches.append(batch)
+    return batches
+
+
+def test_a_history_webhook_of_2500_media_is_recorded_whole_before_its_tasks() -> None:
+    """`web` alone (no worker reads this database): every media recorded, none dropped for a
+    cap, published as fan-out tasks of at most 100."""
+    secret = "history-secret"
+    record = webhooks.media_message(
+        "image", "0", sha256_b64=base64.b64encode(b"\x01" * 32).decode(), mime_type="image/jpeg"
+    )
+    messages = []
+    for number in range(2500):
+        message = webhooks.set_media(record, id=f"h{number}")
+        message["id"] = f"wamid.h{number}"
+        messages.append(webhooks.history_message(message))
+    thread = webhooks.history_thread(webhooks.DEFAULT_SENDER, messages)
+    body = webhooks.encode(webhooks.history_envelope([webhooks.history_chunk([thread])]))
+    for redis_url in redis_db(6):
+        app = create_app(WebSettings(app_secrets=(secret,), verify_token="v", redis_url=redis_url))
+        queue = Redis.from_url(redis_url, decode_responses=True)
+
+        answer = app.test_client().post(
+            "/webhook",
+            data=body,
+            headers={"X-Hub-Signature-256": webhooks.sign(body, secret)},
+            content_type="application/json",
+        )
+
+        assert answer.status_code == 200
+        wanted = {f"h{number}" for number in range(2500)}
+        assert queue.zcard("wa:pending") == 2500
+        assert all(queue.hget(f"wa:media:{media_id}", "state") == "queued" for media_id in wanted)
+        batches = published(queue)
+        assert len(batches) == 25
+        assert all(len(batch["media"]) == 100 and batch["replies"] == [] for batch in batches)
+        ids = [job["media_id"] for batch in batches for job in batch["media"]]
+        assert sorted(ids) == sorted(wanted)
+        queue.close()
+
+
+def test_replies_are_split_the_same_way() -> None:
+    secret = "replies-secret"
+    warnings = [webhooks.too_big_message(wamid=f"wamid.r{number}") for number in range(150)]
+    body = webhooks.encode(webhooks.envelope(warnings))
+    for redis_url in redis_db(6):
+        app = create_app(WebSettings(app_secrets=(secret,), verify_token="v", redis_url=redis_url))
+        queue = Redis.from_url(redis_url, decode_responses=True)
+
+        answer = app.test_client().post(
+            "/webhook",
+            data=body,
+            headers={"X-Hub-Signature-256": webhooks.sign(body, secret)},
+            content_type="application/json",
+        )
+
+        assert answer.status_code == 200
+        assert queue.zcard("wa:replies:pending") == 150
+        batches = published(queue)
+        assert sorted(len(batch["replies"]) for batch in batches) == [50, 100]
+        wamids = {reply["wamid"] for batch in batches for reply in batch["replies"]}
+        assert wamids == {f"wamid.r{number}" for number in range(150)}
+        queue.close()
