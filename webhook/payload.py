@@ -474,19 +474,10 @@ def _each_message(
             _parse_message(message, change, direction, source, out)
         except (ValueError, TypeError) as exc:
             # Whatever one message holds, it must not cost the others their delivery. Listed
-            # (when it looked like media) with its wamid only if that is one.
-            fields = _dict(message)
-            kind = fields.get("type")
-            if kind == EDIT:
-                kind = _dict(_dict(fields.get(EDIT)).get("message")).get("type")
+            # with its wamid only if that is one.
+            wamid = _usable(_dict(message).get("id"), _WAMID)
             out.skipped.append(
-                Skipped(
-                    "malformed",
-                    f"unreadable message: {exc}",
-                    _usable(fields.get("id"), _WAMID),
-                    change.phone_number_id,
-                    _type_name(kind),
-                )
+                Skipped("malformed", f"unreadable message: {exc}", wamid, change.phone_number_id)
             )
 
 
