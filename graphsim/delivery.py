@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 from werkzeug.wrappers import Response
@@ -10,6 +11,20 @@ from graphsim.faults import FaultRule
 from graphsim.media import Media
 
 __all__ = ["media_response"]
+
+
+def _trickled(
+    pieces: Iterator[bytes], size: int, every: float, closing: threading.Event
+) -> Iterator[bytes]:
+    """The same bytes, `size` at a time, one piece every `every` seconds; cut short (the body
+    left unfinished) when the server stops."""
+    first = True
+    for piece in pieces:
+        for start in range(0, len(piece), size):
+            if not first and closing.wait(every):
+                return
+            first = False
+            yield piece[start : start + size]
 
 
 def _stream(media: Media, rule: FaultRule | None) -> Iterator[bytes]:
@@ -31,10 +46,18 @@ def _stream(media: Media, rule: FaultRule | None) -> Iterator[bytes]:
         sent += len(piece)
 
 
-def media_response(media: Media, rule: FaultRule | None) -> Response:
-    """Stream a media's bytes with its type and full length, truncated or corrupted by `rule`."""
+def media_response(
+    media: Media, rule: FaultRule | None, closing: threading.Event | None = None
+) -> Response:
+    """Stream a media's bytes with its type and full length, truncated, corrupted or trickled by
+    `rule`; a trickle stops when `closing` is set (the server stopping)."""
+    body = _stream(media, rule)
+    if rule is not None and rule.trickle_bytes is not None:
+        body = _trickled(
+            body, rule.trickle_bytes, rule.trickle_seconds, closing or threading.Event()
+        )
     return Response(
-        _stream(media, rule),
+        body,
         status=200,
         headers={"Content-Length": str(media.file_size)},
         content_type=media.mime_type,

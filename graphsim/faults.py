@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
@@ -16,8 +17,8 @@ Op = Literal["lookup", "download", "send", "delete", "upload", "any"]
 OPS: tuple[Op, ...] = get_args(Op)
 FOREVER = -1
 
-_LOOKUP_EFFECTS = ("expired", "foreign", "file_size", "sha256")
-_DOWNLOAD_EFFECTS = ("truncate", "corrupt", "redirect")
+_LOOKUP_EFFECTS = ("expired", "foreign", "url_host", "file_size", "sha256")
+_DOWNLOAD_EFFECTS = ("truncate", "corrupt", "redirect", "trickle_bytes")
 _UPLOAD_EFFECTS = ("interrupt_after",)
 _EFFECTS = ("status", "latency", *_LOOKUP_EFFECTS, *_DOWNLOAD_EFFECTS, *_UPLOAD_EFFECTS)
 
@@ -35,9 +36,12 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "redirect": (bool,),
     "expired": (bool,),
     "foreign": (bool,),
+    "url_host": (str,),
     "file_size": (int,),
     "sha256": (str,),
     "interrupt_after": (int,),
+    "trickle_bytes": (int,),
+    "trickle_seconds": (int, float),
 }
 
 
@@ -75,10 +79,17 @@ class FaultRule:
     redirect: bool = False
     expired: bool = False
     foreign: bool = False
+    # Hand out the download URL on this host (same scheme, port, path and query): an address of
+    # the machine other than the one the client called, as a rewritten or downgraded URL would.
+    url_host: str | None = None
     file_size: int | None = None
     sha256: str | None = None
     # Take this many bytes of an upload's body, keep them, then drop the connection unanswered.
     interrupt_after: int | None = None
+    # Send a download's body `trickle_bytes` at a time, one piece every `trickle_seconds`: a
+    # provider (or a middlebox) that keeps a connection alive without ever finishing it.
+    trickle_bytes: int | None = None
+    trickle_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -95,6 +106,14 @@ class FaultRule:
             raise ValueError("fault latency and retry_after must not be negative")
         if self.interrupt_after is not None and self.interrupt_after < 0:
             raise ValueError("fault interrupt_after must not be negative")
+        if self.url_host is not None and not re.fullmatch(
+            r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", self.url_host
+        ):
+            raise ValueError("fault url_host must be a host name or address")
+        if self.trickle_bytes is not None and self.trickle_bytes < 1:
+            raise ValueError("fault trickle_bytes must be positive")
+        if (self.trickle_bytes is None) != (self.trickle_seconds <= 0):
+            raise ValueError("fault trickle_bytes and trickle_seconds (positive) go together")
         self._check_effects()
 
     def _check_effects(self) -> None:
@@ -108,8 +127,8 @@ class FaultRule:
                 raise ValueError(f"fault effect {name!r} applies to downloads only")
             if name in _UPLOAD_EFFECTS and self.op not in ("upload", "any"):
                 raise ValueError(f"fault effect {name!r} applies to uploads only")
-        if self.redirect and (self.truncate or self.corrupt):
-            raise ValueError("a redirect has no body to truncate or corrupt")
+        if self.redirect and (self.truncate or self.corrupt or self.trickle_bytes is not None):
+            raise ValueError("a redirect has no body to truncate, corrupt or trickle")
         if self.interrupt_after is not None and self.status is not None:
             raise ValueError("an interrupted upload gets no answer, so no status")
 
@@ -126,8 +145,9 @@ class FaultRule:
         for name, value in data.items():
             _check_type(name, value)
         fields = {name: value for name, value in data.items() if value is not None}
-        if "latency" in fields:
-            fields["latency"] = float(fields["latency"])
+        for name in ("latency", "trickle_seconds"):
+            if name in fields:
+                fields[name] = float(fields[name])
         return cls(**cast(dict[str, Any], fields))
 
     def to_json(self) -> dict[str, Any]:

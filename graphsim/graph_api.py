@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
@@ -54,7 +54,12 @@ def _url_hash(state: SimState, media_id: str, ext: int) -> str:
 
 
 def _download_url(
-    state: SimState, media_id: str, *, expired: bool = False, foreign: bool = False
+    state: SimState,
+    media_id: str,
+    *,
+    expired: bool = False,
+    foreign: bool = False,
+    host: str | None = None,
 ) -> str:
     now = time.time()
     ext = int(now) - 1 if expired else math.ceil(now + state.url_ttl)
@@ -62,6 +67,9 @@ def _download_url(
         base, route = state.foreign_base_url, "foreign"
     else:
         base, route = state.base_url, "lookaside"
+    if host is not None:
+        parts = urlsplit(base)
+        base = urlunsplit(parts._replace(netloc=f"{host}:{parts.port}"))
     query = f"ext={ext}&hash={_url_hash(state, media_id, ext)}"
     return f"{base}/{route}/{quote(media_id, safe='')}?{query}"
 
@@ -100,6 +108,7 @@ def describe_media(
             media_id,
             expired=rule is not None and rule.expired,
             foreign=rule is not None and rule.foreign,
+            host=rule.url_host if rule is not None else None,
         ),
         "mime_type": media.mime_type,
         "sha256": media.sha256,
@@ -130,7 +139,7 @@ def download(state: SimState, request: Request, dialect: MediaDialect, media_id:
         return dialect.dead_url()
     if rule is not None and rule.redirect:
         return redirect(foreign_url(state, media_id), 302)
-    return media_response(media, rule)
+    return media_response(media, rule, state.closing)
 
 
 def foreign(state: SimState, request: Request, media_id: str) -> Response:

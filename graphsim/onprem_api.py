@@ -47,7 +47,7 @@ def download(state: SimState, request: Request, dialect: OnPremDialect, media_id
         return dialect.error(404, f"Media {media_id} not found")
     if rule is not None and rule.redirect:
         return redirect(graph_api.foreign_url(state, media_id), 302)
-    return media_response(media, rule)
+    return media_response(media, rule, state.closing)
 
 
 def upload(state: SimState, request: Request, dialect: OnPremDialect) -> Response:

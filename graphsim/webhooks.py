@@ -242,14 +242,15 @@ def _named(value: Any) -> str | None:
 
 
 def _contacts(messages: Iterable[Json]) -> list[Json]:
-    senders = dict.fromkeys(
-        (_named(m.get("from")), _named(m.get("from_user_id")), _named(m.get("from_parent_user_id")))
-        for m in messages
-        if "from" in m or "from_user_id" in m
-    )
+    # Keyed by their JSON: a hostile test's sender may be any JSON value, a list included.
+    senders: dict[str, tuple[Any, Any, Any]] = {}
+    for m in messages:
+        if "from" in m or "from_user_id" in m:
+            ids = (m.get("from"), m.get("from_user_id"), m.get("from_parent_user_id"))
+            senders.setdefault(json.dumps(ids, sort_keys=True, default=repr), ids)
     return [
         contact(wa_id=wa_id, user_id=user_id, parent_user_id=parent)
-        for wa_id, user_id, parent in senders
+        for wa_id, user_id, parent in senders.values()
     ]
 
 

@@ -43,7 +43,9 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
     state = MediaStateStore(redis, stall_after=settings.sweep_stalled_after)
     ledger = ReplyLedger(redis, stall_after=settings.sweep_stalled_after)
-    app.extensions["wa.publisher"] = Publisher(make_celery(settings.redis_url), state, ledger)
+    app.extensions["wa.publisher"] = Publisher(
+        make_celery(settings.redis_url), state, ledger, batch_size=settings.fanout_batch
+    )
     app.extensions["wa.redis"] = redis
     app.register_blueprint(bp)
     counters = web_metrics()  # made now, in this process: after gunicorn's config chose where

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from webhook.publisher import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
 from worker.accounts import WebAccounts, WebRoute, web_accounts
 from worker.config import DEFAULT_REDIS_URL
 from worker.env import positive_int, read, redis_url, tcp_port, text
@@ -41,6 +42,13 @@ def body_timeout(value: str) -> float:
 _ANY_CLOUD_NUMBER = (WebRoute("cloud", None),)
 
 
+def _fanout_batch(value: str) -> int:
+    number = positive_int(value)
+    if number > MAX_FANOUT_BATCH:
+        raise ValueError(f"expected 1 to {MAX_FANOUT_BATCH} media per fan-out task")
+    return number
+
+
 @dataclass(frozen=True)
 class WebSettings:
     """Everything the `web` process needs, validated."""
@@ -59,6 +67,8 @@ class WebSettings:
     closed."""
     metrics_port: int = DEFAULT_WEB_METRICS_PORT
     """Where the gunicorn master serves the metrics; 0: not at all."""
+    fanout_batch: int = DEFAULT_FANOUT_BATCH
+    """Media (and replies) per fan-out task: a request holding more is published as several."""
 
     @cached_property
     def accounts(self) -> WebAccounts:
@@ -84,4 +94,5 @@ class WebSettings:
             ),
             body_timeout=read(environ, "WEBHOOK_BODY_TIMEOUT", body_timeout, "5"),
             metrics_port=read(environ, "WEB_METRICS_PORT", tcp_port, str(DEFAULT_WEB_METRICS_PORT)),
+            fanout_batch=read(environ, "FANOUT_BATCH", _fanout_batch, str(DEFAULT_FANOUT_BATCH)),
         )

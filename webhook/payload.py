@@ -19,6 +19,7 @@ makes a file disappear silently; what is not turned into work is `Skipped`, with
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -38,10 +39,13 @@ from worker.jobs import (
     ReplyJob,
     Source,
 )
+from worker.layout import storable_mime_type
 from worker.numbers import ascii_int
 
 __all__ = [
     "LISTED_REASONS",
+    "MAX_CAPTION",
+    "MAX_FILENAME",
     "REPLY_DROP_REASONS",
     "SKIP_REASONS",
     "TOO_BIG",
@@ -82,10 +86,24 @@ KNOWN_NOT_MEDIA = frozenset(
 )
 _ONPREM_LISTS = ("contacts", "messages", "statuses", "errors")
 _MAX_ID_LENGTH = 1024
-_MAX_MIME_LENGTH = 255
+# Ids are bounded printable ASCII without spaces, control or path characters, checked here so
+# that none reaches a key, a header, a log or a terminal as it came. A media id and a
+# phone_number_id form object keys (On-Premises media ids are UUIDs); a wamid is Meta's
+# `wamid.` and base64 (so `+`, `/` and `=`), or On-Premises' base64url; a BSUID is a country
+# code, periods, letters and digits.
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_WAMID = re.compile(r"[A-Za-z0-9_.:=+/-]{1,256}")
+_BSUID = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+_ID_RULES = {
+    _KEY_ID: "1 to 128 of A-Z a-z 0-9 _ . -",
+    _WAMID: "1 to 256 of A-Z a-z 0-9 _ . : = + / -",
+    _BSUID: "1 to 256 of A-Z a-z 0-9 _ . -",
+}
+# Kept at most: WhatsApp's captions hold 1,024 characters, and a file system's names 255.
+MAX_CAPTION = 4096
+MAX_FILENAME = 255
 # The last second of year 9999: later timestamps cannot be dated in an object key.
 _LAST_SECOND = 253402300799
-_MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?")
 _URL = re.compile(r"https?://\S+")
 # The 131052 warnings one webhook may owe unless the caller says otherwise.
 DEFAULT_MAX_REPLIES = 10
@@ -187,6 +205,8 @@ class _Change:
     contacts: list[dict[str, Any]]
     received_at: int
     archives_outbound: bool
+    number_problem: str | None = None
+    """Why the change has no usable phone_number_id, when it names a malformed one."""
 
 
 def _list(value: Any) -> list[Any]:
@@ -203,6 +223,36 @@ def _text(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def _shown(value: str) -> str:
+    """A value that failed its check, as a log line or a terminal may show it: escaped, cut."""
+    return ascii(value[:40]) + ("..." if len(value) > 40 else "")
+
+
+def _id(value: Any, rule: re.Pattern[str], name: str) -> str | None:
+    """The id at `name`, None when absent; ValueError when present and not an id by `rule`."""
+    text = _text(value)
+    if value is None:
+        return None
+    if text is None or not rule.fullmatch(text) or set(text) == {"."}:
+        shown = _shown(text) if text is not None else type(value).__name__
+        raise ValueError(f"{name} is not {_ID_RULES[rule]}: {shown}")
+    return text
+
+
+def _checked_id(value: Any, rule: re.Pattern[str], name: str) -> tuple[str | None, str | None]:
+    """(the id, None); (None, why it is unusable); (None, None) when absent."""
+    try:
+        return _id(value, rule, name), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
+def _usable(value: Any, rule: re.Pattern[str]) -> str | None:
+    """The id, or None when absent or unusable (where it is only supplementary)."""
+    text = _text(value)
+    return text if text is not None and rule.fullmatch(text) and set(text) != {"."} else None
 
 
 def _error_codes(errors: Any) -> list[int]:
@@ -230,20 +280,20 @@ def _contact(contacts: list[dict[str, Any]], phone: str | None, user_id: str | N
 
 
 def _customer(message: dict[str, Any], change: _Change, direction: Direction) -> Customer | None:
-    """The customer's identity: the sender of an inbound message, the recipient of an echo."""
-    if direction == "inbound":
-        phone = _text(message.get("from"))
-        user_id = _text(message.get("from_user_id"))
-        parent = _text(message.get("from_parent_user_id"))
-    else:
-        phone = _text(message.get("to"))
-        user_id = _text(message.get("to_user_id"))
-        parent = _text(message.get("to_parent_user_id"))
+    """The customer's identity: the sender of an inbound message, the recipient of an echo.
+
+    The message's own BSUIDs are ids (ValueError when malformed); what `contacts[]` adds is
+    supplementary, and a malformed BSUID there is left out.
+    """
+    prefix = "from" if direction == "inbound" else "to"
+    phone = _text(message.get(prefix))
+    user_id = _id(message.get(f"{prefix}_user_id"), _BSUID, f"{prefix}_user_id")
+    parent = _id(message.get(f"{prefix}_parent_user_id"), _BSUID, f"{prefix}_parent_user_id")
     contact = _dict(_contact(change.contacts, phone, user_id))
     customer = Customer(
         phone=phone or _text(contact.get("wa_id")),
-        user_id=user_id or _text(contact.get("user_id")),
-        parent_user_id=parent or _text(contact.get("parent_user_id")),
+        user_id=user_id or _usable(contact.get("user_id"), _BSUID),
+        parent_user_id=parent or _usable(contact.get("parent_user_id"), _BSUID),
         username=_text(_dict(contact.get("profile")).get("username")),
     )
     return customer if customer != Customer() else None
@@ -268,20 +318,28 @@ def _mime_type(media: dict[str, Any], anomalies: list[Anomaly]) -> str | None:
     if value is None:
         anomalies.append("mime_type_missing")
         return None
-    if isinstance(value, str) and len(value) <= _MAX_MIME_LENGTH and _MIME.fullmatch(value):
-        return value
+    # Checked as S3 will take it as an object's Content-Type (worker/layout.py).
+    if storable_mime_type(value) is not None:
+        return str(value)
     anomalies.append("mime_type_malformed")
     return None
 
 
 def _optional_text(
-    media: dict[str, Any], name: str, anomaly: Anomaly, anomalies: list[Anomaly]
+    media: dict[str, Any], name: str, limit: int, anomalies: list[Anomaly]
 ) -> str | None:
+    """A caption or filename, cut to `limit` characters (`{name}_truncated`); anything but text
+    is `{name}_malformed`."""
     value = media.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    anomalies.append(anomaly)
-    return None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        anomalies.append("caption_malformed" if name == "caption" else "filename_malformed")
+        return None
+    if len(value) > limit:
+        anomalies.append("caption_truncated" if name == "caption" else "filename_truncated")
+        return value[:limit]
+    return value
 
 
 def _flag(value: Any) -> bool | None:
@@ -303,15 +361,17 @@ def _media_job(
     wire_type = content["type"]
     kind: str = "audio" if wire_type == VOICE else wire_type
     media = _dict(content.get(wire_type))
-    media_id = _text(media.get("id"))
+    media_id = _id(media.get("id"), _KEY_ID, f"{wire_type}.id")
     if media_id is None:
         raise ValueError(f"no usable {wire_type}.id")
     anomalies: list[Anomaly] = []
     timestamp = _timestamp(message.get("timestamp"))
     if timestamp is None:
         anomalies.append("timestamp_malformed")
-    caption = _optional_text(media, "caption", "caption_malformed", anomalies)
-    filename = _optional_text(media, "filename", "filename_malformed", anomalies)
+    caption = _optional_text(media, "caption", MAX_CAPTION, anomalies)
+    # Only a document's is kept: another's is checked, never cut.
+    kept = kind == "document"
+    filename = _optional_text(media, "filename", MAX_FILENAME if kept else sys.maxsize, anomalies)
     url = media.get("url")
     return MediaJob.model_validate(
         {
@@ -325,7 +385,7 @@ def _media_job(
             "mime_type": _mime_type(media, anomalies),
             "sha256": _digest(media, anomalies),
             "caption": caption,
-            "filename": filename if kind == "document" else None,
+            "filename": filename if kept else None,
             "voice": True if wire_type == VOICE else _flag(media.get("voice")),
             "animated": _flag(media.get("animated")) if kind == "sticker" else None,
             "customer": _customer(message, change, direction),
@@ -348,10 +408,17 @@ def _type_skip(kind: Any) -> SkipReason:
 def _too_big_reply(
     message: dict[str, Any], change: _Change, wamid: str | None, out: ParsedPayload
 ) -> None:
-    customer = _customer(message, change, "inbound")
+    number = change.phone_number_id
+    try:
+        customer = _customer(message, change, "inbound")
+    except ValueError:
+        # A BSUID that is no BSUID: nobody this service may write to.
+        if wamid and number:
+            out.dropped_replies.append(DroppedReply("invalid_recipient", wamid, number))
+            return
+        customer = None
     phone = customer.phone if customer else None
     bsuid = customer.user_id if customer else None
-    number = change.phone_number_id
     if not (wamid and number and (phone or bsuid)):
         out.skipped.append(
             Skipped("malformed", "131052 without a wamid, number or customer", wamid, None, None)
@@ -376,7 +443,9 @@ def _parse_message(
     message: Any, change: _Change, direction: Direction, source: Source, out: ParsedPayload
 ) -> None:
     message = _dict(message)
-    wamid = _text(message.get("id"))
+    # A malformed message id is never recorded: a media (or a 131052) without a usable one is
+    # skipped as `malformed`, any other message is counted as it would have been.
+    wamid, wamid_problem = _checked_id(message.get("id"), _WAMID, "the message id")
     kind = message.get("type")
     number = change.phone_number_id
 
@@ -391,7 +460,8 @@ def _parse_message(
     content, original = message, None
     if kind == EDIT:
         edit = _dict(message.get(EDIT))
-        content, original = _dict(edit.get("message")), _text(edit.get("original_message_id"))
+        content = _dict(edit.get("message"))
+        original = _id(edit.get("original_message_id"), _WAMID, "edit.original_message_id")
         source = "edit"
         kind = content.get("type")
     if not isinstance(kind, str) or (kind not in MEDIA_TYPES and kind != VOICE):
@@ -407,10 +477,10 @@ def _parse_message(
         skip("no_media_id", "history describes the media; its id comes in a later webhook")
         return
     if number is None:
-        skip("malformed", "no metadata.phone_number_id")
+        skip("malformed", change.number_problem or "no metadata.phone_number_id")
         return
     if wamid is None:
-        skip("malformed", "no usable message id")
+        skip("malformed", wamid_problem or "no usable message id")
         return
     if direction == "outbound" and not change.archives_outbound:
         skip("outbound_off", "the account does not archive media the business sent")
@@ -444,8 +514,9 @@ def _each_message(
         try:
             _parse_message(message, change, direction, source, out)
         except (ValueError, TypeError) as exc:
-            # Whatever one message holds, it must not cost the others their delivery.
-            wamid = _text(_dict(message).get("id"))
+            # Whatever one message holds, it must not cost the others their delivery. Listed
+            # with its wamid only if that is one.
+            wamid = _usable(_dict(message).get("id"), _WAMID)
             out.skipped.append(
                 Skipped("malformed", f"unreadable message: {exc}", wamid, change.phone_number_id)
             )
@@ -522,7 +593,7 @@ def _refused_change(
             Skipped(
                 reason,
                 detail,
-                _text(message.get("id")),
+                _usable(message.get("id"), _WAMID),
                 number,
                 _type_name(kind),
             )
@@ -578,7 +649,9 @@ def parse_cloud_payload(
                 continue
             value = _dict(change.get("value"))
             metadata = _dict(value.get("metadata"))
-            number = _text(metadata.get("phone_number_id"))
+            number, problem = _checked_id(
+                metadata.get("phone_number_id"), _KEY_ID, "metadata.phone_number_id"
+            )
             if number is not None and not accepts(number):
                 _refused_change(field_name, value, number, out)
                 continue
@@ -592,6 +665,7 @@ def parse_cloud_payload(
                 contacts=[_dict(c) for c in _list(value.get("contacts"))],
                 received_at=received_at,
                 archives_outbound=number is None or archives_outbound(number),
+                number_problem=problem,
             )
             _parse_value(field_name, value, context, out)
     return out

@@ -1,6 +1,10 @@
-"""Handing a request's work to the broker in one publish."""
+"""Handing a request's work to the broker: recorded first, then published as fan-out tasks of at
+most FANOUT_BATCH media (and as many replies) each."""
 
 from __future__ import annotations
+
+from itertools import zip_longest
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
@@ -9,9 +13,19 @@ from redis.exceptions import RedisError
 from webhook.payload import ParsedPayload
 from worker.celery_app import FAN_OUT_TASK, MEDIA_QUEUE
 from worker.errors import StorageError
+from worker.jobs import MediaJob, ReplyJob
 from worker.state import MediaStateStore, ReplyLedger, SkippedLog
 
-__all__ = ["BrokerUnavailable", "Publisher"]
+__all__ = ["DEFAULT_FANOUT_BATCH", "MAX_FANOUT_BATCH", "BrokerUnavailable", "Publisher"]
+
+# Media (and replies) per fan-out task: a history webhook may describe thousands of media, and
+# one task recording and publishing them all would hold a worker thread, and Redis, that long.
+DEFAULT_FANOUT_BATCH = 100
+MAX_FANOUT_BATCH = 1000
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 class BrokerUnavailable(Exception):
@@ -19,13 +33,23 @@ class BrokerUnavailable(Exception):
 
 
 class Publisher:
-    """Records a request's media and replies, then publishes one fan-out task carrying all its
-    jobs."""
+    """Records a request's media and replies, then publishes them as fan-out tasks of at most
+    `batch_size` media and `batch_size` replies each: never fewer jobs than the request holds."""
 
-    def __init__(self, celery: Celery, state: MediaStateStore, ledger: ReplyLedger) -> None:
+    def __init__(
+        self,
+        celery: Celery,
+        state: MediaStateStore,
+        ledger: ReplyLedger,
+        *,
+        batch_size: int = DEFAULT_FANOUT_BATCH,
+    ) -> None:
+        if not 1 <= batch_size <= MAX_FANOUT_BATCH:
+            raise ValueError(f"batch_size must be 1 to {MAX_FANOUT_BATCH}")
         self._celery = celery
         self._state = state
         self._ledger = ledger
+        self.batch_size = batch_size
 
     def note_skipped(self, parsed: ParsedPayload) -> None:
         """Remember the skipped messages that looked like media, for `wa-media skipped`; a
@@ -47,35 +71,50 @@ class Publisher:
             raise BrokerUnavailable(f"skipped messages not recorded: {exc}") from exc
 
     def publish(self, parsed: ParsedPayload) -> str | None:
-        """Publish the request's jobs as one message; return its task id (None if no jobs)."""
+        """Record every job of the request, then publish them in fan-out tasks of at most
+        `batch_size` media and replies; return the task ids, comma-separated (None if no jobs).
+
+        A failure anywhere is BrokerUnavailable: the request is answered 503 and delivered
+        again, and whatever was recorded or published already is admitted again harmlessly.
+        """
         if not parsed.media and not parsed.replies:
             return None
-        batch = {
-            "media": [job.to_wire() for job in parsed.media],
-            "replies": [job.to_wire() for job in parsed.replies],
-        }
+        media = _chunks(parsed.media, self.batch_size)
+        replies = _chunks(parsed.replies, self.batch_size)
         try:
-            # Recorded first: should the fan-out be lost with the worker holding it (or be
-            # refused by a worker of an older release), the sweep still finds this work.
-            if parsed.media:
-                self._state.admit_many(parsed.media)
+            # Every job recorded before any is published: should a fan-out be lost with the
+            # worker holding it (or be refused by a worker of an older release), the sweep
+            # still finds this work. One script call per batch keeps each short for Redis.
+            for chunk in media:
+                self._state.admit_many(chunk)
             self._ledger.admit_many(parsed.replies)
-            result = self._celery.send_task(
-                FAN_OUT_TASK,
-                args=[batch],
-                queue=MEDIA_QUEUE,
-                # Celery would otherwise render the whole batch with saferepr for the message's
-                # headers (a tenth of the publish, more for ten media), customers' numbers
-                # included: a count says enough.
-                argsrepr=f"({len(parsed.media)} media, {len(parsed.replies)} replies)",
-                kwargsrepr="{}",
-                ignore_result=True,
-                # Published to the default exchange with the queue's name as routing key, the
-                # message goes straight into the queue's list: kombu's binding table, which
-                # declaring the queue writes and the worker writes on start, is never read on
-                # this path, and checking the declaration cache costs a twentieth of a publish.
-                declare=(),
-            )
+            ids = [
+                self._send(media_chunk or [], reply_chunk or [])
+                for media_chunk, reply_chunk in zip_longest(media, replies)
+            ]
         except (StorageError, OperationalError, KombuError, RedisError, OSError) as exc:
             raise BrokerUnavailable(f"broker did not accept the batch: {exc}") from exc
+        return ",".join(ids)
+
+    def _send(self, media: list[MediaJob], replies: list[ReplyJob]) -> str:
+        batch = {
+            "media": [job.to_wire() for job in media],
+            "replies": [job.to_wire() for job in replies],
+        }
+        result = self._celery.send_task(
+            FAN_OUT_TASK,
+            args=[batch],
+            queue=MEDIA_QUEUE,
+            # Celery would otherwise render the whole batch with saferepr for the message's
+            # headers (a tenth of the publish, more for ten media), customers' numbers
+            # included: a count says enough.
+            argsrepr=f"({len(media)} media, {len(replies)} replies)",
+            kwargsrepr="{}",
+            ignore_result=True,
+            # Published to the default exchange with the queue's name as routing key, the
+            # message goes straight into the queue's list: kombu's binding table, which
+            # declaring the queue writes and the worker writes on start, is never read on
+            # this path, and checking the declaration cache costs a twentieth of a publish.
+            declare=(),
+        )
         return str(result.id)

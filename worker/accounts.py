@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from worker.allowlist import is_loopback
 from worker.encryption import (
     NO_ENCRYPTION,
     Encryption,
@@ -36,6 +37,7 @@ __all__ = [
     "ACCOUNTS_FILE_VARIABLE",
     "D360_DEFAULT_URL",
     "GRAPH_DEFAULT_URL",
+    "INSECURE_HTTP_VARIABLE",
     "Account",
     "AccountsFile",
     "WebAccounts",
@@ -51,6 +53,9 @@ __all__ = [
 ]
 
 ACCOUNTS_FILE_VARIABLE = "WHATSAPP_ACCOUNTS_FILE"
+# Lets http:// base URLs and download URLs to hosts other than loopback receive a credential:
+# for development only (a simulator in another container).
+INSECURE_HTTP_VARIABLE = "ALLOW_INSECURE_HTTP"
 D360_DEFAULT_URL = "https://waba-v2.360dialog.io"
 GRAPH_DEFAULT_URL = "https://graph.facebook.com"
 API_VERSION_DEFAULT = "v23.0"
@@ -67,19 +72,34 @@ _MIN_WEBHOOK_TOKEN = 16
 # ---------------------------------------------------------------------------- settings helpers
 
 
-def base_url(value: str) -> str:
-    """Check an http(s) base URL and drop its trailing slash."""
+def base_url(value: str, *, insecure_http: bool = False) -> str:
+    """Check an http(s) base URL and drop its trailing slash.
+
+    A base URL receives a credential with every request: `http://` is refused unless its host
+    is loopback (nothing leaves the machine) or `insecure_http` allows it.
+    """
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("expected an http:// or https:// URL")
+    if parts.scheme == "http" and not insecure_http and not is_loopback(parts.hostname or ""):
+        raise ValueError(
+            "http:// would send the credential in clear text: use https:// (http:// is taken "
+            f"for a loopback host only, or anywhere with {INSECURE_HTTP_VARIABLE}=true, for "
+            "development)"
+        )
     return value.rstrip("/")
 
 
+_HOST_ENTRY = re.compile(r"(?:\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(\d{1,5}))?")
+
+
 def host_list(value: str) -> tuple[str, ...]:
-    """Check a comma-separated list of `host` or `host:port` entries."""
+    """Check a comma-separated list of `host` or `host:port` entries (HTTPS on 443, or on that
+    port; an IPv6 address in brackets)."""
     hosts = tuple(host.lower() for host in comma_list(value))
     for host in hosts:
-        if "/" in host or "@" in host or " " in host:
+        entry = _HOST_ENTRY.fullmatch(host)
+        if entry is None or not 0 < int(entry.group(1) or 443) <= 65535:
             raise ValueError(f"{host!r} is not a host or host:port")
     return hosts
 
@@ -188,7 +208,9 @@ class AccountEntry(_Entry):
         # Only Cloud API webhooks are signed by Meta; the others authenticate by path token.
         _one_of(self, "webhook_token", "webhook_token_env", required=self.provider != "cloud")
         if self.url is not None:
-            base_url(self.url)
+            # Its form only: whether http:// may be used is the worker's to say
+            # (ALLOW_INSECURE_HTTP), when it builds the account's connection.
+            base_url(self.url, insecure_http=True)
         elif self.provider == "onprem":
             raise ValueError("url (the On-Premises web app's base URL) is required")
         if self.webhook_token is not None:
@@ -515,11 +537,13 @@ def worker_accounts(
 ) -> WorkerAccounts:
     """The worker's accounts; `bucket`, `prefix`, the delete option and the encryption are the
     defaults."""
+    insecure = read(environ, INSECURE_HTTP_VARIABLE, flag, "false")
     path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
     if path:
         return _worker_from_file(
             load_accounts_file(path),
             environ,
+            insecure,
             bucket=bucket,
             prefix=prefix,
             delete_after_archive=delete_after_archive,
@@ -528,45 +552,64 @@ def worker_accounts(
     if bucket is None:
         raise ConfigError("S3_BUCKET is required but not set")
     kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, "cloud")
-    connection = _env_connection(environ, kind)
+    connection = _env_connection(environ, kind, insecure)
     return WorkerAccounts(
         (Account(None, connection, bucket, prefix, delete_after_archive, encryption),)
     )
 
 
-def _env_connection(environ: Mapping[str, str], kind: ProviderKind) -> Connection:
+def _env_connection(environ: Mapping[str, str], kind: ProviderKind, insecure: bool) -> Connection:
+    def url(value: str) -> str:
+        return base_url(value, insecure_http=insecure)
+
     if kind == "360dialog":
         return Connection(
             kind,
-            read(environ, "D360_URL", base_url, D360_DEFAULT_URL),
+            read(environ, "D360_URL", url, D360_DEFAULT_URL),
             read(environ, "D360_API_KEY", text),
+            insecure_http=insecure,
         )
     if kind == "onprem":
         return Connection(
             kind,
-            read(environ, "WHATSAPP_ONPREM_URL", base_url),
+            read(environ, "WHATSAPP_ONPREM_URL", url),
             read(environ, "WHATSAPP_ACCESS_TOKEN", text),
+            insecure_http=insecure,
         )
     return Connection(
         kind,
-        read(environ, "WHATSAPP_GRAPH_URL", base_url, GRAPH_DEFAULT_URL),
+        read(environ, "WHATSAPP_GRAPH_URL", url, GRAPH_DEFAULT_URL),
         read(environ, "WHATSAPP_ACCESS_TOKEN", text),
         api_version=read(environ, "WHATSAPP_API_VERSION", text, API_VERSION_DEFAULT),
         media_hosts=read(environ, "WHATSAPP_MEDIA_HOSTS", host_list, MEDIA_HOSTS_DEFAULT),
         app_id=read(environ, "WHATSAPP_APP_ID", lambda v: v or None, ""),
+        insecure_http=insecure,
     )
 
 
+def _file_url(number: str, url: str, insecure: bool) -> str:
+    try:
+        return base_url(url, insecure_http=insecure)
+    except ValueError as exc:
+        raise ConfigError(f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.url: {exc}") from None
+
+
 def _file_connection(
-    number: str, entry: AccountEntry, accounts: AccountsFile, environ: Mapping[str, str]
+    number: str,
+    entry: AccountEntry,
+    accounts: AccountsFile,
+    environ: Mapping[str, str],
+    insecure: bool,
 ) -> Connection:
     credential = _secret(environ, f"accounts.{number}.token_env", entry.token, entry.token_env)
     assert credential is not None  # the schema requires token or token_env
     if entry.provider == "360dialog":
-        return Connection("360dialog", base_url(entry.url or D360_DEFAULT_URL), credential)
+        url = _file_url(number, entry.url or D360_DEFAULT_URL, insecure)
+        return Connection("360dialog", url, credential, insecure_http=insecure)
     if entry.provider == "onprem":
         assert entry.url is not None  # the schema requires it for onprem
-        return Connection("onprem", base_url(entry.url), credential)
+        url = _file_url(number, entry.url, insecure)
+        return Connection("onprem", url, credential, insecure_http=insecure)
     # The app owning resumable upload sessions: the first of the account's apps with an id.
     ids = [accounts.apps[name].app_id for name in accounts.apps_of(number)]
     app_id = next((found for found in ids if found is not None), None)
@@ -579,17 +622,19 @@ def _file_connection(
         ) from None
     return Connection(
         "cloud",
-        base_url(entry.url or GRAPH_DEFAULT_URL),
+        _file_url(number, entry.url or GRAPH_DEFAULT_URL, insecure),
         credential,
         api_version=entry.api_version or API_VERSION_DEFAULT,
         media_hosts=media_hosts,
         app_id=app_id,
+        insecure_http=insecure,
     )
 
 
 def _worker_from_file(
     accounts: AccountsFile,
     environ: Mapping[str, str],
+    insecure: bool,
     *,
     bucket: str | None,
     prefix: str,
@@ -607,7 +652,7 @@ def _worker_from_file(
         resolved.append(
             Account(
                 number,
-                _file_connection(number, entry, accounts, environ),
+                _file_connection(number, entry, accounts, environ, insecure),
                 account_bucket,
                 prefix if entry.prefix is None else entry.prefix,
                 delete_after_archive

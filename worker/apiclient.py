@@ -6,20 +6,21 @@ import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Self
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 
-from worker.allowlist import is_allowed_media_url
+from worker.allowlist import carries_in_clear, host_entry, is_allowed_media_url
 from worker.classify import Classifier, parse_retry_after
 from worker.errors import (
     ArchiveError,
     CredentialsError,
     ForeignHost,
+    InsecureUrl,
     MediaRejected,
     PermanentError,
     TemporaryError,
@@ -31,10 +32,11 @@ from worker.metrics import worker_metrics
 from worker.provider import Connection, Fetched, Progress
 from worker.transfer import (
     NETWORK_ERRORS,
-    TIMEOUT,
     FileBody,
     ProgressCounter,
+    current_deadline,
     new_session,
+    request_timeout,
     write_verified,
 )
 
@@ -89,6 +91,14 @@ def answer_id(
 
 def _count_call(what: str) -> None:
     worker_metrics().provider_calls.labels(kind=CALL_KINDS.get(what, "other")).inc()
+
+
+def _network_failure(what: str, exc: Exception) -> ArchiveError:
+    """A request that failed on the network: TimedOut when the try's deadline has passed."""
+    deadline = current_deadline()
+    if deadline is not None and (deadline.cut or deadline.remaining() <= 0):
+        return deadline.error(what)
+    return TemporaryError(f"{what} failed: {type(exc).__name__}")
 
 
 @dataclass
@@ -171,7 +181,13 @@ class ApiClient(ABC):
         headers: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> requests.Response:
-        """One request to the provider's API; a non-2xx answer is raised as its error."""
+        """One request to the provider's API; a non-2xx answer is raised as its error.
+
+        Under a try's deadline the answer is streamed and read while guarded, so that an answer
+        that trickles in ends with the deadline too.
+        """
+        deadline = current_deadline()
+        timeout = request_timeout(what)
         self._admit()
         _count_call(what)
         try:
@@ -179,12 +195,18 @@ class ApiClient(ABC):
                 method,
                 url,
                 headers=headers if headers is not None else self._auth(),
-                timeout=TIMEOUT,
+                timeout=timeout,
                 allow_redirects=False,
+                stream=deadline is not None,
                 **kwargs,
             )
+            if deadline is not None:
+                with deadline.guarding(response):
+                    _ = response.content
         except NETWORK_ERRORS as exc:
-            raise TemporaryError(f"{what} failed: {type(exc).__name__}") from None
+            raise _network_failure(what, exc) from None
+        if deadline is not None and deadline.cut:
+            raise deadline.error(what)  # an answer without a length looks whole when cut
         if not 200 <= response.status_code < 300:
             raise self._failure(response, what)
         return response
@@ -196,35 +218,46 @@ class ApiClient(ABC):
         """GET a stream, following redirects only to `allowed` hosts (the credential goes along).
 
         Yields the first answer that is no redirect, whatever its status; each request sent is
-        counted in `calls`.
+        counted in `calls`. Under a try's deadline the answer is guarded while the block reads
+        it: its connection is shut down when the deadline passes.
         """
+        deadline = current_deadline()
+        insecure = self.connection.insecure_http
         for _ in range(REDIRECTS + 1):
-            if not is_allowed_media_url(url, allowed):
+            if carries_in_clear(url, insecure_http=insecure):
+                raise InsecureUrl(
+                    f"{what} URL is http:// to a host that is not loopback: the credential is "
+                    "never sent in clear text (ALLOW_INSECURE_HTTP); not sent"
+                )
+            if not is_allowed_media_url(url, allowed, insecure_http=insecure):
                 raise ForeignHost(
                     f"{what} URL is on a host not allowed to receive the credential "
-                    "(WHATSAPP_MEDIA_HOSTS, or media_hosts in the accounts file); not sent"
+                    "(WHATSAPP_MEDIA_HOSTS, or media_hosts in the accounts file, each `host` "
+                    "for HTTPS on 443 or `host:port`); not sent"
                 )
+            timeout = request_timeout(what)
             self._admit()
             _count_call(what)
             if calls is not None:
                 calls.downloads += 1
             try:
                 response = self.session.get(
-                    url, headers=self._auth(), timeout=TIMEOUT, stream=True, allow_redirects=False
+                    url, headers=self._auth(), timeout=timeout, stream=True, allow_redirects=False
                 )
             except NETWORK_ERRORS as exc:
-                raise TemporaryError(f"{what} failed: {type(exc).__name__}") from None
+                raise _network_failure(what, exc) from None
             with response:
                 if response.is_redirect:
                     url = urljoin(url, response.headers["Location"])
                     continue
-                yield response
+                with deadline.guarding(response) if deadline is not None else nullcontext():
+                    yield response
                 return
         raise TemporaryError(f"{what} redirected too many times")
 
     def _base_host(self) -> tuple[str, ...]:
-        """The base URL's `host[:port]`: the one host a stream may be redirected to."""
-        return (urlsplit(self.connection.base_url).netloc.lower(),)
+        """The base URL's `host:port`: the one host a stream may be redirected to."""
+        return (host_entry(self.connection.base_url),)
 
     def _check_limit(self, size: int | None) -> None:
         limit = self.max_media_bytes

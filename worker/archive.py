@@ -12,7 +12,7 @@ from typing import Literal
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from worker.accounts import Account
-from worker.celery_app import MAX_COUNTDOWN, TASK_TIME_LIMIT
+from worker.celery_app import MAX_COUNTDOWN
 from worker.clients import AccountClients, ClientDirectory
 from worker.commit import CommitClaims, commit_upload
 from worker.config import WorkerSettings
@@ -28,16 +28,18 @@ from worker.errors import (
     TimedOut,
     WorkerDied,
 )
-from worker.jobs import MediaJob
+from worker.jobs import Anomaly, MediaJob
 from worker.layout import (
+    STORED_FALLBACK_TYPE,
     InvalidIdError,
     build_key,
-    content_disposition,
     edit_record,
     edit_record_key,
+    object_disposition,
     object_metadata,
     sidecar,
     sidecar_key,
+    storable_mime_type,
 )
 from worker.logs import get_logger, milliseconds, since
 from worker.metrics import worker_metrics
@@ -46,17 +48,13 @@ from worker.provider import Fetched
 from worker.reasons import Reason, reason_of
 from worker.state import Attempt, MediaRef, MediaStateStore
 from worker.storage import ArchiveStore
-from worker.transfer import Stopwatch, Tally
+from worker.transfer import Deadline, Stopwatch, Tally, under_deadline
 
 __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
 
 log = get_logger(__name__)
 
 Outcome = Literal["archived", "already_archived", "edit_recorded"]
-
-# The prefork pool's soft time limit. The threads pool enforces no time limit at all, so a
-# transfer that crawls gives its try up by itself after as long, and the task is retried.
-TRY_SECONDS = TASK_TIME_LIMIT - 60
 
 
 def check_download(digest_hex: str, size: int, fetched: Fetched, job: MediaJob) -> None:
@@ -78,12 +76,24 @@ def _announced_digest(job: MediaJob, fetched: Fetched) -> str | None:
     return fetched.sha256 or job.sha256
 
 
-def _stored_type(job: MediaJob, fetched: Fetched) -> str:
-    """The object's Content-Type: the webhook's MIME type, else the provider's."""
-    looked_up = fetched.lookup.get("mime_type")
-    if job.mime_type:
-        return job.mime_type
-    return looked_up if isinstance(looked_up, str) and looked_up else "application/octet-stream"
+def stored_type(job: MediaJob, fetched: Fetched) -> tuple[str, tuple[Anomaly, ...]]:
+    """The object's Content-Type and what was odd on the way: the webhook's MIME type, else the
+    provider's, else application/octet-stream.
+
+    Only a well-formed one is ever sent to S3 (`storable_mime_type`): S3 refuses a write whose
+    Content-Type holds control characters or other bytes, and would refuse it at every try. One
+    that is not (from the look-up, or from a job recorded before `web` checked it) is recorded
+    as `mime_type_malformed`, and the next one tried.
+    """
+    odd: tuple[Anomaly, ...] = ()
+    for given in (job.mime_type, fetched.lookup.get("mime_type")):
+        if given is None or given == "":
+            continue
+        usable = storable_mime_type(given)
+        if usable is not None:
+            return usable, odd
+        odd = ("mime_type_malformed",)
+    return STORED_FALLBACK_TYPE, odd
 
 
 @dataclass(frozen=True)
@@ -162,11 +172,14 @@ class Archiver:
         except PermanentError as exc:
             self.state.mark_failed(MediaRef.of(job), exc.reason)
             return Failed(exc.reason, exc.code, reason_of(exc))
+        # The threads pool enforces no time limit at all: a try bounds itself, its transfer
+        # included (worker/transfer.py), and its lease is not renewed past that.
+        limit = Deadline(self.settings.try_seconds)
         try:
-            with self.state.lease(MediaRef.of(job)):
+            with self.state.lease(MediaRef.of(job), renew_until=limit.at):
                 # Every outcome is recorded while the lease is held, so the sweep never
                 # mistakes a try that just ended for one whose worker died.
-                return self._try_under_lease(clients, job, key, deadline)
+                return self._try_under_lease(clients, job, key, deadline, limit)
         except BusyError as exc:
             return RetryLater(exc.retry_after or self.state.lease_ttl / 4, exc)
 
@@ -186,10 +199,11 @@ class Archiver:
         return Done("edit_recorded", key)
 
     def _try_under_lease(
-        self, clients: AccountClients, job: MediaJob, key: str, deadline: float
+        self, clients: AccountClients, job: MediaJob, key: str, deadline: float, limit: Deadline
     ) -> Result:
         try:
-            outcome = self._archive(clients, job, key)
+            with under_deadline(limit):
+                outcome = self._archive(clients, job, key, limit)
             if outcome == "already_archived":
                 return self._already_archived(clients, job, key)
             return Done(outcome, key)
@@ -228,7 +242,9 @@ class Archiver:
         )
         return RetryLater(plan.countdown, exc)
 
-    def _archive(self, clients: AccountClients, job: MediaJob, key: str) -> Outcome:
+    def _archive(
+        self, clients: AccountClients, job: MediaJob, key: str, limit: Deadline
+    ) -> Outcome:
         started = time.perf_counter()
         provider, store = clients.provider, clients.store
         provider.check_paused()
@@ -245,7 +261,6 @@ class Archiver:
             # An earlier try may have left an unfinished multipart upload: its worker died, or
             # S3 was down when it tried to abort. Its parts would linger unseen.
             store.abort_uploads(key)
-        until = time.monotonic() + TRY_SECONDS
         # Bytes flow from the provider to S3 as they arrive: each stopwatch adds up the waits
         # on one side, so that a slow provider and a slow S3 tell apart.
         download, s3 = Stopwatch(), Stopwatch()
@@ -256,7 +271,10 @@ class Archiver:
             # its download.
             download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
             self._looked_up(fetched)
-            digest, size, committed = self._store(store, key, job, fetched, until, download, s3)
+            content_type, odd = stored_type(job, fetched)
+            digest, size, committed = self._store(
+                store, key, job, fetched, content_type, limit, (download, s3)
+            )
         document = sidecar(
             job,
             bucket=store.bucket,
@@ -265,9 +283,9 @@ class Archiver:
             size=size,
             lookup=fetched.lookup,
             archived_at=self.clock(),
-            mime_type=_stored_type(job, fetched),
+            mime_type=content_type,
             url_source=fetched.url_source,
-            anomalies=() if _announced_digest(job, fetched) else ("unverified",),
+            anomalies=(*odd, *(() if _announced_digest(job, fetched) else ("unverified",))),
         )
         with s3.timing():
             store.put_json(sidecar_key(key), document)
@@ -305,7 +323,7 @@ class Archiver:
             self.settings.use_webhook_url
             and attempt.attempts == 1
             and job.sha256 is not None
-            and job.mime_type is not None
+            and storable_mime_type(job.mime_type) is not None
         ):
             return job.url
         return None
@@ -351,10 +369,11 @@ class Archiver:
         key: str,
         job: MediaJob,
         fetched: Fetched,
-        until: float,
-        download: Stopwatch,
-        s3: Stopwatch,
+        content_type: str,
+        limit: Deadline,
+        watches: tuple[Stopwatch, Stopwatch],
     ) -> tuple[str, int, bool]:
+        download, s3 = watches
         # Known before the first byte: the object's metadata is set when the upload starts,
         # and the commit only happens if the bytes match it. Only a provider without a look-up
         # (On-Premises) can leave it unknown: the bytes are then kept unverified, not lost.
@@ -364,17 +383,14 @@ class Archiver:
         tally = Tally(self.settings.max_media_bytes)
         with store.upload(
             key,
-            content_type=_stored_type(job, fetched),
+            content_type=content_type,
             metadata=object_metadata(job, expected or UNVERIFIED),
-            content_disposition=content_disposition(job.filename)
-            if job.type == "document"
-            else None,
+            content_disposition=object_disposition(job, content_type),
         ) as upload:
             for chunk in tally.through(download.through(fetched.chunks), fetched.size):
                 with s3.timing():
                     upload.write(chunk)
-                if time.monotonic() > until:
-                    raise TimedOut("try ran past its soft time limit")
+                limit.check("the transfer")
             digest, size = tally.sha256, tally.size
             worker_metrics().download_seconds.observe(download.seconds)
             log.info(

@@ -16,7 +16,7 @@ from worker.encryption import (
 )
 from worker.env import ConfigError, positive_int, read, redis_url, s3_prefix, tcp_port
 
-__all__ = ["DEFAULT_REDIS_URL", "DEFAULT_TOO_BIG_REPLY", "WorkerSettings"]
+__all__ = ["DEFAULT_REDIS_URL", "DEFAULT_TOO_BIG_REPLY", "MAX_TRY_SECONDS", "WorkerSettings"]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_TOO_BIG_REPLY = (
@@ -25,8 +25,22 @@ DEFAULT_TOO_BIG_REPLY = (
 )
 
 
+# The prefork pool's soft time limit (worker/celery_app.py, TASK_TIME_LIMIT - 60): a try may not
+# be given longer, and is given this long by default.
+MAX_TRY_SECONDS = 840
+
+
+def _try_seconds(value: str) -> int:
+    seconds = positive_int(value)
+    if seconds > MAX_TRY_SECONDS:
+        raise ValueError(f"expected 1 to {MAX_TRY_SECONDS} seconds (the task's soft time limit)")
+    return seconds
+
+
 def _optional_url(value: str) -> str | None:
-    return base_url(value) if value else None
+    # S3's requests are signed, and never carry the secret key: http:// is an operator's choice
+    # (e.g. a SeaweedFS beside the worker), not a credential sent in clear.
+    return base_url(value, insecure_http=True) if value else None
 
 
 def _lease_seconds(value: str) -> int:
@@ -79,6 +93,9 @@ class WorkerSettings:
     """131052 warnings an account may send in one minute; the others are dropped."""
     reply_recipient_interval: int = 3600
     """Seconds after a warning during which its customer is sent no other by the account."""
+    try_seconds: int = MAX_TRY_SECONDS
+    """How long one try of a media may take, its transfer included; past it, the connection is
+    closed and the media retried."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -114,4 +131,5 @@ class WorkerSettings:
             reply_recipient_interval=read(
                 environ, "REPLY_RECIPIENT_INTERVAL", positive_int, "3600"
             ),
+            try_seconds=read(environ, "MEDIA_TRY_SECONDS", _try_seconds, str(MAX_TRY_SECONDS)),
         )

@@ -19,6 +19,7 @@ ArchiveError
     ├── Expired             the media's 7-day window closed before it was archived
     ├── WorkerDied          tries of this media killed their worker too often (poison)
     ├── ForeignHost         a download URL points to a host not allowed the credential
+    │   └── InsecureUrl     ... or is http:// to a host that is not loopback (clear text)
     ├── InvalidId           an id cannot form an object key or a request path
     └── KeyConflict         the object's key holds other bytes already (left as they are)
 
@@ -33,6 +34,7 @@ __all__ = [
     "CredentialsError",
     "Expired",
     "ForeignHost",
+    "InsecureUrl",
     "IntegrityError",
     "InvalidId",
     "KeyConflict",
@@ -143,6 +145,11 @@ class WorkerDied(PermanentError):
 
 class ForeignHost(PermanentError):
     """A URL points to a host that may not receive the credential; nothing was sent."""
+
+
+class InsecureUrl(ForeignHost):
+    """A URL is http:// to a host that is not loopback: the credential would travel in clear
+    text (ALLOW_INSECURE_HTTP allows it, for development); nothing was sent."""
 
 
 class InvalidId(PermanentError):

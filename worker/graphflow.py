@@ -20,10 +20,11 @@ from requests_toolbelt import MultipartEncoder
 
 from worker.apiclient import ApiClient, Calls, answer_id, json_body
 from worker.digests import normalise_sha256
-from worker.errors import ForeignHost, RetryableError, TemporaryError
+from worker.errors import ForeignHost, InsecureUrl, RetryableError, TemporaryError
 from worker.identity import is_bsuid
 from worker.logs import get_logger
 from worker.mediatypes import resumable_problem
+from worker.metrics import worker_metrics
 from worker.numbers import ascii_int
 from worker.provider import Fetched, Progress
 from worker.resumable import upload_through_session
@@ -173,10 +174,13 @@ class GraphFlowClient(ApiClient):
                 return opened.enter_context(self._open_media(url, calls))
             except UrlRefused as exc:
                 reason, status = "refused", exc.status
+            except InsecureUrl:
+                reason, status = "insecure_url", None
             except ForeignHost:
                 reason, status = "host_not_allowed", None
-        level = log.warning if reason == "host_not_allowed" else log.info
+        level = log.warning if reason in ("host_not_allowed", "insecure_url") else log.info
         level("webhook_url_fallback", reason=reason, status=status, host=_host(url))
+        worker_metrics().webhook_url_fallbacks.labels(reason=reason).inc()
         return None
 
     @contextmanager

@@ -43,11 +43,14 @@ Anomaly = Literal[
     "caption_malformed",
     "timestamp_malformed",
     "unverified",
+    "caption_truncated",
+    "filename_truncated",
 ]
 """Something the webhook said of a media that could not be used as given; the media is
 archived all the same and the sidecar lists what was odd. `unverified`: no digest was
 announced anywhere (On-Premises with a bad webhook `sha256`), so the bytes are kept with the
-digest computed on arrival."""
+digest computed on arrival. `caption_truncated`, `filename_truncated`: longer than the service
+keeps (webhook/payload.py), cut to that length."""
 ANOMALIES: tuple[Anomaly, ...] = get_args(Anomaly)
 
 ReplyDropReason = Literal["invalid_recipient", "request_cap", "recipient_rate", "account_rate"]

@@ -14,7 +14,9 @@ from worker.jobs import MediaJob
 __all__ = [
     "EDIT_RECORD_INFIX",
     "EXTENSIONS",
+    "MAX_MIME_TYPE",
     "SIDECAR_SCHEMA",
+    "STORED_FALLBACK_TYPE",
     "InvalidIdError",
     "build_key",
     "checked_id",
@@ -22,9 +24,12 @@ __all__ = [
     "edit_record",
     "edit_record_key",
     "extension_for",
+    "object_disposition",
     "object_metadata",
+    "renders_in_browser",
     "sidecar",
     "sidecar_key",
+    "storable_mime_type",
 ]
 
 # Keyed by MIME type without parameters. Covers DOMAIN.md's supported types; never derived
@@ -57,6 +62,20 @@ SIDECAR_SCHEMA = 2
 EDIT_RECORD_INFIX = ".edit-"
 
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# A MIME type as an HTTP header may carry it (RFC 9110 media-type; RFC 6838's restricted names),
+# in printable ASCII only: anything else, S3 (or botocore before it) refuses, and the write with
+# it, for good. Parameters are `name=token` or `name="quoted"`.
+MAX_MIME_TYPE = 255
+_CHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # an RFC 9110 token
+_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_QUOTED = r'"(?:[ !#-\[\]-~]|\\[ -~])*"'
+_PARAMETER = rf"{_CHARS}=(?:{_CHARS}|{_QUOTED})"
+_MEDIA_TYPE = re.compile(rf"{_NAME}/{_NAME}(?: *;(?: *{_PARAMETER})?)*")
+# What an object is stored as when no usable type is known.
+STORED_FALLBACK_TYPE = "application/octet-stream"
+# Types a browser shows without running anything: media, and plain text. Any other type (HTML,
+# SVG, XML, JavaScript, other text/*, PDF, ...) is stored for download only.
+_INLINE_TOPS = frozenset({"image", "audio", "video"})
 _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()+,=@-]")
 _FILENAME_MAX = 200
 # Keeps the whole header under about 1,300 characters whatever the script of the name.
@@ -73,6 +92,33 @@ def checked_id(name: str, value: str) -> str:
     if not _ID.fullmatch(value) or set(value) == {"."}:
         raise InvalidIdError(f"{name} is not 1 to 128 of [A-Za-z0-9_.-]")
     return value
+
+
+def storable_mime_type(value: object) -> str | None:
+    """`value` when it may be sent as an object's Content-Type as it is: a well-formed MIME type
+    of printable ASCII, at most MAX_MIME_TYPE characters; else None."""
+    if isinstance(value, str) and len(value) <= MAX_MIME_TYPE and _MEDIA_TYPE.fullmatch(value):
+        return value
+    return None
+
+
+def renders_in_browser(mime_type: str) -> bool:
+    """Whether a browser opening an object of this type could render or run it (HTML, SVG,
+    XML, scripts, text other than plain, ...): everything but images, audio, video and plain
+    text, and any `+xml` or SVG among those."""
+    base = base_mime_type(mime_type)
+    top, _, sub = base.partition("/")
+    if base == "text/plain":
+        return False
+    return top not in _INLINE_TOPS or "xml" in sub or "svg" in sub
+
+
+def object_disposition(job: MediaJob, stored_type: str) -> str | None:
+    """The object's Content-Disposition: documents are attachments under their filename; any
+    other media is one when its stored type would render in a browser; else none."""
+    if job.type == "document":
+        return content_disposition(job.filename)
+    return "attachment" if renders_in_browser(stored_type) else None
 
 
 def base_mime_type(mime_type: str) -> str:

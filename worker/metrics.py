@@ -167,6 +167,7 @@ class WorkerMetrics:
     provider_calls: Counter
     media_provider_calls: Histogram
     replies_dropped: Counter
+    webhook_url_fallbacks: Counter
 
 
 @functools.cache
@@ -217,6 +218,12 @@ def worker_metrics() -> WorkerMetrics:
             buckets=CALLS_BUCKETS,
         ),
         replies_dropped=_replies_dropped(),
+        webhook_url_fallbacks=Counter(
+            "wa_webhook_url_fallbacks",
+            "Webhook download URLs given up for a look-up, by reason: expired, refused, "
+            "host_not_allowed, insecure_url.",
+            ["reason"],
+        ),
     )
 
 

@@ -32,6 +32,9 @@ class Connection:
     """Cloud only: the hosts that may receive the token when downloading."""
     app_id: str | None = None
     """Cloud only: the Meta app that owns resumable upload sessions."""
+    insecure_http: bool = False
+    """Whether http:// URLs to hosts other than loopback may receive the credential
+    (ALLOW_INSECURE_HTTP, for development only)."""
 
 
 @dataclass(frozen=True)

@@ -505,8 +505,12 @@ class MediaStateStore:
         return bool(self.redis.set(key, token, nx=True, ex=self.lease_ttl))
 
     @contextmanager
-    def lease(self, ref: MediaRef) -> Iterator[None]:
-        """Hold this media exclusively, renewed in the background; BusyError if taken."""
+    def lease(self, ref: MediaRef, *, renew_until: float | None = None) -> Iterator[None]:
+        """Hold this media exclusively, renewed in the background; BusyError if taken.
+
+        Past `renew_until` (time.monotonic()) the lease is no longer renewed: a try stuck past
+        its deadline lets its lease expire, and the sweep hands the media to another worker.
+        """
         key = ref.lease_key
         token = holder_token()
         with _redis_errors("lease"):
@@ -519,6 +523,8 @@ class MediaStateStore:
 
         def heartbeat() -> None:
             while not stop.wait(self.lease_ttl / 3):
+                if renew_until is not None and time.monotonic() >= renew_until:
+                    return
                 try:
                     renew(keys=[key], args=[token, self.lease_ttl])
                 except (RedisError, OSError):

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import os
+import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from typing import BinaryIO
+from contextlib import contextmanager, suppress
+from typing import Any, BinaryIO
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from worker.errors import IntegrityError, SizeMismatch, TemporaryError, TooBig
+from worker.errors import IntegrityError, SizeMismatch, TemporaryError, TimedOut, TooBig
 from worker.provider import Fetched, Progress
 
 __all__ = [
@@ -22,17 +25,22 @@ __all__ = [
     "POOL_SIZE",
     "TIMEOUT",
     "USER_AGENT",
+    "Deadline",
     "FileBody",
     "ProgressCounter",
     "Stopwatch",
     "Tally",
+    "current_deadline",
     "new_session",
+    "request_timeout",
     "response_chunks",
+    "under_deadline",
     "write_verified",
 ]
 
 USER_AGENT = "wa-media-archiver/0.1 (+https://github.com/wa-media-archiver)"
-# (connect, read) seconds for every call; the read timeout bounds a stalled transfer too.
+# (connect, read) seconds for every call. The read timeout bounds one wait for bytes, not a
+# transfer: a peer sending a byte every 29 s never trips it. A try's Deadline bounds the whole.
 TIMEOUT = (5.0, 30.0)
 CHUNK_SIZE = 256 * 1024
 # Connections a session keeps per host (requests' default); a worker running more tasks at once
@@ -62,12 +70,135 @@ def new_session(
     return session
 
 
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket a streamed response is read from (urllib3's connection, or http.client's)."""
+    raw: Any = response.raw
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is None:
+        # http.client's buffered file over the socket: _fp.fp.raw is the SocketIO.
+        sock = getattr(
+            getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None
+        )
+    return sock if isinstance(sock, socket.socket) else None
+
+
+class Deadline:
+    """When a try must be over, whatever its peers do.
+
+    A socket's read timeout bounds each wait for bytes, not a transfer: a provider (or a
+    middlebox) that sends a byte every 29 s keeps a 30 s read timeout from ever firing. While a
+    response is `guarded`, a timer shuts its socket down when the deadline passes, which ends
+    the read waiting on it at once; the read then fails, and `response_chunks` turns that into
+    TimedOut. Requests sent under a deadline wait no longer than the time left for any one read.
+    """
+
+    def __init__(self, seconds: float, setting: str = "MEDIA_TRY_SECONDS") -> None:
+        self.seconds = seconds
+        self.setting = setting
+        self.at = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._cut = False
+
+    def remaining(self) -> float:
+        """Seconds left; 0 once passed."""
+        return max(0.0, self.at - time.monotonic())
+
+    @property
+    def cut(self) -> bool:
+        """Whether a connection was shut down because the deadline passed."""
+        return self._cut
+
+    def error(self, what: str) -> TimedOut:
+        """The error of a try that ran past the deadline while doing `what`."""
+        return TimedOut(
+            f"{what} ran past the try's deadline ({self.setting}={self.seconds:g} s)"
+            + ("; its connection was closed" if self._cut else "")
+        )
+
+    def check(self, what: str) -> None:
+        """TimedOut once the deadline has passed."""
+        if time.monotonic() >= self.at:
+            raise self.error(what)
+
+    def timeout(self, what: str) -> tuple[float, float]:
+        """A request's (connect, read) timeout: TIMEOUT, cut to the time left."""
+        self.check(what)
+        left = self.remaining()
+        return (min(TIMEOUT[0], left), min(TIMEOUT[1], left))
+
+    @contextmanager
+    def guarding(self, response: requests.Response) -> Iterator[None]:
+        """Shut the response's socket down if the deadline passes before the block ends."""
+        done = False
+
+        def cut() -> None:
+            with self._lock:
+                # Never a socket the block has finished with: it may be back in the pool.
+                if done:
+                    return
+                sock = _socket_of(response)
+                if sock is None:
+                    return
+                self._cut = True
+                # socket.socket's own shutdown, never SSLSocket's, which would drop the TLS state
+                # under the thread reading it; the read then sees the end of the stream (or an
+                # error) at once. Already closed, there is nothing to cut.
+                with suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+        timer = threading.Timer(self.remaining(), cut)
+        timer.daemon = True
+        timer.name = "try-deadline"
+        timer.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                done = True
+            timer.cancel()
+
+
+_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "wa_try_deadline", default=None
+)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline of the try this thread is running, if any."""
+    return _DEADLINE.get()
+
+
+@contextmanager
+def under_deadline(deadline: Deadline) -> Iterator[Deadline]:
+    """Run the block's provider calls and transfers under `deadline` (this thread only)."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _DEADLINE.reset(token)
+
+
+def request_timeout(what: str) -> tuple[float, float]:
+    """TIMEOUT, cut to what is left of the current try's deadline (TimedOut when none is)."""
+    deadline = current_deadline()
+    return TIMEOUT if deadline is None else deadline.timeout(what)
+
+
 def response_chunks(response: requests.Response, what: str) -> Iterator[bytes]:
-    """A streamed response's body in chunks; a broken connection is a TemporaryError."""
+    """A streamed response's body in chunks; a broken connection is a TemporaryError, and one
+    cut by the try's deadline (`Deadline.guarding`) is TimedOut."""
+    deadline = current_deadline()
     try:
         yield from response.iter_content(CHUNK_SIZE)
-    except NETWORK_ERRORS as exc:
+    except (*NETWORK_ERRORS, OSError) as exc:
+        if deadline is not None and deadline.cut:
+            raise deadline.error(what) from None
+        if not isinstance(exc, NETWORK_ERRORS):
+            raise
         raise TemporaryError(f"{what} broke off: {type(exc).__name__}") from None
+    if deadline is not None and deadline.cut:
+        # A body without a length ends where its connection does: cut, it only looks complete.
+        raise deadline.error(what)
 
 
 class ProgressCounter:

@@ -229,7 +229,7 @@ def test_single_onprem_account_from_the_environment() -> None:
     worker = WorkerSettings.from_env(
         {
             "WHATSAPP_PROVIDER": "onprem",
-            "WHATSAPP_ONPREM_URL": "http://10.0.0.5:9090",
+            "WHATSAPP_ONPREM_URL": "https://10.0.0.5:9090",
             "WHATSAPP_ACCESS_TOKEN": "t",
             "S3_BUCKET": "b",
         }

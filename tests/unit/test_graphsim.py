@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import selectors
@@ -511,6 +512,46 @@ def test_truncate_fault_closes_after_half_the_bytes(
     assert fetch(url).content == data
 
 
+def test_trickle_fault_sends_a_few_bytes_at_a_time_and_all_of_them(
+    sim: Simulator, client: SimulatorClient
+) -> None:
+    data = os.urandom(10)
+    record = client.add_media(data, "image/jpeg")
+    url = download_url(sim, record.id)
+    client.add_fault(op="download", media_id=record.id, trickle_bytes=4, trickle_seconds=0.2)
+
+    arrivals: list[tuple[float, bytes]] = []
+    started = time.monotonic()
+    with requests.get(url, headers=AUTH, timeout=TIMEOUT, stream=True) as response:
+        assert response.headers["Content-Length"] == "10"
+        # A read returns what one recv gives: each piece as the server sent it.
+        while piece := response.raw.read1(1024):
+            arrivals.append((time.monotonic() - started, piece))
+
+    assert b"".join(piece for _, piece in arrivals) == data
+    # Each read ends where a piece did (a slow reader may find two waiting)...
+    ends = set(itertools.accumulate(len(piece) for _, piece in arrivals))
+    assert ends <= {4, 8, 10}
+    # ... and the server waited 0.2 s before each piece after the first.
+    assert arrivals[-1][0] >= 0.4
+    assert fetch(url).content == data  # once only, by default
+
+
+def test_trickle_fault_stops_when_the_server_stops() -> None:
+    with Simulator(token=TOKEN) as simulator, simulator.client() as control:
+        data = os.urandom(100)
+        record = control.add_media(data, "image/jpeg")
+        url = download_url(simulator, record.id)
+        control.add_fault(op="download", trickle_bytes=1, trickle_seconds=30)
+        with requests.get(url, headers=AUTH, timeout=TIMEOUT, stream=True) as response:
+            assert response.raw.read1(1024) == data[:1]
+            started = time.monotonic()
+            simulator.stop()
+            with pytest.raises(requests.exceptions.RequestException):
+                response.content  # noqa: B018 - reading the rest is the point
+            assert time.monotonic() - started < 5
+
+
 def test_corrupt_fault_flips_exactly_one_byte(sim: Simulator, client: SimulatorClient) -> None:
     data = os.urandom(300_000)
     record = client.add_media(data, "image/jpeg")
@@ -637,6 +678,12 @@ def test_redirect_fault_sends_the_download_to_the_foreign_host(
         {"op": "lookup", "redirect": True},
         {"op": "download", "redirect": True, "truncate": True},
         {"op": "download", "redirect": "yes"},
+        {"op": "download", "trickle_bytes": 1},
+        {"op": "download", "trickle_seconds": 1},
+        {"op": "download", "trickle_bytes": 0, "trickle_seconds": 1},
+        {"op": "download", "trickle_bytes": 1, "trickle_seconds": -1},
+        {"op": "lookup", "trickle_bytes": 1, "trickle_seconds": 1},
+        {"op": "download", "redirect": True, "trickle_bytes": 1, "trickle_seconds": 1},
         {"op": "lookup", "status": 500, "times": 0},
         {"op": "lookup", "status": 200},
         {"op": "lookup", "error": {"code": 4}},

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from worker.celery_app import ARCHIVE_PRIORITY, ARCHIVE_TASK, MEDIA_QUEUE, make_celery
 from worker.cli.common import EXIT_UNAVAILABLE, state_store, when
+from worker.cli.shown import shown
 from worker.errors import StorageError
 from worker.jobs import MediaJob
 from worker.state import MediaRef, MediaStateStore, SkippedLog
@@ -57,8 +58,10 @@ def failed(limit: int) -> None:
         if not colon:  # recorded by the previous release, under the media id alone
             number, media_id = "", member
         click.echo(
-            f"{media_id:<24} {number or '?':<17} {when(record.get('updated_at')):<20} "
-            f"{record.get('attempts', '0'):>5}  {who(record):<32} {record.get('last_error', '')}"
+            f"{shown(media_id):<24} {shown(number or '?'):<17} "
+            f"{when(record.get('updated_at')):<20} "
+            f"{shown(record.get('attempts', '0')):>5}  {shown(who(record)):<32} "
+            f"{shown(record.get('last_error', ''))}"
         )
     click.echo(f"{len(rows)} failed")
 
@@ -84,9 +87,9 @@ def skipped(limit: int, as_json: bool) -> None:
     click.echo(f"{'received':<20} {'reason':<16} {'type':<9} {'number':<17} {'wamid':<40} detail")
     for row in rows:
         click.echo(
-            f"{when(str(row.get('at', ''))):<20} {row.get('reason', ''):<16} "
-            f"{row.get('type') or '?':<9} {row.get('phone_number_id') or '?':<17} "
-            f"{row.get('wamid') or '?':<40} {row.get('detail', '')}"
+            f"{when(str(row.get('at', ''))):<20} {shown(row.get('reason')):<16} "
+            f"{shown(row.get('type') or '?'):<9} {shown(row.get('phone_number_id') or '?'):<17} "
+            f"{shown(row.get('wamid') or '?'):<40} {shown(row.get('detail'))}"
         )
     click.echo(f"{len(rows)} skipped")
 
@@ -133,9 +136,10 @@ def replay(media_ids: tuple[str, ...], replay_all: bool) -> None:
         sys.exit(EXIT_UNAVAILABLE)
     click.echo(f"{queued} queued again")
     if unknown:
+        listed = ", ".join(shown(media_id) for media_id in unknown)
         click.echo(
             "unknown media (no record, expired, or an id several accounts have: give "
-            f"PHONE_NUMBER_ID:MEDIA_ID): {', '.join(unknown)}",
+            f"PHONE_NUMBER_ID:MEDIA_ID): {listed}",
             err=True,
         )
         sys.exit(1)

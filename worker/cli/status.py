@@ -11,6 +11,7 @@ import click
 from redis.exceptions import RedisError
 
 from worker.cli.common import EXIT_UNAVAILABLE, state_store, when
+from worker.cli.shown import shown
 from worker.stats import ArchivedCounts, Snapshot, archived_counts, read_snapshot
 
 __all__ = ["status"]
@@ -38,13 +39,15 @@ def _last_sweep(snapshot: Snapshot) -> str:
 
 def render(snapshot: Snapshot, archived: ArchivedCounts) -> str:
     """The snapshot and the archived counts as a short report for a terminal."""
-    states = ", ".join(f"{name} {count}" for name, count in sorted(snapshot.by_state.items()))
+    states = ", ".join(
+        f"{shown(name)} {count}" for name, count in sorted(snapshot.by_state.items())
+    )
     lines = [
         f"archived last hour  {archived.last_hour:>8}",
         f"archived last day   {archived.last_day:>8}",
         f"media pending       {snapshot.pending:>8}" + (f"  ({states})" if states else ""),
         f"media failed        {snapshot.failed:>8}",
-        *(f"queue {name:<13} {depth:>8}" for name, depth in snapshot.queues.items()),
+        *(f"queue {shown(name):<13} {depth:>8}" for name, depth in snapshot.queues.items()),
         f"paused credentials  {snapshot.paused_credentials:>8}",
         f"last sweep          {_last_sweep(snapshot)}",
     ]
@@ -53,7 +56,7 @@ def render(snapshot: Snapshot, archived: ArchivedCounts) -> str:
         lines.append("oldest pending             -")
         return "\n".join(lines)
     lines.append(
-        f"oldest pending      {oldest.media_id}  sent {when(str(oldest.timestamp))}, "
+        f"oldest pending      {shown(oldest.media_id)}  sent {when(str(oldest.timestamp))}, "
         f"deadline in {_span(oldest.deadline - snapshot.taken_at)}"
     )
     lines.append("")
@@ -61,7 +64,7 @@ def render(snapshot: Snapshot, archived: ArchivedCounts) -> str:
     lines.append(f"  {'media id':<40} {'state':<10} {'sent':<20} deadline in")
     for item in snapshot.nearest:
         lines.append(
-            f"  {item.media_id:<40} {item.state:<10} {when(str(item.timestamp)):<20} "
+            f"  {shown(item.media_id):<40} {shown(item.state):<10} {when(str(item.timestamp)):<20} "
             f"{_span(item.deadline - snapshot.taken_at)}"
         )
     if snapshot.sampled < snapshot.pending:
