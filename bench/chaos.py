@@ -83,7 +83,7 @@ WABA_ID = webhooks.DEFAULT_WABA_ID
 
 # The first kill comes this long after the first POST, so that some work is in flight.
 CHAOS_START = 3.0
-# How long a kill waits for its victim to be in a slow download before killing it anyway.
+# How long a kill waits for a victim in a slow download before killing it anyway.
 BUSY_WAIT = 10.0
 BUSY_POLL = 0.25
 # A slow download answers after this long: a kill that finds one in progress cuts its try short.
@@ -158,7 +158,7 @@ class Params:
     redis_kills: int = 1
     redis_downtime: float = 2.0
     s3_outage: float = 30.0
-    delivery_window: float = 80.0
+    delivery_window: float = 95.0
     chaos_window: float = 80.0
     settle_timeout: float = 300.0
     max_post_tries: int = 10
@@ -190,14 +190,14 @@ class Params:
 
 SMALL = {
     "media": 100,
-    # Ten slow downloads among a hundred media, so that each kill finds one in progress.
-    "download_slow": 0.10,
+    # Twenty slow downloads among a hundred media, so that each kill finds one in progress.
+    "download_slow": 0.20,
     "worker_kills": 1,
     "child_kills": 1,
     "redis_kills": 1,
     "s3_outage": 10.0,
-    "delivery_window": 25.0,
-    "chaos_window": 25.0,
+    "delivery_window": 35.0,
+    "chaos_window": 20.0,
     "settle_timeout": 150.0,
 }
 
@@ -257,7 +257,7 @@ class Delivery:
 
 @dataclass(frozen=True)
 class ChaosEvent:
-    """One blow, `at` seconds after the first POST; `slot` picks the worker."""
+    """One blow, `at` seconds after the first POST; a kill prefers the worker in `slot`."""
 
     at: float
     action: Action
@@ -941,21 +941,31 @@ class Chaos:
             return set(pool_children(slot.service.pid))
         return {slot.service.pid}
 
-    def _busy(self, slot: WorkerSlot, until: float) -> list[Try]:
-        """The tries the worker runs, waiting until `until` for one in a slow download."""
+    def _busy(self, planned: WorkerSlot, until: float) -> tuple[WorkerSlot, list[Try]]:
+        """A worker and the tries it runs: the planned one, or another if only that one is in
+        the middle of a slow download; waiting until `until` for one to be."""
+        slots = [planned, *(s for s in self.stack.workers if s is not planned)]
         while True:
-            running = self.lookout.tries(self._victims(slot))
-            if any(t.slow for t in running) or time.monotonic() >= until:
-                return running
+            owners = {pid: slot.index for slot in slots for pid in self._victims(slot)}
+            running = self.lookout.tries(set(owners))
+            by_slot = {
+                slot.index: [t for t in running if owners[t.pid] == slot.index] for slot in slots
+            }
+            ready = [slot for slot in slots if any(t.slow for t in by_slot[slot.index])]
+            if ready:
+                return ready[0], by_slot[ready[0].index]
+            if time.monotonic() >= until:
+                busy = [slot for slot in slots if by_slot[slot.index]] or [planned]
+                return busy[0], by_slot[busy[0].index]
             time.sleep(BUSY_POLL)
 
     def _replace(self, slot: WorkerSlot, killed_at: float) -> str:
         replacement = self.stack.start_worker(slot.index, slot.generation + 1)
         return f"-> {replacement.name} ready after {time.time() - killed_at:.1f}s"
 
-    def kill_worker(self, slot: WorkerSlot, busy_until: float) -> KillRecord:
+    def kill_worker(self, planned: WorkerSlot, busy_until: float) -> KillRecord:
         """SIGKILL a whole worker (its process group) and start its replacement at once."""
-        running = self._busy(slot, busy_until)
+        slot, running = self._busy(planned, busy_until)
         replies = self.lookout.replies_in_flight()
         killed_at = time.time()
         slot.service.kill()
@@ -964,10 +974,10 @@ class Chaos:
             "kill_worker", killed_at, slot.name, *_held(running), replies=replies, note=note
         )
 
-    def kill_child(self, slot: WorkerSlot, busy_until: float) -> KillRecord:
+    def kill_child(self, planned: WorkerSlot, busy_until: float) -> KillRecord:
         """SIGKILL one process of a worker in the middle of a try: a pool process of prefork
         (the worker forks another), or else the worker's only process (replaced at once)."""
-        running = self._busy(slot, busy_until)
+        slot, running = self._busy(planned, busy_until)
         best = [t for t in running if t.slow] or running
         if self.stack.params.pool != "prefork":
             pid = slot.service.pid
