@@ -1282,7 +1282,7 @@ def read_evidence(logs: Path) -> Evidence:
     return Evidence(losses, s3, cut)
 
 
-def reply_allowance(kills: Sequence[KillRecord], evidence: Evidence) -> int:
+def reply_allowance(plan: Plan, kills: Sequence[KillRecord], evidence: Evidence) -> int:
     """How many warnings the blows may have made go out twice.
 
     A warning is claimed in the ledger (`sending`) before it is sent and recorded (`sent`)
@@ -1291,9 +1291,13 @@ def reply_allowance(kills: Sequence[KillRecord], evidence: Evidence) -> int:
     record (at most the replies being sent at that kill, and one at least, for a reply may start
     as the kill is prepared), or Redis failing that record (which the worker logs). A Redis kill
     at any other moment cannot do it: the claim is refused while Redis is down, and the AOF
-    brings claims and records back. S3 has no part in replies."""
+    brings claims and records back (without it, the kill forgets the whole ledger, and any
+    warning may go out again). S3 has no part in replies."""
     struck = [k for k in kills if k.action in PROCESS_KILLS]
-    return sum(max(1, k.replies) for k in struck) + evidence.replies_cut_by_redis
+    allowed = sum(max(1, k.replies) for k in struck) + evidence.replies_cut_by_redis
+    if not plan.params.aof:
+        allowed += sum(1 for k in kills if k.action == "kill_redis") * len(plan.too_big)
+    return allowed
 
 
 @dataclass
@@ -1328,7 +1332,7 @@ class Outcome:
         ]
         e, v = self.evidence, self.verification
         duplicates = v.duplicate_replies + v.unsettled_replies
-        allowed = reply_allowance(self.kills, e)
+        allowed = reply_allowance(self.plan, self.kills, e)
         return [
             ("every planned fault fired", not unfired, "; ".join(unfired)),
             ("every planned kill and outage happened", struck == expected,
@@ -1419,7 +1423,7 @@ class Outcome:
             (
                 "duplicate warnings",
                 f"{v.duplicate_replies} sent, {v.unsettled_replies} to come "
-                f"({reply_allowance(self.kills, e)} allowed)",
+                f"({reply_allowance(p, self.kills, e)} allowed)",
             ),
         ]
         if self.recovery is not None:

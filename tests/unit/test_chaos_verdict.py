@@ -122,6 +122,17 @@ def test_duplicate_warnings_are_bounded_by_what_worker_kills_could_cause(
     assert (check not in failed(run)) is passes
 
 
+def test_without_persistence_a_redis_kill_may_repeat_every_warning() -> None:
+    no_aof = build_plan(parse_args(["--small", "--no-aof"])[0])
+    process_kills = sum(1 for k in outcome().kills if k.action in PROCESS_KILLS)
+    allowed = process_kills + len(no_aof.too_big)
+    check = "duplicate warnings <= what worker kills could cause"
+    for duplicates, passes in ((allowed, True), (allowed + 1, False)):
+        verification = dataclasses.replace(outcome().verification, duplicate_replies=duplicates)
+        run = outcome(plan=no_aof, verification=verification)
+        assert (check not in failed(run)) is passes
+
+
 def test_the_run_uses_the_procfiles_worker_unless_told_otherwise() -> None:
     params, _, _ = parse_args([])
     assert params.worker_pool == deployed_pool()
