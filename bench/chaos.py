@@ -190,7 +190,7 @@ class Params:
 
 SMALL = {
     "media": 100,
-    # Twenty slow downloads among a hundred media, so that each kill finds one in progress.
+    # A fifth of the first downloads slow, so that each kill finds one in progress.
     "download_slow": 0.20,
     "worker_kills": 1,
     "child_kills": 1,
