@@ -1,16 +1,18 @@
 """A chaos run: the real stack archives a thousand media while its parts are killed.
 
-    .venv/bin/python bench/chaos.py [--small] [--seed N] [--no-aof] [--keep] [...]
+    .venv/bin/python bench/chaos.py [--small] [--seed N] [--pool prefork] [--no-aof] [...]
 
 It starts a private redis-server (AOF on), SeaweedFS, the Graph API simulator (in this
-process), `web`, `beat` and two `worker` processes; POSTs signed webhooks, some of them twice or
-three times; makes look-ups and downloads fail; SIGKILLs workers, pool children and Redis, and
+process), `web`, `beat` and two `worker` processes, each the Procfile's worker command (its pool
+unless `--pool` says otherwise); POSTs signed webhooks, some of them twice or three times; makes
+look-ups and downloads fail or crawl; SIGKILLs workers in the middle of archiving, and Redis, and
 takes S3 away for a while. Then it waits until every media is settled and checks the bucket
-object by object against the simulator. Exit 0 only if every check passed.
+object by object against the simulator, and that every blow landed. Exit 0 only if every check
+passed.
 
 Everything it injects comes from the seed: the plan (which media gets which fault, which POSTs
 are repeated, when what is killed) is built by pure functions before anything starts. What the
-plan cannot fix is timing: which task a kill interrupts depends on the machine.
+plan cannot fix is timing: which tries a kill interrupts depends on the machine.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import math
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -40,18 +43,23 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
-from celery import Celery
-from kombu.exceptions import KombuError
 from redis import Redis
 from redis.exceptions import RedisError
 
 from devstack.processes import Service, free_port, wait_for
-from devstack.redis_server import RedisServer, redis_answers
+from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
-from devstack.stack import StackEnv, start_beat, start_web, start_worker
+from devstack.stack import (
+    StackEnv,
+    WorkerPool,
+    deployed_pool,
+    start_beat,
+    start_web,
+    start_worker,
+    worker_argv,
+)
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
 from graphsim.webhooks import MediaKind
-from worker.celery_app import ARCHIVE_TASK
 from worker.layout import build_key, sidecar_key
 
 # `python bench/chaos.py` puts bench/ on the path, not the repository root that holds `bench`.
@@ -75,8 +83,13 @@ WABA_ID = webhooks.DEFAULT_WABA_ID
 
 # The first kill comes this long after the first POST, so that some work is in flight.
 CHAOS_START = 3.0
-# How long a kill waits for its victim to be busy before killing it anyway.
+# How long a kill waits for a victim in a slow download before killing it anyway.
 BUSY_WAIT = 10.0
+BUSY_POLL = 0.25
+# A slow download answers after this long: a kill that finds one in progress cuts its try short.
+SLOW_DOWNLOAD = 8.0
+# The pool's concurrency when --pool names another pool than the Procfile's: a process per core.
+VARIANT_CONCURRENCY = 2
 POST_THREADS = 8
 POST_TIMEOUT = 10.0
 POST_BACKOFF_CAP = 15.0
@@ -109,9 +122,12 @@ FaultKind = Literal[
     "download 404 (expired)",
     "download corrupted",
     "download truncated",
+    "download slow",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 Action = Literal["kill_worker", "kill_child", "kill_redis", "s3_down", "s3_up"]
+# The kills of worker processes, which cut the tries they run short.
+PROCESS_KILLS: tuple[Action, ...] = ("kill_worker", "kill_child")
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,18 +152,25 @@ class Params:
     download_404: float = 0.10
     download_corrupt: float = 0.02
     download_truncate: float = 0.02
+    download_slow: float = 0.05
     worker_kills: int = 5
     child_kills: int = 5
     redis_kills: int = 1
     redis_downtime: float = 2.0
     s3_outage: float = 30.0
-    delivery_window: float = 40.0
+    delivery_window: float = 95.0
     chaos_window: float = 80.0
     settle_timeout: float = 300.0
     max_post_tries: int = 10
     workers: int = 2
-    concurrency: int = 2
+    pool: str = field(default_factory=lambda: deployed_pool().name)
+    concurrency: int = field(default_factory=lambda: deployed_pool().concurrency)
     aof: bool = True
+
+    @property
+    def worker_pool(self) -> WorkerPool:
+        """The workers' pool and concurrency."""
+        return WorkerPool(self.pool, self.concurrency)
 
     def fault_rates(self, op: Literal["lookup", "download"]) -> tuple[tuple[FaultKind, float], ...]:
         """The fault kinds of one operation with their share of the media."""
@@ -161,17 +184,20 @@ class Params:
             ("download 404 (expired)", self.download_404),
             ("download corrupted", self.download_corrupt),
             ("download truncated", self.download_truncate),
+            ("download slow", self.download_slow),
         )
 
 
 SMALL = {
     "media": 100,
+    # A fifth of the first downloads slow, so that each kill finds one in progress.
+    "download_slow": 0.20,
     "worker_kills": 1,
     "child_kills": 1,
     "redis_kills": 1,
     "s3_outage": 10.0,
-    "delivery_window": 20.0,
-    "chaos_window": 25.0,
+    "delivery_window": 35.0,
+    "chaos_window": 20.0,
     "settle_timeout": 150.0,
 }
 
@@ -231,7 +257,7 @@ class Delivery:
 
 @dataclass(frozen=True)
 class ChaosEvent:
-    """One blow, `at` seconds after the first POST; `slot` picks the worker."""
+    """One blow, `at` seconds after the first POST; a kill prefers the worker in `slot`."""
 
     at: float
     action: Action
@@ -261,6 +287,15 @@ class Plan:
     def actions(self) -> Counter[str]:
         """How many events of each action the plan holds."""
         return Counter(event.action for event in self.events)
+
+    def slow_media(self) -> frozenset[str]:
+        """The media whose first download is slow."""
+        return frozenset(
+            item.media_id
+            for item in self.media
+            for fault in item.faults
+            if fault.kind == "download slow"
+        )
 
 
 def _rng(params: Params, aspect: str) -> random.Random:
@@ -309,6 +344,8 @@ def fault_rule(kind: FaultKind, media_id: str, rng: random.Random) -> dict[str, 
             rule |= {"op": "download", "corrupt": True}
         case "download truncated":
             rule |= {"op": "download", "truncate": True}
+        case "download slow":
+            rule |= {"op": "download", "latency": SLOW_DOWNLOAD}
     return rule
 
 
@@ -445,11 +482,6 @@ class WorkerSlot:
     name: str
     generation: int = 0
 
-    @property
-    def hostname(self) -> str:
-        """Celery's node name for `--hostname {name}@%h`."""
-        return f"{self.name}@{socket.gethostname()}"
-
 
 @dataclass
 class Stack:
@@ -493,8 +525,15 @@ class Stack:
     def start_worker(self, index: int, generation: int = 0) -> WorkerSlot:
         """Start a worker for slot `index` and put it there."""
         name = f"w{index + 1}" if generation == 0 else f"w{index + 1}-r{generation}"
+        pool = self.params.worker_pool
+        # The Procfile's command word for word, with a hostname of its own.
         service = start_worker(
-            self.env, self.logs, name=name, concurrency=self.params.concurrency, pool="prefork"
+            self.env,
+            self.logs,
+            name=name,
+            pool=pool.name,
+            concurrency=pool.concurrency,
+            shortcuts=False,
         )
         slot = WorkerSlot(index, self._track(service), name, generation)
         if index < len(self.workers):
@@ -523,11 +562,13 @@ def start_stack(exits: contextlib.ExitStack, workdir: Path, params: Params) -> S
     stack.start_beat()
     for index in range(params.workers):
         stack.start_worker(index)
-    say(
-        f"web {stack.web_url}, beat, {params.workers} workers "
-        f"(prefork, concurrency {params.concurrency})"
-    )
+    say(f"web {stack.web_url}, beat, {params.workers} workers: {worker_command(params)}")
     return stack
+
+
+def worker_command(params: Params) -> str:
+    """The command line of the workers (each with its own hostname)."""
+    return shlex.join(worker_argv("w1", params.worker_pool, shortcuts=False))
 
 
 # --------------------------------------------------------------------------------------------
@@ -703,44 +744,93 @@ class KillRecord:
     at: float
     """time.time() of the kill."""
     target: str
-    busy: bool
     held: tuple[str, ...] = ()
-    """Media ids the victim was archiving."""
+    """Media whose try the killed processes were running (they held its lease)."""
+    slow: tuple[str, ...] = ()
+    """Those of `held` in the middle of their slow download: certainly cut short."""
+    replies: int = 0
+    """Warnings being sent at the kill (claimed in the reply ledger, not recorded yet)."""
+    cut: tuple[str, ...] = ()
+    """Those of `held` whose next try counted the kill as a crash (filled in after the run)."""
     note: str = ""
 
 
-class Inspector:
-    """Asks a worker which archive tasks it is running (Celery's remote control)."""
+@dataclass(frozen=True)
+class Try:
+    """An archive try in flight: its media and the process running it."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-        self.app = Celery("chaos-inspector", broker=redis_url, set_as_current=False)
-        self.app.conf.update(
-            broker_connection_retry=False,
-            broker_connection_max_retries=1,
-            broker_connection_timeout=2,
-            broker_transport_options={"socket_connect_timeout": 1, "socket_timeout": 3},
+    media_id: str
+    pid: int
+    slow: bool
+    """In its planned slow download right now."""
+
+
+class Lookout:
+    """Finds the tries a worker's processes are running, from what the stack records: a try
+    holds its media's lease (`wa:lease:{media_id}`, whose token starts `host:pid:`), and a slow
+    download in progress is one the simulator counted on arrival but has not answered yet.
+
+    Every error is kept: a run that could not see what it killed fails."""
+
+    def __init__(self, redis_url: str, client: SimulatorClient, slow: frozenset[str]) -> None:
+        self.redis = Redis.from_url(
+            redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5
         )
+        self.client = client
+        self.slow = slow
+        self.host = socket.gethostname()
+        self.errors: list[str] = []
 
-    def archiving(self, hostname: str) -> list[tuple[str, int]]:
-        """(media id, pool process id) of each archive task running on `hostname`."""
-        if not redis_answers(self.redis_url):
-            return []
+    def _error(self, what: str, exc: Exception) -> None:
+        self.errors.append(f"{what}: {type(exc).__name__}: {exc}"[:300])
+
+    def _values(self, pattern: str) -> dict[str, str]:
+        keys = sorted(str(key) for key in self.redis.scan_iter(pattern, count=1000))
+        values = self.redis.mget(keys) if keys else []
+        return {k: str(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def tries(self, pids: set[int]) -> list[Try]:
+        """The tries running in these processes."""
         try:
-            inspect = self.app.control.inspect(destination=[hostname], timeout=1.0, limit=1)
-            replies = inspect.active() or {}
-        except (KombuError, RedisError, OSError):
+            leases = self._values("wa:lease:*")
+        except (RedisError, OSError) as exc:
+            self._error("reading the leases", exc)
             return []
         running = []
-        for task in replies.get(hostname) or []:
-            args = task.get("args") or []
-            if task.get("name") == ARCHIVE_TASK and args and isinstance(args[0], dict):
-                running.append((str(args[0].get("media_id")), int(task.get("worker_pid") or 0)))
-        return running
+        for key, token in leases.items():
+            host, _, rest = token.partition(":")
+            pid = rest.partition(":")[0]
+            if host == self.host and pid.isdigit() and int(pid) in pids:
+                running.append((key.removeprefix("wa:lease:"), int(pid)))
+        slow = self._slow_downloads({media for media, _ in running} & self.slow)
+        return [Try(media, pid, media in slow) for media, pid in running]
+
+    def _slow_downloads(self, media: set[str]) -> set[str]:
+        if not media:
+            return set()
+        try:
+            arrived = self.client.stats()["downloads"]
+            answered = Counter(
+                r["media_id"] for r in self.client.requests() if r["op"] == "download"
+            )
+        except (SimulatorError, OSError) as exc:
+            self._error("asking the simulator", exc)
+            return set()
+        # The slow fault holds the first download of its media: counted when it arrived, in the
+        # request log once answered. Read in this order, a download that ends meanwhile is left out.
+        return {m for m in media if arrived.get(m, 0) == 1 and answered[m] == 0}
+
+    def replies_in_flight(self) -> int:
+        """Warnings claimed in the reply ledger and not recorded as sent yet."""
+        try:
+            return sum(1 for value in self._values("wa:reply:*").values() if value == "sending")
+        except (RedisError, OSError) as exc:
+            self._error("reading the reply ledger", exc)
+            return 0
 
     def close(self) -> None:
-        """Release the broker connections."""
-        self.app.close()
+        """Release the connections."""
+        self.redis.close()
 
 
 @dataclass(frozen=True)
@@ -775,9 +865,9 @@ class Chaos:
     """Carries out the planned events against the running stack, and restarts what exits on
     its own, as a process supervisor would; those exits are failures of the run."""
 
-    def __init__(self, stack: Stack, inspector: Inspector, rng: random.Random) -> None:
+    def __init__(self, stack: Stack, lookout: Lookout, rng: random.Random) -> None:
         self.stack = stack
-        self.inspector = inspector
+        self.lookout = lookout
         self.rng = rng
         self.records: list[KillRecord] = []
         self.exits: list[Exit] = []
@@ -791,9 +881,11 @@ class Chaos:
             record = self.apply(event, busy_until)
             if record is not None:
                 self.records.append(record)
-                held = f", held {len(record.held)} media" if record.held else ""
-                busy = "busy" if record.busy else "idle"
-                say(f"chaos: {record.action} {record.target} ({busy}{held}) {record.note}")
+                if record.action in PROCESS_KILLS:
+                    cut = f"tries in flight {len(record.held)}, slow downloads {len(record.slow)}"
+                    say(f"chaos: {record.action} {record.target} ({cut}) {record.note}")
+                else:
+                    say(f"chaos: {record.action} {record.target} {record.note}")
 
     def wait_until(self, moment: float) -> None:
         """Sleep until `moment`, looking after the processes meanwhile."""
@@ -835,47 +927,77 @@ class Chaos:
                 return self.kill_redis(self.stack.params.redis_downtime)
             case "s3_down":
                 self.stack.seaweed.kill()
-                return KillRecord("s3_down", time.time(), "seaweedfs", True)
+                return KillRecord("s3_down", time.time(), "seaweedfs")
             case "s3_up":
                 self.stack.seaweed.start(attempts=1)
                 say("chaos: SeaweedFS restarted on the same port and data directory")
                 return None
         raise AssertionError(event.action)
 
-    def _busy(self, slot: WorkerSlot, until: float) -> list[tuple[str, int]]:
-        """The victim's archive tasks, waiting until `until` for it to have one."""
-        while True:
-            running = self.inspector.archiving(slot.hostname)
-            if running or time.monotonic() >= until:
-                return running
-            time.sleep(0.5)
+    def _victims(self, slot: WorkerSlot) -> set[int]:
+        """The processes of a worker whose tries a kill cuts: the pool processes of prefork,
+        the worker itself otherwise (its threads run the tries)."""
+        if self.stack.params.pool == "prefork":
+            return set(pool_children(slot.service.pid))
+        return {slot.service.pid}
 
-    def kill_worker(self, slot: WorkerSlot, busy_until: float) -> KillRecord:
-        """SIGKILL a whole worker (main process and pool) and start its replacement at once."""
-        running = self._busy(slot, busy_until)
+    def _busy(self, planned: WorkerSlot, until: float) -> tuple[WorkerSlot, list[Try]]:
+        """A worker and the tries it runs: the planned one, or another if only that one is in
+        the middle of a slow download; waiting until `until` for one to be."""
+        slots = [planned, *(s for s in self.stack.workers if s is not planned)]
+        while True:
+            owners = {pid: slot.index for slot in slots for pid in self._victims(slot)}
+            running = self.lookout.tries(set(owners))
+            by_slot = {
+                slot.index: [t for t in running if owners[t.pid] == slot.index] for slot in slots
+            }
+            ready = [slot for slot in slots if any(t.slow for t in by_slot[slot.index])]
+            if ready:
+                return ready[0], by_slot[ready[0].index]
+            if time.monotonic() >= until:
+                busy = [slot for slot in slots if by_slot[slot.index]] or [planned]
+                return busy[0], by_slot[busy[0].index]
+            time.sleep(BUSY_POLL)
+
+    def _replace(self, slot: WorkerSlot, killed_at: float) -> str:
+        replacement = self.stack.start_worker(slot.index, slot.generation + 1)
+        return f"-> {replacement.name} ready after {time.time() - killed_at:.1f}s"
+
+    def kill_worker(self, planned: WorkerSlot, busy_until: float) -> KillRecord:
+        """SIGKILL a whole worker (its process group) and start its replacement at once."""
+        slot, running = self._busy(planned, busy_until)
+        replies = self.lookout.replies_in_flight()
         killed_at = time.time()
         slot.service.kill()
-        replacement = self.stack.start_worker(slot.index, slot.generation + 1)
-        note = f"-> {replacement.name} ready after {time.time() - killed_at:.1f}s"
-        held = tuple(media for media, _ in running)
-        return KillRecord("kill_worker", killed_at, slot.name, bool(running), held, note)
+        note = self._replace(slot, killed_at)
+        return KillRecord(
+            "kill_worker", killed_at, slot.name, *_held(running), replies=replies, note=note
+        )
 
-    def kill_child(self, slot: WorkerSlot, busy_until: float) -> KillRecord:
-        """SIGKILL one pool process of a worker, a busy one when there is one."""
-        running = self._busy(slot, busy_until)
-        children = pool_children(slot.service.pid)
-        busy = [(media, pid) for media, pid in running if pid in children]
-        if busy:
-            media, pid = self.rng.choice(busy)
-            held: tuple[str, ...] = (media,)
-        elif children:
-            pid, held = self.rng.choice(children), ()
+    def kill_child(self, planned: WorkerSlot, busy_until: float) -> KillRecord:
+        """SIGKILL one process of a worker in the middle of a try: a pool process of prefork
+        (the worker forks another), or else the worker's only process (replaced at once)."""
+        slot, running = self._busy(planned, busy_until)
+        best = [t for t in running if t.slow] or running
+        if self.stack.params.pool != "prefork":
+            pid = slot.service.pid
+        elif best:
+            pid = self.rng.choice(best).pid
+        elif children := pool_children(slot.service.pid):
+            pid = self.rng.choice(children)
         else:
-            return KillRecord("kill_child", time.time(), slot.name, False, note="no pool process")
+            return KillRecord("kill_child", time.time(), slot.name, note="no pool process")
+        replies = self.lookout.replies_in_flight()
         killed_at = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        return KillRecord("kill_child", killed_at, f"{slot.name} pid {pid}", bool(busy), held)
+        note = ""
+        if pid == slot.service.pid:
+            slot.service.kill()  # waits for it to be gone
+            note = self._replace(slot, killed_at)
+        held, slow = _held([t for t in running if t.pid == pid])
+        target = f"{slot.name} pid {pid}"
+        return KillRecord("kill_child", killed_at, target, held, slow, replies, note=note)
 
     def kill_redis(self, downtime: float) -> KillRecord:
         """SIGKILL redis-server and start it again, on the same port and data directory, after
@@ -885,7 +1007,12 @@ class Chaos:
         time.sleep(downtime)
         self.stack.redis_server.start()
         note = f"answering again after {time.time() - killed_at:.1f}s"
-        return KillRecord("kill_redis", killed_at, "redis-server", True, note=note)
+        return KillRecord("kill_redis", killed_at, "redis-server", note=note)
+
+
+def _held(running: Sequence[Try]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The media of these tries, and those of them in a slow download."""
+    return tuple(t.media_id for t in running), tuple(t.media_id for t in running if t.slow)
 
 
 # --------------------------------------------------------------------------------------------
@@ -989,6 +1116,9 @@ class Verification:
     multipart: list[str] = field(default_factory=list)
     replies: int = 0
     duplicate_replies: int = 0
+    unsettled_replies: int = 0
+    """Warnings sent whose ledger still says `sending`: their worker died before recording
+    them, so a copy of the reply task sends again once the claim expires."""
     unwarned: list[str] = field(default_factory=list)
     strangers: list[str] = field(default_factory=list)
 
@@ -1067,7 +1197,7 @@ def verify(
         result.archived += not problems
     _check_records(result, redis, registered)
     result.unacked = unacked_tasks(redis)
-    _check_replies(result, client, plan)
+    _check_replies(result, client, redis, plan)
     result.multipart = incomplete_uploads(s3)
     return result
 
@@ -1098,17 +1228,76 @@ def unacked_tasks(redis: Redis) -> Counter[str]:
     return names
 
 
-def _check_replies(result: Verification, client: SimulatorClient, plan: Plan) -> None:
+def _check_replies(result: Verification, client: SimulatorClient, redis: Redis, plan: Plan) -> None:
     sent = Counter(str(message.get("to")) for message in client.sent_messages())
     expected = {item.sender for item in plan.too_big}
     result.replies = sum(sent.values())
     result.duplicate_replies = sum(n - 1 for to, n in sent.items() if to in expected)
     result.unwarned = sorted(expected - set(sent))
     result.strangers = sorted(set(sent) - expected)
+    warned = [item.wamid for item in plan.too_big if item.sender in sent]
+    with redis.pipeline(transaction=False) as pipe:
+        for wamid in warned:
+            pipe.get(f"wa:reply:{wamid}")
+        ledger = pipe.execute()
+    result.unsettled_replies = sum(1 for value in ledger if value == "sending")
 
 
 # --------------------------------------------------------------------------------------------
 # The report
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the workers' logs say the blows did."""
+
+    broker_losses: int = 0
+    """Times a worker lost its connection to Redis, the broker."""
+    s3_retries: int = 0
+    """Tries that failed on S3 and were retried."""
+    replies_cut_by_redis: int = 0
+    """Warnings sent whose record in the ledger then failed on Redis."""
+
+
+def read_evidence(logs: Path) -> Evidence:
+    """Count, in every worker's log (replacements included), what the blows left there."""
+    losses = s3 = cut = 0
+    for path in sorted(logs.glob("worker-*.log")):
+        text = path.read_text(errors="replace")
+        losses += text.count("Connection to broker lost")
+        for line in text.splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            name, label = event.get("event"), event.get("reason_label")
+            s3 += name == "media_retry" and label == "s3_unavailable"
+            cut += name == "reply_retry" and str(event.get("reason", "")).startswith(
+                "Redis reply settle failed"
+            )
+    return Evidence(losses, s3, cut)
+
+
+def reply_allowance(plan: Plan, kills: Sequence[KillRecord], evidence: Evidence) -> int:
+    """How many warnings the blows may have made go out twice.
+
+    A warning is claimed in the ledger (`sending`) before it is sent and recorded (`sent`)
+    after, and a claim keeps every copy of the reply task away until it expires. So a second
+    send needs a first one whose record never came: its process killed between the send and the
+    record (at most the replies being sent at that kill, and one at least, for a reply may start
+    as the kill is prepared), or Redis failing that record (which the worker logs). A Redis kill
+    at any other moment cannot do it: the claim is refused while Redis is down, and the AOF
+    brings claims and records back (without it, the kill forgets the whole ledger, and any
+    warning may go out again). S3 has no part in replies."""
+    struck = [k for k in kills if k.action in PROCESS_KILLS]
+    allowed = sum(max(1, k.replies) for k in struck) + evidence.replies_cut_by_redis
+    if not plan.params.aof:
+        allowed += sum(1 for k in kills if k.action == "kill_redis") * len(plan.too_big)
+    return allowed
 
 
 @dataclass
@@ -1124,11 +1313,46 @@ class Outcome:
     recovery: tuple[float, str] | None
     phases: dict[str, float]
     unexpected_exits: list[Exit]
+    evidence: Evidence = field(default_factory=Evidence)
+    lookout_errors: list[str] = field(default_factory=list)
+
+    def chaos_checks(self) -> list[tuple[str, bool, str]]:
+        """(check, passed, detail) for what the run injected: each blow must have landed."""
+        planned = self.plan.faults()
+        unfired = [
+            f"{kind} {self.faults_triggered[kind]}/{n}"
+            for kind, n in sorted(planned.items())
+            if self.faults_triggered[kind] < n
+        ]
+        struck: Counter[str] = Counter(k.action for k in self.kills)
+        expected = Counter({a: n for a, n in self.plan.actions().items() if a != "s3_up"})
+        process_kills = [k for k in self.kills if k.action in PROCESS_KILLS]
+        idle = [
+            f"{k.action} {k.target} ({len(k.held)} tries seen)" for k in process_kills if not k.cut
+        ]
+        e, v = self.evidence, self.verification
+        duplicates = v.duplicate_replies + v.unsettled_replies
+        allowed = reply_allowance(self.plan, self.kills, e)
+        return [
+            ("every planned fault fired", not unfired, "; ".join(unfired)),
+            ("every planned kill and outage happened", struck == expected,
+             f"planned {_counts(expected)}; happened {_counts(struck)}"),
+            ("every worker kill cut a try short", bool(process_kills) and not idle,
+             "; ".join(idle) or "no worker kill"),
+            ("every Redis kill noticed by the workers",
+             e.broker_losses >= struck["kill_redis"],
+             f"{e.broker_losses} broker connections lost for {struck['kill_redis']} kills"),
+            ("the S3 outage failed uploads", e.s3_retries > 0 or not struck["s3_down"],
+             "no try failed on S3 while it was down"),
+            ("duplicate warnings <= what worker kills could cause", duplicates <= allowed,
+             f"{v.duplicate_replies} sent twice and {v.unsettled_replies} still to be, "
+             f"{allowed} allowed"),
+            ("every victim seen", not self.lookout_errors, "; ".join(self.lookout_errors[:3])),
+        ]  # fmt: skip
 
     def checks(self) -> list[tuple[str, bool, str]]:
         """(check, passed, detail) for every check of the run."""
         v = self.verification
-        kills = len(self.kills)
         return [
             ("every POST accepted", not (self.stats.given_up or self.stats.refused),
              "; ".join((self.stats.given_up + self.stats.refused)[:5])),
@@ -1146,10 +1370,9 @@ class Outcome:
             ("no incomplete multipart uploads", not v.multipart, ", ".join(v.multipart[:5])),
             ("every 131052 sender warned", not v.unwarned, ", ".join(v.unwarned[:5])),
             ("no warning to anybody else", not v.strangers, ", ".join(v.strangers[:5])),
-            ("duplicate warnings <= kills", v.duplicate_replies <= kills,
-             f"{v.duplicate_replies} duplicates, {kills} kills"),
             ("no process exited unbidden", not self.unexpected_exits,
              "; ".join(str(gone) for gone in self.unexpected_exits)),
+            *self.chaos_checks(),
         ]  # fmt: skip
 
     def failed_checks(self) -> list[str]:
@@ -1158,12 +1381,12 @@ class Outcome:
 
     def rows(self) -> list[tuple[str, str]]:
         """The table."""
-        v, s, p = self.verification, self.stats, self.plan
+        v, s, p, e = self.verification, self.stats, self.plan, self.evidence
         planned = p.faults()
-        kills = Counter(record.action for record in self.kills)
-        busy = Counter(record.action for record in self.kills if record.busy)
+        struck: Counter[str] = Counter(record.action for record in self.kills)
         rows = [
             ("seed / plan", f"{p.params.seed} / {p.digest()}"),
+            ("workers", f"{p.params.workers} x `{worker_command(p.params)}`"),
             ("messages", f"{len(p.media)} media + {len(p.too_big)} too big (131052), "
                          f"{len(p.batches)} batches"),
             ("webhook POSTs", f"{s.posts} (5xx {s.unavailable}, connection errors "
@@ -1172,10 +1395,17 @@ class Outcome:
         ]  # fmt: skip
         for kind in FAULT_KINDS:
             rows.append((f"fault: {kind}", f"{self.faults_triggered[kind]}/{planned[kind]} hit"))
-        for action in ("kill_worker", "kill_child"):
-            rows.append((f"kills: {action}", f"{kills[action]} ({busy[action]} while busy)"))
-        rows.append(("kills: kill_redis", str(kills["kill_redis"])))
-        rows.append(("S3 outages", f"{kills['s3_down']} of {p.params.s3_outage:.0f}s"))
+        for action in PROCESS_KILLS:
+            records = [k for k in self.kills if k.action == action]
+            tries = sum(len(k.held) for k in records)
+            slow = sum(1 for k in records if k.slow)
+            cut = sum(len(k.cut) for k in records)
+            summary = f"{len(records)}, {slow} amid a slow download; tries in flight {tries}"
+            rows.append((f"kills: {action}", f"{summary}, cut short {cut}"))
+        redis_kills = f"{struck['kill_redis']} ({e.broker_losses} broker connections lost)"
+        rows.append(("kills: kill_redis", redis_kills))
+        outages = f"{struck['s3_down']} of {p.params.s3_outage:.0f}s"
+        rows.append(("S3 outages", f"{outages} ({e.s3_retries} tries failed on S3)"))
         rows += [
             ("media archived", f"{v.archived}/{len(p.media)}"),
             ("objects (without sidecars)", str(v.objects)),
@@ -1190,7 +1420,11 @@ class Outcome:
             ("incomplete multipart uploads", str(len(v.multipart))),
             ("unbidden exits (restarted)", str(len(self.unexpected_exits))),
             ("warnings sent", f"{v.replies} for {len(p.too_big)} 131052 messages"),
-            ("duplicate warnings", f"{v.duplicate_replies} (kills: {len(self.kills)})"),
+            (
+                "duplicate warnings",
+                f"{v.duplicate_replies} sent, {v.unsettled_replies} to come "
+                f"({reply_allowance(p, self.kills, e)} allowed)",
+            ),
         ]
         if self.recovery is not None:
             seconds, what = self.recovery
@@ -1230,6 +1464,14 @@ def longest_recovery(redis: Redis, kills: Sequence[KillRecord]) -> tuple[float, 
             if seconds > 0 and (longest is None or seconds > longest[0]):
                 longest = (seconds, f"{record.action} {record.target}, media {media_id}")
     return longest
+
+
+def note_cut_tries(redis: Redis, kills: Sequence[KillRecord]) -> None:
+    """Fill in each kill's `cut`: the media it held whose record counts a crash, which the next
+    try of a media counts when it finds the last one never finished."""
+    for record in kills:
+        crashes = media_states(redis, list(record.held), "crashes") if record.held else {}
+        record.cut = tuple(m for m in record.held if int(crashes.get(m, "0") or 0) > 0)
 
 
 def faults_triggered(client: SimulatorClient, fault_ids: dict[str, FaultKind]) -> Counter[str]:
@@ -1301,9 +1543,9 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
     registered, fault_ids, bodies = prepare(client, plan)
     phases.end("registration")
 
-    inspector = Inspector(stack.redis_server.url)
-    exits.callback(inspector.close)
-    chaos = Chaos(stack, inspector, _rng(params, "victims"))
+    lookout = Lookout(stack.redis_server.url, client, plan.slow_media())
+    exits.callback(lookout.close)
+    chaos = Chaos(stack, lookout, _rng(params, "victims"))
     stats = deliver_amid_chaos(exits, stack, plan, bodies, chaos)
     phases.end("delivery and chaos")
 
@@ -1311,6 +1553,7 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
     say("settled" if settled else f"NOT settled after {params.settle_timeout:.0f}s")
     phases.end("settling")
     verification = verify(s3, redis, client, registered, plan)
+    note_cut_tries(redis, chaos.records)
     chaos.supervise()
     phases.end("verification")
     return Outcome(
@@ -1323,6 +1566,8 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
         recovery=longest_recovery(redis, chaos.records),
         phases=phases.seconds,
         unexpected_exits=chaos.exits,
+        evidence=read_evidence(stack.logs),
+        lookout_errors=lookout.errors,
     )
 
 
@@ -1367,6 +1612,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Params, bool, Path | 
     add("--seed", type=int, default=d.seed, help="what is injected derives from it (%(default)s)")
     add("--no-aof", action="store_true", help="run Redis without persistence, to measure loss")
     add("--keep", action="store_true", help="keep the run directory even when every check passed")
+    add("--pool", help=f"the workers' --pool (the Procfile's: {d.pool})")
+    add(
+        "--concurrency",
+        type=int,
+        help=f"the workers' --concurrency (the Procfile's {d.concurrency} with its pool, "
+        f"else {VARIANT_CONCURRENCY})",
+    )
     add("--run-dir", type=Path, help="where to put data and logs (default: a new temporary one)")
     add("--media", type=int, help=f"media messages ({d.media})")
     add("--max-batch", type=int, help=f"messages per POST, 1 to this ({d.max_batch})")
@@ -1383,8 +1635,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Params, bool, Path | 
     add("--download-404", type=float, help=f"downloads answering 404 once ({d.download_404})")
     add("--download-corrupt", type=float, help=f"downloads corrupted once ({d.download_corrupt})")
     add("--download-truncate", type=float, help=f"downloads cut short once ({d.download_truncate})")
+    add(
+        "--download-slow",
+        type=float,
+        help=f"first downloads answered after {SLOW_DOWNLOAD:.0f}s ({d.download_slow})",
+    )
     add("--worker-kills", type=int, help=f"whole workers SIGKILLed ({d.worker_kills})")
-    add("--child-kills", type=int, help=f"pool processes SIGKILLed ({d.child_kills})")
+    add(
+        "--child-kills",
+        type=int,
+        help=f"pool processes SIGKILLed, or the worker's one process with the threads pool "
+        f"({d.child_kills})",
+    )
     add("--redis-kills", type=int, help=f"redis-server SIGKILLed ({d.redis_kills})")
     add("--redis-downtime", type=float, help=f"seconds before it restarts ({d.redis_downtime:.0f})")
     add("--s3-outage", type=float, help=f"seconds without S3, 0 for none ({d.s3_outage:.0f})")
@@ -1398,6 +1660,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Params, bool, Path | 
     values: dict[str, Any] = {"seed": args.seed, "aof": not args.no_aof}
     if args.small:
         values |= SMALL
+    if args.pool is not None and args.pool != d.pool and args.concurrency is None:
+        values["concurrency"] = VARIANT_CONCURRENCY
     for name in (f.name for f in dataclasses.fields(Params)):
         given = getattr(args, name, None)
         if given is not None and name not in ("seed", "aof"):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +19,75 @@ from devstack.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS
 from graphsim import Simulator
 
 __all__ = [
+    "PROCFILE",
     "StackEnv",
+    "WorkerPool",
     "beat_started",
+    "deployed_pool",
+    "procfile_command",
     "start_beat",
     "start_service",
     "start_web",
     "start_worker",
     "web_healthy",
+    "worker_argv",
     "worker_ready",
 ]
 
 _BIN = Path(sys.executable).parent
+PROCFILE = Path(__file__).resolve().parent.parent / "Procfile"
+
+
+def procfile_command(process: str, procfile: Path = PROCFILE) -> list[str]:
+    """The words of a Procfile line, split as a shell would (variables left as written)."""
+    for line in procfile.read_text(encoding="utf-8").splitlines():
+        name, colon, command = line.partition(":")
+        if colon and name.strip() == process:
+            return shlex.split(command)
+    raise LookupError(f"{procfile}: no {process}: line")
+
+
+def _value_at(words: Sequence[str], flag: str) -> int:
+    """Where the value of `flag` is among `words`."""
+    at = list(words).index(flag) + 1 if flag in words else len(words)
+    if at >= len(words):
+        raise LookupError(f"the worker command gives no {flag}: {shlex.join(words)}")
+    return at
+
+
+@dataclass(frozen=True)
+class WorkerPool:
+    """A worker's `--pool` and `--concurrency`."""
+
+    name: str
+    concurrency: int
+
+    def __str__(self) -> str:
+        return f"{self.name} x{self.concurrency}"
+
+
+@cache
+def deployed_pool() -> WorkerPool:
+    """The pool of the Procfile's `worker:` line, the one a deployment runs."""
+    words = procfile_command("worker")
+    pool, concurrency = (words[_value_at(words, flag)] for flag in ("--pool", "--concurrency"))
+    return WorkerPool(pool, int(concurrency))
+
+
+def worker_argv(name: str, pool: WorkerPool, *, shortcuts: bool = True) -> list[str]:
+    """The Procfile's `worker:` line with this virtualenv's celery and `pool`, plus a
+    `--hostname` of its own so that workers on one host tell apart; `shortcuts` adds
+    `--without-gossip --without-mingle`, which only save start-up time."""
+    words = procfile_command("worker")
+    if not words or words[0] != "celery":
+        raise LookupError(f"the Procfile's worker does not run celery: {shlex.join(words)}")
+    argv = [str(_BIN / "celery"), *words[1:]]
+    for flag, value in (("--pool", pool.name), ("--concurrency", str(pool.concurrency))):
+        argv[_value_at(argv, flag)] = value
+    argv += ["--hostname", f"{name}@%h"]
+    if shortcuts:
+        argv += ["--without-gossip", "--without-mingle"]
+    return argv
 
 
 @dataclass(frozen=True)
@@ -188,24 +248,14 @@ def start_worker(
     pool: str = "prefork",
     metrics_port: int | None = None,
     cwd: Path | None = None,
+    shortcuts: bool = True,
 ) -> Service:
-    """`celery -A worker worker` on the media and replies queues, waiting until it is ready.
+    """The Procfile's worker (`worker_argv`) with this pool, waiting until it is ready.
 
     Its metrics are served on `metrics_port` (a free port unless given; 0 turns them off), which
     the service's environment holds as WORKER_METRICS_PORT.
     """
-    argv = [
-        str(_BIN / "celery"),
-        "-A", "worker",
-        "worker",
-        "--queues", "media,replies",
-        "--pool", pool,
-        "--concurrency", str(concurrency),
-        "--hostname", f"{name}@%h",
-        "--loglevel", "INFO",
-        "--without-gossip",
-        "--without-mingle",
-    ]  # fmt: skip
+    argv = worker_argv(name, WorkerPool(pool, concurrency), shortcuts=shortcuts)
     environ = env.environ()
     environ["WORKER_METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)
     environ["PROMETHEUS_MULTIPROC_DIR"] = str(log_dir / "metrics")

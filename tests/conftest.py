@@ -13,7 +13,7 @@ SHARED_REDIS = os.environ.get("TEST_REDIS", "redis://127.0.0.1:6379")
 
 
 def redis_db(db: int) -> Iterator[str]:
-    """A flushed database of the shared Redis (each test module family has its own number)."""
+    """A flushed database of the shared Redis; each test module has a number of its own."""
     url = f"{SHARED_REDIS}/{db}"
     client = Redis.from_url(url)
     try:

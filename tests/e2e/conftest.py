@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from devstack.processes import Service, wait_for
@@ -101,6 +104,40 @@ def worker(env: StackEnv, run_dir: Path) -> Iterator[Service]:
     service = start_worker(env, run_dir / "logs", concurrency=2)
     yield service
     service.stop()
+
+
+TaskCounts = Counter[tuple[str, str]]
+
+
+def task_counts(worker: Service) -> TaskCounts:
+    """The worker's `wa_tasks_total` by (task, outcome), summed over reasons, scraped from its
+    metrics port. Every run of a task ends in exactly one count: a retry is counted as
+    `retried`, and its next run counts again."""
+    port = worker.env["WORKER_METRICS_PORT"]
+    answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    answer.raise_for_status()
+    counts: TaskCounts = Counter()
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "wa_tasks_total":
+                counts[(sample.labels["task"], sample.labels["outcome"])] += int(sample.value)
+    return counts
+
+
+def wait_tasks(
+    worker: Service,
+    before: TaskCounts,
+    more: Mapping[tuple[str, str], int],
+    timeout: float = 60,
+) -> TaskCounts:
+    """Wait until the worker has counted, for each (task, outcome), at least `more` runs beyond
+    `before`: the work those runs stand for, retries included, has ended."""
+
+    def counted() -> TaskCounts | None:
+        now = task_counts(worker)
+        return now if all(now[key] - before[key] >= n for key, n in more.items()) else None
+
+    return wait_for(counted, timeout=timeout, interval=0.25, what=f"task runs {dict(more)}")
 
 
 @dataclass
@@ -200,6 +237,27 @@ class Stack:
     def verified(self, sent: Sent) -> bool:
         data = self.object_bytes(sent.key)
         return hashlib.sha256(data).hexdigest() == sent.record.sha256
+
+    def task_counts(self) -> TaskCounts:
+        assert self.worker is not None
+        return task_counts(self.worker)
+
+    def wait_tasks(
+        self, before: TaskCounts, more: Mapping[tuple[str, str], int], timeout: float = 60
+    ) -> TaskCounts:
+        assert self.worker is not None
+        return wait_tasks(self.worker, before, more, timeout)
+
+    @contextmanager
+    def lease_held(self, media_id: str) -> Iterator[None]:
+        """Hold a media's lease as a worker elsewhere would: every try of it meets the lease
+        and is retried a quarter of LEASE_SECONDS later, until this lets go."""
+        key = f"wa:lease:{media_id}"
+        assert self.redis.set(key, "another-host:1:test", nx=True, ex=300)
+        try:
+            yield
+        finally:
+            self.redis.delete(key)
 
 
 @pytest.fixture

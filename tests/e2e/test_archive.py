@@ -92,12 +92,23 @@ def test_every_media_type_is_archived_verified(stack: Stack) -> None:
 
 def test_duplicate_delivery_archives_once_and_downloads_once(stack: Stack) -> None:
     item = stack.media("image")
+    before = stack.task_counts()
+    # While another worker holds the media, both deliveries find it unarchived: each queues a
+    # try, and each try meets the lease and is retried.
+    with stack.lease_held(item.record.id):
+        assert stack.post(item.message).status_code == 200
+        assert stack.post(item.message).status_code == 200
+        stack.wait_tasks(before, {("fanout", "done"): 2, ("media", "retried"): 2})
+    stack.wait_archived(item, timeout=90)
+    # Delivered again after archiving: acknowledged, and no try queued.
     assert stack.post(item.message).status_code == 200
-    assert stack.post(item.message).status_code == 200
-    stack.wait_archived(item)
-    # Delivered again after archiving: acknowledged, and nothing downloaded again.
-    assert stack.post(item.message).status_code == 200
-    stack.wait_state(item.record.id, "archived")
+    # Every try has ended: one archived, the other found it archived (after another wait for
+    # the lease if it came while the first was archiving).
+    stack.wait_tasks(
+        before,
+        {("fanout", "done"): 3, ("media", "archived"): 1, ("media", "duplicate"): 1},
+        timeout=90,
+    )
     listing = stack.s3.list_objects_v2(Bucket=BUCKET, Prefix=item.key)
     assert sorted(obj["Key"] for obj in listing["Contents"]) == [item.key, item.key + ".json"]
     assert stack.sim.stats()["downloads"].get(item.record.id) == 1
@@ -105,13 +116,18 @@ def test_duplicate_delivery_archives_once_and_downloads_once(stack: Stack) -> No
 
 def test_concurrent_duplicates_make_one_object(stack: Stack) -> None:
     item = stack.media("video", size=3_000_000)
-    # Slow downloads keep both deliveries in flight at the same time.
+    # Slow downloads: the try that wins the lease keeps it while the others come and look.
     stack.sim.add_fault(op="download", media_id=item.record.id, latency=1.0, times=-1)
-    with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda _: stack.post(item.message).status_code, range(4)))
-    assert answers == [200] * 4
-    stack.wait_archived(item)
+    before = stack.task_counts()
+    with stack.lease_held(item.record.id):
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: stack.post(item.message).status_code, range(4)))
+        assert answers == [200] * 4
+        # Each delivery queued a try; each met the lease, and all four come back together.
+        stack.wait_tasks(before, {("fanout", "done"): 4, ("media", "retried"): 4})
+    stack.wait_archived(item, timeout=90)
     assert stack.verified(item)
+    stack.wait_tasks(before, {("media", "archived"): 1, ("media", "duplicate"): 3}, timeout=120)
     listing = stack.s3.list_objects_v2(Bucket=BUCKET, Prefix=item.key)
     assert len(listing["Contents"]) == 2
     assert stack.sim.stats()["downloads"].get(item.record.id) == 1

@@ -1,4 +1,5 @@
-"""The chaos run's small preset: the whole stack under kills and faults passes every check."""
+"""The chaos run's small preset: the whole stack under kills and faults passes every check, with
+the Procfile's worker pool and with prefork."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from devstack.stack import deployed_pool
 
 pytestmark = pytest.mark.e2e
 
@@ -17,8 +20,11 @@ CLEANUP_TIMEOUT = 90
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + CLEANUP_TIMEOUT + 30)
-def test_small_chaos_run_passes_every_check() -> None:
+@pytest.mark.parametrize("pool", [None, "prefork"], ids=["procfile-pool", "prefork"])
+def test_small_chaos_run_passes_every_check(pool: str | None) -> None:
     argv = [sys.executable, str(ROOT / "bench" / "chaos.py"), "--small", "--seed", "7"]
+    if pool is not None:
+        argv += ["--pool", pool]
     process = subprocess.Popen(
         argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -33,3 +39,4 @@ def test_small_chaos_run_passes_every_check() -> None:
             output, _ = process.communicate()
         pytest.fail(f"the chaos run took over {RUN_TIMEOUT}s:\n{output}")
     assert process.returncode == 0, f"the chaos run exited {process.returncode}:\n{output}"
+    assert f"--pool {pool or deployed_pool().name} " in output

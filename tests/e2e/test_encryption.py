@@ -41,7 +41,7 @@ def encrypted(
         if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
     log_dir = run_dir / "logs-encryption"
-    for redis_url in redis_db(13):
+    for redis_url in redis_db(14):
         env = StackEnv.local(
             simulator, seaweed, redis_url, ENCRYPTED_BUCKET, extra=(("S3_SSE", "AES256"),)
         )

@@ -72,7 +72,7 @@ class Hardened:
 def hardened(
     simulator: Simulator, seaweed: SeaweedFS, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Hardened]:
-    for redis_url in redis_db(7):
+    for redis_url in redis_db(5):
         env = StackEnv.local(
             simulator,
             seaweed,

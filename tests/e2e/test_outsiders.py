@@ -116,7 +116,7 @@ class Web:
 
 @pytest.fixture(scope="module")
 def outsider_redis_url() -> Iterator[str]:
-    yield from redis_db(14)
+    yield from redis_db(3)
 
 
 def signed_media_webhook(n: int) -> tuple[bytes, dict[str, str]]:

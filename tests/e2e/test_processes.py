@@ -16,7 +16,14 @@ from redis import Redis
 from devstack.processes import wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
-from devstack.stack import StackEnv, start_beat, start_web, start_worker
+from devstack.stack import (
+    StackEnv,
+    WorkerPool,
+    deployed_pool,
+    start_beat,
+    start_web,
+    start_worker,
+)
 from graphsim import Simulator
 from tests.e2e.conftest import BUCKET, Stack, stack_env
 
@@ -75,13 +82,14 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-# Prefork is Celery's default; threads is the Procfile's pool, which must survive Redis as well.
-POOLS = pytest.mark.parametrize("pool", ["prefork", "threads"])
+DEPLOYED = deployed_pool()
+# The Procfile's pool, and prefork (Celery's default), which must survive Redis as well.
+POOLS = pytest.mark.parametrize("pool", [DEPLOYED, WorkerPool("prefork", 2)], ids=lambda p: p.name)
 
 
 @POOLS
 def test_redis_restart_503_then_recovery(
-    pool: str,
+    pool: WorkerPool,
     own_redis: RedisServer,
     simulator: Simulator,
     seaweed: SeaweedFS,
@@ -90,7 +98,9 @@ def test_redis_restart_503_then_recovery(
 ) -> None:
     env = stack_env(simulator, seaweed, own_redis.url)
     web, url = start_web(env, tmp_path / "logs")
-    worker = start_worker(env, tmp_path / "logs", name="restart", concurrency=1, pool=pool)
+    worker = start_worker(
+        env, tmp_path / "logs", name="restart", pool=pool.name, concurrency=pool.concurrency
+    )
     stack = Stack(
         url,
         worker,
@@ -130,7 +140,13 @@ def test_s3_outage_is_retried_until_it_ends(
     seaweed = SeaweedFS(tmp_path / "weed", buckets=(BUCKET,)).start()
     env = stack_env(simulator, seaweed, own_redis.url)
     web, url = start_web(env, tmp_path / "logs")
-    worker = start_worker(env, tmp_path / "logs", name="s3-outage", concurrency=1)
+    worker = start_worker(
+        env,
+        tmp_path / "logs",
+        name="s3-outage",
+        pool=DEPLOYED.name,
+        concurrency=DEPLOYED.concurrency,
+    )
     redis = Redis.from_url(own_redis.url, decode_responses=True)
     stack = Stack(url, worker, env, simulator.client(), seaweed.client(), redis)
     try:
@@ -154,7 +170,7 @@ def test_s3_outage_is_retried_until_it_ends(
 
 @POOLS
 def test_worker_survives_redis_killed_with_tasks_in_flight(
-    pool: str,
+    pool: WorkerPool,
     own_redis: RedisServer,
     simulator: Simulator,
     seaweed: SeaweedFS,
@@ -169,7 +185,9 @@ def test_worker_survives_redis_killed_with_tasks_in_flight(
         extra=(("LEASE_SECONDS", "5"), ("SWEEP_STALLED_AFTER", "10")),
     )
     web, url = start_web(env, tmp_path / "logs")
-    worker = start_worker(env, tmp_path / "logs", name="redis-kill", concurrency=2, pool=pool)
+    worker = start_worker(
+        env, tmp_path / "logs", name="redis-kill", pool=pool.name, concurrency=pool.concurrency
+    )
     beat = start_beat(env, tmp_path / "logs")
     redis = Redis.from_url(own_redis.url, decode_responses=True)
     stack = Stack(url, worker, env, simulator.client(), s3, redis)

@@ -1,4 +1,8 @@
-"""Workers that die, get SIGTERM or loop on poison; tokens revoked; work lost from the queue."""
+"""Workers that die, get SIGTERM or loop on poison; tokens revoked; work lost from the queue.
+
+Workers run the Procfile's pool; the kills and signals whose effect depends on the pool run
+with prefork too.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from redis import Redis
 from devstack.processes import Service, wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
-from devstack.stack import StackEnv, start_beat, start_web, start_worker
+from devstack.stack import StackEnv, WorkerPool, deployed_pool, start_beat, start_web, start_worker
 from graphsim import Simulator, webhooks
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
 from worker.cli import main as cli
@@ -33,6 +37,9 @@ EXTRA = (
     ("TOKEN_PAUSE_SECONDS", "3"),
     ("GRAPH_RATE_LIMIT", str(RATE)),
 )
+DEPLOYED = deployed_pool()
+PREFORK = WorkerPool("prefork", 1)
+POOLS = pytest.mark.parametrize("pool", [DEPLOYED, PREFORK], ids=lambda p: p.name)
 
 
 @dataclass
@@ -44,10 +51,12 @@ class Reliable:
     logs: Path
     redis: RedisServer
 
-    def worker(self, name: str) -> Service:
+    def worker(self, name: str, pool: WorkerPool = DEPLOYED) -> Service:
         if self.stack.worker is not None:
             self.stack.worker.stop()  # a previous one, dead or alive
-        service = start_worker(self.env, self.logs, name=name, concurrency=1)
+        service = start_worker(
+            self.env, self.logs, name=name, pool=pool.name, concurrency=pool.concurrency
+        )
         self.stack.worker = service
         return service
 
@@ -101,15 +110,16 @@ def slow_download(rel: Reliable, media_id: str, seconds: float = 30, times: int 
     rel.stack.sim.add_fault(op="download", media_id=media_id, latency=seconds, times=times)
 
 
-def test_killed_worker_is_replaced_by_the_sweep(rel: Reliable) -> None:
-    worker = rel.worker("killed")
+@POOLS
+def test_killed_worker_is_replaced_by_the_sweep(rel: Reliable, pool: WorkerPool) -> None:
+    worker = rel.worker("killed", pool)
     item = rel.stack.media("video", size=500_000)
     slow_download(rel, item.record.id)
     assert rel.stack.post(item).status_code == 200
     rel.stack.wait_state(item.record.id, "archiving")
     worker.kill()
     killed_at = time.monotonic()
-    rel.worker("after-kill")
+    rel.worker("after-kill", pool)
     rel.stack.wait_archived(item, timeout=120)
     elapsed = time.monotonic() - killed_at
     print(f"\narchived again {elapsed:.1f} s after its worker was killed (lease {LEASE} s)")
@@ -118,7 +128,8 @@ def test_killed_worker_is_replaced_by_the_sweep(rel: Reliable) -> None:
 
 
 def test_killed_pool_child_requeues_its_task(rel: Reliable) -> None:
-    worker = rel.worker("child")
+    # Prefork only: a threads worker is one process, whose kill is the test above.
+    worker = rel.worker("child", PREFORK)
     item = rel.stack.media("image")
     slow_download(rel, item.record.id)
     assert rel.stack.post(item).status_code == 200
@@ -129,8 +140,9 @@ def test_killed_pool_child_requeues_its_task(rel: Reliable) -> None:
     assert rel.stack.verified(item)
 
 
-def test_media_that_keeps_killing_its_worker_is_poison(rel: Reliable) -> None:
-    worker = rel.worker("poison")
+@POOLS
+def test_media_that_keeps_killing_its_worker_is_poison(rel: Reliable, pool: WorkerPool) -> None:
+    worker = rel.worker("poison", pool)
     item = rel.stack.media("document", filename="bomb.pdf")
     slow_download(rel, item.record.id, times=-1)
     assert rel.stack.post(item).status_code == 200
@@ -143,15 +155,23 @@ def test_media_that_keeps_killing_its_worker_is_poison(rel: Reliable) -> None:
             timeout=60,
             what=f"attempt {attempt}",
         )
-        subprocess.run(["kill", "-9", str(pool_child(worker))], check=True)
+        if pool.name == "prefork":
+            # The worker forks another pool process, and the task is put back at once.
+            subprocess.run(["kill", "-9", str(pool_child(worker))], check=True)
+        else:
+            # The worker is the process running the try; the sweep hands the media to the next
+            # one once the lease has expired.
+            worker.kill()
+            worker = rel.worker(f"poison-{attempt}", pool)
     record = rel.stack.wait_state(item.record.id, "failed", timeout=60)
     assert "died 3 times" in record["last_error"]
     member = f"{webhooks.DEFAULT_PHONE_NUMBER_ID}:{item.record.id}"
     assert rel.stack.redis.zscore("wa:failed", member) is not None
 
 
-def test_sigterm_to_the_main_process_finishes_the_task(rel: Reliable) -> None:
-    worker = rel.worker("warm")
+@POOLS
+def test_sigterm_to_the_main_process_finishes_the_task(rel: Reliable, pool: WorkerPool) -> None:
+    worker = rel.worker("warm", pool)
     item = rel.stack.media("image")
     slow_download(rel, item.record.id, seconds=3)
     assert rel.stack.post(item).status_code == 200
@@ -163,17 +183,26 @@ def test_sigterm_to_the_main_process_finishes_the_task(rel: Reliable) -> None:
     assert rel.stack.sim.stats()["downloads"][item.record.id] == 1
 
 
-def test_sigterm_to_the_process_group_requeues_the_task(rel: Reliable) -> None:
-    worker = rel.worker("group")
+@POOLS
+def test_sigterm_to_the_process_group(rel: Reliable, pool: WorkerPool) -> None:
+    """SIGTERM to every process of the group, as systemd stops a service. Prefork's pool
+    processes die at once and their task is put back, its upload uncommitted; a threads worker
+    is one process, for which this is the warm shutdown of the test above."""
+    warm = pool.name != "prefork"
+    worker = rel.worker("group", pool)
     item = rel.stack.media("image")
-    slow_download(rel, item.record.id)
+    slow_download(rel, item.record.id, seconds=3 if warm else 30)
     assert rel.stack.post(item).status_code == 200
     rel.stack.wait_state(item.record.id, "archiving")
     worker.signal_group(signal.SIGTERM)
     assert worker.process is not None
     worker.process.wait(timeout=60)
+    if warm:
+        assert rel.stack.state(item.record.id)["state"] == "archived"
+        assert rel.stack.sim.stats()["downloads"][item.record.id] == 1
+        return
     assert not rel.stack.object_exists(item.key)
-    rel.worker("after-term")
+    rel.worker("after-term", pool)
     rel.stack.wait_archived(item, timeout=90)
     assert rel.stack.verified(item)
 
@@ -253,7 +282,9 @@ def test_failed_media_are_listed_and_replayed(rel: Reliable) -> None:
 def test_calls_to_meta_are_rate_limited_per_token(rel: Reliable) -> None:
     rel.worker("rate")
     # A second worker process shares the same limit through Redis.
-    second = start_worker(rel.env, rel.logs, name="rate-2", concurrency=2)
+    second = start_worker(
+        rel.env, rel.logs, name="rate-2", pool=DEPLOYED.name, concurrency=DEPLOYED.concurrency
+    )
     try:
         items = [rel.stack.media("sticker", size=1_000) for _ in range(20)]
         started = time.time()

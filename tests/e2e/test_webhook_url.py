@@ -43,7 +43,7 @@ MakeArchiver = Callable[..., Archiver]
 
 @pytest.fixture(scope="module")
 def url_redis() -> Iterator[str]:
-    yield from redis_db(15)
+    yield from redis_db(4)
 
 
 @pytest.fixture

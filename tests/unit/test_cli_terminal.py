@@ -24,7 +24,7 @@ ESCAPED = "\\x1b[2J\\x1b]0;owned\\x07\\x1b[8m\\r\\u202e"
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    yield from redis_db(14)
+    yield from redis_db(2)
 
 
 def run(redis_url: str, *args: str) -> str:

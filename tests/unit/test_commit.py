@@ -29,7 +29,7 @@ BUCKET = "b"
 
 @pytest.fixture
 def redis() -> Iterator[Redis]:
-    for url in redis_db(14):
+    for url in redis_db(1):
         client = Redis.from_url(url)
         yield client
         client.close()

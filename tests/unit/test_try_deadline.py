@@ -127,7 +127,7 @@ def test_media_try_seconds_out_of_range_is_refused(value: str) -> None:
 
 @pytest.fixture
 def redis() -> Iterator[Redis]:
-    for url in redis_db(14):
+    for url in redis_db(0):
         client = Redis.from_url(url)
         yield client
         client.close()
