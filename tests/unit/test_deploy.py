@@ -418,11 +418,36 @@ def test_pods_run_as_the_image_user(process: str) -> None:
     assert container(process)["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def tmpfs_mounts(service: str) -> dict[str, dict[str, str]]:
+    """A compose service's tmpfs mounts: path to options (`/x:uid=1,gid=1` short syntax)."""
+    mounts = {}
+    for entry in compose()["services"][service].get("tmpfs", []):
+        path, _, options = entry.partition(":")
+        mounts[path] = dict(option.partition("=")[::2] for option in options.split(",") if option)
+    return mounts
+
+
+def image_user() -> tuple[int, int]:
+    """The uid and gid deploy/Dockerfile runs as."""
+    (user,) = [line.split()[1] for line in dockerfile() if line.startswith("USER ")]
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
+
+
 def test_beat_can_write_its_schedule() -> None:
     (workdir,) = [line.split()[1] for line in dockerfile() if line.startswith("WORKDIR /var")]
     mounts = {m["mountPath"] for m in container("beat")["volumeMounts"]}
     assert workdir in mounts
-    assert workdir in compose()["services"]["beat"]["tmpfs"]
+    assert workdir in tmpfs_mounts("beat")
+
+
+@pytest.mark.parametrize("process", ["web", "beat"])
+def test_compose_home_belongs_to_the_image_user(process: str) -> None:
+    """A tmpfs is root's unless told: beat's schedule and gunicorn's socket need it writable."""
+    (workdir,) = [line.split()[1] for line in dockerfile() if line.startswith("WORKDIR /var")]
+    options = tmpfs_mounts(process)[workdir]
+    uid, gid = image_user()
+    assert (options.get("uid"), options.get("gid")) == (str(uid), str(gid))
 
 
 # --- KEDA ----------------------------------------------------------------------------------
@@ -460,6 +485,14 @@ def test_keda_reads_the_redis_of_redis_url() -> None:
 
 
 # --- compose services ------------------------------------------------------------------------
+
+
+def test_compose_file_is_read_by_compose_v1_and_v2() -> None:
+    """Compose v1 (Debian's docker-compose) refuses top-level keys v2 added, such as `name`."""
+    allowed = {"version", "services", "volumes", "networks", "secrets", "configs"}
+    extra = {key for key in compose() if not key.startswith("x-")} - allowed
+    assert not extra, f"top-level keys Compose v1 refuses: {sorted(extra)}"
+    assert "version" not in compose(), "v2 warns that `version` is obsolete"
 
 
 def test_compose_redis_uses_deploy_redis_conf() -> None:
