@@ -26,6 +26,7 @@ import pytest
 import yaml
 from kombu.transport.redis import Channel
 
+from webhook.config import MAX_BODY_BYTES
 from worker.celery_app import ARCHIVE_PRIORITY, MEDIA_QUEUE, RESCUE_PRIORITY, TASK_TIME_LIMIT
 from worker.stats import queue_keys
 
@@ -493,6 +494,48 @@ def test_compose_file_is_read_by_compose_v1_and_v2() -> None:
     extra = {key for key in compose() if not key.startswith("x-")} - allowed
     assert not extra, f"top-level keys Compose v1 refuses: {sorted(extra)}"
     assert "version" not in compose(), "v2 warns that `version` is obsolete"
+
+
+def nginx_directives(path: Path) -> dict[str, list[str]]:
+    """Each simple directive of an nginx file (`name value;`), with every value it is given."""
+    found: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\s*([a-z_]+)\s+([^;{]*);", line)
+        if match:
+            found.setdefault(match.group(1), []).append(match.group(2).strip())
+    return found
+
+
+def nginx_size(value: str) -> int:
+    """Bytes of an nginx size such as `4m` or `256k`."""
+    units = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024**3}
+    match = re.fullmatch(r"(\d+)([kmg]?)", value.lower())
+    assert match, value
+    return int(match.group(1)) * units[match.group(2)]
+
+
+def test_proxy_buffers_whole_bodies_up_to_webs_limit() -> None:
+    conf = nginx_directives(DEPLOY / "proxy" / "nginx.conf")
+    assert conf["proxy_request_buffering"] == ["on"]
+    assert [nginx_size(v) for v in conf["client_max_body_size"]] == [MAX_BODY_BYTES]
+    assert conf["listen"] == ["8443 ssl"]
+    # /metrics stays between web and the scraper.
+    assert "location = /metrics" in (DEPLOY / "proxy" / "nginx.conf").read_text()
+
+
+def test_compose_proxy_fronts_web_over_https() -> None:
+    services = compose()["services"]
+    proxy = services["proxy"]
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    assert proxy["environment"]["UPSTREAM"] == f"web:{services['web']['environment']['PORT']}"
+    assert proxy["ports"] == ["${HTTPS_PORT:-443}:8443"]
+    assert proxy["read_only"] is True
+    assert "https://127.0.0.1:8443/healthz" in proxy["healthcheck"]["test"]
+    # The certificate made at first start is kept, never baked into the image.
+    (tls,) = proxy["volumes"]
+    assert tls.split(":")[0] in compose()["volumes"]
+    assert not list((DEPLOY / "proxy").glob("*.key"))
+    assert not list((DEPLOY / "proxy").glob("*.pem"))
 
 
 def test_compose_redis_uses_deploy_redis_conf() -> None:
