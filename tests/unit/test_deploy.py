@@ -372,7 +372,9 @@ def test_compose_sets_no_secret_itself() -> None:
 def test_secret_template_is_not_applied_by_kustomize() -> None:
     (kustomization,) = yaml_documents(K8S / "kustomization.yaml")
     assert "secret.template.yaml" not in kustomization["resources"]
-    listed = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.template.yaml"}
+    # Templates and examples are filled in by hand first: never applied as they are.
+    kept_out = {"kustomization.yaml", "secret.template.yaml", "ingress.example.yaml"}
+    listed = {p.name for p in K8S.glob("*.yaml")} - kept_out
     assert set(kustomization["resources"]) == listed
 
 
@@ -449,6 +451,23 @@ def test_compose_home_belongs_to_the_image_user(process: str) -> None:
     options = tmpfs_mounts(process)[workdir]
     uid, gid = image_user()
     assert (options.get("uid"), options.get("gid")) == (str(uid), str(gid))
+
+
+def test_ingress_example_buffers_bodies_up_to_webs_limit() -> None:
+    ingress = k8s_object("Ingress", "wa-media-web")
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert annotations[prefix + "proxy-request-buffering"] == "on"
+    assert nginx_size(annotations[prefix + "proxy-body-size"]) == MAX_BODY_BYTES
+    spec = ingress["spec"]
+    (rule,) = spec["rules"]
+    assert any(rule["host"] in tls["hosts"] and tls["secretName"] for tls in spec["tls"])
+    service = k8s_object("Service", "wa-media-web")
+    for path in rule["http"]["paths"]:
+        assert path["path"].startswith("/webhook"), "only the webhook is published"
+        backend = path["backend"]["service"]
+        assert backend["name"] == service["metadata"]["name"]
+        assert backend["port"]["name"] in {port["name"] for port in service["spec"]["ports"]}
 
 
 # --- KEDA ----------------------------------------------------------------------------------
