@@ -237,11 +237,14 @@ def status_update(
 
 
 def _contacts(messages: Iterable[Json]) -> list[Json]:
-    senders = dict.fromkeys(
-        (m.get("from"), m.get("from_user_id"), m.get("from_parent_user_id"))
-        for m in messages
-        if "from" in m or "from_user_id" in m
-    )
+    senders: dict[tuple[Any, Any, Any], None] = {}
+    for m in messages:
+        if "from" not in m and "from_user_id" not in m:
+            continue
+        sender = (m.get("from"), m.get("from_user_id"), m.get("from_parent_user_id"))
+        # Hostile tests give these fields any JSON value; a profile is made of strings only.
+        if all(value is None or isinstance(value, str) for value in sender):
+            senders.setdefault(sender, None)
     return [
         contact(wa_id=wa_id, user_id=user_id, parent_user_id=parent)
         for wa_id, user_id, parent in senders
