@@ -38,6 +38,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 __all__ = [
     "ROOT",
     "Images",
@@ -123,21 +125,25 @@ class Images:
     redis: str
     seaweedfs: str
 
-    def override(self, app: str | None = None, proxy: str | None = None) -> str:
-        """A compose override file naming these images (and our own, when given)."""
+    def override(self, compose_file: Path, app: str | None = None, proxy: str | None = None) -> str:
+        """A compose override naming these images (and our own, when given) for every service
+        of `compose_file` whose image they stand in for."""
+        standing_in = {
+            "redis": self.redis,
+            "chrislusf/seaweedfs": self.seaweedfs,
+            "wa-media-archiver": app,
+            "wa-media-proxy": proxy,
+        }
+        services = yaml.safe_load(compose_file.read_text())["services"]
         lines = [
             "# Written by devstack/images.py: image names only, the stack's wiring is unchanged.",
             "services:",
-            "  redis:",
-            f"    image: {self.redis}",
-            "  seaweedfs:",
-            f"    image: {self.seaweedfs}",
         ]
-        if app is not None:
-            for service in ("s3-init", "web", "worker", "beat"):
-                lines += [f"  {service}:", f"    image: {app}"]
-        if proxy is not None:
-            lines += ["  proxy:", f"    image: {proxy}"]
+        for name, service in services.items():
+            repository = str(service.get("image", "")).rsplit(":", 1)[0]
+            image = standing_in.get(repository)
+            if image is not None:
+                lines += [f"  {name}:", f"    image: {image}"]
         return "\n".join(lines) + "\n"
 
 
@@ -367,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app, proxy = "wa-media-archiver:local", "wa-media-proxy:local"
         build_app_images(images, app, proxy, args.work)
     override = args.work / "local-images.yml"
-    override.write_text(images.override(app, proxy))
+    override.write_text(images.override(ROOT / "deploy" / "docker-compose.yml", app, proxy))
     print(f"compose override: {override}", file=sys.stderr)
     print(
         "run: docker compose -f deploy/docker-compose.yml -f "

@@ -323,7 +323,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     app_secret, verify_token = secrets.token_hex(32), secrets.token_urlsafe(24)
     directory = work / "deploy"
     _write_project(directory, sim, app_secret, verify_token)
-    (directory / "override.yml").write_text(images.override(APP_IMAGE, PROXY_IMAGE))
+    (directory / "override.yml").write_text(images.override(COMPOSE_FILE, APP_IMAGE, PROXY_IMAGE))
 
     web_port, https_port = free_port(), free_port()
     env = {
