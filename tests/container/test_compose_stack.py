@@ -369,7 +369,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
             print(log_file.read_text(errors="replace")[-8000:])
         down = ["down", "--volumes", "--remove-orphans", "--timeout", "20"]
         if os.environ.get("CONTAINER_TEST_KEEP") == "1":
-            say(f"kept; remove with: {shlex.join([*command, '-p', project, *down])} ...")
+            argv = [*command, "--project-name", project, "--file", str(COMPOSE_FILE)]
+            argv += ["--file", str(directory / "override.yml")]
+            argv += ["--project-directory", str(directory), *down]
+            say(f"kept; remove it with: PORT={web_port} HTTPS_PORT={https_port} {shlex.join(argv)}")
         else:
             stack.compose(*down)
             say("stack removed")
