@@ -21,7 +21,7 @@ UV_COMPILE = $(UV_VENV)/bin/uv pip compile pyproject.toml --universal --python-v
 REDIS_HOST := 127.0.0.1
 REDIS_PORT := 6379
 
-.PHONY: venv redis demo run test lint clean chaos lock
+.PHONY: venv redis demo run test lint clean chaos lock container-test
 
 venv: $(STAMP)
 
@@ -71,6 +71,14 @@ run: venv
 
 test: venv redis
 	$(BIN)/pytest
+
+# The compose stack for real (tests/container): builds the images (local stand-ins for those
+# Docker Hub would give, cached by their recipe's hash under build/images), starts
+# deploy/docker-compose.yml with two workers, archives every media type through the HTTPS
+# proxy, kills a worker mid-download, and removes the stack. Needs a running Docker engine and
+# Compose (v2's `docker compose` or v1's `docker-compose`); debootstrap for the first build.
+container-test: venv
+	$(BIN)/pytest tests/container -p no:cacheprovider -s -v --timeout 1800 --durations 0
 
 # The chaos run (bench/README.md); flags through CHAOS_ARGS, e.g. make chaos CHAOS_ARGS=--small
 chaos: venv redis

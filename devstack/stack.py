@@ -246,14 +246,15 @@ def start_worker(
     name: str = "w1",
     concurrency: int = 2,
     pool: str = "prefork",
-    metrics_port: int | None = None,
+    metrics_port: int | str | None = None,
     cwd: Path | None = None,
     shortcuts: bool = True,
 ) -> Service:
     """The Procfile's worker (`worker_argv`) with this pool, waiting until it is ready.
 
-    Its metrics are served on `metrics_port` (a free port unless given; 0 turns them off), which
-    the service's environment holds as WORKER_METRICS_PORT.
+    Its metrics are served on `metrics_port` (a free port unless given; 0 turns them off; a
+    range such as "9808-9815" takes its first free port), which the service's environment
+    holds as WORKER_METRICS_PORT.
     """
     argv = worker_argv(name, WorkerPool(pool, concurrency), shortcuts=shortcuts)
     environ = env.environ()

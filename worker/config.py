@@ -14,9 +14,16 @@ from worker.encryption import (
     kms_key_id,
     sse_algorithm,
 )
-from worker.env import ConfigError, positive_int, read, redis_url, s3_prefix, tcp_port
+from worker.env import ConfigError, positive_int, read, redis_url, s3_prefix
 
-__all__ = ["DEFAULT_REDIS_URL", "DEFAULT_TOO_BIG_REPLY", "MAX_TRY_SECONDS", "WorkerSettings"]
+__all__ = [
+    "DEFAULT_METRICS_PORTS",
+    "DEFAULT_REDIS_URL",
+    "DEFAULT_TOO_BIG_REPLY",
+    "MAX_TRY_SECONDS",
+    "MetricsPorts",
+    "WorkerSettings",
+]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_TOO_BIG_REPLY = (
@@ -61,6 +68,48 @@ def _encryption(environ: Mapping[str, str]) -> Encryption:
         raise ConfigError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class MetricsPorts:
+    """Where a worker may serve its metrics: one port, or the first free one of a range.
+
+    Several workers on one host (one per core) share a range: each takes the lowest port no
+    other process listens on. `0` serves none.
+    """
+
+    first: int
+    last: int
+
+    @property
+    def off(self) -> bool:
+        """No metrics server at all."""
+        return self.first == 0
+
+    @property
+    def ports(self) -> range:
+        """The ports to try, lowest first."""
+        return range(self.first, self.last + 1)
+
+    def __str__(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+    @classmethod
+    def parse(cls, value: str) -> MetricsPorts:
+        """`9808`, `9808-9815` or `0`; ValueError otherwise."""
+        low, dash, high = value.partition("-")
+        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
+            raise ValueError(f"expected a TCP port, a range such as 9808-9815, or 0, got {value!r}")
+        first = int(low)
+        last = int(high) if dash else first
+        if not 0 <= first <= 65535 or not 0 <= last <= 65535:
+            raise ValueError(f"expected TCP ports from 0 (off) to 65535, got {value!r}")
+        if dash and not 0 < first <= last:
+            raise ValueError(f"expected a range from a lower port to a higher one, got {value!r}")
+        return cls(first, last)
+
+
+DEFAULT_METRICS_PORTS = "9808-9815"
+
+
 def _reply_text(value: str) -> str:
     if len(value) > 4096:
         raise ValueError("a WhatsApp text body holds at most 4096 characters")
@@ -85,8 +134,8 @@ class WorkerSettings:
     lease_seconds: int = 60
     s3_encryption: Encryption = NO_ENCRYPTION
     """The default server-side encryption; accounts from a file may ask for their own."""
-    metrics_port: int = 9808
-    """Where the worker serves its metrics; 0: not at all."""
+    metrics_ports: MetricsPorts = MetricsPorts(9808, 9815)
+    """Where the worker serves its metrics: the first free port of these; 0: not at all."""
     use_webhook_url: bool = True
     """Download a media's first try from the URL its webhook carried, without a look-up."""
     reply_rate_per_account: int = 60
@@ -125,7 +174,9 @@ class WorkerSettings:
             token_pause_seconds=read(environ, "TOKEN_PAUSE_SECONDS", positive_int, "60"),
             lease_seconds=read(environ, "LEASE_SECONDS", _lease_seconds, "60"),
             s3_encryption=encryption,
-            metrics_port=read(environ, "WORKER_METRICS_PORT", tcp_port, "9808"),
+            metrics_ports=read(
+                environ, "WORKER_METRICS_PORT", MetricsPorts.parse, DEFAULT_METRICS_PORTS
+            ),
             use_webhook_url=read(environ, "USE_WEBHOOK_URL", flag, "true"),
             reply_rate_per_account=read(environ, "REPLY_RATE_PER_ACCOUNT", positive_int, "60"),
             reply_recipient_interval=read(

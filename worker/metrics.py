@@ -9,6 +9,7 @@ The metrics are made on first use, never at import, so that every process makes 
 from __future__ import annotations
 
 import atexit
+import errno
 import functools
 import os
 import shutil
@@ -41,6 +42,7 @@ __all__ = [
     "count_task",
     "exposition_registry",
     "serve_metrics",
+    "serve_metrics_on_first_free",
     "use_multiprocess_dir",
     "web_metrics",
     "worker_metrics",
@@ -112,6 +114,25 @@ def serve_metrics(port: int) -> WSGIServer:
     """Serve every process's metrics over HTTP on `port`, from a thread of this process."""
     server, _thread = start_http_server(port, registry=exposition_registry())
     return server
+
+
+def serve_metrics_on_first_free(ports: Iterable[int]) -> tuple[WSGIServer, int]:
+    """Serve on the lowest of `ports` that no process listens on; return the server and port.
+
+    Raise the last OSError when every port is taken, or at once for any other failure (such as
+    a port below 1024 without the right to bind it).
+    """
+    taken: OSError | None = None
+    for port in ports:
+        try:
+            return serve_metrics(port), port
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            taken = exc
+    if taken is None:
+        raise ValueError("no port to serve the metrics on")
+    raise taken
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from worker.celery_app import (
     app,
 )
 from worker.clients import ClientDirectory, NoAccount
-from worker.config import WorkerSettings
+from worker.config import MetricsPorts, WorkerSettings
 from worker.env import ConfigError
 from worker.errors import (
     ArchiveError,
@@ -55,7 +55,7 @@ from worker.logs import get_logger, register_secrets, since, task_context
 from worker.metrics import (
     MULTIPROC_ENV,
     count_task,
-    serve_metrics,
+    serve_metrics_on_first_free,
     use_multiprocess_dir,
     worker_metrics,
 )
@@ -114,34 +114,36 @@ def _validate_at_start(sender: Any = None, **_: Any) -> None:
         # Celery swallows exceptions from signal handlers; leave with a clear status instead.
         os._exit(2)
     register_secrets(loaded.accounts.secrets)
-    _start_metrics(loaded.metrics_port)
+    _start_metrics(loaded.metrics_ports)
     if sender is not None:
         _fit_pool(sender)
 
 
-def _start_metrics(port: int) -> None:
+def _start_metrics(ports: MetricsPorts) -> None:
     """Count in a directory of this worker's own, which pool processes forked later share,
-    and serve the sum of their counts on `port` (0: counted in memory, or in
-    PROMETHEUS_MULTIPROC_DIR when set, but not served)."""
-    if port == 0 and not os.environ.get(MULTIPROC_ENV):
+    and serve the sum of their counts on the first free port of `ports` (0: counted in memory,
+    or in PROMETHEUS_MULTIPROC_DIR when set, but not served)."""
+    if ports.off and not os.environ.get(MULTIPROC_ENV):
         return
     directory = use_multiprocess_dir("worker")
     # Made here, before the pool forks: the metrics without labels are served (at zero) from
     # the start, and each pool process counts in files of its own.
     worker_metrics()
-    if port == 0:
+    if ports.off:
         return
     try:
-        _METRICS.server = serve_metrics(port)
+        _METRICS.server, port = serve_metrics_on_first_free(ports.ports)
     except OSError as exc:
+        every = "" if ports.first == ports.last else "every port of the range is taken: "
         print(
-            f"worker: configuration error: WORKER_METRICS_PORT={port} cannot be served: {exc}",
+            f"worker: configuration error: WORKER_METRICS_PORT={ports} cannot be served: "
+            f"{every}{exc}",
             file=sys.stderr,
             flush=True,
         )
         shutil.rmtree(directory, ignore_errors=True)  # os._exit runs no exit handler
         os._exit(2)
-    log.info("metrics_served", port=port)
+    log.info("metrics_served", port=port, ports=str(ports))
 
 
 @worker_process_init.connect

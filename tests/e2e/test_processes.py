@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import requests
 from redis import Redis
 
-from devstack.processes import wait_for
+from devstack.processes import Service, free_port, port_open, wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
 from devstack.stack import (
@@ -64,6 +65,59 @@ def test_worker_names_a_metrics_port_it_cannot_serve(env: StackEnv, tmp_path: Pa
     assert done.returncode == 2
     assert "WORKER_METRICS_PORT" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def _free_run(length: int) -> int:
+    """The first of `length` consecutive ports nobody listens on right now."""
+    for _ in range(50):
+        first = free_port()
+        if first + length <= 65536 and all(
+            not port_open(port) for port in range(first, first + length)
+        ):
+            return first
+    raise AssertionError(f"no {length} consecutive free ports")
+
+
+def _served_port(worker: Service) -> int:
+    def logged() -> int | None:
+        # A JSON line, or the readable form: `metrics_served   port=9809 ports=9808-9815`.
+        found = re.search(r"metrics_served\W.*?\bport\W+(\d+)", worker.log_text())
+        return int(found.group(1)) if found else None
+
+    return wait_for(logged, timeout=10, what="metrics_served")
+
+
+def test_two_workers_on_one_host_serve_metrics_on_a_shared_range(
+    env: StackEnv, tmp_path: Path
+) -> None:
+    """The README's one worker per core: a range lets each take its own port, logged."""
+    first = _free_run(3)
+    ports = f"{first}-{first + 2}"
+    workers = []
+    with socket.socket() as taken:  # something else holds the range's first port
+        taken.bind(("", first))
+        taken.listen()
+        try:
+            for name in ("core1", "core2"):
+                workers.append(start_worker(env, tmp_path, name=name, metrics_port=ports))
+            served = sorted(_served_port(worker) for worker in workers)
+            assert served == [first + 1, first + 2]
+            for port in served:
+                answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+                assert answer.status_code == 200
+                assert "wa_archived_bytes_total" in answer.text
+            # A third finds the whole range taken and says so.
+            environ = {
+                **env.environ(),
+                "WORKER_METRICS_PORT": ports,
+                "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "third"),
+            }
+            done = run([str(BIN / "celery"), "-A", "worker", "worker", "--pool", "solo"], environ)
+            assert done.returncode == 2
+            assert f"WORKER_METRICS_PORT={ports} cannot be served" in done.stderr
+        finally:
+            for worker in workers:
+                worker.stop()
 
 
 def test_web_refuses_to_start_without_an_app_secret(env: StackEnv) -> None:

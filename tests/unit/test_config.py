@@ -21,7 +21,8 @@ def test_worker_defaults() -> None:
     assert settings.s3_endpoint_url is None
     assert settings.max_media_bytes == 104857600
     assert settings.too_big_reply_text == DEFAULT_TOO_BIG_REPLY
-    assert settings.metrics_port == 9808
+    assert str(settings.metrics_ports) == "9808-9815"
+    assert list(settings.metrics_ports.ports)[:2] == [9808, 9809]
     assert settings.use_webhook_url is True
 
 
@@ -59,6 +60,11 @@ def test_worker_values() -> None:
         ({"WORKER_METRICS_PORT": "65536"}, "WORKER_METRICS_PORT"),
         ({"WORKER_METRICS_PORT": "-1"}, "WORKER_METRICS_PORT"),
         ({"WORKER_METRICS_PORT": "http"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "9815-9808"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "0-9808"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "9808-65536"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "9808-"}, "WORKER_METRICS_PORT"),
+        ({"WORKER_METRICS_PORT": "9808,9809"}, "WORKER_METRICS_PORT"),
         ({"USE_WEBHOOK_URL": "sometimes"}, "USE_WEBHOOK_URL"),
     ],
 )
@@ -67,10 +73,20 @@ def test_worker_errors_name_the_variable(changes: dict[str, str], name: str) -> 
         WorkerSettings.from_env({**WORKER_ENV, **changes})
 
 
-@pytest.mark.parametrize(("value", "port"), [("0", 0), ("9100", 9100), ("65535", 65535)])
-def test_worker_metrics_port(value: str, port: int) -> None:
+@pytest.mark.parametrize(
+    ("value", "ports", "off"),
+    [
+        ("0", [0], True),
+        ("9100", [9100], False),
+        ("65535", [65535], False),
+        ("9808-9810", [9808, 9809, 9810], False),
+        ("9808-9808", [9808], False),
+    ],
+)
+def test_worker_metrics_ports(value: str, ports: list[int], off: bool) -> None:
     settings = WorkerSettings.from_env({**WORKER_ENV, "WORKER_METRICS_PORT": value})
-    assert settings.metrics_port == port
+    assert list(settings.metrics_ports.ports) == ports
+    assert settings.metrics_ports.off is off
 
 
 @pytest.mark.parametrize(("value", "used"), [("false", False), ("0", False), ("TRUE", True)])

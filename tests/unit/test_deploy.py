@@ -27,6 +27,7 @@ import pytest
 import yaml
 from kombu.transport.redis import Channel
 
+from webhook.config import MAX_BODY_BYTES
 from worker.celery_app import ARCHIVE_PRIORITY, MEDIA_QUEUE, RESCUE_PRIORITY, TASK_TIME_LIMIT
 from worker.metrics import DEFAULT_METRICS_PORT
 from worker.stats import queue_keys
@@ -409,7 +410,9 @@ def test_compose_sets_no_secret_itself() -> None:
 def test_secret_template_is_not_applied_by_kustomize() -> None:
     (kustomization,) = yaml_documents(K8S / "kustomization.yaml")
     assert "secret.template.yaml" not in kustomization["resources"]
-    listed = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.template.yaml"}
+    # Templates and examples are filled in by hand first: never applied as they are.
+    kept_out = {"kustomization.yaml", "secret.template.yaml", "ingress.example.yaml"}
+    listed = {p.name for p in K8S.glob("*.yaml")} - kept_out
     assert set(kustomization["resources"]) == listed
 
 
@@ -456,11 +459,53 @@ def test_pods_run_as_the_image_user(process: str) -> None:
     assert container(process)["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def tmpfs_mounts(service: str) -> dict[str, dict[str, str]]:
+    """A compose service's tmpfs mounts: path to options (`/x:uid=1,gid=1` short syntax)."""
+    mounts = {}
+    for entry in compose()["services"][service].get("tmpfs", []):
+        path, _, options = entry.partition(":")
+        mounts[path] = dict(option.partition("=")[::2] for option in options.split(",") if option)
+    return mounts
+
+
+def image_user() -> tuple[int, int]:
+    """The uid and gid deploy/Dockerfile runs as."""
+    (user,) = [line.split()[1] for line in dockerfile() if line.startswith("USER ")]
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
+
+
 def test_beat_can_write_its_schedule() -> None:
     (workdir,) = [line.split()[1] for line in dockerfile() if line.startswith("WORKDIR /var")]
     mounts = {m["mountPath"] for m in container("beat")["volumeMounts"]}
     assert workdir in mounts
-    assert workdir in compose()["services"]["beat"]["tmpfs"]
+    assert workdir in tmpfs_mounts("beat")
+
+
+@pytest.mark.parametrize("process", ["web", "beat"])
+def test_compose_home_belongs_to_the_image_user(process: str) -> None:
+    """A tmpfs is root's unless told: beat's schedule and gunicorn's socket need it writable."""
+    (workdir,) = [line.split()[1] for line in dockerfile() if line.startswith("WORKDIR /var")]
+    options = tmpfs_mounts(process)[workdir]
+    uid, gid = image_user()
+    assert (options.get("uid"), options.get("gid")) == (str(uid), str(gid))
+
+
+def test_ingress_example_buffers_bodies_up_to_webs_limit() -> None:
+    ingress = k8s_object("Ingress", "wa-media-web")
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert annotations[prefix + "proxy-request-buffering"] == "on"
+    assert nginx_size(annotations[prefix + "proxy-body-size"]) == MAX_BODY_BYTES
+    spec = ingress["spec"]
+    (rule,) = spec["rules"]
+    assert any(rule["host"] in tls["hosts"] and tls["secretName"] for tls in spec["tls"])
+    service = k8s_object("Service", "wa-media-web")
+    for path in rule["http"]["paths"]:
+        assert path["path"].startswith("/webhook"), "only the webhook is published"
+        backend = path["backend"]["service"]
+        assert backend["name"] == service["metadata"]["name"]
+        assert backend["port"]["name"] in {port["name"] for port in service["spec"]["ports"]}
 
 
 # --- KEDA ----------------------------------------------------------------------------------
@@ -498,6 +543,56 @@ def test_keda_reads_the_redis_of_redis_url() -> None:
 
 
 # --- compose services ------------------------------------------------------------------------
+
+
+def test_compose_file_is_read_by_compose_v1_and_v2() -> None:
+    """Compose v1 (Debian's docker-compose) refuses top-level keys v2 added, such as `name`."""
+    allowed = {"version", "services", "volumes", "networks", "secrets", "configs"}
+    extra = {key for key in compose() if not key.startswith("x-")} - allowed
+    assert not extra, f"top-level keys Compose v1 refuses: {sorted(extra)}"
+    assert "version" not in compose(), "v2 warns that `version` is obsolete"
+
+
+def nginx_directives(path: Path) -> dict[str, list[str]]:
+    """Each simple directive of an nginx file (`name value;`), with every value it is given."""
+    found: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\s*([a-z_]+)\s+([^;{]*);", line)
+        if match:
+            found.setdefault(match.group(1), []).append(match.group(2).strip())
+    return found
+
+
+def nginx_size(value: str) -> int:
+    """Bytes of an nginx size such as `4m` or `256k`."""
+    units = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024**3}
+    match = re.fullmatch(r"(\d+)([kmg]?)", value.lower())
+    assert match, value
+    return int(match.group(1)) * units[match.group(2)]
+
+
+def test_proxy_buffers_whole_bodies_up_to_webs_limit() -> None:
+    conf = nginx_directives(DEPLOY / "proxy" / "nginx.conf")
+    assert conf["proxy_request_buffering"] == ["on"]
+    assert [nginx_size(v) for v in conf["client_max_body_size"]] == [MAX_BODY_BYTES]
+    assert conf["listen"] == ["8443 ssl"]
+    # /metrics stays between web and the scraper.
+    assert "location = /metrics" in (DEPLOY / "proxy" / "nginx.conf").read_text()
+
+
+def test_compose_proxy_fronts_web_over_https() -> None:
+    services = compose()["services"]
+    proxy = services["proxy"]
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    assert proxy["environment"]["UPSTREAM"] == f"web:{services['web']['environment']['PORT']}"
+    assert proxy["ports"] == ["${HTTPS_PORT:-443}:8443"]
+    assert proxy["read_only"] is True
+    assert "https://127.0.0.1:8443/healthz" in proxy["healthcheck"]["test"]
+    # The certificate made at first start is kept, never baked into the image.
+    (tls,) = proxy["volumes"]
+    assert tls.split(":")[0] in compose()["volumes"]
+    assert not list((DEPLOY / "proxy").glob("*.key"))
+    assert not list((DEPLOY / "proxy").glob("*.pem"))
 
 
 def test_compose_redis_uses_deploy_redis_conf() -> None:

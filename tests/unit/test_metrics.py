@@ -1,9 +1,12 @@
 """Metrics and log context without servers: the Redis gauges, multiprocess sums, task context."""
 
+import errno
 import math
+import socket
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from webhook.metrics import state_metrics
 from worker.logs import get_logger, task_context
+from worker.metrics import serve_metrics_on_first_free
 from worker.policy import MEDIA_LIFETIME
 from worker.stats import PendingMedia, Snapshot
 
@@ -154,3 +158,35 @@ def test_task_context_binds_ids_and_clears_them() -> None:
         }
         get_logger(__name__).info("looked_up", duration_ms=1.0)
     assert structlog.contextvars.get_contextvars() == {}
+
+
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("", 0))
+    sock.listen()
+    return sock
+
+
+def test_metrics_take_the_first_free_port_of_a_range() -> None:
+    with _listening() as taken:
+        busy = taken.getsockname()[1]
+        free = _listening()
+        spare = free.getsockname()[1]
+        free.close()  # free again: the metrics take it
+        server, port = serve_metrics_on_first_free([busy, spare])
+        try:
+            assert port == spare
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                assert answer.status == 200
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_metrics_fail_when_every_port_is_taken() -> None:
+    with _listening() as first, _listening() as second:
+        ports = [first.getsockname()[1], second.getsockname()[1]]
+        with pytest.raises(OSError, match="in use") as raised:
+            serve_metrics_on_first_free(ports)
+        assert raised.value.errno == errno.EADDRINUSE
