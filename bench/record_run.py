@@ -58,7 +58,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores (nproc), {model}, {memory}, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores (nproc), {model}, {memory}, {system}"
 
 
 def main(argv: list[str]) -> int:

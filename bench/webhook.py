@@ -374,9 +374,15 @@ def frame_name(frame: str) -> str:
     return f"{name} ({path})"
 
 
-# The steps of a webhook, as a function whose inclusive share stands for the step.
+# The steps of a webhook, as a function (or alternatives, a tuple) whose inclusive share stands
+# for the step.
 PROFILE_STEPS = (
-    ("gunicorn worker, all of it", "ThreadWorker.handle (gunicorn/"),
+    # gevent (the Procfile's worker class): each connection's greenlet enters the worker at
+    # AsyncWorker.handle; gthread (a --command to try) at ThreadWorker.handle.
+    (
+        "gunicorn worker, all of it",
+        ("AsyncWorker.handle (gunicorn/", "ThreadWorker.handle (gunicorn/"),
+    ),
     ("  Flask app (request context, routing, response)", "Flask.wsgi_app (flask/"),
     ("    the view", "receive (webhook/views.py)"),
     ("      signature (HMAC)", "verify (webhook/signature.py)"),
