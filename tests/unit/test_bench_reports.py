@@ -1,5 +1,5 @@
 """The benchmark figures trace to run reports: every `bench/runs/*.txt` that bench/RESULTS.md or
-the README names exists, every run report has its header, and RESULTS.md names every report."""
+a README names exists, every run report has its header, and RESULTS.md names every report."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "bench" / "runs"
-CITING = (ROOT / "bench" / "RESULTS.md", ROOT / "README.md")
+CITING = (
+    ROOT / "bench" / "RESULTS.md",
+    ROOT / "README.md",
+    ROOT / "deploy" / "README.md",
+    ROOT / "bench" / "README.md",
+)
 REFERENCE = re.compile(r"bench/runs/[\w.-]+\.txt")
 REPORTS = sorted(RUNS.glob("*.txt"))
 
