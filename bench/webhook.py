@@ -333,7 +333,13 @@ class AppUnderTest:
 def base_env() -> dict[str, str]:
     """This process's environment without what could change gunicorn's or web's settings."""
     env = dict(os.environ)
-    for name in ("GUNICORN_CMD_ARGS", "PORT", "WHATSAPP_ACCOUNTS_FILE", "WHATSAPP_PROVIDER"):
+    for name in (
+        "GUNICORN_CMD_ARGS",
+        "PORT",
+        "WEB_METRICS_PORT",
+        "WHATSAPP_ACCOUNTS_FILE",
+        "WHATSAPP_PROVIDER",
+    ):
         env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -368,9 +374,15 @@ def frame_name(frame: str) -> str:
     return f"{name} ({path})"
 
 
-# The steps of a webhook, as a function whose inclusive share stands for the step.
+# The steps of a webhook, as a function (or alternatives, a tuple) whose inclusive share stands
+# for the step.
 PROFILE_STEPS = (
-    ("gunicorn worker, all of it", "ThreadWorker.handle (gunicorn/"),
+    # gevent (the Procfile's worker class): each connection's greenlet enters the worker at
+    # AsyncWorker.handle; gthread (a --command to try) at ThreadWorker.handle.
+    (
+        "gunicorn worker, all of it",
+        ("AsyncWorker.handle (gunicorn/", "ThreadWorker.handle (gunicorn/"),
+    ),
     ("  Flask app (request context, routing, response)", "Flask.wsgi_app (flask/"),
     ("    the view", "receive (webhook/views.py)"),
     ("      signature (HMAC)", "verify (webhook/signature.py)"),
@@ -749,14 +761,26 @@ def execute(apps: Sequence[str], options: Options, template: list[str], workdir:
     with contextlib.ExitStack() as stops:
         server = RedisServer(workdir / "redis", persistent=False).start()
         stops.callback(server.stop)
-        web_env = base_env() | {
+        # The Procfile's config (webhook.gunicorn_conf) checks web's settings and serves the
+        # metrics in the master before any worker starts, whichever app is served: both apps get
+        # the same settings, each its own free metrics port (never the default 9807).
+        settings = {
             "REDIS_URL": server.url,
             "WHATSAPP_APP_SECRET": SECRET,
             "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
         }
         candidates = (
-            AppUnderTest("bare", BARE_APP_SPEC, base_env()),
-            AppUnderTest("web", REAL_APP_SPEC, web_env, Redis.from_url(server.url)),
+            AppUnderTest(
+                "bare",
+                BARE_APP_SPEC,
+                base_env() | settings | {"WEB_METRICS_PORT": str(free_port())},
+            ),
+            AppUnderTest(
+                "web",
+                REAL_APP_SPEC,
+                base_env() | settings | {"WEB_METRICS_PORT": str(free_port())},
+                Redis.from_url(server.url),
+            ),
         )
         chosen = [app for app in candidates if app.name in apps]
         for app in chosen:
