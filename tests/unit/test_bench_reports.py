@@ -19,13 +19,13 @@ CITING = (
 REFERENCE = re.compile(r"bench/runs/[\w.-]+\.txt")
 REPORTS = sorted(RUNS.glob("*.txt"))
 
-# Header lines of a report (bench/record_run.py writes them; the first report says `started:`
-# for the date), each with what its value must show.
+# Header lines of a report (bench/record_run.py writes them; the chaos runs' reports, made by
+# `make chaos`, say `started:` for the date), each with what its value must show.
 HEADER = {
-    "command": re.compile(r"^command: \S*python\S* bench/\w+\.py", re.M),
-    "date": re.compile(r"^(date|started): 20\d\d-\d\d-\d\d \d\d:\d\d", re.M),
+    "command": re.compile(r"^command: (\S*python\S* bench/\w+\.py|make \w+)", re.M),
+    "date": re.compile(r"^(date|started): 20\d\d-\d\d-\d\d[ T]\d\d:\d\d", re.M),
     "commit": re.compile(r"^commit: [0-9a-f]{7,40}(-dirty)?$", re.M),
-    "machine": re.compile(r"^machine: \d+ cores\b.*, [\d.]+ GiB\b", re.M),
+    "machine": re.compile(r"^machine: \d+ cores\b.*, [\d.]+ (GiB|GB)\b", re.M),
     "load before": re.compile(r"^load average before: [\d.]+ [\d.]+ [\d.]+$", re.M),
     "load after": re.compile(r"^load average after: [\d.]+ [\d.]+ [\d.]+$", re.M),
 }
