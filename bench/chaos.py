@@ -59,7 +59,7 @@ from devstack.stack import (
     worker_argv,
 )
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
-from graphsim.webhooks import MediaKind
+from graphsim.webhooks import DEFAULT_PHONE_NUMBER_ID, MediaKind
 from worker.layout import build_key, sidecar_key
 
 # `python bench/chaos.py` puts bench/ on the path, not the repository root that holds `bench`.
@@ -767,8 +767,9 @@ class Try:
 
 class Lookout:
     """Finds the tries a worker's processes are running, from what the stack records: a try
-    holds its media's lease (`wa:lease:{media_id}`, whose token starts `host:pid:`), and a slow
-    download in progress is one the simulator counted on arrival but has not answered yet.
+    holds its media's lease (`wa:lease:{phone_number_id}:{media_id}`, whose token starts
+    `host:pid:`), and a slow download in progress is one the simulator counted on arrival but
+    has not answered yet.
 
     Every error is kept: a run that could not see what it killed fails."""
 
@@ -801,7 +802,8 @@ class Lookout:
             host, _, rest = token.partition(":")
             pid = rest.partition(":")[0]
             if host == self.host and pid.isdigit() and int(pid) in pids:
-                running.append((key.removeprefix("wa:lease:"), int(pid)))
+                # The run's media all come to one account: the media id names them.
+                running.append((key.rpartition(":")[2], int(pid)))
         slow = self._slow_downloads({media for media, _ in running} & self.slow)
         return [Try(media, pid, media in slow) for media, pid in running]
 
@@ -1238,7 +1240,7 @@ def _check_replies(result: Verification, client: SimulatorClient, redis: Redis, 
     warned = [item.wamid for item in plan.too_big if item.sender in sent]
     with redis.pipeline(transaction=False) as pipe:
         for wamid in warned:
-            pipe.get(f"wa:reply:{wamid}")
+            pipe.get(f"wa:reply:{DEFAULT_PHONE_NUMBER_ID}:{wamid}")
         ledger = pipe.execute()
     result.unsettled_replies = sum(1 for value in ledger if value == "sending")
 

@@ -44,6 +44,7 @@ from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, beat_started, start_service, web_healthy, worker_ready
 from graphsim import Simulator
+from webhook.config import DEFAULT_WEB_METRICS_PORT
 from worker.celery_app import SWEEP_INTERVAL
 from worker.cli.common import read_env_file
 from worker.env import ConfigError
@@ -85,13 +86,14 @@ RUN_SETS = frozenset(
         "AWS_SECRET_ACCESS_KEY",
         "AWS_DEFAULT_REGION",
         "PORT",
+        "WEB_METRICS_PORT",
         "WORKER_METRICS_PORT",
         "PROMETHEUS_MULTIPROC_DIR",
         "BEAT_SCHEDULE_FILE",
     }
 )
-"""Variables `make run` sets itself: a settings file may not (PORT and WORKER_METRICS_PORT are
-options)."""
+"""Variables `make run` sets itself: a settings file may not (PORT, WEB_METRICS_PORT and
+WORKER_METRICS_PORT are options)."""
 
 CREDENTIALS = ("WHATSAPP_ACCESS_TOKEN", "WHATSAPP_ACCOUNTS_FILE", "D360_API_KEY")
 """A settings file giving any of these configures a real provider: no simulator then."""
@@ -391,6 +393,7 @@ class Running:
     web_url: str = ""
     port: int = DEFAULT_PORT
     metrics_port: int = DEFAULT_WORKER_METRICS_PORT
+    web_metrics_port: int = DEFAULT_WEB_METRICS_PORT
     s3: SeaweedFS | None = None
     redis: RedisServer | None = None
     sim: Simulator | None = None
@@ -424,6 +427,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_WORKER_METRICS_PORT,
         help="the worker's metrics port, WORKER_METRICS_PORT",
+    )
+    parser.add_argument(
+        "--web-metrics-port",
+        type=int,
+        default=DEFAULT_WEB_METRICS_PORT,
+        help="web's metrics port, WEB_METRICS_PORT",
     )
     return parser.parse_args(argv)
 
@@ -521,7 +530,7 @@ def banner(run: Running) -> str:
         "wa-media-archiver runs on this machine; Ctrl-C stops everything it started.",
         "",
         f"  web        {run.web_url} (port {run.port} of every interface, the Procfile's line)",
-        f"  worker     metrics on port {run.metrics_port}",
+        f"  metrics    web's on port {run.web_metrics_port}, worker's on port {run.metrics_port}",
         f"  beat       a sweep every {SWEEP_INTERVAL} s",
         f"  Redis      {run.redis.url}, append-only data in {shown(state.path / 'redis')}",
         f"  S3         {run.s3.endpoint_url}, bucket {BUCKET}",
@@ -580,16 +589,19 @@ class Watcher:
             for key in (ARCHIVED_KEY, FAILED_KEY):
                 rows = self.redis.zrangebyscore(key, self.after[key], "+inf", withscores=True)
                 for member, score in cast(list[tuple[str, float]], rows):
-                    media_id, at = str(member), float(score)
-                    if media_id in self.seen[key]:
+                    at = float(score)
+                    if member in self.seen[key]:
                         continue
                     if at > self.after[key]:
                         self.after[key], self.seen[key] = at, set()
-                    self.seen[key].add(media_id)
-                    self._say(key, media_id)
+                    self.seen[key].add(member)
+                    self._say(key, member)
 
-    def _say(self, key: str, media_id: str) -> None:
-        record = cast(dict[str, str], self.redis.hgetall(f"wa:media:{media_id}"))
+    def _say(self, key: str, member: str) -> None:
+        # Members are `{phone_number_id}:{media_id}` (a media id alone from an earlier release);
+        # the object key names the account.
+        record = cast(dict[str, str], self.redis.hgetall(f"wa:media:{member}"))
+        media_id = member.rpartition(":")[2]
         if key == ARCHIVED_KEY:
             say(f"archived  {media_id}  s3://{BUCKET}/{record.get('key', '?')}")
         else:
@@ -620,7 +632,12 @@ def watch(run: Running, watcher: Watcher) -> None:
 
 def serve(run: Running, settings: dict[str, str], exits: contextlib.ExitStack) -> None:
     """Start everything, print the banner, watch until stopped."""
-    for name, port in (("web", run.port), ("worker metrics", run.metrics_port)):
+    ports = (
+        ("web", run.port),
+        ("web metrics", run.web_metrics_port),
+        ("worker metrics", run.metrics_port),
+    )
+    for name, port in ports:
         if port_open(port):
             raise RunFailure(f"port {port} ({name}) is in use; pick another: --help")
     # Registered first, run last: whatever was started and not stopped by its own starter.
@@ -631,6 +648,7 @@ def serve(run: Running, settings: dict[str, str], exits: contextlib.ExitStack) -
     stack = deployment(run, redis_url, s3, settings)
     environ = child_environment(os.environ, stack, settings, aws_isolation(temporary))
     environ["PORT"] = str(run.port)
+    environ["WEB_METRICS_PORT"] = str(run.web_metrics_port)
     environ["WORKER_METRICS_PORT"] = str(run.metrics_port)
     environ["BEAT_SCHEDULE_FILE"] = str(temporary / "celerybeat-schedule")
     run.environ = environ
@@ -640,6 +658,7 @@ def serve(run: Running, settings: dict[str, str], exits: contextlib.ExitStack) -
         since = float(client.time()[0])
     start_processes(run, exits)
     run.state.port("web", run.port)
+    run.state.port("web metrics", run.web_metrics_port)
     run.state.port("worker metrics", run.metrics_port)
     say(banner(run))
     watcher = Watcher(redis_url, since)
@@ -663,6 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         simulated=not provider_mode(settings),
         port=args.port,
         metrics_port=args.worker_metrics_port,
+        web_metrics_port=args.web_metrics_port,
     )
     try:
         with stop_signals(*STOP_SIGNALS), state.held(), contextlib.ExitStack() as exits:

@@ -23,8 +23,14 @@ from worker.gate import PAUSED_KEY
 from worker.jobs import MediaJob
 from worker.logs import get_logger
 from worker.metrics import web_metrics
-from worker.state import FAILED_KEY, PENDING_KEY, PENDING_WINDOW_KEY, RECORD_TTL
-from worker.stats import PendingMedia, Snapshot, queue_keys
+from worker.state import (
+    FAILED_KEY,
+    PENDING_KEY,
+    PENDING_WINDOW_KEY,
+    RECORD_TTL,
+    SWEEP_LAST_KEY,
+)
+from worker.stats import PendingMedia, Snapshot, queue_keys, stored_unix_time
 
 __all__ = [
     "COUNTED_ENDPOINTS",
@@ -155,8 +161,8 @@ def reindex_windows(redis: Redis) -> tuple[int, int]:
 
 
 def read_state(redis: Redis, *, now: float) -> Snapshot:
-    """The counts and the oldest pending media: 13 commands in one round trip, then one to
-    check that the oldest is still pending.
+    """The counts, the oldest pending media and the last sweep's time: 14 commands in one round
+    trip, then one to check that the oldest is still pending.
 
     This release changes both pending indexes together. Should they disagree (in size, or on
     the oldest media: media recorded or settled by a release that did not keep the window
@@ -171,6 +177,7 @@ def read_state(redis: Redis, *, now: float) -> Snapshot:
             for key in queue_keys(queue):
                 pipe.llen(key)
         pipe.zcount(PAUSED_KEY, now, "+inf")
+        pipe.get(SWEEP_LAST_KEY)
         pipe.zrange(PENDING_WINDOW_KEY, 0, 0, withscores=True)
         results = pipe.execute()
     pending, indexed, failed = int(results[0]), int(results[1]), int(results[2])
@@ -191,9 +198,10 @@ def read_state(redis: Redis, *, now: float) -> Snapshot:
         failed=failed,
         by_state={},
         queues={MEDIA_QUEUE: sum(lengths[:steps]), REPLIES_QUEUE: sum(lengths[steps:])},
-        paused_credentials=int(results[-2]),
+        paused_credentials=int(results[-3]),
         nearest=nearest,
         sampled=0,
+        sweep_last=stored_unix_time(results[-2]),
     )
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "archived_counts",
     "queue_keys",
     "read_snapshot",
+    "stored_unix_time",
 ]
 
 # kombu's Redis transport keeps one list per priority step; the step 0 list has the bare name.
@@ -53,6 +54,14 @@ class PendingMedia:
     timestamp: int
     """When the media id's 7 days began (the message's time; an echo's or history's webhook's)."""
     wamid: str = ""
+    phone_number_id: str = ""
+    """The account the media came to (empty where only the index member was read)."""
+
+    @property
+    def name(self) -> str:
+        """`{phone_number_id}:{media_id}`, as the indexes name it; the media id alone without
+        an account."""
+        return f"{self.phone_number_id}:{self.media_id}" if self.phone_number_id else self.media_id
 
     @property
     def deadline(self) -> float:
@@ -87,22 +96,32 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _pending_media(redis: Redis, media_ids: list[str]) -> list[PendingMedia]:
+def _pending_media(redis: Redis, members: list[str]) -> list[PendingMedia]:
+    """The pending media the index members name (`{phone_number_id}:{media_id}`, or a media id
+    alone as the previous release wrote them), read from their records' jobs."""
     found = []
-    for start in range(0, len(media_ids), _BATCH):
-        batch = media_ids[start : start + _BATCH]
+    for start in range(0, len(members), _BATCH):
+        batch = members[start : start + _BATCH]
         with redis.pipeline(transaction=False) as pipe:
-            for media_id in batch:
-                pipe.hmget(f"wa:media:{media_id}", "state", "job")
+            for member in batch:
+                pipe.hmget(f"wa:media:{member}", "state", "job")
             rows = pipe.execute()
-        for media_id, (state, job) in zip(batch, rows, strict=True):
+        for state, job in rows:
             if state is None or job is None:
                 continue  # expired, or settled since the index was read
             state_text = _text(state)
             if state_text in ("archived", "failed"):
                 continue
             document = MediaJob.model_validate_json(job)
-            found.append(PendingMedia(media_id, state_text, document.window_start, document.wamid))
+            found.append(
+                PendingMedia(
+                    document.media_id,
+                    state_text,
+                    document.window_start,
+                    document.wamid,
+                    document.phone_number_id,
+                )
+            )
     return found
 
 
@@ -142,11 +161,11 @@ def read_snapshot(
         paused_credentials=int(results[-2]),
         nearest=media[:nearest],
         sampled=len(members),
-        sweep_last=_unix_time(results[-3]),
+        sweep_last=stored_unix_time(results[-3]),
     )
 
 
-def _unix_time(value: bytes | str | None) -> float | None:
+def stored_unix_time(value: bytes | str | None) -> float | None:
     """A stored Unix time, or None when absent or unreadable."""
     if value is None:
         return None

@@ -206,7 +206,8 @@ class ComposeStack:
         return json.loads(self.exec(self.containers("worker")[0], "python", "-c", script, *command))
 
     def record(self, media_id: str) -> dict[str, str]:
-        fields = self.redis("HGETALL", f"wa:media:{media_id}")
+        # Records are kept per account: `wa:media:{phone_number_id}:{media_id}`.
+        fields = self.redis("HGETALL", f"wa:media:{webhooks.DEFAULT_PHONE_NUMBER_ID}:{media_id}")
         # redis-py answers HGETALL with a dict; a flat list where no callback applies.
         if isinstance(fields, list):
             return dict(zip(fields[::2], fields[1::2], strict=True))
@@ -582,7 +583,8 @@ def test_worker_killed_mid_download_archives_once(stack: ComposeStack) -> None:
         return int(stack.sim.stats()["downloads"].get(item.record.id, 0))
 
     wait_for(lambda: downloads() == 1, timeout=60, interval=0.25, what="the download under way")
-    lease = str(stack.redis("GET", f"wa:lease:{item.record.id}"))
+    lease_key = f"wa:lease:{webhooks.DEFAULT_PHONE_NUMBER_ID}:{item.record.id}"
+    lease = str(stack.redis("GET", lease_key))
     assert stack.record(item.record.id)["state"] == "archiving"
     hostname = lease.split(":", 1)[0]  # the lease names its holder: host:pid:token
     (victim,) = [

@@ -252,7 +252,7 @@ class Stack:
     def lease_held(self, media_id: str) -> Iterator[None]:
         """Hold a media's lease as a worker elsewhere would: every try of it meets the lease
         and is retried a quarter of LEASE_SECONDS later, until this lets go."""
-        key = f"wa:lease:{media_id}"
+        key = f"wa:lease:{webhooks.DEFAULT_PHONE_NUMBER_ID}:{media_id}"
         assert self.redis.set(key, "another-host:1:test", nx=True, ex=300)
         try:
             yield

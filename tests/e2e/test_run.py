@@ -104,6 +104,7 @@ class Run:
     output: Path
     port: int
     metrics_port: int
+    web_metrics_port: int
 
     def text(self) -> str:
         return self.output.read_text(errors="replace")
@@ -133,12 +134,13 @@ class Run:
 def start_run(tmp_path: Path, *args: str) -> Run:
     state = tmp_path / "state"
     output = tmp_path / "run.out"
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, web_metrics_port = free_port(), free_port(), free_port()
     argv = [sys.executable, "-m", "devstack.run", "--state-dir", str(state)]
-    argv += ["--port", str(port), "--worker-metrics-port", str(metrics_port), *args]
+    argv += ["--port", str(port), "--worker-metrics-port", str(metrics_port)]
+    argv += ["--web-metrics-port", str(web_metrics_port), *args]
     with output.open("wb") as stream:
         process = subprocess.Popen(argv, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT)
-    return Run(process, state, output, port, metrics_port)
+    return Run(process, state, output, port, metrics_port, web_metrics_port)
 
 
 @contextlib.contextmanager
@@ -274,7 +276,9 @@ def test_make_run_archives_a_webhook_and_ctrl_c_stops_everything(tmp_path: Path)
         # beat runs: a sweep completes, and web serves when.
         started = time.time() - 60
         wait_for(
-            lambda: (metric(f"{web}/metrics", GAUGE) or 0) > started,
+            lambda: (
+                (metric(f"http://127.0.0.1:{run.web_metrics_port}/metrics", GAUGE) or 0) > started
+            ),
             timeout=60,
             what="a sweep served by web",
         )
@@ -290,6 +294,7 @@ def test_make_run_archives_a_webhook_and_ctrl_c_stops_everything(tmp_path: Path)
         ports = record["ports"]
         assert ports["web"] == run.port
         assert ports["worker metrics"] == run.metrics_port
+        assert ports["web metrics"] == run.web_metrics_port
         assert all(port_open(port) for port in ports.values())
         children = descendants(run.process.pid)
         assert {p["pid"] for p in record["processes"]} <= set(children)

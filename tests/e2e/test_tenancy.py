@@ -58,6 +58,7 @@ class Tenants:
     beta_secret: str
     metrics_port: int
     log_dir: Path
+    web_metrics_port: int
 
     def post(self, number: str, messages: list[dict[str, Any]], secret: str) -> int:
         payload = webhooks.envelope(messages, phone_number_id=number)
@@ -82,7 +83,7 @@ class Tenants:
         return True
 
     def web_counts(self) -> Samples:
-        return _scrape(f"{self.web}/metrics")
+        return _scrape(f"http://127.0.0.1:{self.web_metrics_port}/metrics")
 
     def worker_counts(self) -> Samples:
         return _scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
@@ -166,8 +167,8 @@ def tenants(simulator: Simulator, seaweed: SeaweedFS, s3: Any, run_dir: Path) ->
                 ("REPLY_RATE_PER_ACCOUNT", str(ACCOUNT_RATE)),
             ),
         )
-        metrics_port = free_port()
-        web_service, url = start_web(env, log_dir)
+        metrics_port, web_metrics_port = free_port(), free_port()
+        web_service, url = start_web(env, log_dir, metrics_port=web_metrics_port)
         services: list[Service] = [web_service]
         try:
             services.append(start_worker(env, log_dir, name="tenancy", metrics_port=metrics_port))
@@ -181,6 +182,7 @@ def tenants(simulator: Simulator, seaweed: SeaweedFS, s3: Any, run_dir: Path) ->
                 beta_secret,
                 metrics_port,
                 log_dir,
+                web_metrics_port,
             )
         finally:
             for service in reversed(services):

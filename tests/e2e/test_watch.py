@@ -30,6 +30,7 @@ from worker.state import (
     ARCHIVED_KEPT_SECONDS,
     ARCHIVED_KEY,
     SWEEP_LAST_KEY,
+    MediaRef,
     MediaStateStore,
 )
 from worker.stats import archived_counts, read_snapshot
@@ -86,7 +87,10 @@ def test_each_completed_sweep_is_served_and_a_skipped_one_is_not(
 ) -> None:
     env = stack_env(simulator, seaweed, private_redis.url)
     logs = tmp_path / "logs"
-    web, url = start_web(env, logs)
+    web_metrics_port = free_port()
+    web, _ = start_web(env, logs, metrics_port=web_metrics_port)
+    # Web serves its metrics on a port of their own (WEB_METRICS_PORT).
+    url = f"http://127.0.0.1:{web_metrics_port}"
     try:
         # Before any sweep, the gauge reads 0: WaMediaSweepStalled sees "never" as long ago.
         assert scrape(url)[GAUGE] == 0
@@ -147,20 +151,21 @@ def test_archived_media_are_counted_by_the_hour_and_the_day(
         ARCHIVED_KEY,
         {"two-hours": now - 7200, "yesterday": now - 23 * 3600, "old": now - 2 * 86400},
     )
-    for media_id in ("m1", "m2", "m3"):
-        store.mark_archived(media_id, f"key/{media_id}")
+    refs = {media_id: MediaRef("106540352242922", media_id) for media_id in ("m1", "m2", "m3")}
+    for media_id, ref in refs.items():
+        store.mark_archived(ref, f"key/{media_id}")
     # Archived twice (a retry that found the sidecar): counted once.
-    store.mark_archived("m1", "key/m1")
+    store.mark_archived(refs["m1"], "key/m1")
 
     counts = archived_counts(store.redis)
     assert (counts.last_hour, counts.last_day) == (3, 5)
     # The day's window is kept, older members are trimmed, and the set expires.
     assert redis.zscore(ARCHIVED_KEY, "old") is None
     assert 0 < redis.ttl(ARCHIVED_KEY) <= ARCHIVED_KEPT_SECONDS
-    assert redis.hget("wa:media:m1", "state") == "archived"
+    assert redis.hget(refs["m1"].key, "state") == "archived"
 
     # A failed media is not archived.
-    store.mark_failed("m4", "404")
+    store.mark_failed(MediaRef("106540352242922", "m4"), "404")
     assert archived_counts(store.redis).last_day == 5
 
     env = {"REDIS_URL": private_redis.url}

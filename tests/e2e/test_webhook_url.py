@@ -32,7 +32,7 @@ from worker.config import WorkerSettings
 from worker.errors import IntegrityError, TemporaryError
 from worker.jobs import MediaJob
 from worker.layout import build_key
-from worker.state import MediaStateStore
+from worker.state import MediaRef, MediaStateStore
 from worker.storage import make_s3_client
 
 PHONE = webhooks.DEFAULT_PHONE_NUMBER_ID
@@ -171,7 +171,7 @@ def test_a_refused_webhook_url_falls_back_to_the_lookup_within_the_try(
     assert result == Done("archived", key_of(job))
     assert ops(sim, record.id) == ["download", "lookup", "download"]
     assert sidecar(s3, job)["url_source"] == "lookup"
-    assert archiver.state.get(record.id)["attempts"] == "1"
+    assert archiver.state.get(MediaRef.of(job))["attempts"] == "1"
     # A dead URL says nothing of the token: calls with it are not paused.
     with Redis.from_url(url_redis) as redis:
         assert redis.zcard("wa:paused") == 0
@@ -196,7 +196,7 @@ def test_later_tries_look_the_media_up(
     assert second == Done("archived", key_of(job))
     assert ops(sim, record.id) == ["download", "lookup", "download"]
     assert sidecar(s3, job)["url_source"] == "lookup"
-    assert archiver.state.get(record.id)["attempts"] == "2"
+    assert archiver.state.get(MediaRef.of(job))["attempts"] == "2"
 
 
 def test_bytes_that_differ_from_the_webhook_digest_are_not_committed(
@@ -214,7 +214,7 @@ def test_bytes_that_differ_from_the_webhook_digest_are_not_committed(
     assert "webhook" in result.error.reason
     assert ops(sim, record.id) == ["download"]
     assert stored(s3, job) is None
-    assert archiver.state.get(record.id)["integrity_failures"] == "1"
+    assert archiver.state.get(MediaRef.of(job))["integrity_failures"] == "1"
 
 
 def test_without_a_usable_webhook_digest_the_media_is_looked_up(

@@ -56,7 +56,7 @@ def render(snapshot: Snapshot, archived: ArchivedCounts) -> str:
         lines.append("oldest pending             -")
         return "\n".join(lines)
     lines.append(
-        f"oldest pending      {shown(oldest.media_id)}  sent {when(str(oldest.timestamp))}, "
+        f"oldest pending      {shown(oldest.name)}  sent {when(str(oldest.timestamp))}, "
         f"deadline in {_span(oldest.deadline - snapshot.taken_at)}"
     )
     lines.append("")
@@ -64,7 +64,7 @@ def render(snapshot: Snapshot, archived: ArchivedCounts) -> str:
     lines.append(f"  {'media id':<40} {'state':<10} {'sent':<20} deadline in")
     for item in snapshot.nearest:
         lines.append(
-            f"  {shown(item.media_id):<40} {shown(item.state):<10} {when(str(item.timestamp)):<20} "
+            f"  {shown(item.name):<40} {shown(item.state):<10} {when(str(item.timestamp)):<20} "
             f"{_span(item.deadline - snapshot.taken_at)}"
         )
     if snapshot.sampled < snapshot.pending:
