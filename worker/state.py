@@ -46,6 +46,7 @@ __all__ = [
     "SKIPPED_KEY",
     "SWEEP_LAST_KEY",
     "SWEEP_LAST_TTL",
+    "SWEEP_LOCK_KEY",
     "Attempt",
     "MediaRef",
     "MediaStateStore",
@@ -176,6 +177,8 @@ PENDING_KEY = "wa:pending"
 # media is its first member, read in one command by every scrape.
 PENDING_WINDOW_KEY = "wa:pending:window"
 FAILED_KEY = "wa:failed"
+# Held by the one sweep running, its value the holder's token (`host:pid:random`).
+SWEEP_LOCK_KEY = "wa:sweep-lock"
 # Media archived in the last day, scored by when: `wa-media status` counts them (ZCOUNT).
 ARCHIVED_KEY = "wa:archived"
 ARCHIVED_KEPT_SECONDS = 24 * 3600
@@ -494,15 +497,29 @@ class MediaStateStore:
         )
         return job
 
-    def _take(self, key: str, token: str) -> bool:
-        if self.redis.set(key, token, nx=True, ex=self.lease_ttl):
+    def _take(self, key: str, token: str, ttl: int | None = None) -> bool:
+        ttl = self.lease_ttl if ttl is None else ttl
+        if self.redis.set(key, token, nx=True, ex=ttl):
             return True
         holder = self.redis.get(key)
         if holder is None or not holder_died(_text(holder)):
             return False
         # Its process on this host is gone (a killed pool process): no need to wait for expiry.
         self.redis.register_script(_RELEASE)(keys=[key], args=[holder])
-        return bool(self.redis.set(key, token, nx=True, ex=self.lease_ttl))
+        return bool(self.redis.set(key, token, nx=True, ex=ttl))
+
+    def take_sweep_lock(self, ttl: int) -> str | None:
+        """The sweep lock's token, when this process took it: free, or held by a process of
+        this host that died mid-sweep; None while another sweep holds it (one whose holder died
+        on another host expires after `ttl`)."""
+        token = holder_token()
+        with _redis_errors("take the sweep lock"):
+            return token if self._take(SWEEP_LOCK_KEY, token, ttl) else None
+
+    def release_sweep_lock(self, token: str) -> None:
+        """Let go of the sweep lock, if this token still holds it."""
+        with _redis_errors("release the sweep lock"):
+            self.redis.register_script(_RELEASE)(keys=[SWEEP_LOCK_KEY], args=[token])
 
     @contextmanager
     def lease(self, ref: MediaRef, *, renew_until: float | None = None) -> Iterator[None]:

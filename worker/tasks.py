@@ -441,7 +441,8 @@ def sweep() -> dict[str, int]:
         state = svc.state
         try:
             # One sweep at a time across every worker.
-            if not svc.redis.set("wa:sweep-lock", "1", nx=True, ex=SWEEP_INTERVAL * 4):
+            lock = state.take_sweep_lock(SWEEP_INTERVAL * 4)
+            if lock is None:
                 count_task("sweep", "skipped")
                 return {}
             counts = {"requeued": 0, "settled": 0, "leased": 0}
@@ -482,10 +483,8 @@ def sweep() -> dict[str, int]:
                         reason="lease expired" if current == "archiving" else "queued too long",
                     )
             _sweep_replies(svc, now, counts)
-            with svc.redis.pipeline(transaction=False) as pipe:
-                pipe.set(SWEEP_LAST_KEY, f"{time.time():.3f}", ex=SWEEP_LAST_TTL)
-                pipe.delete("wa:sweep-lock")
-                pipe.execute()
+            svc.redis.set(SWEEP_LAST_KEY, f"{time.time():.3f}", ex=SWEEP_LAST_TTL)
+            state.release_sweep_lock(lock)
         except (StorageError, RedisError, OSError, KombuError) as exc:
             count_task("sweep", "failed", reason_of(exc))
             log.warning("sweep_failed", reason=str(exc), reason_label=reason_of(exc))

@@ -1,5 +1,6 @@
 """The commit of an archived object: one writer of a key at a time (a claim in a real Redis), and
-what a taken key means (the same bytes, or a conflict), over the unit fake S3."""
+what a taken key means (the same bytes, or a conflict), over the unit fake S3; and the sweep's
+lock, held and taken over by the same rule."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.unit.test_storage_upload import FakeS3
 from worker.commit import CommitClaims, commit_upload
 from worker.errors import BusyError, KeyConflict, RedisUnavailable
 from worker.reasons import reason_of
+from worker.state import SWEEP_LOCK_KEY, MediaStateStore
 from worker.storage import PART_SIZE, ArchiveStore
 
 BUCKET = "b"
@@ -196,3 +198,32 @@ def test_redis_away_is_a_retryable_failure() -> None:
     unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
     with pytest.raises(RedisUnavailable), CommitClaims(unreachable).hold(BUCKET, "k"):
         pass
+
+
+# The sweep's lock follows the same rule as claims.
+
+
+def test_the_sweep_lock_is_taken_once_and_let_go_by_its_holder_only(redis: Redis) -> None:
+    store = MediaStateStore(redis)
+    redis.delete(SWEEP_LOCK_KEY)
+    token = store.take_sweep_lock(60)
+    assert token is not None
+    assert store.take_sweep_lock(60) is None  # a sweep runs: another one skips
+    assert 0 < redis.ttl(SWEEP_LOCK_KEY) <= 60
+    # A sweep whose lock ran out and was taken by another does not free the new holder's.
+    redis.set(SWEEP_LOCK_KEY, "the next holder", ex=60)
+    store.release_sweep_lock(token)
+    assert redis.get(SWEEP_LOCK_KEY) == b"the next holder"
+    redis.delete(SWEEP_LOCK_KEY)
+
+
+def test_a_sweep_lock_of_a_dead_process_of_this_host_is_taken_at_once(redis: Redis) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    redis.set(SWEEP_LOCK_KEY, f"{socket.gethostname()}:{gone.pid}:dead", ex=60)
+    store = MediaStateStore(redis)
+    token = store.take_sweep_lock(60)
+    assert token is not None
+    assert redis.get(SWEEP_LOCK_KEY) == token.encode()
+    store.release_sweep_lock(token)
+    assert redis.get(SWEEP_LOCK_KEY) is None
