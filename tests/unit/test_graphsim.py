@@ -1,4 +1,5 @@
-"""Tests of graphsim: the Cloud API simulator over real HTTP, and the pure webhook builders."""
+"""Tests of graphsim: the Cloud API simulator over real HTTP; and the pure webhook builders
+(worker/cli/payloads.py, devstack/webhooks.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from devstack import webhooks
 from devstack.processes import wait_for
-from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
+from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError
 from graphsim.records import REQUEST_LOG_LIMIT, LoggedRequest, Recorder
 
 TOKEN = "sim-token"
