@@ -28,9 +28,13 @@ venv: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The project's wheel holds the product only (webhook, worker): a .pth file puts the repository
+# root on the virtualenv's path, so that the development tools (graphsim, devstack, bench,
+# tests) import from any directory too.
 $(STAMP): pyproject.toml $(DEV_LOCK) | $(BIN)/python
 	$(BIN)/pip install -r $(DEV_LOCK)
 	$(BIN)/pip install --no-deps -e .
+	echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/wa_media_dev.pth"
 	touch $(STAMP)
 
 # Resolves both locks again from pyproject.toml, keeping the pins that still fit; upgrade
