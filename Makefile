@@ -88,12 +88,15 @@ container-test: venv
 chaos: venv redis
 	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
+# lint-imports checks the import contracts of pyproject.toml ([tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 # Caches and build output; the virtualenv stays (remove .venv by hand to rebuild it).
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache \
+		.hypothesis .demo
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
