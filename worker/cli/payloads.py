@@ -137,8 +137,6 @@ def media_message(
         media["filename"] = filename if filename is not None else f"file-{media_id}"
     if caption is not None:
         media["caption"] = caption
-    if url is not None:
-        media["url"] = url
     message = message_head(sender, wamid, timestamp, wire_type)
     message[wire_type] = media
     return message
