@@ -28,9 +28,13 @@ venv: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The project's wheel holds the product only (webhook, worker): a .pth file puts the repository
+# root on the virtualenv's path, so that the development tools (graphsim, devstack, bench,
+# tests) import from any directory too.
 $(STAMP): pyproject.toml $(DEV_LOCK) | $(BIN)/python
 	$(BIN)/pip install -r $(DEV_LOCK)
 	$(BIN)/pip install --no-deps -e .
+	echo "$(CURDIR)" > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/wa_media_dev.pth"
 	touch $(STAMP)
 
 # Resolves both locks again from pyproject.toml, keeping the pins that still fit; upgrade
@@ -84,12 +88,15 @@ container-test: venv
 chaos: venv redis
 	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
+# lint-imports checks the import contracts of pyproject.toml ([tool.importlinter]).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 # Caches and build output; the virtualenv stays (remove .venv by hand to rebuild it).
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis .demo
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache \
+		.hypothesis .demo
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

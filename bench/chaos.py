@@ -46,6 +46,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redis import Redis
 from redis.exceptions import RedisError
 
+from devstack import webhooks
 from devstack.processes import Service, free_port, wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
@@ -58,8 +59,8 @@ from devstack.stack import (
     start_worker,
     worker_argv,
 )
-from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
-from graphsim.webhooks import DEFAULT_PHONE_NUMBER_ID, MediaKind
+from devstack.webhooks import DEFAULT_PHONE_NUMBER_ID, MediaKind
+from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError
 from worker.layout import build_key, sidecar_key
 
 # `python bench/chaos.py` puts bench/ on the path, not the repository root that holds `bench`.

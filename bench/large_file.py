@@ -42,9 +42,10 @@ import boto3
 import requests
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, wait_for
 from devstack.seaweed import ACCESS_KEY, SECRET_KEY
-from graphsim import MediaRecord, SimulatorClient, SimulatorError, webhooks
+from graphsim import MediaRecord, SimulatorClient, SimulatorError
 from worker.layout import build_key, sidecar_key
 
 # `python bench/large_file.py` puts bench/ on the path, not the repository root with `bench`.

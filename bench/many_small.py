@@ -51,8 +51,9 @@ from typing import Any
 import requests
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, wait_for
-from graphsim import MediaRecord, SimulatorError, webhooks
+from graphsim import MediaRecord, SimulatorError
 
 # `python bench/many_small.py` puts bench/ on the path, not the repository root with `bench`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

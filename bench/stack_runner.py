@@ -29,9 +29,9 @@ from devstack.processes import Service, free_port, wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
+from devstack.webhooks import DEFAULT_PHONE_NUMBER_ID
 from graphsim import Simulator, SimulatorClient, SimulatorError
 from graphsim.server import DEFAULT_TOKEN
-from graphsim.webhooks import DEFAULT_PHONE_NUMBER_ID
 
 __all__ = [
     "START",

@@ -44,9 +44,9 @@ from typing import Literal
 import requests
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, free_port, wait_for
 from devstack.redis_server import RedisServer
-from graphsim import webhooks
 from worker.celery_app import MEDIA_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent

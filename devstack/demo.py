@@ -35,11 +35,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redis import Redis
 from redis.exceptions import RedisError
 
+from devstack import webhooks
 from devstack.processes import Service, free_port, stop_signals, wait_for
 from devstack.redis_server import RedisServer, redis_answers
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
-from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError, webhooks
+from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError
 from worker.config import DEFAULT_TOO_BIG_REPLY
 from worker.env import redis_url
 from worker.layout import build_key, sidecar_key

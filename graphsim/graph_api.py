@@ -22,10 +22,9 @@ from graphsim.delivery import media_response
 from graphsim.dialects import MediaDialect
 from graphsim.errors import graph_error
 from graphsim.media import Media
-from graphsim.messages import addressee, record_send, text_problem
+from graphsim.messages import addressee, new_wamid, record_send, text_problem
 from graphsim.responses import Refusal, json_response
 from graphsim.state import SimState
-from graphsim.webhooks import new_wamid
 
 __all__ = [
     "delete",

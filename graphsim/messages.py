@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 import time
 from typing import Any
 
 from graphsim.records import Provider
 from graphsim.state import SimState
 
-__all__ = ["MAX_TEXT_LENGTH", "addressee", "is_bsuid", "record_send", "text_problem"]
+__all__ = [
+    "MAX_TEXT_LENGTH",
+    "addressee",
+    "is_bsuid",
+    "new_wamid",
+    "record_send",
+    "text_problem",
+]
 
 MAX_TEXT_LENGTH = 4096
 
@@ -17,6 +26,12 @@ MAX_TEXT_LENGTH = 4096
 # letters and digits (`US.13491208655302741918`); a parent BSUID has `ENT.` after the country
 # code (`US.ENT.11815799212886844830`).
 _BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}")
+
+
+def new_wamid() -> str:
+    """A fresh, unique WhatsApp message id shaped like Meta's: the id of an accepted send."""
+    token = base64.b64encode(secrets.token_bytes(27)).decode()
+    return f"wamid.HBgL{token}"
 
 
 def is_bsuid(value: str) -> bool:

@@ -2,7 +2,7 @@
 per variant, each with what the service owes it.
 
 A row names the page its shape comes from, what it exercises, how its payloads are built (with
-the simulator's builders, `graphsim.webhooks`) and what is expected of them: the media jobs in
+the builders of `devstack.webhooks`) and what is expected of them: the media jobs in
 order (each ending as an archived object or as an edit record beside one), the 131052 warnings
 owed and to whom, and why every other message is skipped. Every row's webhooks are answered 200.
 
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from graphsim import webhooks
+from devstack import webhooks
 from webhook.payload import ParsedPayload, SkipReason, parse_cloud_payload
 from worker.jobs import Customer, Direction, MediaJob, Source
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from graphsim import webhooks
+from devstack import webhooks
 from tests.conformance.corpus import (
     BSUID_PAGE,
     D360_BSUID_PAGE,

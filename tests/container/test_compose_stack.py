@@ -39,9 +39,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from devstack import webhooks
 from devstack.images import ROOT, build_all, build_app_images
 from devstack.processes import free_port, wait_for
-from graphsim import MediaRecord, Simulator, SimulatorClient, webhooks
+from graphsim import MediaRecord, Simulator, SimulatorClient
 from worker.layout import build_key
 
 COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"

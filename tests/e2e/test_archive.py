@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from graphsim import webhooks
+from devstack import webhooks
 from tests.e2e.conftest import BUCKET, Stack
 from worker.state import RECORD_TTL
 

@@ -17,8 +17,8 @@ import requests
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack import webhooks
 from devstack.processes import wait_for
-from graphsim import webhooks
 from tests.e2e.conftest import BUCKET, Sent, Stack
 from worker.commit import CommitClaims, commit_upload
 from worker.errors import KeyConflict

@@ -25,10 +25,11 @@ import requests
 from botocore.exceptions import ClientError
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, wait_for
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
-from graphsim import Simulator, SimulatorClient, webhooks
+from graphsim import Simulator, SimulatorClient
 from tests.conformance.corpus import (
     CLOUD_NUMBER,
     D360_NUMBER,

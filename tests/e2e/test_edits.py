@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from devstack import webhooks
 from devstack.processes import wait_for
-from graphsim import webhooks
 from tests.e2e.conftest import Sent, Stack
 from worker.layout import edit_record_key
 

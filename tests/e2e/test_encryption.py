@@ -18,10 +18,11 @@ import requests
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
+from devstack import webhooks
 from devstack.processes import wait_for
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
-from graphsim import Simulator, SimulatorClient, webhooks
+from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from worker.cli import main
 from worker.layout import build_key

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from devstack import webhooks
 from devstack.processes import wait_for
-from graphsim import webhooks
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
 
 # The number the stack's webhooks are for: warnings are recorded per account.

@@ -24,10 +24,11 @@ import requests
 from click.testing import CliRunner
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
-from graphsim import Simulator, SimulatorClient, webhooks
+from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Sent, Stack
 from tests.lan import other_address

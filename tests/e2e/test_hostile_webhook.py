@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from redis import Redis
 from werkzeug.sansio.utils import get_content_length
 
-from graphsim import webhooks
+from devstack import webhooks
 from tests.conftest import redis_db
 from webhook import create_app
 from webhook.config import MAX_BODY_BYTES, WebSettings

@@ -19,10 +19,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, free_port, wait_for
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
-from graphsim import Simulator, SimulatorClient, webhooks
+from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import Sent, Stack, stack_env
 

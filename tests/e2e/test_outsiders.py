@@ -21,9 +21,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, free_port, wait_for
 from devstack.redis_server import RedisServer
-from graphsim import webhooks
 from tests.conftest import redis_db
 from worker.jobs import MediaJob
 from worker.policy import media_deadline

@@ -23,10 +23,11 @@ import requests
 from botocore.exceptions import ClientError
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, wait_for
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
-from graphsim import Simulator, SimulatorClient, webhooks
+from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, REPLY_TEXT, task_counts, wait_tasks
 from worker.layout import build_key

@@ -18,11 +18,12 @@ import pytest
 from click.testing import CliRunner
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, WorkerPool, deployed_pool, start_beat, start_web, start_worker
-from graphsim import Simulator, webhooks
+from graphsim import Simulator
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
 from worker.cli import main as cli
 from worker.state import MediaStateStore

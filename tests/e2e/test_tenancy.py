@@ -26,10 +26,11 @@ from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, free_port, wait_for
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_beat, start_web, start_worker
-from graphsim import MediaRecord, Simulator, SimulatorClient, webhooks
+from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, REPLY_TEXT
 from worker.jobs import MediaJob

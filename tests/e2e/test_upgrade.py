@@ -19,10 +19,11 @@ import pytest
 import requests
 from redis import Redis
 
+from devstack import webhooks
 from devstack.processes import Service, wait_for
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_beat, start_web, start_worker
-from graphsim import Simulator, SimulatorClient, webhooks
+from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import REPLY_TEXT, Stack, stack_env
 from worker.layout import build_key

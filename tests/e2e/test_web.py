@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
-from graphsim import webhooks
+from devstack import webhooks
 from tests.conftest import redis_db
 from webhook import create_app
 from webhook.config import WebSettings

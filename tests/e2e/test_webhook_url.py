@@ -20,9 +20,10 @@ from botocore.exceptions import ClientError
 from prometheus_client import REGISTRY
 from redis import Redis
 
+from devstack import webhooks
 from devstack.seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS
 from devstack.stack import StackEnv
-from graphsim import MediaRecord, Simulator, SimulatorClient, webhooks
+from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, Sent, Stack
 from webhook.payload import parse_cloud_payload

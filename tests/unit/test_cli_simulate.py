@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from graphsim import Simulator, SimulatorClient, webhooks
+from devstack import webhooks
+from graphsim import Simulator, SimulatorClient
 from tests.unit.test_cli_media import environment
 from worker.cli import main
 from worker.cli.common import read_env_file

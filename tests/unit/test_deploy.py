@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -27,6 +28,7 @@ import pytest
 import yaml
 from kombu.transport.redis import Channel
 
+from tests.unit.test_graphsim_imports import module_imports
 from webhook.config import MAX_BODY_BYTES
 from worker.celery_app import ARCHIVE_PRIORITY, MEDIA_QUEUE, RESCUE_PRIORITY, TASK_TIME_LIMIT
 from worker.metrics import DEFAULT_METRICS_PORT
@@ -37,6 +39,9 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 PROMETHEUS = DEPLOY / "prometheus"
 PROCESSES = ("web", "worker", "beat")
+# The packages the image (and the wheel it installs) holds, and those it must not.
+PRODUCT = ("webhook", "worker")
+DEVELOPMENT = ("graphsim", "devstack", "bench", "tests")
 # Kubernetes objects of each process, by name.
 DEPLOYMENTS = {"web": "wa-media-web", "worker": "wa-media-worker", "beat": "wa-media-beat"}
 
@@ -238,6 +243,16 @@ def dockerfile() -> list[str]:
     text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     text = re.sub(r"\\\n", " ", text)
     return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def image_sources() -> list[str]:
+    """What deploy/Dockerfile copies from the build context (not from another stage)."""
+    return [
+        source
+        for line in dockerfile()
+        if line.startswith("COPY ") and "--from" not in line
+        for source in line.split()[1:-1]
+    ]
 
 
 def go_duration(text: str) -> int:
@@ -810,6 +825,28 @@ def test_image_installs_the_lock_then_the_project_without_resolving() -> None:
     }
 
 
+def test_image_copies_the_product_and_no_development_tool() -> None:
+    packages = {source for source in image_sources() if (ROOT / source).is_dir()}
+    assert packages == set(PRODUCT)
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"
+    ]["packages"]["find"]["include"]
+    assert sorted(include) == [f"{package}*" for package in PRODUCT], "the wheel packages more"
+
+
+def test_image_holds_every_package_the_product_imports() -> None:
+    local = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    assert {*PRODUCT, *DEVELOPMENT} <= local
+    missing = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for package in PRODUCT
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line, name in module_imports(path)
+        if name.split(".")[0] in local - set(PRODUCT)
+    ]
+    assert missing == []
+
+
 def test_image_bakes_in_no_secret() -> None:
     for line in dockerfile():
         if line.startswith(("ENV ", "ARG ")):
@@ -850,12 +887,7 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 def test_dockerignore_lets_in_only_what_the_image_copies() -> None:
     lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    copied = [
-        source
-        for line in dockerfile()
-        if line.startswith("COPY ") and "--from" not in line
-        for source in line.split()[1:-1]
-    ]
+    copied = image_sources()
     assert copied
     for source in copied:
         assert (ROOT / source).exists(), source
@@ -865,6 +897,9 @@ def test_dockerignore_lets_in_only_what_the_image_copies() -> None:
         "deploy/compose.env",
         ".venv/bin/python",
         "tests/unit/test_deploy.py",
+        "graphsim/server.py",
+        "devstack/stack.py",
+        "bench/chaos.py",
         "worker/__pycache__/tasks.cpython-311.pyc",
         ".git/config",
     ):

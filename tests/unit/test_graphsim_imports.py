@@ -14,7 +14,7 @@ GRAPHSIM = Path(graphsim.__file__).parent
 FORBIDDEN = {"worker", "webhook"}
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
+def module_imports(path: Path) -> list[tuple[int, str]]:
     """Each module a file imports (absolute names; relative imports stay in the package)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -39,7 +39,7 @@ def test_no_simulator_module_imports_the_worker_or_the_webhook() -> None:
     offending = [
         f"{path.relative_to(GRAPHSIM.parent)}:{line} imports {name}"
         for path in modules
-        for line, name in _imports(path)
+        for line, name in module_imports(path)
         if name.split(".")[0] in FORBIDDEN
     ]
 

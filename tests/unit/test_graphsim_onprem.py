@@ -1,4 +1,5 @@
-"""Tests of graphsim's On-Premises dialect under `/onprem`, and its webhook builders."""
+"""Tests of graphsim's On-Premises dialect under `/onprem`, and the On-Premises webhook builders
+(devstack/webhooks.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from graphsim import Simulator, SimulatorClient, SimulatorError, webhooks
+from devstack import webhooks
+from graphsim import Simulator, SimulatorClient, SimulatorError
 
 AUTH = {"Authorization": "Bearer onprem-token"}
 TIMEOUT = 5.0

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from graphsim import Simulator, SimulatorClient, webhooks
+from devstack import webhooks
+from graphsim import Simulator, SimulatorClient
 
 SHA_B64 = base64.b64encode(hashlib.sha256(b"bytes").digest()).decode()
 TOKEN = "sim-token"

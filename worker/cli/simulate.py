@@ -14,7 +14,7 @@ from typing import Any
 import click
 import requests
 
-from graphsim import webhooks
+from worker.cli import payloads
 from worker.cli.common import (
     EXIT_FAILED,
     EXIT_UNAVAILABLE,
@@ -28,7 +28,7 @@ from worker.provider import Provider
 
 __all__ = ["simulate"]
 
-KINDS = ("text", "too-big", *webhooks.MEDIA_KINDS)
+KINDS = ("text", "too-big", *payloads.MEDIA_KINDS)
 _MIME = {
     "image": "image/jpeg",
     "video": "video/mp4",
@@ -71,7 +71,7 @@ def file_message(
     kind: str, upload: Upload, media_id: str, sender: str, timestamp: int | None = None
 ) -> dict[str, Any]:
     """A message announcing an uploaded file with its real type and digest (pure)."""
-    return webhooks.media_message(
+    return payloads.media_message(
         kind,  # type: ignore[arg-type]  # one of MEDIA_KINDS
         media_id,
         sha256_b64=upload.sha256_b64,
@@ -85,12 +85,12 @@ def file_message(
 def sample_message(kind: str, media_id: str | None, sender: str) -> dict[str, Any]:
     """One inbound message of `kind`; media ids are made up unless given."""
     if kind == "text":
-        return webhooks.text_message("wa-media simulate", sender=sender)
+        return payloads.text_message("wa-media simulate", sender=sender)
     if kind == "too-big":
-        return webhooks.too_big_message(sender=sender)
+        return payloads.too_big_message(sender=sender)
     media = media_id or secrets.token_hex(8)
     digest = base64.b64encode(hashlib.sha256(media.encode()).digest()).decode()
-    message = webhooks.media_message(
+    message = payloads.media_message(
         kind,  # type: ignore[arg-type]  # one of MEDIA_KINDS, checked by click.Choice
         media,
         sha256_b64=digest,
@@ -105,8 +105,8 @@ def sample_message(kind: str, media_id: str | None, sender: str) -> dict[str, An
 
 def _payload(messages: list[dict[str, Any]], phone_number_id: str, onprem: bool) -> bytes:
     if onprem:
-        return webhooks.encode(webhooks.onprem_envelope(messages))
-    return webhooks.encode(webhooks.envelope(messages, phone_number_id=phone_number_id))
+        return payloads.encode(payloads.onprem_envelope(messages))
+    return payloads.encode(payloads.envelope(messages, phone_number_id=phone_number_id))
 
 
 def _from_env_or_file(what: str, env_name: str | None, file: str | None) -> str | None:
@@ -151,8 +151,8 @@ def _from_env_or_file(what: str, env_name: str | None, file: str | None) -> str 
     "simulator) for each message, which announces it with its real MIME type and SHA-256.",
 )
 @click.option("--type", "mime_type", help="The --file's MIME type (default: from its extension).")
-@click.option("--phone-number-id", default=webhooks.DEFAULT_PHONE_NUMBER_ID, show_default=True)
-@click.option("--sender", default=webhooks.DEFAULT_SENDER, show_default=True)
+@click.option("--phone-number-id", default=payloads.DEFAULT_PHONE_NUMBER_ID, show_default=True)
+@click.option("--sender", default=payloads.DEFAULT_SENDER, show_default=True)
 @click.option(
     "--token-env",
     metavar="NAME",
@@ -221,7 +221,7 @@ def simulate(
             raise click.UsageError("give --file or --media-id, not both")
         upload = Upload.read(file, mime_type)
         kind = kind or upload.kind()
-        if kind not in webhooks.MEDIA_KINDS:
+        if kind not in payloads.MEDIA_KINDS:
             raise click.UsageError(f"--file is announced by a media message, not --kind {kind}")
         provider, number = provider_for(phone_number_id)
     elif mime_type is not None:
@@ -241,7 +241,7 @@ def simulate(
             body = _payload(batch, phone_number_id, onprem)
             headers = {"Content-Type": "application/json"}
             if secret is not None and token is None:
-                headers["X-Hub-Signature-256"] = webhooks.sign(body, secret)
+                headers["X-Hub-Signature-256"] = payloads.sign(body, secret)
             try:
                 answer = session.post(endpoint, data=body, headers=headers, timeout=10)
             except requests.RequestException as exc:

@@ -1,26 +1,44 @@
-"""Builders of webhook payloads and their signatures (pure: no I/O).
+"""Webhook payloads for the tests, the demo and the benchmarks (pure: no I/O).
 
-The Cloud API's (also 360dialog's) `entry`/`changes` envelope, and the On-Premises API's
-top-level `{"contacts", "messages", ...}` one, whose media carry a hex `sha256` and no `url`.
-
-The Cloud API's shapes: messages of the `messages` field (media with or without the `url`
-webhooks carry from v24.0, customers named by phone number and/or business-scoped user id,
-edits, unsupported types with their errors, types no release knows yet), statuses, echoes of
-what the business sent from the WhatsApp Business app (`smb_message_echoes`), shared chat
-history (`history`, its media first without ids), 360dialog's partner envelope of a change, and
-fields no release knows.
+The product's builders (worker/cli/payloads.py: what `wa-media simulate` sends), re-exported
+here, and the shapes only the tests and the demo send. The Cloud API's: statuses, customers
+named by business-scoped user id, edits, unsupported types with their errors, types no release
+knows yet, echoes of what the business sent from the WhatsApp Business app
+(`smb_message_echoes`), shared chat history (`history`, its media first without ids),
+360dialog's partner envelope of a change, and fields no release knows. The On-Premises API's
+media messages, which carry a hex `sha256` and no `url`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import secrets
-import time
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal, get_args
+from collections.abc import Sequence
+from typing import Any
+
+from worker.cli.payloads import (
+    DEFAULT_DISPLAY_PHONE_NUMBER,
+    DEFAULT_PHONE_NUMBER_ID,
+    DEFAULT_SENDER,
+    DEFAULT_WABA_ID,
+    MEDIA_KINDS,
+    Json,
+    MediaKind,
+    change_value,
+    check_media,
+    contact,
+    encode,
+    envelope,
+    error_object,
+    field_envelope,
+    media_message,
+    message_head,
+    new_wamid,
+    onprem_envelope,
+    sign,
+    text_message,
+    timestamp_text,
+    too_big_message,
+)
 
 __all__ = [
     "DEFAULT_DISPLAY_PHONE_NUMBER",
@@ -62,41 +80,13 @@ __all__ = [
     "without_media_id",
 ]
 
-Json = dict[str, Any]
-MediaKind = Literal["image", "video", "audio", "voice", "document", "sticker"]
-MEDIA_KINDS: tuple[MediaKind, ...] = get_args(MediaKind)
-
-DEFAULT_SENDER = "16505551234"
-DEFAULT_PHONE_NUMBER_ID = "106540352242922"
-DEFAULT_WABA_ID = "102290129340398"
-DEFAULT_DISPLAY_PHONE_NUMBER = "15550783881"
 # The examples of Meta's "Business-scoped user IDs" page.
 DEFAULT_USER_ID = "US.13491208655302741918"
 DEFAULT_PARENT_USER_ID = "US.ENT.11815799212886844830"
 
-TOO_BIG_CODE = 131052
-TOO_BIG_TITLE = "Media file size too big"
-TOO_BIG_DETAILS = (
-    "Media file size too big. Max file size we currently support: 100MB. "
-    "Please communicate with your customer to send a file of smaller size."
-)
-
 UNKNOWN_TYPE_CODE = 131051
 UNKNOWN_TYPE_TITLE = "Message type unknown"
 UNKNOWN_TYPE_DETAILS = "Message type is currently not supported."
-
-_CAPTIONED: frozenset[str] = frozenset({"image", "video", "document"})
-
-
-def sign(body: bytes, secret: str) -> str:
-    """Return the `X-Hub-Signature-256` header value for a raw body."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def encode(payload: Json) -> bytes:
-    """Serialise a payload as compact JSON bytes."""
-    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def signed(payload: Json, secret: str) -> tuple[bytes, dict[str, str]]:
@@ -105,111 +95,9 @@ def signed(payload: Json, secret: str) -> tuple[bytes, dict[str, str]]:
     return body, {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, secret)}
 
 
-def new_wamid() -> str:
-    """Return a fresh, unique WhatsApp message id shaped like Meta's."""
-    token = base64.b64encode(secrets.token_bytes(27)).decode()
-    return f"wamid.HBgL{token}"
-
-
 def new_onprem_id() -> str:
     """Return a fresh inbound On-Premises message id shaped like its documents' (`ABGG...`)."""
     return "ABGG" + secrets.token_urlsafe(24)
-
-
-def _timestamp(value: int | str | None) -> str:
-    # Meta sends Unix seconds as a string, never as a number.
-    return str(int(time.time()) if value is None else int(value))
-
-
-def _base(sender: str, wamid: str | None, timestamp: int | str | None, kind: str) -> Json:
-    return {
-        "from": sender,
-        "id": wamid or new_wamid(),
-        "timestamp": _timestamp(timestamp),
-        "type": kind,
-    }
-
-
-def _check_media(kind: str, caption: str | None, filename: str | None) -> None:
-    if kind not in MEDIA_KINDS:
-        raise ValueError(f"unknown media kind {kind!r}")
-    if caption is not None and kind not in _CAPTIONED:
-        raise ValueError(f"a {kind} message carries no caption")
-    if filename is not None and kind != "document":
-        raise ValueError("only a document carries a filename")
-
-
-def media_message(
-    kind: MediaKind,
-    media_id: str,
-    *,
-    sha256_b64: str,
-    mime_type: str,
-    sender: str = DEFAULT_SENDER,
-    wamid: str | None = None,
-    timestamp: int | str | None = None,
-    caption: str | None = None,
-    filename: str | None = None,
-    url: str | None = None,
-) -> Json:
-    """Build an inbound media message of one of `MEDIA_KINDS`.
-
-    `url`: the download URL Cloud API webhooks carry from v24.0 on (`SimulatorClient.download_url`
-    mints one); left out, the message is as earlier versions send it.
-    """
-    _check_media(kind, caption, filename)
-    wire_type = "audio" if kind == "voice" else kind
-    media: Json = {"id": media_id, "mime_type": mime_type, "sha256": sha256_b64}
-    if url is not None:
-        media["url"] = url
-    if kind in ("audio", "voice"):
-        media["voice"] = kind == "voice"
-    if kind == "sticker":
-        media["animated"] = False
-    if kind == "document":
-        media["filename"] = filename if filename is not None else f"file-{media_id}"
-    if caption is not None:
-        media["caption"] = caption
-    if url is not None:
-        media["url"] = url
-    message = _base(sender, wamid, timestamp, wire_type)
-    message[wire_type] = media
-    return message
-
-
-def error_object(
-    code: int, title: str, *, message: str | None = None, details: str | None = None
-) -> Json:
-    """Build one entry of a webhook `errors` list."""
-    error: Json = {"code": code, "title": title, "message": message or title}
-    if details is not None:
-        error["error_data"] = {"details": details}
-    return error
-
-
-def too_big_message(
-    *,
-    sender: str = DEFAULT_SENDER,
-    wamid: str | None = None,
-    timestamp: int | str | None = None,
-) -> Json:
-    """Build the `unsupported` message Meta sends for media over 100 MB (code 131052)."""
-    message = _base(sender, wamid, timestamp, "unsupported")
-    message["errors"] = [error_object(TOO_BIG_CODE, TOO_BIG_TITLE, details=TOO_BIG_DETAILS)]
-    return message
-
-
-def text_message(
-    body: str,
-    *,
-    sender: str = DEFAULT_SENDER,
-    wamid: str | None = None,
-    timestamp: int | str | None = None,
-) -> Json:
-    """Build an inbound text message."""
-    message = _base(sender, wamid, timestamp, "text")
-    message["text"] = {"body": body}
-    return message
 
 
 def status_update(
@@ -226,7 +114,7 @@ def status_update(
     `recipient` is the customer's phone number (`recipient_id`), None for a customer who shares
     none; `recipient_user_id` their BSUID.
     """
-    update: Json = {"id": wamid, "status": status, "timestamp": _timestamp(timestamp)}
+    update: Json = {"id": wamid, "status": status, "timestamp": timestamp_text(timestamp)}
     if recipient is not None:
         update["recipient_id"] = recipient
     if recipient_user_id is not None:
@@ -234,49 +122,6 @@ def status_update(
     if errors is not None:
         update["errors"] = list(errors)
     return update
-
-
-def _named(value: Any) -> str | None:
-    # Hostile tests put any JSON value in `from`: a contact names it as text.
-    return None if value is None else str(value)
-
-
-def _contacts(messages: Iterable[Json]) -> list[Json]:
-    # Keyed by their JSON: a hostile test's sender may be any JSON value, a list included.
-    senders: dict[str, tuple[Any, Any, Any]] = {}
-    for m in messages:
-        if "from" in m or "from_user_id" in m:
-            ids = (m.get("from"), m.get("from_user_id"), m.get("from_parent_user_id"))
-            senders.setdefault(json.dumps(ids, sort_keys=True, default=repr), ids)
-    return [
-        contact(wa_id=wa_id, user_id=user_id, parent_user_id=parent)
-        for wa_id, user_id, parent in senders.values()
-    ]
-
-
-def contact(
-    *,
-    wa_id: str | None = None,
-    user_id: str | None = None,
-    parent_user_id: str | None = None,
-    username: str | None = None,
-    name: str | None = None,
-) -> Json:
-    """One `contacts[]` entry: the profile (with the `username` of a user who adopted one), the
-    phone number (`wa_id`, absent for a user who shares none), the BSUID (`user_id`) and, where
-    parent BSUIDs are enabled, the parent BSUID (`parent_user_id`)."""
-    profile: Json = {"name": name or f"Customer {wa_id or user_id}"}
-    if username is not None:
-        profile["username"] = username
-    entry: Json = {"profile": profile}
-    for field_name, value in (
-        ("wa_id", wa_id),
-        ("user_id", user_id),
-        ("parent_user_id", parent_user_id),
-    ):
-        if value is not None:
-            entry[field_name] = value
-    return entry
 
 
 def from_user(
@@ -298,51 +143,6 @@ def from_user(
     return sent
 
 
-def _value(phone_number_id: str, display_phone_number: str) -> Json:
-    return {
-        "messaging_product": "whatsapp",
-        "metadata": {
-            "display_phone_number": display_phone_number,
-            "phone_number_id": phone_number_id,
-        },
-    }
-
-
-def field_envelope(field_name: str, value: Json, *, waba_id: str = DEFAULT_WABA_ID) -> Json:
-    """Wrap one change of webhook field `field_name` in a Cloud API payload."""
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": waba_id, "changes": [{"field": field_name, "value": value}]}],
-    }
-
-
-def envelope(
-    messages: Sequence[Json],
-    *,
-    phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
-    waba_id: str = DEFAULT_WABA_ID,
-    display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER,
-    statuses: Sequence[Json] | None = None,
-    errors: Sequence[Json] | None = None,
-    contacts: Sequence[Json] | None = None,
-) -> Json:
-    """Wrap messages, statuses and errors in a full Cloud API webhook payload.
-
-    `contacts` defaults to one entry per sender (phone number and BSUIDs as the messages give
-    them); pass entries made by `contact` for profiles with usernames.
-    """
-    value = _value(phone_number_id, display_phone_number)
-    # Like Meta, a payload without messages (e.g. only statuses) has no contacts/messages keys.
-    if messages:
-        value["contacts"] = _contacts(messages) if contacts is None else list(contacts)
-        value["messages"] = list(messages)
-    if statuses is not None:
-        value["statuses"] = list(statuses)
-    if errors is not None:
-        value["errors"] = list(errors)
-    return field_envelope("messages", value, waba_id=waba_id)
-
-
 def set_media(message: Json, **fields: Any) -> Json:
     """A copy of a media message with fields of its media object set, e.g. `animated=True` for
     an animated sticker."""
@@ -362,7 +162,7 @@ def unsupported_message(
 ) -> Json:
     """Build an `unsupported` message: a type Cloud API cannot deliver, with its error (131051,
     message type unknown, unless told otherwise) and `unsupported.type` naming what it was."""
-    message = _base(sender, wamid, timestamp, "unsupported")
+    message = message_head(sender, wamid, timestamp, "unsupported")
     message["errors"] = [error_object(code, title, details=details)]
     message["unsupported"] = {"type": unsupported_type}
     return message
@@ -378,7 +178,7 @@ def future_message(
 ) -> Json:
     """Build a message of a type no release knows yet: Meta adds types, each with its object
     under the type's name."""
-    message = _base(sender, wamid, timestamp, kind)
+    message = message_head(sender, wamid, timestamp, kind)
     message[kind] = {"id": secrets.token_hex(8)} if content is None else content
     return message
 
@@ -397,7 +197,7 @@ def edit_message(
     `context.id` naming the original."""
     kind = message["type"]
     content: Json = {"context": {"id": original_message_id}, "type": kind, kind: message[kind]}
-    edit = _base(sender, wamid, timestamp, "edit")
+    edit = message_head(sender, wamid, timestamp, "edit")
     edit["edit"] = {"original_message_id": original_message_id, "message": content}
     return edit
 
@@ -433,7 +233,7 @@ def echoes_envelope(
     display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER,
 ) -> Json:
     """Wrap echoes (from `echo_message`) in an `smb_message_echoes` webhook payload."""
-    value = _value(phone_number_id, display_phone_number)
+    value = change_value(phone_number_id, display_phone_number)
     value["message_echoes"] = list(echoes)
     return field_envelope("smb_message_echoes", value, waba_id=waba_id)
 
@@ -486,7 +286,7 @@ def history_envelope(
     display_phone_number: str = DEFAULT_DISPLAY_PHONE_NUMBER,
 ) -> Json:
     """Wrap history chunks in a `history` webhook payload."""
-    value = _value(phone_number_id, display_phone_number)
+    value = change_value(phone_number_id, display_phone_number)
     value["history"] = list(chunks)
     return field_envelope("history", value, waba_id=waba_id)
 
@@ -537,29 +337,12 @@ def onprem_media_message(
 
     A voice note is its own type there (`"type": "voice"`), not audio with a flag.
     """
-    _check_media(kind, caption, filename)
+    check_media(kind, caption, filename)
     media: Json = {"id": media_id, "mime_type": mime_type, "sha256": sha256_hex}
     if kind == "document":
         media["filename"] = filename if filename is not None else f"file-{media_id}"
     if caption is not None:
         media["caption"] = caption
-    message = _base(sender, message_id or new_onprem_id(), timestamp, kind)
+    message = message_head(sender, message_id or new_onprem_id(), timestamp, kind)
     message[kind] = media
     return message
-
-
-def onprem_envelope(
-    messages: Sequence[Json],
-    statuses: Sequence[Json] | None = None,
-    errors: Sequence[Json] | None = None,
-) -> Json:
-    """Wrap messages, statuses and errors in an On-Premises webhook payload (no metadata)."""
-    payload: Json = {}
-    if messages:
-        payload["contacts"] = _contacts(messages)
-        payload["messages"] = list(messages)
-    if statuses is not None:
-        payload["statuses"] = list(statuses)
-    if errors is not None:
-        payload["errors"] = list(errors)
-    return payload
