@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from webhook.metrics import state_metrics
 from worker.logs import get_logger, task_context
-from worker.metrics import serve_metrics_on_first_free
+from worker.metrics import MULTIPROC_ENV, exposition_registry, serve_metrics_on_first_free
 from worker.policy import MEDIA_LIFETIME
 from worker.stats import PendingMedia, Snapshot
 
@@ -190,3 +191,25 @@ def test_metrics_fail_when_every_port_is_taken() -> None:
         with pytest.raises(OSError, match="in use") as raised:
             serve_metrics_on_first_free(ports)
         assert raised.value.errno == errno.EADDRINUSE
+
+
+def test_a_scrape_leaves_out_the_file_a_process_is_creating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that starts (a gunicorn worker booting) creates its file empty and sizes it
+    next: a scrape in between sums the others instead of failing."""
+    written = MmapedDict(str(tmp_path / "counter_101.db"))
+    key = mmap_key("wa_demo", "wa_demo_total", ["outcome"], ["done"], "A demo count.")
+    written.write_value(key, 3.0, 0.0)
+    written.close()
+    (tmp_path / "counter_102.db").touch()  # its process has opened it, not sized it yet
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+
+    text = generate_latest(exposition_registry()).decode()
+
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("wa_demo_total", (("outcome", "done"),))] == 3.0
