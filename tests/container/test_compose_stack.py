@@ -460,16 +460,17 @@ def test_https_only_with_the_pinned_authority(stack: ComposeStack) -> None:
 
 
 def test_web_and_beat_write_their_home(stack: ComposeStack) -> None:
-    """The tmpfs at /var/lib/wa-media belongs to uid 10001: beat keeps its schedule there and
-    runs the sweep, gunicorn its control socket; neither restarts."""
+    """beat keeps its schedule in the /tmp tmpfs and runs the sweep; the tmpfs at
+    /var/lib/wa-media belongs to uid 10001, gunicorn keeps its control socket there; neither
+    restarts."""
 
     def swept() -> bool:
         return "Sending due task sweep" in stack.logs(stack.container("beat"))
 
     wait_for(swept, timeout=60, interval=1, what="beat sending the sweep")
     beat = stack.container("beat")
-    listing = stack.exec(beat, "ls", "-ln", "/var/lib/wa-media")
-    assert "celerybeat-schedule" in listing, listing
+    listing = stack.exec(beat, "ls", "-ln", "/tmp")
+    assert "wa-media-celerybeat-schedule" in listing, listing
     assert "Permission denied" not in stack.logs(beat)
     web = stack.container("web")
     assert "Permission denied" not in stack.logs(web)

@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Iterator
 from functools import cache
@@ -30,7 +31,13 @@ from kombu.transport.redis import Channel
 
 from tests.unit.test_graphsim_imports import module_imports
 from webhook.config import MAX_BODY_BYTES
-from worker.celery_app import ARCHIVE_PRIORITY, MEDIA_QUEUE, RESCUE_PRIORITY, TASK_TIME_LIMIT
+from worker.celery_app import (
+    ARCHIVE_PRIORITY,
+    MEDIA_QUEUE,
+    RESCUE_PRIORITY,
+    TASK_TIME_LIMIT,
+    beat_schedule_file,
+)
 from worker.metrics import DEFAULT_METRICS_PORT
 from worker.stats import queue_keys
 
@@ -491,15 +498,19 @@ def image_user() -> tuple[int, int]:
 
 
 def test_beat_can_write_its_schedule() -> None:
-    (workdir,) = [line.split()[1] for line in dockerfile() if line.startswith("WORKDIR /var")]
+    """Its default place, in the temporary directory, is writable on a read-only root."""
+    schedule_dir = os.path.dirname(beat_schedule_file({}))
+    assert schedule_dir == tempfile.gettempdir()
     mounts = {m["mountPath"] for m in container("beat")["volumeMounts"]}
-    assert workdir in mounts
-    assert workdir in tmpfs_mounts("beat")
+    assert "/tmp" in mounts
+    assert "/tmp" in tmpfs_mounts("beat")
+    assert "BEAT_SCHEDULE_FILE" not in container_env("beat")
+    assert "BEAT_SCHEDULE_FILE" not in compose()["services"]["beat"].get("environment", {})
 
 
 @pytest.mark.parametrize("process", ["web", "beat"])
 def test_compose_home_belongs_to_the_image_user(process: str) -> None:
-    """A tmpfs is root's unless told: beat's schedule and gunicorn's socket need it writable."""
+    """A tmpfs is root's unless told: gunicorn's socket needs the home writable."""
     (workdir,) = [line.split()[1] for line in dockerfile() if line.startswith("WORKDIR /var")]
     options = tmpfs_mounts(process)[workdir]
     uid, gid = image_user()
