@@ -68,7 +68,7 @@ def _address_problem(payload: dict[str, Any], *, cloud: bool) -> str | None:
 
 
 def text_problem(payload: dict[str, Any], *, cloud: bool) -> str | None:
-    """Return what is wrong with a text send body (DOMAIN.md sections 4, 5), or None.
+    """Return what is wrong with a text send body (`POST /messages`), or None.
 
     The Cloud API (and 360dialog) require `messaging_product`, and address a customer by phone
     number (`to`) or by business-scoped user id (`recipient`); On-Premises has neither

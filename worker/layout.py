@@ -1,4 +1,4 @@
-"""The S3 archive layout fixed by INTERFACES.md: keys, object headers and the sidecar."""
+"""The S3 archive layout (README, "The S3 archive"): keys, object headers and the sidecar."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ __all__ = [
     "storable_mime_type",
 ]
 
-# Keyed by MIME type without parameters. Covers DOMAIN.md's supported types; never derived
+# Keyed by MIME type without parameters. Covers the types WhatsApp accepts for images, video,
+# audio, documents and stickers (the README lists them, "The S3 archive"); never derived
 # from the sender's filename or the host's mimetypes database, so keys are reproducible.
 EXTENSIONS: dict[str, str] = {
     "audio/aac": ".aac",

@@ -1,7 +1,10 @@
-"""Graph's Resumable Upload API (DOMAIN.md section 6), for every provider that offers it.
+"""Graph's Resumable Upload API, for every provider that offers it.
 
-A session takes the file's bytes at the offset it has reached. When a request breaks off, the
-server keeps what it took: ask it for its offset and send the rest from there.
+`POST /<APP_ID>/uploads?file_name=&file_length=&file_type=` opens a session (`upload:<id>`);
+`POST /upload:<id>` with a `file_offset` header sends bytes from there and answers the file's
+handle once it has them all; `GET /upload:<id>` tells the offset reached. A session takes the
+file's bytes at the offset it has reached. When a request breaks off, the server keeps what it
+took: ask it for its offset and send the rest from there.
 """
 
 from __future__ import annotations

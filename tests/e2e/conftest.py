@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -24,11 +25,73 @@ from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
+from tests.e2e.s3record import sitecustomize as s3record
 from worker.layout import build_key
 
 BUCKET = "wa-archive"
 MAX_MEDIA_BYTES = 12 * 1024 * 1024
 REPLY_TEXT = "Your file is over 100 MB: please send a smaller one."
+
+
+E2E = Path(__file__).resolve().parent
+# tests/e2e/test_s3_policies.py's check of the S3 requests recorded: it runs after every other
+# test of the session.
+POLICY_CHECK = "test_recorded_s3_requests_are_what_the_policies_grant"
+_DESELECTED = pytest.StashKey[bool]()
+_E2E_FAILED: list[str] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    checks = [item for item in items if item.name == POLICY_CHECK]
+    items[:] = [item for item in items if item.name != POLICY_CHECK] + checks
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        items[0].config.stash[_DESELECTED] = True
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed and report.nodeid.startswith("tests/e2e/"):
+        _E2E_FAILED.append(report.nodeid)
+
+
+def whole_e2e_run(session: pytest.Session, current: pytest.Item) -> str | None:
+    """None when the session ran every e2e test before `current`, all passed or skipped;
+    else why not."""
+    modules = {path.name for path in E2E.glob("test_*.py")}
+    collected = {item.path.name for item in session.items if item.path.parent == E2E}
+    if collected != modules:
+        return f"the session left out {sorted(modules - collected)}"
+    if session.config.stash.get(_DESELECTED, False):
+        return "tests were deselected"
+    if any("::" in arg for arg in session.config.args):
+        return "tests were chosen by node id"
+    if session.items[-1] is not current:
+        return "tests ran after this one"
+    if _E2E_FAILED:
+        return f"tests failed: {_E2E_FAILED[:3]}"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def s3_requests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The directory where every S3 call of the service during the e2e tests is recorded: those
+    of the processes the tests start (PYTHONPATH gives them tests/e2e/s3record's sitecustomize)
+    and those the service's code makes in this process."""
+    directory = tmp_path_factory.mktemp("s3-requests")
+    recorder = str(Path(s3record.__file__).parent)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(s3record.RECORD_DIR, str(directory))
+        patch.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [recorder, os.environ.get("PYTHONPATH")]))
+        )
+        undo = s3record.install(directory, process="pytest")
+        try:
+            yield directory
+        finally:
+            undo()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 Every request goes through the Flask test client of an app over a Redis database of its own with
 no worker, so whatever `web` publishes stays on the `media` list, where it is read back, decoded
-and validated. The expected answer of each request is worked out here from INTERFACES.md's table,
+and validated. The expected answer of each request is worked out here from the README's table,
 independently of the code under test.
 """
 
@@ -50,7 +50,8 @@ MAX_TIMESTAMP = 253402300799
 KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 WAMID = re.compile(r"[A-Za-z0-9_.:=+/-]{1,256}")
 MAX_CAPTION, MAX_FILENAME = 4096, 255
-# INTERFACES.md's answers to `POST /webhook` (503 needs an unreachable broker: not here).
+# The README's answers to `POST /webhook` ("HTTP answers of `web`"; 503 needs an unreachable
+# broker: not here).
 ANSWERS = frozenset({200, 400, 401, 403, 413})
 
 # Examples of each property, and the requests each example sends: at least 10,000 in all.
@@ -186,7 +187,7 @@ def hook(hostile_redis_url: str) -> Iterator[Hook]:
     queue.close()
 
 
-# --- the oracle: INTERFACES.md's table --------------------------------------------------------
+# --- the oracle: the README's table -----------------------------------------------------------
 
 
 def signature_status(body: bytes, header: str | None) -> int | None:
@@ -225,7 +226,7 @@ def expected_status(body: bytes, header: str | None) -> int:
 
 
 def check(answer: Answer, expected: int) -> Batch | None:
-    """The answer is INTERFACES.md's, and only a 200 publishes, at most one task."""
+    """The answer is the README's, and only a 200 publishes, at most one task."""
     assert answer.status in ANSWERS, answer.status
     assert answer.status == expected
     if answer.status != 200:
@@ -804,7 +805,7 @@ def exchange(hook: Hook, body: bytes, signing: Signing) -> tuple[int, Batch | No
 @example(body=b'{"object":"whatsapp_business_account","entry":[NaN]}', bad=("none",))
 @budget("test_arbitrary_bytes")
 def test_arbitrary_bytes(hook: Hook, body: bytes, bad: Signing) -> None:
-    """Any bytes: INTERFACES.md's answer, and only a signed WhatsApp payload gets a 200."""
+    """Any bytes: the README's answer, and only a signed WhatsApp payload gets a 200."""
     exchange(hook, body, ("valid", SECRET))
     exchange(hook, body, bad)
 

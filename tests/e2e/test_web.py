@@ -1,4 +1,5 @@
-"""`web`'s HTTP answers (INTERFACES.md's table), against a real Redis broker with no worker."""
+"""`web`'s HTTP answers (README, "HTTP answers of `web`"), against a real Redis broker and no
+worker."""
 
 from __future__ import annotations
 
