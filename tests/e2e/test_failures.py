@@ -225,8 +225,12 @@ def test_too_big_is_answered_once_even_when_delivered_twice(stack: Stack) -> Non
         return [m for m in stack.sim.sent_messages() if m["to"] == "4915112345678"]
 
     wait_for(replies, timeout=30, what="the warning")
-    ledger = stack.redis.get(f"wa:reply:{PHONE}:{message['id']}")
-    assert ledger == "sent"
+    # The simulator holds the message before the worker records it sent ("sending" until then).
+    wait_for(
+        lambda: stack.redis.get(f"wa:reply:{PHONE}:{message['id']}") == "sent",
+        timeout=30,
+        what="the warning recorded as sent",
+    )
     assert 0 < stack.redis.ttl(f"wa:reply:{PHONE}:{message['id']}") <= 8 * 24 * 3600
     # A third delivery after the reply went out changes nothing either.
     assert stack.post(message).status_code == 200
@@ -242,8 +246,13 @@ def test_reengagement_error_is_recorded_not_retried(stack: Stack) -> None:
     stack.sim.add_fault(op="send", media_id=sender, status=400, error={"code": 131047}, times=-1)
     message = webhooks.too_big_message(sender=sender)
     assert stack.post(message).status_code == 200
+    # The ledger reads "sending" while the send is under way, then its outcome.
     ledger = wait_for(
-        lambda: stack.redis.get(f"wa:reply:{PHONE}:{message['id']}"), timeout=30, what="ledger"
+        lambda: (
+            (value := stack.redis.get(f"wa:reply:{PHONE}:{message['id']}")) != "sending" and value
+        ),
+        timeout=30,
+        what="the warning's outcome in the ledger",
     )
     assert ledger.startswith("failed")
     assert "131047" in ledger
