@@ -1,30 +1,21 @@
-"""The Celery tasks, each with its delivery and retry policy stated where it is declared."""
+"""The Celery tasks, each with its delivery and retry policy stated where it is declared.
+
+The clients are worker/services.py's; the process's start-up is worker/bootstrap.py's.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import shutil
-import sys
-import threading
 import time
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from wsgiref.simple_server import WSGIServer
 
 from celery import Task
-from celery.concurrency import get_implementation
-from celery.concurrency.solo import TaskPool as SoloPool
-from celery.concurrency.thread import TaskPool as ThreadPool
-from celery.signals import worker_init, worker_process_init
 from kombu.exceptions import KombuError
 from pydantic import ValidationError
-from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.archive import Archiver, Done, Failed, RetryLater
+from worker.archive import Done, Failed, RetryLater
 from worker.backoff import next_countdown
 from worker.celery_app import (
     ARCHIVE_PRIORITY,
@@ -39,9 +30,7 @@ from worker.celery_app import (
     SWEEP_TASK,
     app,
 )
-from worker.clients import ClientDirectory, NoAccount
-from worker.config import MetricsPorts, WorkerSettings
-from worker.env import ConfigError
+from worker.clients import NoAccount
 from worker.errors import (
     ArchiveError,
     CredentialsError,
@@ -51,25 +40,11 @@ from worker.errors import (
 )
 from worker.gate import PausedError
 from worker.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
-from worker.logs import get_logger, register_secrets, since, task_context
-from worker.metrics import (
-    MULTIPROC_ENV,
-    count_task,
-    serve_metrics_on_first_free,
-    use_multiprocess_dir,
-    worker_metrics,
-)
+from worker.logs import get_logger, since, task_context
+from worker.metrics import count_task, worker_metrics
 from worker.reasons import reason_of
-from worker.replies import Replier
-from worker.state import (
-    SWEEP_LAST_KEY,
-    SWEEP_LAST_TTL,
-    MediaStateStore,
-    ReplyLedger,
-    ReplyLimits,
-    ReplyRef,
-)
-from worker.storage import PARTS_IN_FLIGHT, make_s3_client
+from worker.services import Services, services
+from worker.state import SWEEP_LAST_KEY, SWEEP_LAST_TTL, ReplyRef
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
 
@@ -77,152 +52,6 @@ log = get_logger(__name__)
 
 REPLY_MAX_RETRIES = 10
 J = TypeVar("J", MediaJob, ReplyJob)
-
-
-@functools.cache
-def settings() -> WorkerSettings:
-    """The worker's settings, read once."""
-    return WorkerSettings.from_env()
-
-
-@dataclass
-class _Pool:
-    """What start-up tells about the pool: how many tasks one process may run at once."""
-
-    tasks_at_once: int = 1
-
-
-_POOL = _Pool()
-
-
-@dataclass
-class _MetricsServer:
-    """The HTTP server of the worker's metrics, in the main process."""
-
-    server: WSGIServer | None = None
-
-
-_METRICS = _MetricsServer()
-
-
-@worker_init.connect
-def _validate_at_start(sender: Any = None, **_: Any) -> None:
-    try:
-        loaded = settings()
-    except ConfigError as exc:
-        print(f"worker: configuration error: {exc}", file=sys.stderr, flush=True)
-        # Celery swallows exceptions from signal handlers; leave with a clear status instead.
-        os._exit(2)
-    register_secrets(loaded.accounts.secrets)
-    _start_metrics(loaded.metrics_ports)
-    if sender is not None:
-        _fit_pool(sender)
-
-
-def _start_metrics(ports: MetricsPorts) -> None:
-    """Count in a directory of this worker's own, which pool processes forked later share,
-    and serve the sum of their counts on the first free port of `ports` (0: counted in memory,
-    or in PROMETHEUS_MULTIPROC_DIR when set, but not served)."""
-    if ports.off and not os.environ.get(MULTIPROC_ENV):
-        return
-    directory = use_multiprocess_dir("worker")
-    # Made here, before the pool forks: the metrics without labels are served (at zero) from
-    # the start, and each pool process counts in files of its own.
-    worker_metrics()
-    if ports.off:
-        return
-    try:
-        _METRICS.server, port = serve_metrics_on_first_free(ports.ports)
-    except OSError as exc:
-        every = "" if ports.first == ports.last else "every port of the range is taken: "
-        print(
-            f"worker: configuration error: WORKER_METRICS_PORT={ports} cannot be served: "
-            f"{every}{exc}",
-            file=sys.stderr,
-            flush=True,
-        )
-        shutil.rmtree(directory, ignore_errors=True)  # os._exit runs no exit handler
-        os._exit(2)
-    log.info("metrics_served", port=port, ports=str(ports))
-
-
-@worker_process_init.connect
-def _drop_inherited_listener(**_: Any) -> None:
-    # A prefork pool process inherits the main process's listening socket; only the main
-    # process answers scrapes, and the port must close when it goes.
-    if _METRICS.server is not None:
-        _METRICS.server.socket.close()
-        _METRICS.server = None
-
-
-def _fit_pool(worker: Any) -> None:
-    """Adapt to the pool the worker starts with (`worker` is Celery's WorkController)."""
-    # `--concurrency`: tasks running at once in the threads pool's one process (a prefork child
-    # runs one, and its connection pools only open the connections it uses).
-    _POOL.tasks_at_once = max(1, int(getattr(worker, "concurrency", 1) or 1))
-    if issubclass(get_implementation(worker.pool_cls), (ThreadPool, SoloPool)):
-        # A thread cannot be killed: cancelling the running tasks when Redis goes away raises
-        # NotImplementedError (kill_job) and the worker dies at every Redis restart. The tasks
-        # run on instead; their messages come back once Redis does, and the media's lease keeps
-        # the copy from working on it at the same time.
-        worker.app.conf.worker_cancel_long_running_tasks_on_connection_loss = False
-
-
-@dataclass(frozen=True)
-class Services:
-    """The clients of one worker process, built after fork so no socket is shared, and shared
-    by the process's threads: the Redis client, the S3 client and each provider's session are
-    thread-safe, with a connection pool sized for the tasks that run at once."""
-
-    archiver: Archiver
-    replier: Replier
-    state: MediaStateStore
-    redis: Redis
-
-
-_services: dict[int, Services] = {}
-# Building clients takes a while and boto3's default session must not be used by two threads at
-# once: the first tasks of a threads pool wait for one build instead of racing to make many.
-_services_lock = threading.Lock()
-
-
-def _build_services() -> Services:
-    config = settings()
-    register_secrets(config.accounts.secrets)
-    connections = _POOL.tasks_at_once
-    redis = Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
-    # A large file's upload sends PARTS_IN_FLIGHT parts at once.
-    s3 = make_s3_client(config.s3_endpoint_url, max_connections=connections * PARTS_IN_FLIGHT)
-    clients = ClientDirectory(config, redis, s3, pool_size=connections)
-    state = MediaStateStore(
-        redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
-    )
-    return Services(
-        archiver=Archiver(config, clients, state),
-        replier=Replier(
-            config,
-            clients,
-            ReplyLedger(redis, stall_after=config.sweep_stalled_after),
-            ReplyLimits(
-                redis,
-                per_minute=config.reply_rate_per_account,
-                interval=config.reply_recipient_interval,
-            ),
-        ),
-        state=state,
-        redis=redis,
-    )
-
-
-def services() -> Services:
-    """This process's clients."""
-    pid = os.getpid()
-    found = _services.get(pid)
-    if found is None:
-        with _services_lock:
-            found = _services.get(pid) or _build_services()
-            _services[pid] = found
-    return found
 
 
 def _note_retry(
