@@ -1,4 +1,4 @@
-"""The media and reply tasks, run eagerly on stub clients: the counts and log lines of each end."""
+"""The tasks, run eagerly on stub clients: the counts and log lines of each end."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import structlog
 from prometheus_client import REGISTRY
+from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
 from worker import tasks
@@ -224,3 +225,96 @@ def test_reply_retried(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any
         **REPLY_CONTEXT,
     }
     assert duplicate["event"] == "reply_already_sent"
+
+
+@dataclass
+class State:
+    """Admits every media once; `admit_many` raises the next of `errors` first."""
+
+    errors: list[Exception] = field(default_factory=list)
+    sweep_lock: Any = None
+
+    def admit_many(self, jobs: list[MediaJob]) -> list[bool]:
+        if self.errors:
+            raise self.errors.pop(0)
+        return [True] * len(jobs)
+
+    def take_sweep_lock(self, ttl: float) -> Any:
+        if isinstance(self.sweep_lock, Exception):
+            raise self.sweep_lock
+        return self.sweep_lock
+
+
+@dataclass
+class ReplyLedger(Ledger):
+    def admit_many(self, jobs: list[ReplyJob]) -> None:
+        pass
+
+
+def _fan_out(monkeypatch: pytest.MonkeyPatch, state: State) -> Any:
+    svc = SimpleNamespace(state=state, replier=SimpleNamespace(ledger=ReplyLedger()))
+    monkeypatch.setattr(tasks, "services", lambda: svc)
+    published: list[str] = []
+    for task in (tasks.archive_media, tasks.send_reply):
+        monkeypatch.setattr(
+            task, "apply_async", lambda *a, name=task.name, **k: published.append(name)
+        )
+    batch = {"media": [MEDIA.to_wire(), {"bad": 1}], "replies": [REPLY.to_wire()]}
+    return tasks.fan_out.apply(args=(batch,), task_id="t3").get(), published
+
+
+def test_fan_out_done(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]) -> None:
+    before = _count("fanout", "done")
+    counts, published = _fan_out(monkeypatch, State())
+    assert counts == {"media": 1, "duplicates": 0, "replies": 1, "invalid": 1}
+    assert published == ["wa.archive_media", "wa.send_reply"]
+    assert _count("fanout", "done") == before + 1
+    invalid, done = logs
+    assert invalid == {
+        "event": "job_invalid", "log_level": "error", "kind": "media", "task": "fanout",
+        "task_id": "t3",
+    }  # fmt: skip
+    assert _timed(done) == {
+        "event": "fanned_out", "log_level": "info", "task": "fanout", "task_id": "t3", **counts
+    }  # fmt: skip
+
+
+def test_fan_out_retried(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]) -> None:
+    before = _count("fanout", "retried", "s3_unavailable")
+    counts, _ = _fan_out(monkeypatch, State(errors=[StorageError("Redis down")]))
+    assert counts["media"] == 1
+    assert _count("fanout", "retried", "s3_unavailable") == before + 1
+    retry = _timed(next(line for line in logs if line["event"] == "fan_out_retry"))
+    # Backoff(base=1, cap=60) at the first try: 0.5 to 1 second.
+    assert 0.5 <= retry.pop("countdown") <= 1
+    assert retry == {
+        "event": "fan_out_retry", "log_level": "warning", "reason": "Redis down",
+        "reason_label": "s3_unavailable", "task": "fanout", "task_id": "t3",
+    }  # fmt: skip
+
+
+def _sweep(monkeypatch: pytest.MonkeyPatch, state: State) -> Any:
+    monkeypatch.setattr(tasks, "services", lambda: SimpleNamespace(state=state))
+    return tasks.sweep.apply(task_id="t4").get()
+
+
+def test_sweep_skipped(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]) -> None:
+    before = _count("sweep", "skipped")
+    assert _sweep(monkeypatch, State(sweep_lock=None)) == {}
+    assert _count("sweep", "skipped") == before + 1
+    assert logs == []
+
+
+def test_sweep_failed(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]) -> None:
+    before = _count("sweep", "failed", "redis_unavailable")
+    assert _sweep(monkeypatch, State(sweep_lock=RedisError("gone"))) == {}
+    assert _count("sweep", "failed", "redis_unavailable") == before + 1
+    assert logs == [
+        {
+            "event": "sweep_failed",
+            "log_level": "warning",
+            "reason": "gone",
+            "reason_label": "redis_unavailable",
+            "task": "sweep",
+        }
+    ]
