@@ -11,6 +11,7 @@ from celery import Celery
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from worker import tasks
 from worker.backoff import Backoff
 from worker.errors import StorageError, TooBig
 from worker.instrumented import InstrumentedTask
@@ -197,3 +198,20 @@ def test_an_unexpected_error_is_left_to_celery(logs: list[dict[str, Any]]) -> No
     assert broken.apply().state == "FAILURE"
     assert _count("broken", "failed", "too_big") == before
     assert logs == []
+
+
+def test_the_service_tasks_declare_their_policy() -> None:
+    declared = {
+        task.name: (task.short_name, task.retry_event, task.backoff, task.bind_task_id)
+        for task in (tasks.fan_out, tasks.archive_media, tasks.send_reply, tasks.sweep)
+    }
+    assert declared == {
+        "wa.fan_out": ("fanout", "fan_out_retry", Backoff(base=1, cap=60), True),
+        "wa.archive_media": ("media", "media_retry", Backoff(base=2, cap=60), True),
+        "wa.send_reply": ("reply", "reply_retry", Backoff(base=2, cap=30 * 60), True),
+        "wa.sweep": ("sweep", "", None, False),
+    }
+    assert all(
+        isinstance(task, InstrumentedTask)
+        for task in (tasks.fan_out, tasks.archive_media, tasks.send_reply, tasks.sweep)
+    )
