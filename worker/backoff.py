@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
-__all__ = ["next_countdown"]
+__all__ = ["Backoff", "next_countdown"]
 
 
 def next_countdown(
@@ -27,3 +28,15 @@ def next_countdown(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return min(delay, cap)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """A task's retry policy for errors that carry no countdown of their own."""
+
+    base: float
+    cap: float
+
+    def countdown(self, retries: int, retry_after: float | None = None) -> float:
+        """Seconds before try number `retries + 1` (see next_countdown)."""
+        return next_countdown(retries, base=self.base, cap=self.cap, retry_after=retry_after)

@@ -71,7 +71,7 @@ def beat_schedule_file(environ: Mapping[str, str]) -> str:
 
 def make_celery(broker_url: str) -> Celery:
     """A Celery app on `broker_url` with the service's queues and delivery guarantees."""
-    app = Celery("worker", broker=broker_url, include=["worker.tasks"])
+    app = Celery("worker", broker=broker_url, include=["worker.bootstrap", "worker.tasks"])
     transport_options = {
         "visibility_timeout": VISIBILITY_TIMEOUT,
         # Fail fast when Redis is down, so `web` answers 503 within a second, not a minute.

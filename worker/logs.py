@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 __all__ = [
+    "bind_task_fields",
     "configure_logging",
     "get_logger",
     "milliseconds",
@@ -127,6 +128,11 @@ def task_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         structlog.contextvars.clear_contextvars()
+
+
+def bind_task_fields(**fields: Any) -> None:
+    """Add `fields` to what task_context bound, until its block ends."""
+    structlog.contextvars.bind_contextvars(**fields)
 
 
 def milliseconds(seconds: float) -> float:

@@ -1,31 +1,23 @@
-"""The Celery tasks, each with its delivery and retry policy stated where it is declared."""
+"""The Celery tasks, each with its delivery and retry policy stated where it is declared.
+
+What every run shares (its log context, its timing, its counts and log lines of how it ended)
+is worker/instrumented.py's; the clients are worker/services.py's; the process's start-up is
+worker/bootstrap.py's.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import shutil
-import sys
-import threading
 import time
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from wsgiref.simple_server import WSGIServer
 
-from celery import Task
-from celery.concurrency import get_implementation
-from celery.concurrency.solo import TaskPool as SoloPool
-from celery.concurrency.thread import TaskPool as ThreadPool
-from celery.signals import worker_init, worker_process_init
 from kombu.exceptions import KombuError
 from pydantic import ValidationError
-from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.archive import Archiver, Done, Failed, RetryLater
-from worker.backoff import next_countdown
+from worker.archive import Done, Failed, RetryLater
+from worker.backoff import Backoff
 from worker.celery_app import (
     ARCHIVE_PRIORITY,
     ARCHIVE_TASK,
@@ -39,9 +31,7 @@ from worker.celery_app import (
     SWEEP_TASK,
     app,
 )
-from worker.clients import ClientDirectory, NoAccount
-from worker.config import MetricsPorts, WorkerSettings
-from worker.env import ConfigError
+from worker.clients import NoAccount
 from worker.errors import (
     ArchiveError,
     CredentialsError,
@@ -50,26 +40,13 @@ from worker.errors import (
     StorageError,
 )
 from worker.gate import PausedError
+from worker.instrumented import InstrumentedTask
 from worker.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
-from worker.logs import get_logger, register_secrets, since, task_context
-from worker.metrics import (
-    MULTIPROC_ENV,
-    count_task,
-    serve_metrics_on_first_free,
-    use_multiprocess_dir,
-    worker_metrics,
-)
+from worker.logs import get_logger
+from worker.metrics import worker_metrics
 from worker.reasons import reason_of
-from worker.replies import Replier
-from worker.state import (
-    SWEEP_LAST_KEY,
-    SWEEP_LAST_TTL,
-    MediaStateStore,
-    ReplyLedger,
-    ReplyLimits,
-    ReplyRef,
-)
-from worker.storage import PARTS_IN_FLIGHT, make_s3_client
+from worker.services import Services, services
+from worker.state import SWEEP_LAST_KEY, SWEEP_LAST_TTL, ReplyRef
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
 
@@ -79,185 +56,7 @@ REPLY_MAX_RETRIES = 10
 J = TypeVar("J", MediaJob, ReplyJob)
 
 
-@functools.cache
-def settings() -> WorkerSettings:
-    """The worker's settings, read once."""
-    return WorkerSettings.from_env()
-
-
-@dataclass
-class _Pool:
-    """What start-up tells about the pool: how many tasks one process may run at once."""
-
-    tasks_at_once: int = 1
-
-
-_POOL = _Pool()
-
-
-@dataclass
-class _MetricsServer:
-    """The HTTP server of the worker's metrics, in the main process."""
-
-    server: WSGIServer | None = None
-
-
-_METRICS = _MetricsServer()
-
-
-@worker_init.connect
-def _validate_at_start(sender: Any = None, **_: Any) -> None:
-    try:
-        loaded = settings()
-    except ConfigError as exc:
-        print(f"worker: configuration error: {exc}", file=sys.stderr, flush=True)
-        # Celery swallows exceptions from signal handlers; leave with a clear status instead.
-        os._exit(2)
-    register_secrets(loaded.accounts.secrets)
-    _start_metrics(loaded.metrics_ports)
-    if sender is not None:
-        _fit_pool(sender)
-
-
-def _start_metrics(ports: MetricsPorts) -> None:
-    """Count in a directory of this worker's own, which pool processes forked later share,
-    and serve the sum of their counts on the first free port of `ports` (0: counted in memory,
-    or in PROMETHEUS_MULTIPROC_DIR when set, but not served)."""
-    if ports.off and not os.environ.get(MULTIPROC_ENV):
-        return
-    directory = use_multiprocess_dir("worker")
-    # Made here, before the pool forks: the metrics without labels are served (at zero) from
-    # the start, and each pool process counts in files of its own.
-    worker_metrics()
-    if ports.off:
-        return
-    try:
-        _METRICS.server, port = serve_metrics_on_first_free(ports.ports)
-    except OSError as exc:
-        every = "" if ports.first == ports.last else "every port of the range is taken: "
-        print(
-            f"worker: configuration error: WORKER_METRICS_PORT={ports} cannot be served: "
-            f"{every}{exc}",
-            file=sys.stderr,
-            flush=True,
-        )
-        shutil.rmtree(directory, ignore_errors=True)  # os._exit runs no exit handler
-        os._exit(2)
-    log.info("metrics_served", port=port, ports=str(ports))
-
-
-@worker_process_init.connect
-def _drop_inherited_listener(**_: Any) -> None:
-    # A prefork pool process inherits the main process's listening socket; only the main
-    # process answers scrapes, and the port must close when it goes.
-    if _METRICS.server is not None:
-        _METRICS.server.socket.close()
-        _METRICS.server = None
-
-
-def _fit_pool(worker: Any) -> None:
-    """Adapt to the pool the worker starts with (`worker` is Celery's WorkController)."""
-    # `--concurrency`: tasks running at once in the threads pool's one process (a prefork child
-    # runs one, and its connection pools only open the connections it uses).
-    _POOL.tasks_at_once = max(1, int(getattr(worker, "concurrency", 1) or 1))
-    if issubclass(get_implementation(worker.pool_cls), (ThreadPool, SoloPool)):
-        # A thread cannot be killed: cancelling the running tasks when Redis goes away raises
-        # NotImplementedError (kill_job) and the worker dies at every Redis restart. The tasks
-        # run on instead; their messages come back once Redis does, and the media's lease keeps
-        # the copy from working on it at the same time.
-        worker.app.conf.worker_cancel_long_running_tasks_on_connection_loss = False
-
-
-@dataclass(frozen=True)
-class Services:
-    """The clients of one worker process, built after fork so no socket is shared, and shared
-    by the process's threads: the Redis client, the S3 client and each provider's session are
-    thread-safe, with a connection pool sized for the tasks that run at once."""
-
-    archiver: Archiver
-    replier: Replier
-    state: MediaStateStore
-    redis: Redis
-
-
-_services: dict[int, Services] = {}
-# Building clients takes a while and boto3's default session must not be used by two threads at
-# once: the first tasks of a threads pool wait for one build instead of racing to make many.
-_services_lock = threading.Lock()
-
-
-def _build_services() -> Services:
-    config = settings()
-    register_secrets(config.accounts.secrets)
-    connections = _POOL.tasks_at_once
-    redis = Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
-    # A large file's upload sends PARTS_IN_FLIGHT parts at once.
-    s3 = make_s3_client(config.s3_endpoint_url, max_connections=connections * PARTS_IN_FLIGHT)
-    clients = ClientDirectory(config, redis, s3, pool_size=connections)
-    state = MediaStateStore(
-        redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
-    )
-    return Services(
-        archiver=Archiver(config, clients, state),
-        replier=Replier(
-            config,
-            clients,
-            ReplyLedger(redis, stall_after=config.sweep_stalled_after),
-            ReplyLimits(
-                redis,
-                per_minute=config.reply_rate_per_account,
-                interval=config.reply_recipient_interval,
-            ),
-        ),
-        state=state,
-        redis=redis,
-    )
-
-
-def services() -> Services:
-    """This process's clients."""
-    pid = os.getpid()
-    found = _services.get(pid)
-    if found is None:
-        with _services_lock:
-            found = _services.get(pid) or _build_services()
-            _services[pid] = found
-    return found
-
-
-def _note_retry(
-    task: str,
-    event: str,
-    exc: BaseException,
-    reason: str,
-    countdown: float,
-    started: float,
-    /,
-    **fields: Any,
-) -> None:
-    """Count a scheduled retry and log it as `event`, with its bounded label beside `reason`."""
-    label = reason_of(exc)
-    count_task(task, "retried", label)
-    worker_metrics().retries.labels(reason=label).inc()
-    log.warning(
-        event,
-        reason=reason,
-        reason_label=label,
-        countdown=round(countdown, 1),
-        duration_ms=since(started),
-        **fields,
-    )
-
-
-def _note_failed(
-    task: str, label: str, reason: str, started: float, /, code: int | None = None
-) -> None:
-    """Count a task given up for good and log it, with its bounded label beside `reason`."""
-    count_task(task, "failed", label)
-    log.error("failed", reason=reason, reason_label=label, code=code, duration_ms=since(started))
-
-
-def _note_rejected(error: ArchiveError, phone_number_id: str) -> None:
+def _count_rejected_token(error: ArchiveError, phone_number_id: str) -> None:
     """Count a credential the provider rejected just now (not a call skipped while paused)."""
     if isinstance(error, CredentialsError) and not isinstance(error, PausedError | NoAccount):
         worker_metrics().token_rejected.labels(phone_number_id=phone_number_id).inc()
@@ -277,222 +76,210 @@ def _valid_jobs(model: type[J], raws: list[dict[str, Any]], counts: dict[str, in
 
 
 @app.task(
+    base=InstrumentedTask,
     name=FAN_OUT_TASK,
     bind=True,
     # Acknowledged only once every job is published: a crash re-runs the whole fan-out, and
     # the per-media records make the second run harmless.
     acks_late=True,
     max_retries=None,
+    short_name="fanout",
+    retry_event="fan_out_retry",
+    backoff=Backoff(base=1, cap=60),
 )
-def fan_out(self: Task[Any, Any], batch: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+def fan_out(self: InstrumentedTask, batch: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
     """Split one webhook's batch into an archive task per media and a reply task per 131052."""
-    started = time.perf_counter()
-    with task_context(task="fanout", task_id=self.request.id):
-        state = services().state
-        counts = {"media": 0, "duplicates": 0, "replies": 0, "invalid": 0}
-        try:
-            jobs = _valid_jobs(MediaJob, batch.get("media", []), counts)
-            replies = _valid_jobs(ReplyJob, batch.get("replies", []), counts)
-            # A no-op when `web` recorded them; not when an older `web` published this batch.
-            services().replier.ledger.admit_many(replies)
-            for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
-                if admitted:
-                    archive_media.apply_async(
-                        args=(job.to_wire(),),
-                        queue=MEDIA_QUEUE,
-                        priority=ARCHIVE_PRIORITY,
-                    )
-                    counts["media"] += 1
-                else:
-                    counts["duplicates"] += 1
-            for reply in replies:
-                send_reply.apply_async(args=(reply.to_wire(),), queue=REPLIES_QUEUE)
-                counts["replies"] += 1
-        except (StorageError, OSError, KombuError) as exc:
-            # Not acknowledged: the whole batch runs again, and the records skip what was done.
-            countdown = next_countdown(self.request.retries, base=1, cap=60)
-            _note_retry("fanout", "fan_out_retry", exc, str(exc), countdown, started)
-            raise self.retry(countdown=countdown) from exc
-        count_task("fanout", "done")
-        log.info("fanned_out", duration_ms=since(started), **counts)
-        return counts
+    state = services().state
+    counts = {"media": 0, "duplicates": 0, "replies": 0, "invalid": 0}
+    try:
+        jobs = _valid_jobs(MediaJob, batch.get("media", []), counts)
+        replies = _valid_jobs(ReplyJob, batch.get("replies", []), counts)
+        # A no-op when `web` recorded them; not when an older `web` published this batch.
+        services().replier.ledger.admit_many(replies)
+        for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
+            if admitted:
+                archive_media.apply_async(
+                    args=(job.to_wire(),),
+                    queue=MEDIA_QUEUE,
+                    priority=ARCHIVE_PRIORITY,
+                )
+                counts["media"] += 1
+            else:
+                counts["duplicates"] += 1
+        for reply in replies:
+            send_reply.apply_async(args=(reply.to_wire(),), queue=REPLIES_QUEUE)
+            counts["replies"] += 1
+    except (StorageError, OSError, KombuError) as exc:
+        # Not acknowledged: the whole batch runs again, and the records skip what was done.
+        self.retry_in(self.next_countdown(), exc, attach=False)
+    self.done("done", "fanned_out", **counts)
+    return counts
 
 
 @app.task(
+    base=InstrumentedTask,
     name=ARCHIVE_TASK,
     bind=True,
     acks_late=True,
     # The media's 7-day deadline bounds its tries (worker/policy.py), not a count.
     max_retries=None,
+    short_name="media",
+    retry_event="media_retry",
+    # When Redis itself fails; the archive's own retries follow worker/policy.py.
+    backoff=Backoff(base=2, cap=60),
 )
-def archive_media(self: Task[Any, Any], raw: dict[str, Any]) -> str:
+def archive_media(self: InstrumentedTask, raw: dict[str, Any]) -> str:
     """Archive one media; retry what can succeed later, record what cannot."""
-    started = time.perf_counter()
     job = MediaJob.model_validate(raw)
-    with task_context(
-        task="media",
-        task_id=self.request.id,
+    self.bind_log(
         wamid=job.wamid,
         media_id=job.media_id,
         phone_number_id=job.phone_number_id,
         customer=job.customer.address if job.customer else job.sender,
         direction=job.direction,
-    ):
-        try:
-            result = services().archiver.archive(job)
-        except StorageError as exc:
-            # Redis itself failed while recording the outcome: the next try starts afresh.
-            countdown = next_countdown(self.request.retries, base=2, cap=60)
-            _note_retry("media", "media_retry", exc, exc.reason, countdown, started)
-            raise self.retry(countdown=countdown, exc=exc) from None
-        match result:
-            case Done("archived"):
-                # The archive logged its `archived` step, with the bytes and durations.
-                count_task("media", "archived")
-                return "archived"
-            case Done("edit_recorded"):
-                count_task("media", "edit_recorded")
-                return "edit_recorded"
-            case Done(outcome, key):
-                count_task("media", "duplicate")
-                log.info("media_" + outcome, key=key, duration_ms=since(started))
-                return outcome
-            case Failed(reason_text, code, label):
-                _note_failed("media", label, reason_text, started, code=code)
-                return "failed"
-            case RetryLater(countdown, error):
-                _note_rejected(error, job.phone_number_id)
-                _note_retry(
-                    "media",
-                    "media_retry",
-                    error,
-                    error.reason,
-                    countdown,
-                    started,
-                    error=type(error).__name__,
-                )
-                raise self.retry(countdown=countdown, exc=error)
+    )
+    try:
+        result = services().archiver.archive(job)
+    except StorageError as exc:
+        # Redis itself failed while recording the outcome: the next try starts afresh.
+        self.retry_in(self.next_countdown(), exc)
+    match result:
+        case Done("archived"):
+            # The archive logged its `archived` step, with the bytes and durations.
+            self.done("archived")
+            return "archived"
+        case Done("edit_recorded"):
+            self.done("edit_recorded")
+            return "edit_recorded"
+        case Done(outcome, key):
+            self.done("duplicate", "media_" + outcome, key=key)
+            return outcome
+        case Failed(reason_text, code, label):
+            self.failed(label, reason_text, code=code)
+            return "failed"
+        case RetryLater(countdown, error):
+            _count_rejected_token(error, job.phone_number_id)
+            self.retry_in(countdown, error, error=type(error).__name__)
     raise AssertionError(f"unexpected result {result!r}")
 
 
-@app.task(name=REPLY_TASK, bind=True, acks_late=True, max_retries=REPLY_MAX_RETRIES)
-def send_reply(self: Task[Any, Any], raw: dict[str, Any]) -> str:
+@app.task(
+    base=InstrumentedTask,
+    name=REPLY_TASK,
+    bind=True,
+    acks_late=True,
+    max_retries=REPLY_MAX_RETRIES,
+    short_name="reply",
+    retry_event="reply_retry",
+    backoff=Backoff(base=2, cap=MAX_COUNTDOWN),
+)
+def send_reply(self: InstrumentedTask, raw: dict[str, Any]) -> str:
     """Warn a customer that their file was too big, once per wamid."""
-    started = time.perf_counter()
     job = ReplyJob.model_validate(raw)
-    with task_context(
-        task="reply",
-        task_id=self.request.id,
-        wamid=job.wamid,
-        phone_number_id=job.phone_number_id,
-    ):
-        ledger = services().replier.ledger
-        member = ReplyRef.of(job).member
-        try:
-            outcome = services().replier.reply(job)
-        except PermanentError as exc:
-            _note_failed("reply", reason_of(exc), exc.reason, started, code=exc.code)
+    self.bind_log(wamid=job.wamid, phone_number_id=job.phone_number_id)
+    ledger = services().replier.ledger
+    member = ReplyRef.of(job).member
+    try:
+        outcome = services().replier.reply(job)
+    except PermanentError as exc:
+        self.failed(reason_of(exc), exc.reason, code=exc.code)
+        ledger.settled(member)
+        return "failed"
+    except RetryableError as exc:
+        _count_rejected_token(exc, job.phone_number_id)
+        # A rejected token is the operator's to fix; it must not use up the reply's tries.
+        waiting_on_token = isinstance(exc, CredentialsError)
+        if self.request.retries >= REPLY_MAX_RETRIES and not waiting_on_token:  # we count
+            self.failed(reason_of(exc), f"gave up: {exc.reason}", code=None)
             ledger.settled(member)
             return "failed"
-        except RetryableError as exc:
-            _note_rejected(exc, job.phone_number_id)
-            # A rejected token is the operator's to fix; it must not use up the reply's tries.
-            waiting_on_token = isinstance(exc, CredentialsError)
-            if (
-                self.request.retries >= REPLY_MAX_RETRIES and not waiting_on_token
-            ):  # we count, not Celery
-                _note_failed("reply", reason_of(exc), f"gave up: {exc.reason}", started)
-                ledger.settled(member)
-                return "failed"
-            countdown = next_countdown(
-                self.request.retries, base=2, cap=MAX_COUNTDOWN, retry_after=exc.retry_after
-            )
-            _note_retry("reply", "reply_retry", exc, exc.reason, countdown, started)
-            # The sweep leaves a warning alone while its own retry is due.
-            with suppress(StorageError):
-                ledger.look_again(member, time.time() + countdown + ledger.stall_after)
-            raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
-        ledger.settled(member)
-        if outcome == "sent":
-            count_task("reply", "sent")
-            log.info("replied", duration_ms=since(started))
-        elif outcome in REPLY_DROP_REASONS:
-            # Never sent: the customer was warned lately, or the account is over its rate.
-            count_task("reply", "dropped")
-            worker_metrics().replies_dropped.labels(reason=outcome).inc()
-            log.warning("reply_dropped", reason=outcome, duration_ms=since(started))
-        else:
-            count_task("reply", "duplicate")
-            log.info("reply_" + outcome, duration_ms=since(started))
-        return outcome
+        countdown = self.next_countdown(retry_after=exc.retry_after)
+        self.note_retry(exc, countdown)
+        # The sweep leaves a warning alone while its own retry is due.
+        with suppress(StorageError):
+            ledger.look_again(member, time.time() + countdown + ledger.stall_after)
+        raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
+    ledger.settled(member)
+    if outcome == "sent":
+        self.done("sent", "replied")
+    elif outcome in REPLY_DROP_REASONS:
+        # Never sent: the customer was warned lately, or the account is over its rate.
+        worker_metrics().replies_dropped.labels(reason=outcome).inc()
+        self.done("dropped", "reply_dropped", "warning", reason=outcome)
+    else:
+        self.done("duplicate", "reply_" + outcome)
+    return outcome
 
 
 @app.task(
+    base=InstrumentedTask,
     name=SWEEP_TASK,
+    bind=True,
     # A lost sweep costs nothing: beat sends another within SWEEP_INTERVAL.
     acks_late=False,
     ignore_result=True,
+    short_name="sweep",
+    # Beat's sweeps are not told apart in the logs.
+    bind_task_id=False,
 )
-def sweep() -> dict[str, int]:
+def sweep(self: InstrumentedTask) -> dict[str, int]:
     """Enqueue again the media whose worker died (lease expired) or that sat queued too long."""
-    started = time.perf_counter()
-    with task_context(task="sweep"):
-        svc = services()
-        state = svc.state
-        try:
-            # One sweep at a time across every worker.
-            lock = state.take_sweep_lock(SWEEP_INTERVAL * 4)
-            if lock is None:
-                count_task("sweep", "skipped")
-                return {}
-            counts = {"requeued": 0, "settled": 0, "leased": 0}
-            now = time.time()
-            for member in state.due(now):
-                ref = state.resolve(member)
-                if ref is None:
-                    state.forget_pending(member)  # its record (or its job) is gone
-                    counts["settled"] += 1
-                    continue
-                # Reading it moves a record of the previous release (member `{media_id}`)
-                # under its account, and its place in wa:pending to the account's member.
-                record = state.get(ref)
-                if ref.member != member:
-                    state.forget_pending(member)
-                current = record.get("state")
-                if current in (None, "archived", "failed") or "job" not in record:
-                    state.forget_pending(ref.member)
-                    counts["settled"] += 1
-                elif current == "archiving" and (remaining := state.lease_remaining(ref)):
-                    # Look again right when the lease would run out, not a whole lease later.
-                    state.look_again(ref.member, now + remaining + 1)
-                    counts["leased"] += 1
-                else:
-                    archive_media.apply_async(
-                        args=(json.loads(record["job"]),),
-                        queue=MEDIA_QUEUE,
-                        priority=RESCUE_PRIORITY,
-                    )
-                    state.look_again(ref.member, now + svc.archiver.settings.sweep_stalled_after)
-                    counts["requeued"] += 1
-                    log.warning(
-                        "media_requeued",
-                        media_id=ref.media_id,
-                        phone_number_id=ref.phone_number_id,
-                        wamid=record.get("wamid"),
-                        state=current,
-                        reason="lease expired" if current == "archiving" else "queued too long",
-                    )
-            _sweep_replies(svc, now, counts)
-            svc.redis.set(SWEEP_LAST_KEY, f"{time.time():.3f}", ex=SWEEP_LAST_TTL)
-            state.release_sweep_lock(lock)
-        except (StorageError, RedisError, OSError, KombuError) as exc:
-            count_task("sweep", "failed", reason_of(exc))
-            log.warning("sweep_failed", reason=str(exc), reason_label=reason_of(exc))
+    svc = services()
+    state = svc.state
+    try:
+        # One sweep at a time across every worker.
+        lock = state.take_sweep_lock(SWEEP_INTERVAL * 4)
+        if lock is None:
+            self.done("skipped")
             return {}
-        count_task("sweep", "done")
-        if counts["requeued"] or counts["replies_requeued"]:
-            log.info("swept", duration_ms=since(started), **counts)
-        return counts
+        counts = {"requeued": 0, "settled": 0, "leased": 0}
+        now = time.time()
+        for member in state.due(now):
+            ref = state.resolve(member)
+            if ref is None:
+                state.forget_pending(member)  # its record (or its job) is gone
+                counts["settled"] += 1
+                continue
+            # Reading it moves a record of the previous release (member `{media_id}`)
+            # under its account, and its place in wa:pending to the account's member.
+            record = state.get(ref)
+            if ref.member != member:
+                state.forget_pending(member)
+            current = record.get("state")
+            if current in (None, "archived", "failed") or "job" not in record:
+                state.forget_pending(ref.member)
+                counts["settled"] += 1
+            elif current == "archiving" and (remaining := state.lease_remaining(ref)):
+                # Look again right when the lease would run out, not a whole lease later.
+                state.look_again(ref.member, now + remaining + 1)
+                counts["leased"] += 1
+            else:
+                archive_media.apply_async(
+                    args=(json.loads(record["job"]),),
+                    queue=MEDIA_QUEUE,
+                    priority=RESCUE_PRIORITY,
+                )
+                state.look_again(ref.member, now + svc.archiver.settings.sweep_stalled_after)
+                counts["requeued"] += 1
+                log.warning(
+                    "media_requeued",
+                    media_id=ref.media_id,
+                    phone_number_id=ref.phone_number_id,
+                    wamid=record.get("wamid"),
+                    state=current,
+                    reason="lease expired" if current == "archiving" else "queued too long",
+                )
+        _sweep_replies(svc, now, counts)
+        svc.redis.set(SWEEP_LAST_KEY, f"{time.time():.3f}", ex=SWEEP_LAST_TTL)
+        state.release_sweep_lock(lock)
+    except (StorageError, RedisError, OSError, KombuError) as exc:
+        self.failed(reason_of(exc), str(exc), event="sweep_failed", level="warning", timed=False)
+        return {}
+    # Logged only when it sent something again: beat sweeps every SWEEP_INTERVAL.
+    self.done(
+        "done", "swept" if counts["requeued"] or counts["replies_requeued"] else None, **counts
+    )
+    return counts
 
 
 def _sweep_replies(svc: Services, now: float, counts: dict[str, int]) -> None:

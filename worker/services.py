@@ -1,0 +1,98 @@
+"""The worker's settings, read once, and the clients of each worker process."""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass
+
+from redis import Redis
+
+from worker.archive import Archiver
+from worker.clients import ClientDirectory
+from worker.config import WorkerSettings
+from worker.logs import register_secrets
+from worker.replies import Replier
+from worker.state import MediaStateStore, ReplyLedger, ReplyLimits
+from worker.storage import PARTS_IN_FLIGHT, make_s3_client
+
+__all__ = ["Services", "services", "set_tasks_at_once", "settings"]
+
+
+@functools.cache
+def settings() -> WorkerSettings:
+    """The worker's settings, read once."""
+    return WorkerSettings.from_env()
+
+
+@dataclass
+class _Pool:
+    """What start-up tells about the pool: how many tasks one process may run at once."""
+
+    tasks_at_once: int = 1
+
+
+_POOL = _Pool()
+
+
+def set_tasks_at_once(count: int) -> None:
+    """Size the connection pools of the clients built from now on for `count` tasks at once."""
+    _POOL.tasks_at_once = count
+
+
+@dataclass(frozen=True)
+class Services:
+    """The clients of one worker process, built after fork so no socket is shared, and shared
+    by the process's threads: the Redis client, the S3 client and each provider's session are
+    thread-safe, with a connection pool sized for the tasks that run at once."""
+
+    archiver: Archiver
+    replier: Replier
+    state: MediaStateStore
+    redis: Redis
+
+
+_services: dict[int, Services] = {}
+# Building clients takes a while and boto3's default session must not be used by two threads at
+# once: the first tasks of a threads pool wait for one build instead of racing to make many.
+_services_lock = threading.Lock()
+
+
+def _build_services() -> Services:
+    config = settings()
+    register_secrets(config.accounts.secrets)
+    connections = _POOL.tasks_at_once
+    redis = Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
+    # A large file's upload sends PARTS_IN_FLIGHT parts at once.
+    s3 = make_s3_client(config.s3_endpoint_url, max_connections=connections * PARTS_IN_FLIGHT)
+    clients = ClientDirectory(config, redis, s3, pool_size=connections)
+    state = MediaStateStore(
+        redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
+    )
+    return Services(
+        archiver=Archiver(config, clients, state),
+        replier=Replier(
+            config,
+            clients,
+            ReplyLedger(redis, stall_after=config.sweep_stalled_after),
+            ReplyLimits(
+                redis,
+                per_minute=config.reply_rate_per_account,
+                interval=config.reply_recipient_interval,
+            ),
+        ),
+        state=state,
+        redis=redis,
+    )
+
+
+def services() -> Services:
+    """This process's clients."""
+    pid = os.getpid()
+    found = _services.get(pid)
+    if found is None:
+        with _services_lock:
+            found = _services.get(pid) or _build_services()
+            _services[pid] = found
+    return found
