@@ -168,7 +168,9 @@ def archive_media(self: InstrumentedTask, raw: dict[str, Any]) -> str:
     name=REPLY_TASK,
     bind=True,
     acks_late=True,
-    max_retries=REPLY_MAX_RETRIES,
+    # Unbounded for Celery: the body counts the tries itself (REPLY_MAX_RETRIES), except while
+    # the token is rejected, which must not use them up; Celery's own bound would end those.
+    max_retries=None,
     short_name="reply",
     retry_event="reply_retry",
     backoff=Backoff(base=2, cap=MAX_COUNTDOWN),
@@ -198,7 +200,7 @@ def send_reply(self: InstrumentedTask, raw: dict[str, Any]) -> str:
         # The sweep leaves a warning alone while its own retry is due.
         with suppress(StorageError):
             ledger.look_again(member, time.time() + countdown + ledger.stall_after)
-        raise self.retry(countdown=countdown, exc=exc, max_retries=None) from None
+        raise self.retry(countdown=countdown, exc=exc) from None
     ledger.settled(member)
     if outcome == "sent":
         self.done("sent", "replied")

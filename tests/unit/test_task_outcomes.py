@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from worker import tasks
 from worker.archive import Done, Failed, RetryLater
-from worker.errors import ReengagementError, StorageError, TemporaryError
+from worker.errors import CredentialsError, ReengagementError, StorageError, TemporaryError
 from worker.jobs import MediaJob, ReplyJob
 from worker.metrics import worker_metrics
 
@@ -225,6 +225,28 @@ def test_reply_retried(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any
         **REPLY_CONTEXT,
     }
     assert duplicate["event"] == "reply_already_sent"
+
+
+def test_a_reply_waiting_on_a_rejected_token_outlasts_its_tries(
+    monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]
+) -> None:
+    """Tries spent while the token is rejected are not counted: past REPLY_MAX_RETRIES of them,
+    the reply still retries, and is sent once the token works again."""
+    rejected = [CredentialsError("token rejected") for _ in range(tasks.REPLY_MAX_RETRIES + 2)]
+    outcome, _ledger = _reply(monkeypatch, *rejected, "sent")
+    assert outcome == "sent"
+    retries = [line for line in logs if line["event"] == "reply_retry"]
+    assert len(retries) == tasks.REPLY_MAX_RETRIES + 2
+
+
+def test_a_reply_gives_up_after_its_tries(
+    monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]
+) -> None:
+    errors = [TemporaryError("HTTP 502") for _ in range(tasks.REPLY_MAX_RETRIES + 1)]
+    outcome, ledger = _reply(monkeypatch, *errors)
+    assert (outcome, ledger.settled_members) == ("failed", ["pn1:wamid.2"])
+    [failed] = [line for line in logs if line["event"] == "failed"]
+    assert failed["reason"] == "gave up: HTTP 502"
 
 
 @dataclass
