@@ -30,16 +30,16 @@ import yaml
 from kombu.transport.redis import Channel
 
 from tests.unit.test_graphsim_imports import module_imports
-from webhook.config import MAX_BODY_BYTES
-from worker.celery_app import (
+from wa_media.observability.metrics import DEFAULT_METRICS_PORT
+from wa_media.stores.broker import (
     ARCHIVE_PRIORITY,
     MEDIA_QUEUE,
     RESCUE_PRIORITY,
     TASK_TIME_LIMIT,
     beat_schedule_file,
 )
-from worker.metrics import DEFAULT_METRICS_PORT
-from worker.stats import queue_keys
+from wa_media.stores.snapshot import queue_keys
+from webhook.config import MAX_BODY_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -47,7 +47,7 @@ K8S = DEPLOY / "k8s"
 PROMETHEUS = DEPLOY / "prometheus"
 PROCESSES = ("web", "worker", "beat")
 # The packages the image (and the wheel it installs) holds, and those it must not.
-PRODUCT = ("webhook", "worker")
+PRODUCT = ("wa_media", "webhook", "worker")
 DEVELOPMENT = ("graphsim", "devstack", "bench", "tests")
 # Kubernetes objects of each process, by name.
 DEPLOYMENTS = {"web": "wa-media-web", "worker": "wa-media-worker", "beat": "wa-media-beat"}
@@ -198,9 +198,9 @@ def readme_variables() -> frozenset[str]:
 
 @cache
 def source_literals() -> frozenset[str]:
-    """Every string literal in the Python sources of worker/ and webhook/."""
+    """Every string literal in the Python sources of the product."""
     literals = set()
-    for package in ("worker", "webhook"):
+    for package in PRODUCT:
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -241,7 +241,7 @@ def unknown(names: set[str]) -> list[str]:
         if name not in readme_variables():
             problems.append(f"{name} (not in README's Configuration table)")
         else:
-            problems.append(f"{name} (in README, but no code under worker/ or webhook/ reads it)")
+            problems.append(f"{name} (in README, but no code of the product reads it)")
     return problems
 
 
