@@ -14,15 +14,15 @@ from wa_media.cli.shown import shown
 from wa_media.core.errors import StorageError
 from wa_media.core.jobs import MediaJob
 from wa_media.stores.broker import ARCHIVE_PRIORITY, ARCHIVE_TASK, MEDIA_QUEUE, make_celery
-from wa_media.stores.records import MediaRef, MediaStateStore, SkippedLog
+from wa_media.stores.records import MediaRecord, MediaRef, MediaStateStore, SkippedLog
 
 __all__ = ["failed", "find", "replay", "skipped", "who"]
 
 
-def who(record: dict[str, str]) -> str:
+def who(record: MediaRecord) -> str:
     """The customer of a media record as Meta named them: phone, BSUID, username."""
     try:
-        job = MediaJob.model_validate_json(record.get("job", ""))
+        job = MediaJob.model_validate_json(record.job or "")
     except ValueError:
         return "?"
     customer = job.customer
@@ -59,9 +59,9 @@ def failed(limit: int) -> None:
             number, media_id = "", member
         click.echo(
             f"{shown(media_id):<24} {shown(number or '?'):<17} "
-            f"{when(record.get('updated_at')):<20} "
-            f"{shown(record.get('attempts', '0')):>5}  {shown(who(record)):<32} "
-            f"{shown(record.get('last_error', ''))}"
+            f"{when(None if record.updated_at is None else str(record.updated_at)):<20} "
+            f"{shown(str(record.attempts or 0)):>5}  {shown(who(record)):<32} "
+            f"{shown(record.last_error or '')}"
         )
     click.echo(f"{len(rows)} failed")
 

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from wa_media.config.encryption import NO_ENCRYPTION, Encryption
 from wa_media.core.errors import StorageError
+from wa_media.core.ports import ObjectHead
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -45,15 +46,6 @@ MAX_CONNECTIONS = 10
 
 class ObjectExists(Exception):
     """A conditional write found the key taken: another writer committed it first."""
-
-
-@dataclass(frozen=True)
-class ObjectHead:
-    """What a HEAD of an object tells: its ETag (without quotes), size and user metadata."""
-
-    etag: str
-    size: int
-    metadata: dict[str, str]
 
 
 def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTIONS) -> S3Client:
