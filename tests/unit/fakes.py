@@ -190,9 +190,9 @@ class FakeRecords(Faults):
 
     def due(self, now: float, limit: int = 500) -> list[str]:
         self.check("due")
-        return sorted((m for m, at in self.pending.items() if at <= now), key=self.pending.get)[
-            :limit
-        ]
+        return sorted(
+            (m for m, at in self.pending.items() if at <= now), key=lambda m: self.pending[m]
+        )[:limit]
 
     def resolve(self, member: str) -> MediaRef | None:
         self.check("resolve")
@@ -265,7 +265,9 @@ class FakeLedger(Faults):
 
     def due(self, now: float, limit: int = 500) -> list[tuple[str, str | None]]:
         self.check("due")
-        members = sorted((m for m, at in self.pending.items() if at <= now), key=self.pending.get)
+        members = sorted(
+            (m for m, at in self.pending.items() if at <= now), key=lambda m: self.pending[m]
+        )
         return [(member, self.jobs.get(member)) for member in members[:limit]]
 
 

@@ -3,7 +3,7 @@ traceback alone takes longer than a whole test against the fakes)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -11,6 +11,6 @@ from structlog.testing import capture_logs
 
 
 @pytest.fixture(autouse=True)
-def logs() -> Iterator[list[dict[str, Any]]]:
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
     with capture_logs() as captured:
         yield captured
