@@ -28,7 +28,7 @@ venv: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The project's wheel holds the product only (webhook, worker): a .pth file puts the repository
+# The project's wheel holds the product only (wa_media, webhook, worker): a .pth file puts the repository
 # root on the virtualenv's path, so that the development tools (graphsim, devstack, bench,
 # tests) import from any directory too.
 $(STAMP): pyproject.toml $(DEV_LOCK) | $(BIN)/python

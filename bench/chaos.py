@@ -61,7 +61,7 @@ from devstack.stack import (
 )
 from devstack.webhooks import DEFAULT_PHONE_NUMBER_ID, MediaKind
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError
-from worker.layout import build_key, sidecar_key
+from wa_media.core.layout import build_key, sidecar_key
 
 # `python bench/chaos.py` puts bench/ on the path, not the repository root that holds `bench`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

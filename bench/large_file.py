@@ -46,7 +46,7 @@ from devstack import webhooks
 from devstack.processes import Service, wait_for
 from devstack.seaweed import ACCESS_KEY, SECRET_KEY
 from graphsim import MediaRecord, SimulatorClient, SimulatorError
-from worker.layout import build_key, sidecar_key
+from wa_media.core.layout import build_key, sidecar_key
 
 # `python bench/large_file.py` puts bench/ on the path, not the repository root with `bench`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -47,13 +47,13 @@ from redis import Redis
 from devstack import webhooks
 from devstack.processes import Service, free_port, wait_for
 from devstack.redis_server import RedisServer
-from worker.celery_app import MEDIA_QUEUE
+from wa_media.stores.broker import MEDIA_QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROCFILE = ROOT / "Procfile"
 LUA_SCRIPT = ROOT / "bench" / "wrk" / "signed_bodies.lua"
-REAL_APP_SPEC = "webhook:create_app()"
+REAL_APP_SPEC = "webhook.app:create_app()"
 BARE_APP_SPEC = "bench.bare_app:create_app()"
 SECRET = "bench-app-secret"  # noqa: S105 - signs the benchmark's own bodies, nothing else
 VERIFY_TOKEN = "bench-verify-token"  # noqa: S105
@@ -389,7 +389,10 @@ PROFILE_STEPS = (
     ("      json.loads", "loads (json/__init__.py)"),
     ("      payload to jobs (pydantic)", "parse_cloud_payload (webhook/payload.py)"),
     ("      publish: record + send", "Publisher.publish (webhook/publisher.py)"),
-    ("        record the media (EVALSHA)", "MediaStateStore.admit_many (worker/state.py)"),
+    (
+        "        record the media (EVALSHA)",
+        "MediaStateStore.admit_many (wa_media/stores/records.py)",
+    ),
     ("        Celery send_task", "Celery.send_task (celery/"),
     ("          kombu: a redis.Redis per publish", "Channel._create_client (kombu/"),
     ("          kombu: LPUSH", "ListCommands.lpush (redis/"),
@@ -830,7 +833,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add(
         "--command",
         help="a web command to try instead of the Procfile's, e.g. \"gunicorn --workers 3 "
-        "'webhook:create_app()'\" (bind and app are replaced as for the Procfile's)",
+        "'webhook.app:create_app()'\" (bind and app are replaced as for the Procfile's)",
     )
     add("--keep", action="store_true", help="keep the run directory (bodies, logs)")
     args = parser.parse_args(argv)

@@ -41,10 +41,10 @@ from devstack.redis_server import RedisServer, redis_answers
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError
-from worker.config import DEFAULT_TOO_BIG_REPLY
-from worker.env import redis_url
-from worker.layout import build_key, sidecar_key
-from worker.state import MediaRef
+from wa_media.config.env import redis_url
+from wa_media.config.settings import DEFAULT_TOO_BIG_REPLY
+from wa_media.core.layout import build_key, sidecar_key
+from wa_media.stores.records import MediaRef
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

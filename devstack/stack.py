@@ -226,7 +226,7 @@ def start_web(
         "--bind", f"127.0.0.1:{port}",
         "--workers", "2",
         "--worker-class", "gevent",
-        "webhook:create_app()",
+        "webhook.app:create_app()",
     ]  # fmt: skip
     environ = env.environ()
     environ["WEB_METRICS_PORT"] = str(free_port() if metrics_port is None else metrics_port)

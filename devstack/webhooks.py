@@ -1,6 +1,6 @@
 """Webhook payloads for the tests, the demo and the benchmarks (pure: no I/O).
 
-The product's builders (worker/cli/payloads.py: what `wa-media simulate` sends), re-exported
+The product's builders (wa_media/cli/payloads.py: what `wa-media simulate` sends), re-exported
 here, and the shapes only the tests and the demo send. The Cloud API's: statuses, customers
 named by business-scoped user id, edits, unsupported types with their errors, types no release
 knows yet, echoes of what the business sent from the WhatsApp Business app
@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from worker.cli.payloads import (
+from wa_media.cli.payloads import (
     DEFAULT_DISPLAY_PHONE_NUMBER,
     DEFAULT_PHONE_NUMBER_ID,
     DEFAULT_SENDER,

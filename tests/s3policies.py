@@ -168,9 +168,9 @@ def principal(call: Call) -> str | None:
         return VERIFY if "verify" in call.args else OTHER_CLI
     if not call.callers:
         return None
-    if "worker.cli.verify" in call.callers:
+    if "wa_media.cli.verify" in call.callers:
         return VERIFY
-    if any(name == "worker.cli" or name.startswith("worker.cli.") for name in call.callers):
+    if any(name == "wa_media.cli" or name.startswith("wa_media.cli.") for name in call.callers):
         return OTHER_CLI
     if any(name.partition(".")[0] == "webhook" for name in call.callers):
         return WEB

@@ -7,16 +7,16 @@ import sys
 from flask import Flask
 from redis import Redis
 
+from wa_media.config.env import ConfigError
+from wa_media.observability.logs import configure_logging, register_secrets
+from wa_media.observability.metrics import web_metrics
+from wa_media.stores.broker import make_celery
+from wa_media.stores.records import MediaStateStore, ReplyLedger
 from webhook.config import WebSettings
 from webhook.metrics import count_request
 from webhook.payload import SKIP_REASONS
 from webhook.publisher import Publisher
 from webhook.views import bp
-from worker.celery_app import make_celery
-from worker.env import ConfigError
-from worker.logs import configure_logging, register_secrets
-from worker.metrics import web_metrics
-from worker.state import MediaStateStore, ReplyLedger
 
 __all__ = ["create_app"]
 

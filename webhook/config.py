@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from wa_media.config.accounts import WebAccounts, WebRoute, web_accounts
+from wa_media.config.env import positive_int, read, redis_url, tcp_port, text
+from wa_media.config.settings import DEFAULT_REDIS_URL
 from webhook.publisher import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
-from worker.accounts import WebAccounts, WebRoute, web_accounts
-from worker.config import DEFAULT_REDIS_URL
-from worker.env import positive_int, read, redis_url, tcp_port, text
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",

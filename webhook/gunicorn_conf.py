@@ -23,11 +23,11 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import multiprocess, start_http_server
 from redis import Redis
 
+from wa_media.config.env import CONFIG_ERROR, ConfigError
+from wa_media.observability.logs import configure_logging, get_logger
+from wa_media.observability.metrics import exposition_registry, use_multiprocess_dir
 from webhook.config import WebSettings
 from webhook.redact import RedactingLogger
-from worker.env import CONFIG_ERROR, ConfigError
-from worker.logs import configure_logging, get_logger
-from worker.metrics import exposition_registry, use_multiprocess_dir
 
 logger_class = RedactingLogger
 

@@ -18,19 +18,19 @@ from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.celery_app import MEDIA_QUEUE, REPLIES_QUEUE
-from worker.gate import PAUSED_KEY
-from worker.jobs import MediaJob
-from worker.logs import get_logger
-from worker.metrics import web_metrics
-from worker.state import (
+from wa_media.core.jobs import MediaJob
+from wa_media.observability.logs import get_logger
+from wa_media.observability.metrics import web_metrics
+from wa_media.stores.broker import MEDIA_QUEUE, REPLIES_QUEUE
+from wa_media.stores.gate import PAUSED_KEY
+from wa_media.stores.records import (
     FAILED_KEY,
     PENDING_KEY,
     PENDING_WINDOW_KEY,
     RECORD_TTL,
     SWEEP_LAST_KEY,
 )
-from worker.stats import PendingMedia, Snapshot, queue_keys, stored_unix_time
+from wa_media.stores.snapshot import PendingMedia, Snapshot, queue_keys, stored_unix_time
 
 __all__ = [
     "COUNTED_ENDPOINTS",

@@ -26,9 +26,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
-from worker.digests import normalise_sha256
-from worker.identity import is_bsuid, phone_address
-from worker.jobs import (
+from wa_media.core.digests import normalise_sha256
+from wa_media.core.identity import is_bsuid, phone_address
+from wa_media.core.jobs import (
     REPLY_DROP_REASONS,
     Anomaly,
     Customer,
@@ -39,8 +39,8 @@ from worker.jobs import (
     ReplyJob,
     Source,
 )
-from worker.layout import storable_mime_type
-from worker.numbers import ascii_int
+from wa_media.core.layout import storable_mime_type
+from wa_media.core.numbers import ascii_int
 
 __all__ = [
     "LISTED_REASONS",
@@ -319,7 +319,7 @@ def _mime_type(media: dict[str, Any], anomalies: list[Anomaly]) -> str | None:
     if value is None:
         anomalies.append("mime_type_missing")
         return None
-    # Checked as S3 will take it as an object's Content-Type (worker/layout.py).
+    # Checked as S3 will take it as an object's Content-Type (wa_media/core/layout.py).
     if storable_mime_type(value) is not None:
         return str(value)
     anomalies.append("mime_type_malformed")

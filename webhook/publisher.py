@@ -10,11 +10,11 @@ from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
+from wa_media.core.errors import StorageError
+from wa_media.core.jobs import MediaJob, ReplyJob
+from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE
+from wa_media.stores.records import MediaStateStore, ReplyLedger, SkippedLog
 from webhook.payload import ParsedPayload
-from worker.celery_app import FAN_OUT_TASK, MEDIA_QUEUE
-from worker.errors import StorageError
-from worker.jobs import MediaJob, ReplyJob
-from worker.state import MediaStateStore, ReplyLedger, SkippedLog
 
 __all__ = ["DEFAULT_FANOUT_BATCH", "MAX_FANOUT_BATCH", "BrokerUnavailable", "Publisher"]
 

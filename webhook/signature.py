@@ -33,7 +33,7 @@ def verify(body: bytes, header: str | None, secrets: Iterable[str]) -> tuple[int
     at least one); raise a SignatureError if none does.
 
     Which secret signed tells which Meta app sent the webhook, and so which accounts it may
-    speak for (worker/accounts.py).
+    speak for (wa_media/config/accounts.py).
     """
     if header is None or header == "":
         raise MissingSignature("no X-Hub-Signature-256 header")

@@ -15,6 +15,8 @@ from flask import Blueprint, Response, current_app, request
 from redis import Redis
 from redis.exceptions import RedisError
 
+from wa_media.observability.logs import get_logger, since
+from wa_media.observability.metrics import web_metrics
 from webhook.config import MAX_BODY_BYTES, WebSettings
 from webhook.payload import (
     NotWhatsAppPayload,
@@ -24,8 +26,6 @@ from webhook.payload import (
 )
 from webhook.publisher import BrokerUnavailable, Publisher
 from webhook.signature import MissingSignature, SignatureError, verify
-from worker.logs import get_logger, since
-from worker.metrics import web_metrics
 
 __all__ = ["bp"]
 

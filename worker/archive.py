@@ -11,12 +11,9 @@ from typing import Literal
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
-from worker.accounts import Account
-from worker.celery_app import MAX_COUNTDOWN
-from worker.clients import AccountClients, ClientDirectory
-from worker.commit import CommitClaims, commit_upload
-from worker.config import WorkerSettings
-from worker.errors import (
+from wa_media.config.accounts import Account
+from wa_media.config.settings import WorkerSettings
+from wa_media.core.errors import (
     ArchiveError,
     BusyError,
     Expired,
@@ -28,8 +25,8 @@ from worker.errors import (
     TimedOut,
     WorkerDied,
 )
-from worker.jobs import Anomaly, MediaJob
-from worker.layout import (
+from wa_media.core.jobs import Anomaly, MediaJob
+from wa_media.core.layout import (
     STORED_FALLBACK_TYPE,
     InvalidIdError,
     build_key,
@@ -41,14 +38,17 @@ from worker.layout import (
     sidecar_key,
     storable_mime_type,
 )
-from worker.logs import get_logger, milliseconds, since
-from worker.metrics import worker_metrics
-from worker.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
-from worker.provider import Fetched
-from worker.reasons import Reason, reason_of
-from worker.state import Attempt, MediaRef, MediaStateStore
-from worker.storage import ArchiveStore
-from worker.transfer import Deadline, Stopwatch, Tally, under_deadline
+from wa_media.core.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
+from wa_media.core.provider import Fetched
+from wa_media.core.reasons import Reason, reason_of
+from wa_media.observability.logs import get_logger, milliseconds, since
+from wa_media.observability.metrics import worker_metrics
+from wa_media.providers.transfer import Deadline, Stopwatch, Tally, under_deadline
+from wa_media.stores.broker import MAX_COUNTDOWN
+from wa_media.stores.commit import CommitClaims, commit_upload
+from wa_media.stores.records import Attempt, MediaRef, MediaStateStore
+from wa_media.stores.s3 import ArchiveStore
+from worker.clients import AccountClients, ClientDirectory
 
 __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
 
@@ -106,7 +106,7 @@ class Done:
 
 @dataclass(frozen=True)
 class Failed:
-    """Given up; the state record says why, `label` in a word (worker/reasons.py)."""
+    """Given up; the state record says why, `label` in a word (wa_media/core/reasons.py)."""
 
     reason: str
     code: int | None = None
@@ -173,7 +173,7 @@ class Archiver:
             self.state.mark_failed(MediaRef.of(job), exc.reason)
             return Failed(exc.reason, exc.code, reason_of(exc))
         # The threads pool enforces no time limit at all: a try bounds itself, its transfer
-        # included (worker/transfer.py), and its lease is not renewed past that.
+        # included (wa_media/providers/transfer.py), and its lease is not renewed past that.
         limit = Deadline(self.settings.try_seconds)
         try:
             with self.state.lease(MediaRef.of(job), renew_until=limit.at):
@@ -406,7 +406,7 @@ class Archiver:
             log.info("verified", duration_ms=milliseconds(verifying), bytes=size, sha256=digest)
             with s3.timing():
                 # False when another writer committed the same bytes first; KeyConflict when
-                # the key holds other bytes (worker/commit.py).
+                # the key holds other bytes (wa_media/stores/commit.py).
                 committed = commit_upload(
                     upload, store, CommitClaims(self.state.redis), digest, size
                 )

@@ -1,8 +1,8 @@
 """What a worker process does at start-up, through Celery's signals: check the configuration,
 serve the metrics, and fit the clients to the pool.
 
-Celery imports this module with the tasks (`include` in worker/celery_app.py), before the
-worker starts. The logging set-up stays in worker/celery_app.py: Celery configures its logging
+Celery imports this module with the tasks (`include` in wa_media/stores/broker.py), before the
+worker starts. The logging set-up stays in wa_media/stores/broker.py: Celery configures its logging
 before it imports the task modules, and beat imports them later still.
 """
 
@@ -20,10 +20,10 @@ from celery.concurrency.solo import TaskPool as SoloPool
 from celery.concurrency.thread import TaskPool as ThreadPool
 from celery.signals import worker_init, worker_process_init
 
-from worker.config import MetricsPorts
-from worker.env import ConfigError
-from worker.logs import get_logger, register_secrets
-from worker.metrics import (
+from wa_media.config.env import ConfigError
+from wa_media.config.settings import MetricsPorts
+from wa_media.observability.logs import get_logger, register_secrets
+from wa_media.observability.metrics import (
     MULTIPROC_ENV,
     serve_metrics_on_first_free,
     use_multiprocess_dir,

@@ -8,26 +8,22 @@ from typing import TYPE_CHECKING
 
 from redis import Redis
 
-from worker.accounts import Account
-from worker.config import WorkerSettings
-from worker.errors import CredentialsError
-from worker.gate import MetaGate
-from worker.provider import Provider
-from worker.providers import make_provider
-from worker.storage import ArchiveStore
-from worker.transfer import POOL_SIZE, new_session
+from wa_media.config.accounts import Account
+from wa_media.config.settings import WorkerSettings
+from wa_media.core.errors import NoAccount
+from wa_media.core.provider import Provider
+from wa_media.providers.registry import make_provider
+from wa_media.providers.transfer import POOL_SIZE, new_session
+from wa_media.stores.gate import MetaGate
+from wa_media.stores.s3 import ArchiveStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["AccountClients", "ClientDirectory", "NoAccount"]
+__all__ = ["AccountClients", "ClientDirectory"]
 
 # How long a media or reply for an unconfigured number waits before it is tried again.
 NO_ACCOUNT_RETRY = 300.0
-
-
-class NoAccount(CredentialsError):
-    """No configured account serves this phone_number_id: an operator has to add it."""
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from celery import Task
 
-from worker.backoff import Backoff
-from worker.logs import bind_task_fields, get_logger, since, task_context
-from worker.metrics import count_task, worker_metrics
-from worker.reasons import reason_of
+from wa_media.core.backoff import Backoff
+from wa_media.core.reasons import reason_of
+from wa_media.observability.logs import bind_task_fields, get_logger, since, task_context
+from wa_media.observability.metrics import count_task, worker_metrics
 
 __all__ = ["InstrumentedTask"]
 

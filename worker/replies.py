@@ -7,13 +7,13 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Literal
 
+from wa_media.config.settings import WorkerSettings
+from wa_media.core.errors import BusyError, InvalidId, PermanentError, RetryableError, StorageError
+from wa_media.core.identity import is_bsuid, phone_address
+from wa_media.core.jobs import ReplyDropReason, ReplyJob
+from wa_media.core.layout import InvalidIdError, checked_id
+from wa_media.stores.records import ReplyLedger, ReplyLimits, ReplyRef
 from worker.clients import ClientDirectory
-from worker.config import WorkerSettings
-from worker.errors import BusyError, InvalidId, PermanentError, RetryableError, StorageError
-from worker.identity import is_bsuid, phone_address
-from worker.jobs import ReplyDropReason, ReplyJob
-from worker.layout import InvalidIdError, checked_id
-from worker.state import ReplyLedger, ReplyLimits, ReplyRef
 
 __all__ = ["Replier", "ReplyOutcome", "recipient", "reply_address"]
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from wa_media.config.settings import WorkerSettings
+from wa_media.observability.logs import register_secrets
+from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits
+from wa_media.stores.s3 import PARTS_IN_FLIGHT, make_s3_client
 from worker.archive import Archiver
 from worker.clients import ClientDirectory
-from worker.config import WorkerSettings
-from worker.logs import register_secrets
 from worker.replies import Replier
-from worker.state import MediaStateStore, ReplyLedger, ReplyLimits
-from worker.storage import PARTS_IN_FLIGHT, make_s3_client
 
 __all__ = ["Services", "services", "set_tasks_at_once", "settings"]
 

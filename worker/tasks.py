@@ -16,9 +16,20 @@ from kombu.exceptions import KombuError
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from worker.archive import Done, Failed, RetryLater
-from worker.backoff import Backoff
-from worker.celery_app import (
+from wa_media.core.backoff import Backoff
+from wa_media.core.errors import (
+    ArchiveError,
+    CredentialsError,
+    NoAccount,
+    PermanentError,
+    RetryableError,
+    StorageError,
+)
+from wa_media.core.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
+from wa_media.core.reasons import reason_of
+from wa_media.observability.logs import get_logger
+from wa_media.observability.metrics import worker_metrics
+from wa_media.stores.broker import (
     ARCHIVE_PRIORITY,
     ARCHIVE_TASK,
     FAN_OUT_TASK,
@@ -29,24 +40,13 @@ from worker.celery_app import (
     RESCUE_PRIORITY,
     SWEEP_INTERVAL,
     SWEEP_TASK,
-    app,
 )
-from worker.clients import NoAccount
-from worker.errors import (
-    ArchiveError,
-    CredentialsError,
-    PermanentError,
-    RetryableError,
-    StorageError,
-)
-from worker.gate import PausedError
+from wa_media.stores.gate import PausedError
+from wa_media.stores.records import SWEEP_LAST_KEY, SWEEP_LAST_TTL, ReplyRef
+from worker.archive import Done, Failed, RetryLater
+from worker.celery_app import app
 from worker.instrumented import InstrumentedTask
-from worker.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
-from worker.logs import get_logger
-from worker.metrics import worker_metrics
-from worker.reasons import reason_of
 from worker.services import Services, services
-from worker.state import SWEEP_LAST_KEY, SWEEP_LAST_TTL, ReplyRef
 
 __all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
 
@@ -121,11 +121,11 @@ def fan_out(self: InstrumentedTask, batch: dict[str, list[dict[str, Any]]]) -> d
     name=ARCHIVE_TASK,
     bind=True,
     acks_late=True,
-    # The media's 7-day deadline bounds its tries (worker/policy.py), not a count.
+    # The media's 7-day deadline bounds its tries (wa_media/core/policy.py), not a count.
     max_retries=None,
     short_name="media",
     retry_event="media_retry",
-    # When Redis itself fails; the archive's own retries follow worker/policy.py.
+    # When Redis itself fails; the archive's own retries follow wa_media/core/policy.py.
     backoff=Backoff(base=2, cap=60),
 )
 def archive_media(self: InstrumentedTask, raw: dict[str, Any]) -> str:

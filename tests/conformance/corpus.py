@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from devstack import webhooks
+from wa_media.core.jobs import Customer, Direction, MediaJob, Source
 from webhook.payload import ParsedPayload, SkipReason, parse_cloud_payload
-from worker.jobs import Customer, Direction, MediaJob, Source
 
 Json = dict[str, Any]
 Route = Literal["signed", "d360"]

@@ -43,7 +43,7 @@ from devstack import webhooks
 from devstack.images import ROOT, build_all, build_app_images
 from devstack.processes import free_port, wait_for
 from graphsim import MediaRecord, Simulator, SimulatorClient
-from worker.layout import build_key
+from wa_media.core.layout import build_key
 
 COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
 APP_IMAGE = "wa-media-archiver:container-test"

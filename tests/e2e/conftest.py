@@ -26,7 +26,7 @@ from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.s3record import sitecustomize as s3record
-from worker.layout import build_key
+from wa_media.core.layout import build_key
 
 BUCKET = "wa-archive"
 MAX_MEDIA_BYTES = 12 * 1024 * 1024

@@ -9,7 +9,7 @@ import pytest
 
 from devstack import webhooks
 from tests.e2e.conftest import BUCKET, Stack
-from worker.state import RECORD_TTL
+from wa_media.stores.records import RECORD_TTL
 
 pytestmark = pytest.mark.e2e
 

@@ -20,10 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack import webhooks
 from devstack.processes import wait_for
 from tests.e2e.conftest import BUCKET, Sent, Stack
-from worker.commit import CommitClaims, commit_upload
-from worker.errors import KeyConflict
-from worker.layout import build_key
-from worker.storage import PART_SIZE, ArchiveStore, ObjectExists, Upload
+from wa_media.core.errors import KeyConflict
+from wa_media.core.layout import build_key
+from wa_media.stores.commit import CommitClaims, commit_upload
+from wa_media.stores.s3 import PART_SIZE, ArchiveStore, ObjectExists, Upload
 
 pytestmark = pytest.mark.e2e
 
@@ -169,7 +169,8 @@ def test_seaweedfs_lets_concurrent_conditional_completions_both_succeed(s3: Any)
     CompleteMultipartUpload calls with `If-None-Match: *` arriving together all succeed on about
     half of the keys (measured 21 of 40), where AWS S3 documents one success and 412 or 409 for
     the others. If this fails, SeaweedFS honours the condition now: say so in docs/architecture.md,
-    "Never overwritten", and keep the claim of worker/commit.py for the backends that do not."""
+    "Never overwritten", and keep the claim of wa_media/stores/commit.py for the backends that do
+    not."""
 
     def through(key: str) -> int:
         def prepare(i: int) -> tuple[str, str]:
@@ -255,7 +256,7 @@ def small_parts(monkeypatch: pytest.MonkeyPatch) -> int:
     # The completions race whatever the parts' size (measured with 5 MiB and 1 KB parts); small
     # ones keep many rounds cheap.
     size = 256 * 1024
-    monkeypatch.setattr("worker.storage.PART_SIZE", size)
+    monkeypatch.setattr("wa_media.stores.s3.PART_SIZE", size)
     return size
 
 

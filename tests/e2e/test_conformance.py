@@ -45,9 +45,9 @@ from tests.conformance.corpus import (
 )
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT
-from worker.jobs import Customer, MediaJob
-from worker.layout import build_key, edit_record_key
-from worker.state import SkippedLog
+from wa_media.core.jobs import Customer, MediaJob
+from wa_media.core.layout import build_key, edit_record_key
+from wa_media.stores.records import SkippedLog
 
 pytestmark = pytest.mark.e2e
 

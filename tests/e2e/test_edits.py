@@ -8,7 +8,7 @@ from typing import Any
 from devstack import webhooks
 from devstack.processes import wait_for
 from tests.e2e.conftest import Sent, Stack
-from worker.layout import edit_record_key
+from wa_media.core.layout import edit_record_key
 
 
 def _edit_of(original: Sent, caption: str) -> dict[str, Any]:

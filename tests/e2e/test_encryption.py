@@ -24,9 +24,9 @@ from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
-from worker.cli import main
-from worker.layout import build_key
-from worker.storage import PART_SIZE
+from wa_media.cli import main
+from wa_media.core.layout import build_key
+from wa_media.stores.s3 import PART_SIZE
 
 ENCRYPTED_BUCKET = "wa-encrypted"
 

@@ -32,11 +32,11 @@ from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Sent, Stack
 from tests.lan import other_address
+from wa_media.cli import main as cli
+from wa_media.core.layout import build_key
+from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE
 from webhook import create_app
 from webhook.config import WebSettings
-from worker.celery_app import FAN_OUT_TASK, MEDIA_QUEUE
-from worker.cli import main as cli
-from worker.layout import build_key
 
 pytestmark = pytest.mark.e2e
 

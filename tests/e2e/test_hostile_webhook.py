@@ -29,11 +29,11 @@ from werkzeug.sansio.utils import get_content_length
 
 from devstack import webhooks
 from tests.conftest import redis_db
+from wa_media.core.jobs import MediaJob, ReplyJob
+from wa_media.core.layout import EXTENSIONS
+from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE
 from webhook import create_app
 from webhook.config import MAX_BODY_BYTES, WebSettings
-from worker.celery_app import FAN_OUT_TASK, MEDIA_QUEUE
-from worker.jobs import MediaJob, ReplyJob
-from worker.layout import EXTENSIONS
 
 pytestmark = pytest.mark.e2e
 

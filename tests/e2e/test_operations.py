@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from devstack.processes import free_port, wait_for
 from tests.e2e.conftest import BUCKET, Stack
-from worker.cli import main
+from wa_media.cli import main
 
 
 def sidecars(stack: Stack) -> list[str]:

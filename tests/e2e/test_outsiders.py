@@ -25,9 +25,9 @@ from devstack import webhooks
 from devstack.processes import Service, free_port, wait_for
 from devstack.redis_server import RedisServer
 from tests.conftest import redis_db
-from worker.jobs import MediaJob
-from worker.policy import media_deadline
-from worker.state import MediaRef, MediaStateStore
+from wa_media.core.jobs import MediaJob
+from wa_media.core.policy import media_deadline
+from wa_media.stores.records import MediaRef, MediaStateStore
 
 pytestmark = pytest.mark.e2e
 

@@ -124,7 +124,7 @@ def test_two_workers_on_one_host_serve_metrics_on_a_shared_range(
 def test_web_refuses_to_start_without_an_app_secret(env: StackEnv) -> None:
     environ = env.environ()
     del environ["WHATSAPP_APP_SECRET"]
-    argv = [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "webhook:create_app()"]
+    argv = [str(BIN / "gunicorn"), "--bind", "127.0.0.1:0", "webhook.app:create_app()"]
     done = run(argv, environ)
     assert done.returncode != 0
     assert "WHATSAPP_APP_SECRET is required" in done.stderr

@@ -30,7 +30,7 @@ from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, REPLY_TEXT, task_counts, wait_tasks
-from worker.layout import build_key
+from wa_media.core.layout import build_key
 
 CLOUD_NUMBER = webhooks.DEFAULT_PHONE_NUMBER_ID
 D360_NUMBER = "222000111"

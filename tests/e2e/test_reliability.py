@@ -25,8 +25,8 @@ from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, WorkerPool, deployed_pool, start_beat, start_web, start_worker
 from graphsim import Simulator
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, REPLY_TEXT, Stack
-from worker.cli import main as cli
-from worker.state import MediaStateStore
+from wa_media.cli import main as cli
+from wa_media.stores.records import MediaStateStore
 
 pytestmark = pytest.mark.e2e
 
@@ -211,7 +211,7 @@ def test_sigterm_to_the_process_group(rel: Reliable, pool: WorkerPool) -> None:
 def test_media_lost_from_the_queue_is_swept_back(rel: Reliable) -> None:
     rel.worker("sweep")
     item = rel.stack.media("sticker")
-    from worker.jobs import MediaJob
+    from wa_media.core.jobs import MediaJob
 
     job = MediaJob(
         phone_number_id="106540352242922",

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack.processes import Service, free_port, port_open, wait_for
 from devstack.redis_server import RedisServer
 from devstack.run import BUCKET
-from worker.cli.common import read_env_file
+from wa_media.cli.common import read_env_file
 
 pytestmark = pytest.mark.e2e
 

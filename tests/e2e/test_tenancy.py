@@ -33,8 +33,8 @@ from devstack.stack import StackEnv, start_beat, start_web, start_worker
 from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, REPLY_TEXT
-from worker.jobs import MediaJob
-from worker.layout import build_key
+from wa_media.core.jobs import MediaJob
+from wa_media.core.layout import build_key
 
 pytestmark = pytest.mark.e2e
 

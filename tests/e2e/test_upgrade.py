@@ -26,7 +26,7 @@ from devstack.stack import StackEnv, start_beat, start_web, start_worker
 from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import REPLY_TEXT, Stack, stack_env
-from worker.layout import build_key
+from wa_media.core.layout import build_key
 
 pytestmark = pytest.mark.e2e
 

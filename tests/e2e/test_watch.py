@@ -27,16 +27,16 @@ from devstack.seaweed import SeaweedFS
 from devstack.stack import start_beat, start_web, start_worker
 from graphsim import Simulator
 from tests.e2e.conftest import stack_env
-from worker.celery_app import REPLIES_QUEUE, SWEEP_TASK, make_celery
-from worker.cli import main
-from worker.state import (
+from wa_media.cli import main
+from wa_media.stores.broker import REPLIES_QUEUE, SWEEP_TASK, make_celery
+from wa_media.stores.records import (
     ARCHIVED_KEPT_SECONDS,
     ARCHIVED_KEY,
     SWEEP_LAST_KEY,
     MediaRef,
     MediaStateStore,
 )
-from worker.stats import archived_counts, read_snapshot
+from wa_media.stores.snapshot import archived_counts, read_snapshot
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from redis import Redis
 
 from devstack import webhooks
 from tests.conftest import redis_db
+from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE
 from webhook import create_app
 from webhook.config import WebSettings
-from worker.celery_app import FAN_OUT_TASK, MEDIA_QUEUE
 
 pytestmark = pytest.mark.e2e
 

@@ -26,15 +26,15 @@ from devstack.stack import StackEnv
 from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, Sent, Stack
+from wa_media.config.settings import WorkerSettings
+from wa_media.core.errors import IntegrityError, TemporaryError
+from wa_media.core.jobs import MediaJob
+from wa_media.core.layout import build_key
+from wa_media.stores.records import MediaRef, MediaStateStore
+from wa_media.stores.s3 import make_s3_client
 from webhook.payload import parse_cloud_payload
 from worker.archive import Archiver, Done, Failed, RetryLater
 from worker.clients import ClientDirectory
-from worker.config import WorkerSettings
-from worker.errors import IntegrityError, TemporaryError
-from worker.jobs import MediaJob
-from worker.layout import build_key
-from worker.state import MediaRef, MediaStateStore
-from worker.storage import make_s3_client
 
 PHONE = webhooks.DEFAULT_PHONE_NUMBER_ID
 MIME = "image/jpeg"

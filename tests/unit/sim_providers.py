@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from graphsim import Simulator, SimulatorClient
-from worker.provider import Connection, Provider, ProviderKind
-from worker.providers import make_provider
+from wa_media.core.provider import Connection, Provider, ProviderKind
+from wa_media.providers.registry import make_provider
 
 PHONE = "106540352242922"
 APP = "1234567890"

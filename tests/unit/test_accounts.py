@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from webhook.config import WebSettings
-from worker.accounts import (
+from wa_media.config.accounts import (
     D360_DEFAULT_URL,
     load_accounts_file,
     web_accounts,
     worker_accounts,
 )
-from worker.config import WorkerSettings
-from worker.env import ConfigError
+from wa_media.config.env import ConfigError
+from wa_media.config.settings import WorkerSettings
+from webhook.config import WebSettings
 
 HOOK = "hook-token-0123456789abcdef"
 OTHER_HOOK = "other-token-0123456789abcdef"

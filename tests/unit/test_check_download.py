@@ -2,12 +2,12 @@ import hashlib
 
 import pytest
 
+from wa_media.core.errors import IntegrityError, PermanentError
+from wa_media.core.jobs import MediaJob
+from wa_media.core.provider import Fetched
+from wa_media.providers.graphflow import MediaInfo
+from wa_media.providers.transfer import Tally
 from worker.archive import check_download
-from worker.errors import IntegrityError, PermanentError
-from worker.graphflow import MediaInfo
-from worker.jobs import MediaJob
-from worker.provider import Fetched
-from worker.transfer import Tally
 
 DATA = b"customer photo"
 HEX = hashlib.sha256(DATA).hexdigest()

@@ -21,14 +21,14 @@ from structlog.testing import capture_logs
 from graphsim import Simulator, SimulatorClient
 from tests.lan import other_address
 from tests.unit.sim_providers import PHONE
+from wa_media.config.env import ConfigError
+from wa_media.config.settings import WorkerSettings
+from wa_media.core.allowlist import is_allowed_media_url
+from wa_media.core.errors import ForeignHost, InsecureUrl
+from wa_media.core.provider import Connection, Provider
+from wa_media.core.reasons import reason_of
+from wa_media.providers.registry import make_provider
 from webhook.config import WebSettings
-from worker.allowlist import is_allowed_media_url
-from worker.config import WorkerSettings
-from worker.env import ConfigError
-from worker.errors import ForeignHost, InsecureUrl
-from worker.provider import Connection, Provider
-from worker.providers import make_provider
-from worker.reasons import reason_of
 
 WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}
 

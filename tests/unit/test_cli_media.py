@@ -12,9 +12,9 @@ from click.testing import CliRunner, Result
 
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import APP, PHONE, add_media
-from worker.cli import main
-from worker.mediatypes import OGG_OPUS
-from worker.provider import ProviderKind
+from wa_media.cli import main
+from wa_media.core.mediatypes import OGG_OPUS
+from wa_media.core.provider import ProviderKind
 
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(40_000)
 

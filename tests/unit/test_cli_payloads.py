@@ -1,4 +1,4 @@
-"""The webhook payloads `wa-media simulate` sends (worker/cli/payloads.py): shapes and signature."""
+"""The webhook payloads `wa-media simulate` sends (wa_media/cli/payloads.py): shapes, signature."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from worker.cli import payloads
+from wa_media.cli import payloads
 
 SHA_B64 = base64.b64encode(hashlib.sha256(b"media").digest()).decode()
 

@@ -19,9 +19,9 @@ from click.testing import CliRunner, Result
 from devstack import webhooks
 from graphsim import Simulator, SimulatorClient
 from tests.unit.test_cli_media import environment
-from worker.cli import main
-from worker.cli.common import read_env_file
-from worker.env import ConfigError
+from wa_media.cli import main
+from wa_media.cli.common import read_env_file
+from wa_media.config.env import ConfigError
 
 SECRET = "the-app-secret-of-the-test"
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(30_000)

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from redis import Redis
 
 from tests.conftest import redis_db
-from worker.cli import main
-from worker.cli.shown import shown
-from worker.jobs import Customer, MediaJob
-from worker.state import MediaRef, MediaStateStore, SkippedLog
+from wa_media.cli import main
+from wa_media.cli.shown import shown
+from wa_media.core.jobs import Customer, MediaJob
+from wa_media.stores.records import MediaRef, MediaStateStore, SkippedLog
 
 # Clears the screen, sets the window title, hides what follows, writes over the line.
 HOSTILE = "\x1b[2J\x1b]0;owned\x07\x1b[8m\r\u202e"

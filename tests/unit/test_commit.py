@@ -20,11 +20,11 @@ from structlog.testing import capture_logs
 
 from tests.conftest import redis_db
 from tests.unit.test_storage_upload import FakeS3
-from worker.commit import CommitClaims, commit_upload
-from worker.errors import BusyError, KeyConflict, RedisUnavailable
-from worker.reasons import reason_of
-from worker.state import SWEEP_LOCK_KEY, MediaStateStore
-from worker.storage import PART_SIZE, ArchiveStore
+from wa_media.core.errors import BusyError, KeyConflict, RedisUnavailable
+from wa_media.core.reasons import reason_of
+from wa_media.stores.commit import CommitClaims, commit_upload
+from wa_media.stores.records import SWEEP_LOCK_KEY, MediaStateStore
+from wa_media.stores.s3 import PART_SIZE, ArchiveStore
 
 BUCKET = "b"
 

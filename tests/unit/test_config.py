@@ -1,8 +1,8 @@
 import pytest
 
+from wa_media.config.env import ConfigError
+from wa_media.config.settings import DEFAULT_TOO_BIG_REPLY, WorkerSettings
 from webhook.config import WebSettings
-from worker.config import DEFAULT_TOO_BIG_REPLY, WorkerSettings
-from worker.env import ConfigError
 
 WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}
 

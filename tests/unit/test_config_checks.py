@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from wa_media.cli import main
+from wa_media.config.accounts import load_accounts_file, phone_number_id, web_accounts
+from wa_media.config.env import ConfigError, redis_url, s3_prefix
+from wa_media.config.settings import WorkerSettings
 from webhook.config import WebSettings
 from webhook.redact import RedactingLogger, redact_paths
-from worker.accounts import load_accounts_file, phone_number_id, web_accounts
-from worker.cli import main
-from worker.config import WorkerSettings
-from worker.env import ConfigError, redis_url, s3_prefix
 
 SECRET_LOOKING = "sk_live_Zq9SECRETvalue4242"
 WEB = {"WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v"}

@@ -4,16 +4,16 @@ import random
 
 import pytest
 
-from worker.allowlist import is_allowed_media_url
-from worker.backoff import next_countdown
-from worker.classify import (
+from wa_media.core.allowlist import is_allowed_media_url
+from wa_media.core.backoff import next_countdown
+from wa_media.core.classify import (
     classify_d360_error,
     classify_graph_error,
     classify_onprem_error,
     parse_retry_after,
 )
-from worker.digests import normalise_sha256
-from worker.errors import (
+from wa_media.core.digests import normalise_sha256
+from wa_media.core.errors import (
     CredentialsError,
     PermanentError,
     ReengagementError,

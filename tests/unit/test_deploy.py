@@ -31,16 +31,16 @@ from kombu.transport.redis import Channel
 
 from tests import docs
 from tests.unit.test_graphsim_imports import module_imports
-from webhook.config import MAX_BODY_BYTES
-from worker.celery_app import (
+from wa_media.observability.metrics import DEFAULT_METRICS_PORT
+from wa_media.stores.broker import (
     ARCHIVE_PRIORITY,
     MEDIA_QUEUE,
     RESCUE_PRIORITY,
     TASK_TIME_LIMIT,
     beat_schedule_file,
 )
-from worker.metrics import DEFAULT_METRICS_PORT
-from worker.stats import queue_keys
+from wa_media.stores.snapshot import queue_keys
+from webhook.config import MAX_BODY_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -48,7 +48,7 @@ K8S = DEPLOY / "k8s"
 PROMETHEUS = DEPLOY / "prometheus"
 PROCESSES = ("web", "worker", "beat")
 # The packages the image (and the wheel it installs) holds, and those it must not.
-PRODUCT = ("webhook", "worker")
+PRODUCT = ("wa_media", "webhook", "worker")
 DEVELOPMENT = ("graphsim", "devstack", "bench", "tests")
 # Kubernetes objects of each process, by name.
 DEPLOYMENTS = {"web": "wa-media-web", "worker": "wa-media-worker", "beat": "wa-media-beat"}
@@ -187,9 +187,9 @@ def documented_variables() -> frozenset[str]:
 
 @cache
 def source_literals() -> frozenset[str]:
-    """Every string literal in the Python sources of worker/ and webhook/."""
+    """Every string literal in the Python sources of the product."""
     literals = set()
-    for package in ("worker", "webhook"):
+    for package in PRODUCT:
         for path in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -231,7 +231,7 @@ def unknown(names: set[str]) -> list[str]:
             problems.append(f"{name} (not in docs/configuration.md's table)")
         else:
             problems.append(
-                f"{name} (in docs/configuration.md, but no code under worker/ or webhook/ reads it)"
+                f"{name} (in docs/configuration.md, but no code of the product reads it)"
             )
     return problems
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from wa_media.config.encryption import NO_ENCRYPTION, Encryption
+from wa_media.config.env import ConfigError
+from wa_media.config.settings import WorkerSettings
 from worker.clients import ClientDirectory
-from worker.config import WorkerSettings
-from worker.encryption import NO_ENCRYPTION, Encryption
-from worker.env import ConfigError
 
 WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"

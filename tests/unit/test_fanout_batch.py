@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from wa_media.config.env import ConfigError
 from webhook.config import WebSettings
 from webhook.publisher import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
-from worker.env import ConfigError
 
 WEB_ENV = {"WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v"}
 

@@ -1,4 +1,4 @@
-"""Property-based tests of `worker.layout` (docs/s3-archive.md) with hostile inputs."""
+"""Property-based tests of `wa_media.core.layout` (docs/s3-archive.md) with hostile inputs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from worker.jobs import MediaJob
-from worker.layout import (
+from wa_media.core.jobs import MediaJob
+from wa_media.core.layout import (
     EXTENSIONS,
     InvalidIdError,
     build_key,

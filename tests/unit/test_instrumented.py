@@ -11,12 +11,12 @@ from celery import Celery
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from wa_media.core.backoff import Backoff
+from wa_media.core.errors import StorageError, TooBig
+from wa_media.core.reasons import reason_of
+from wa_media.observability.metrics import worker_metrics
 from worker import tasks
-from worker.backoff import Backoff
-from worker.errors import StorageError, TooBig
 from worker.instrumented import InstrumentedTask
-from worker.metrics import worker_metrics
-from worker.reasons import reason_of
 
 # An app of the tests' own: eager runs (`apply`) need no broker, and the service's app keeps
 # its four tasks.

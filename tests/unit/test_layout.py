@@ -3,8 +3,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.jobs import MediaJob
-from worker.layout import (
+from wa_media.core.jobs import MediaJob
+from wa_media.core.layout import (
     EXTENSIONS,
     InvalidIdError,
     build_key,

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphsim import mediatypes as sim
-from worker import mediatypes
-from worker.layout import base_mime_type
-from worker.mediatypes import (
+from wa_media.core import mediatypes
+from wa_media.core.layout import base_mime_type
+from wa_media.core.mediatypes import (
     LIMITS,
     OGG_OPUS,
     UPLOAD_TYPES,

@@ -15,11 +15,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
+from wa_media.core.policy import MEDIA_LIFETIME
+from wa_media.observability.logs import get_logger, task_context
+from wa_media.observability.metrics import (
+    MULTIPROC_ENV,
+    exposition_registry,
+    serve_metrics_on_first_free,
+)
+from wa_media.stores.snapshot import PendingMedia, Snapshot
 from webhook.metrics import state_metrics
-from worker.logs import get_logger, task_context
-from worker.metrics import MULTIPROC_ENV, exposition_registry, serve_metrics_on_first_free
-from worker.policy import MEDIA_LIFETIME
-from worker.stats import PendingMedia, Snapshot
 
 NOW = 1_800_000_000.0
 
@@ -90,8 +94,8 @@ def test_a_media_past_its_deadline_has_negative_seconds_left() -> None:
 FORKED_COUNTS = textwrap.dedent(
     """
     import os, sys
-    from worker.metrics import count_task, exposition_registry, use_multiprocess_dir
-    from worker.metrics import worker_metrics
+    from wa_media.observability.metrics import count_task, exposition_registry, use_multiprocess_dir
+    from wa_media.observability.metrics import worker_metrics
     from prometheus_client import generate_latest
 
     path = use_multiprocess_dir("test")

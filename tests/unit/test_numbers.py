@@ -13,12 +13,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from wa_media.core.classify import classify_graph_error, classify_onprem_error, parse_retry_after
+from wa_media.core.errors import ArchiveError
+from wa_media.core.numbers import MAX_DIGITS, ascii_int
+from wa_media.providers.graphflow import MediaInfo
+from wa_media.providers.onprem import _content_length
 from webhook.payload import parse_cloud_payload
-from worker.classify import classify_graph_error, classify_onprem_error, parse_retry_after
-from worker.errors import ArchiveError
-from worker.graphflow import MediaInfo
-from worker.numbers import MAX_DIGITS, ascii_int
-from worker.onprem import _content_length
 
 ASCII_NUMBER = re.compile(r"[0-9]{1,18}")
 # Digits of other scripts (Arabic-Indic, Devanagari, fullwidth...), superscripts, fractions,

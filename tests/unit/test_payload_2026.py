@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from wa_media.core.identity import is_bsuid
+from wa_media.core.jobs import Customer, MediaJob, ReplyJob
 from webhook.payload import LISTED_REASONS, SKIP_REASONS, parse_cloud_payload
-from worker.identity import is_bsuid
-from worker.jobs import Customer, MediaJob, ReplyJob
 
 DIGEST = hashlib.sha256(b"x").digest()
 B64 = base64.b64encode(DIGEST).decode()

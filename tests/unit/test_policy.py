@@ -3,7 +3,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.errors import (
+from wa_media.core.errors import (
     BusyError,
     CredentialsError,
     IntegrityError,
@@ -11,7 +11,7 @@ from worker.errors import (
     TemporaryError,
     ThrottledError,
 )
-from worker.policy import (
+from wa_media.core.policy import (
     DEADLINE_FLOOR,
     DEADLINE_MARGIN,
     MAX_INTEGRITY_FAILURES,

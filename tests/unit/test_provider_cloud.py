@@ -14,15 +14,16 @@ from prometheus_client import REGISTRY
 
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import PHONE, connection, pdf_file, provider_fixture, provider_for
-from worker.errors import (
+from wa_media.core.errors import (
     IntegrityError,
     PermanentError,
     ReengagementError,
     ThrottledError,
+    UrlRefused,
 )
-from worker.graph import GraphClient
-from worker.graphflow import URL_ATTEMPTS, UrlRefused
-from worker.provider import Provider
+from wa_media.core.provider import Provider
+from wa_media.providers.cloud import GraphClient
+from wa_media.providers.graphflow import URL_ATTEMPTS
 
 cloud = provider_fixture("cloud")
 

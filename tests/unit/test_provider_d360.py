@@ -9,9 +9,8 @@ import pytest
 
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import add_media, provider_fixture
-from worker.errors import CredentialsError, PermanentError, ThrottledError
-from worker.graphflow import UrlRefused
-from worker.provider import Provider
+from wa_media.core.errors import CredentialsError, PermanentError, ThrottledError, UrlRefused
+from wa_media.core.provider import Provider
 
 d360 = provider_fixture("360dialog")
 

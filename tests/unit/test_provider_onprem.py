@@ -10,14 +10,14 @@ import pytest
 
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import PHONE, add_media, pdf_file, provider_fixture, provider_for
-from worker.errors import (
+from wa_media.core.errors import (
     PermanentError,
     ReengagementError,
     TemporaryError,
     ThrottledError,
     Unsupported,
 )
-from worker.provider import Provider
+from wa_media.core.provider import Provider
 
 onprem = provider_fixture("onprem")
 

@@ -12,18 +12,18 @@ import pytest
 
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import PHONE, add_media, provider_for
-from worker.d360 import D360Client
-from worker.errors import (
+from wa_media.core.errors import (
     CredentialsError,
     MediaRejected,
     PermanentError,
     TemporaryError,
     ThrottledError,
 )
-from worker.graph import GraphClient
-from worker.onprem import OnPremClient
-from worker.provider import PROVIDER_KINDS, Provider, ProviderKind
-from worker.transfer import USER_AGENT
+from wa_media.core.provider import PROVIDER_KINDS, Provider, ProviderKind
+from wa_media.providers.cloud import GraphClient
+from wa_media.providers.d360 import D360Client
+from wa_media.providers.onprem import OnPremClient
+from wa_media.providers.transfer import USER_AGENT
 
 
 @pytest.fixture(params=PROVIDER_KINDS)

@@ -9,16 +9,15 @@ import pytest
 from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from worker.archive import check_download
-from worker.classify import classify_d360_error, classify_graph_error, classify_onprem_error
-from worker.clients import NoAccount
-from worker.errors import (
+from wa_media.core.classify import classify_d360_error, classify_graph_error, classify_onprem_error
+from wa_media.core.errors import (
     BusyError,
     Expired,
     ForeignHost,
     IntegrityError,
     InvalidId,
     KeyConflict,
+    NoAccount,
     PermanentError,
     RedisUnavailable,
     RetryableError,
@@ -27,15 +26,16 @@ from worker.errors import (
     TemporaryError,
     TimedOut,
     TooBig,
+    UrlRefused,
     WorkerDied,
 )
-from worker.gate import PausedError
-from worker.graphflow import UrlRefused
-from worker.jobs import MediaJob
-from worker.policy import MAX_INTEGRITY_FAILURES, plan_retry
-from worker.provider import Fetched
-from worker.reasons import REASONS, reason_of
-from worker.transfer import Tally
+from wa_media.core.jobs import MediaJob
+from wa_media.core.policy import MAX_INTEGRITY_FAILURES, plan_retry
+from wa_media.core.provider import Fetched
+from wa_media.core.reasons import REASONS, reason_of
+from wa_media.providers.transfer import Tally
+from wa_media.stores.gate import PausedError
+from worker.archive import check_download
 
 NOW = 1_800_000_000.0
 

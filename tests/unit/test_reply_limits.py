@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from wa_media.config.env import ConfigError
+from wa_media.config.settings import WorkerSettings
+from wa_media.core.identity import recipient_address
+from wa_media.core.jobs import ReplyJob
 from webhook.config import WebSettings
 from webhook.payload import REPLY_DROP_REASONS, parse_cloud_payload, parse_onprem_payload
-from worker.config import WorkerSettings
-from worker.env import ConfigError
-from worker.identity import recipient_address
-from worker.jobs import ReplyJob
 from worker.replies import reply_address
 
 PNID = "106540352242922"

@@ -12,11 +12,11 @@ import pytest
 
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import APP, provider_for
-from worker.errors import MediaRejected, PermanentError, TemporaryError
-from worker.graphflow import GraphFlowClient
-from worker.provider import ProviderKind
-from worker.resumable import RESUME_ATTEMPTS, upload_through_session
-from worker.transfer import FileBody, ProgressCounter
+from wa_media.core.errors import MediaRejected, PermanentError, TemporaryError
+from wa_media.core.provider import ProviderKind
+from wa_media.providers.graphflow import GraphFlowClient
+from wa_media.providers.resumable import RESUME_ATTEMPTS, upload_through_session
+from wa_media.providers.transfer import FileBody, ProgressCounter
 
 SIZE = 400_000
 

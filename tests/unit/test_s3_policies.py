@@ -262,9 +262,14 @@ def _call(
         (_call("celery", "-A", "worker", "beat"), "beat"),
         (_call("wa-media", "--env-file", "x.env", "verify", "--bucket", "b"), VERIFY),
         (_call("wa-media", "status"), OTHER_CLI),
-        (_call("pytest", callers=("worker.audit", "worker.cli.verify", "worker.cli")), VERIFY),
-        (_call("pytest", callers=("worker.storage", "worker.archive")), WORKER),
-        (_call("pytest", callers=("worker.cli.status", "worker.cli")), OTHER_CLI),
+        (
+            _call(
+                "pytest", callers=("wa_media.stores.audit", "wa_media.cli.verify", "wa_media.cli")
+            ),
+            VERIFY,
+        ),
+        (_call("pytest", callers=("wa_media.stores.s3", "worker.archive")), WORKER),
+        (_call("pytest", callers=("wa_media.cli.status", "wa_media.cli")), OTHER_CLI),
         (_call("pytest", callers=("webhook.views",)), WEB),
         (_call("pytest"), None),
     ],
@@ -275,7 +280,7 @@ def test_a_call_is_its_process_s_or_its_caller_s(call: Call, who: str | None) ->
 
 def test_a_recorded_call_is_the_request_the_documents_configuration_sends() -> None:
     put = request_of(
-        Call("celery", (), ("worker.storage",), "PutObject", True, "AES256"), WORKER_ROLE_ARN
+        Call("celery", (), ("wa_media.stores.s3",), "PutObject", True, "AES256"), WORKER_ROLE_ARN
     )
     assert put.action == "s3:PutObject"
     assert put.context["s3:x-amz-server-side-encryption"] == "aws:kms"
@@ -289,7 +294,7 @@ def test_the_recorder_records_a_python_process_s_s3_calls(tmp_path: Path) -> Non
     """The e2e suite's sitecustomize, in a process of its own; no server needed: the calls are
     recorded before they are sent, and fail against a closed port."""
     script = """
-from worker.storage import ArchiveStore, make_s3_client
+from wa_media.stores.s3 import ArchiveStore, make_s3_client
 import boto3
 store = ArchiveStore(make_s3_client("http://127.0.0.1:9"), "wa-archive")
 for call in (lambda: store.put_json("k.json", {}), lambda: store.head("k"),
@@ -311,8 +316,8 @@ for call in (lambda: store.put_json("k.json", {}), lambda: store.head("k"),
     subprocess.run([sys.executable, "-c", script], env=environ, cwd=ROOT, check=True, timeout=60)
     calls = read_calls(tmp_path)
     assert [(c.operation, c.callers[:1], c.if_none_match) for c in calls] == [
-        ("PutObject", ("worker.storage",), True),
-        ("HeadObject", ("worker.storage",), False),
+        ("PutObject", ("wa_media.stores.s3",), True),
+        ("HeadObject", ("wa_media.stores.s3",), False),
         ("ListBuckets", (), False),
     ]
     assert [principal(c) for c in calls] == [WORKER, WORKER, None]

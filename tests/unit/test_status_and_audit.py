@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
-from worker.audit import compare
-from worker.cli.status import render
-from worker.stats import ArchivedCounts, PendingMedia, Snapshot, queue_keys
+from wa_media.cli.status import render
+from wa_media.stores.audit import compare
+from wa_media.stores.snapshot import ArchivedCounts, PendingMedia, Snapshot, queue_keys
 
 DIGEST = hashlib.sha256(b"x").hexdigest()
 NOW = 1_800_000_000.0

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from worker.encryption import NO_ENCRYPTION, Encryption
-from worker.errors import StorageError
-from worker.storage import PART_SIZE, PARTS_IN_FLIGHT, ArchiveStore, ObjectExists
-from worker.transfer import new_session
+from wa_media.config.encryption import NO_ENCRYPTION, Encryption
+from wa_media.core.errors import StorageError
+from wa_media.providers.transfer import new_session
+from wa_media.stores.s3 import PART_SIZE, PARTS_IN_FLIGHT, ArchiveStore, ObjectExists
 
 
 def _b64sha256(data: bytes | bytearray) -> str:

@@ -9,16 +9,16 @@ import pytest
 
 from tests.unit.test_payload import message, payload
 from tests.unit.test_payload import value as value_of
-from webhook.payload import parse_cloud_payload
-from worker.archive import stored_type
-from worker.jobs import MediaJob
-from worker.layout import (
+from wa_media.core.jobs import MediaJob
+from wa_media.core.layout import (
     MAX_MIME_TYPE,
     object_disposition,
     renders_in_browser,
     storable_mime_type,
 )
-from worker.provider import Fetched
+from wa_media.core.provider import Fetched
+from webhook.payload import parse_cloud_payload
+from worker.archive import stored_type
 
 GOOD = [
     "image/jpeg",

@@ -13,11 +13,11 @@ from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
+from wa_media.core.errors import CredentialsError, ReengagementError, StorageError, TemporaryError
+from wa_media.core.jobs import MediaJob, ReplyJob
+from wa_media.observability.metrics import worker_metrics
 from worker import tasks
 from worker.archive import Done, Failed, RetryLater
-from worker.errors import CredentialsError, ReengagementError, StorageError, TemporaryError
-from worker.jobs import MediaJob, ReplyJob
-from worker.metrics import worker_metrics
 
 MEDIA = MediaJob(
     phone_number_id="pn1", waba_id=None, wamid="wamid.1", sender="15550001", timestamp=0,

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from wa_media.config.accounts import web_accounts
+from wa_media.config.env import ConfigError
+from wa_media.config.settings import WorkerSettings
 from webhook.config import WebSettings
 from webhook.payload import LISTED_REASONS, SKIP_REASONS, parse_cloud_payload
 from webhook.signature import InvalidSignature, sign, verify
-from worker.accounts import web_accounts
-from worker.config import WorkerSettings
-from worker.env import ConfigError
 
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
 ALPHA, BETA = "100000001", "100000002"

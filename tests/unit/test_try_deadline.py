@@ -15,14 +15,14 @@ from devstack.processes import wait_for
 from graphsim import SimulatorClient
 from tests.conftest import redis_db
 from tests.unit.sim_providers import PHONE, add_media, provider_fixture
-from worker.celery_app import TASK_TIME_LIMIT
-from worker.config import MAX_TRY_SECONDS, WorkerSettings
-from worker.env import ConfigError
-from worker.errors import TimedOut
-from worker.provider import Provider, ProviderKind
-from worker.reasons import reason_of
-from worker.state import MediaRef, MediaStateStore
-from worker.transfer import TIMEOUT, Deadline, under_deadline
+from wa_media.config.env import ConfigError
+from wa_media.config.settings import MAX_TRY_SECONDS, WorkerSettings
+from wa_media.core.errors import TimedOut
+from wa_media.core.provider import Provider, ProviderKind
+from wa_media.core.reasons import reason_of
+from wa_media.providers.transfer import TIMEOUT, Deadline, under_deadline
+from wa_media.stores.broker import TASK_TIME_LIMIT
+from wa_media.stores.records import MediaRef, MediaStateStore
 
 cloud = provider_fixture("cloud")
 d360 = provider_fixture("360dialog")

@@ -15,9 +15,9 @@ from structlog.testing import capture_logs
 
 from graphsim import Simulator, SimulatorClient
 from tests.unit.sim_providers import PHONE, add_media, provider_fixture
-from worker.errors import TemporaryError
-from worker.graphflow import url_expired
-from worker.provider import Fetched, Provider
+from wa_media.core.errors import TemporaryError
+from wa_media.core.provider import Fetched, Provider
+from wa_media.providers.graphflow import url_expired
 
 cloud = provider_fixture("cloud")
 d360 = provider_fixture("360dialog")

@@ -7,12 +7,13 @@ process calls `install` itself. Nothing is done without the variable, and nothin
 is changed: every botocore client made afterwards gets one more event handler, which appends a
 JSON line per S3 API call, before the call is sent, to `<pid>.jsonl` in that directory:
 
-    {"process": "celery", "args": [...], "callers": ["worker.storage", "worker.archive", ...],
+    {"process": "celery", "args": [...], "callers": ["wa_media.stores.s3", "worker.archive", ...],
      "operation": "PutObject", "if_none_match": true, "encryption": "AES256"}
 
 `process` is the program's name (argv[0]) unless `install` was given one; `callers` are the
-service modules (`worker.*`, `webhook.*`) in the call's stack, the innermost first, none when the
-service made no part of it (a test's own client). tests/s3policies.py reads the files.
+service modules (`wa_media.*`, `worker.*`, `webhook.*`) in the call's stack, the innermost
+first, none when the service made no part of it (a test's own client). tests/s3policies.py
+reads the files.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from types import ModuleType
 from typing import Any
 
 RECORD_DIR = "TEST_S3_RECORD_DIR"
-SERVICE_PACKAGES = ("worker", "webhook")
+SERVICE_PACKAGES = ("wa_media", "worker", "webhook")
 _MARK = "_records_s3_requests"
 
 

@@ -1,0 +1,665 @@
+"""Which WhatsApp accounts this deployment serves: one from the environment, or many from a file.
+
+`web` needs to know, for each account, how its webhooks authenticate (a Meta app secret or a
+secret path token) and which phone_number_id they belong to; the worker needs the provider,
+the credential and where in S3 the media go. Each reads only its part: `web` never resolves a
+provider credential, the worker never needs a webhook token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from wa_media.config.encryption import (
+    NO_ENCRYPTION,
+    Encryption,
+    SseAlgorithm,
+    checked_encryption,
+    kms_key_id,
+)
+from wa_media.config.env import ConfigError, comma_list, read, s3_prefix, text
+from wa_media.core.allowlist import is_loopback
+from wa_media.core.provider import PROVIDER_KINDS, Connection, ProviderKind
+from wa_media.observability.logs import get_logger
+
+__all__ = [
+    "ACCOUNTS_FILE_VARIABLE",
+    "D360_DEFAULT_URL",
+    "GRAPH_DEFAULT_URL",
+    "INSECURE_HTTP_VARIABLE",
+    "Account",
+    "AccountsFile",
+    "WebAccounts",
+    "WebRoute",
+    "WorkerAccounts",
+    "base_url",
+    "flag",
+    "host_list",
+    "load_accounts_file",
+    "usable_phone_number_id",
+    "web_accounts",
+    "worker_accounts",
+]
+
+ACCOUNTS_FILE_VARIABLE = "WHATSAPP_ACCOUNTS_FILE"
+# Lets http:// base URLs and download URLs to hosts other than loopback receive a credential:
+# for development only (a simulator in another container).
+INSECURE_HTTP_VARIABLE = "ALLOW_INSECURE_HTTP"
+D360_DEFAULT_URL = "https://waba-v2.360dialog.io"
+GRAPH_DEFAULT_URL = "https://graph.facebook.com"
+API_VERSION_DEFAULT = "v23.0"
+MEDIA_HOSTS_DEFAULT = "lookaside.fbsbx.com"
+
+log = get_logger(__name__)
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_PHONE_NUMBER_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# Long enough that guessing one is hopeless, short enough to fit any webhook URL field.
+_MIN_WEBHOOK_TOKEN = 16
+
+
+# ---------------------------------------------------------------------------- settings helpers
+
+
+def base_url(value: str, *, insecure_http: bool = False) -> str:
+    """Check an http(s) base URL and drop its trailing slash.
+
+    A base URL receives a credential with every request: `http://` is refused unless its host
+    is loopback (nothing leaves the machine) or `insecure_http` allows it.
+    """
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")
+    if parts.scheme == "http" and not insecure_http and not is_loopback(parts.hostname or ""):
+        raise ValueError(
+            "http:// would send the credential in clear text: use https:// (http:// is taken "
+            f"for a loopback host only, or anywhere with {INSECURE_HTTP_VARIABLE}=true, for "
+            "development)"
+        )
+    return value.rstrip("/")
+
+
+_HOST_ENTRY = re.compile(r"(?:\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(\d{1,5}))?")
+
+
+def host_list(value: str) -> tuple[str, ...]:
+    """Check a comma-separated list of `host` or `host:port` entries (HTTPS on 443, or on that
+    port; an IPv6 address in brackets)."""
+    hosts = tuple(host.lower() for host in comma_list(value))
+    for host in hosts:
+        entry = _HOST_ENTRY.fullmatch(host)
+        if entry is None or not 0 < int(entry.group(1) or 443) <= 65535:
+            raise ValueError(f"{host!r} is not a host or host:port")
+    return hosts
+
+
+def webhook_token(value: str) -> str:
+    """A secret path token: URL-safe characters, long enough not to be guessed."""
+    if len(value) < _MIN_WEBHOOK_TOKEN or not re.fullmatch(r"[A-Za-z0-9_.~-]+", value):
+        raise ValueError(
+            f"expected at least {_MIN_WEBHOOK_TOKEN} characters of A-Z a-z 0-9 _ . ~ -"
+        )
+    return value
+
+
+def usable_phone_number_id(value: str) -> bool:
+    """Whether an id may stand in S3 keys: 1 to 128 of A-Z a-z 0-9 _ . -, not dots alone (read
+    as "this folder" or "the parent" by consumers that map keys to paths)."""
+    return bool(_PHONE_NUMBER_ID.fullmatch(value)) and set(value) != {"."}
+
+
+def phone_number_id(value: str) -> str:
+    """An id usable in S3 keys (docs/s3-archive.md)."""
+    if not usable_phone_number_id(value):
+        raise ValueError("expected 1 to 128 characters of A-Z a-z 0-9 _ . -, not dots alone")
+    return value
+
+
+def flag(value: str) -> bool:
+    """`true`/`false` and their usual spellings."""
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def provider_kind(value: str) -> ProviderKind:
+    """One of the supported providers."""
+    for kind in PROVIDER_KINDS:
+        if value == kind:
+            return kind
+    raise ValueError(f"expected one of {', '.join(PROVIDER_KINDS)}")
+
+
+# ------------------------------------------------------------------------- the accounts file
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _one_of(entry: BaseModel, literal: str, variable: str, *, required: bool) -> None:
+    given = [name for name in (literal, variable) if getattr(entry, name) is not None]
+    if len(given) > 1:
+        raise ValueError(f"give either {literal} or {variable}, not both")
+    if required and not given:
+        raise ValueError(f"{literal} or {variable} is required")
+
+
+EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+KmsKeyId = Annotated[str, AfterValidator(kms_key_id)]
+Prefix = Annotated[str, AfterValidator(s3_prefix)]
+
+
+class AppEntry(_Entry):
+    """A Meta app: its secret signs Cloud API webhooks; its id owns resumable upload sessions."""
+
+    secret: NonEmpty | None = Field(default=None, repr=False)
+    secret_env: EnvName | None = None
+    app_id: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _secret_given(self) -> AppEntry:
+        _one_of(self, "secret", "secret_env", required=True)
+        return self
+
+
+class AccountEntry(_Entry):
+    """One phone number: its provider, credential, webhook token and archive location."""
+
+    provider: ProviderKind = "cloud"
+    token: NonEmpty | None = Field(default=None, repr=False)
+    token_env: EnvName | None = None
+    url: str | None = None
+    api_version: NonEmpty | None = None
+    media_hosts: list[NonEmpty] | None = None
+    app: NonEmpty | None = None
+    apps: list[NonEmpty] | None = Field(default=None, min_length=1)
+    """The Meta apps whose signature this Cloud API account accepts (`app` names one)."""
+    webhook_token: str | None = Field(default=None, repr=False)
+    webhook_token_env: EnvName | None = None
+    bucket: NonEmpty | None = None
+    prefix: Prefix | None = None
+    delete_after_archive: bool | None = None
+    archive_outbound: bool | None = None
+    sse: SseAlgorithm | None = None
+    sse_kms_key_id: KmsKeyId | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AccountEntry:
+        _one_of(self, "token", "token_env", required=True)
+        checked_encryption(
+            self.sse, self.sse_kms_key_id, algorithm_name="sse", key_name="sse_kms_key_id"
+        )
+        # Only Cloud API webhooks are signed by Meta; the others authenticate by path token.
+        _one_of(self, "webhook_token", "webhook_token_env", required=self.provider != "cloud")
+        if self.url is not None:
+            # Its form only: whether http:// may be used is the worker's to say
+            # (ALLOW_INSECURE_HTTP), when it builds the account's connection.
+            base_url(self.url, insecure_http=True)
+        elif self.provider == "onprem":
+            raise ValueError("url (the On-Premises web app's base URL) is required")
+        if self.webhook_token is not None:
+            webhook_token(self.webhook_token)
+        if self.provider != "cloud":
+            for name in ("api_version", "media_hosts", "app", "apps"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} applies to provider cloud only")
+        if self.app is not None and self.apps is not None:
+            raise ValueError("give either app or apps, not both")
+        return self
+
+    @property
+    def named_apps(self) -> tuple[str, ...]:
+        """The apps the entry names itself (`app` or `apps`), in order."""
+        if self.apps is not None:
+            return tuple(self.apps)
+        return () if self.app is None else (self.app,)
+
+
+class AccountsFile(_Entry):
+    """The accounts file: Meta apps by name, accounts by phone_number_id."""
+
+    apps: dict[NonEmpty, AppEntry] = Field(default_factory=dict)
+    accounts: dict[NonEmpty, AccountEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> AccountsFile:
+        for number, entry in self.accounts.items():
+            if not usable_phone_number_id(number):
+                raise ValueError(
+                    f"accounts.{number}: not a usable phone_number_id (1 to 128 of "
+                    "A-Z a-z 0-9 _ . -, not dots alone)"
+                )
+            key = "app" if entry.app is not None else "apps"
+            for app in entry.named_apps:
+                if app not in self.apps:
+                    raise ValueError(f"accounts.{number}.{key}: no app named {app!r} in apps")
+            # An app's signature speaks only for the accounts that name it: with several apps,
+            # a Cloud account signed for must say which (one app is implied).
+            if (
+                entry.provider == "cloud"
+                and not entry.named_apps
+                and len(self.apps) > 1
+                and entry.webhook_token is None
+                and entry.webhook_token_env is None
+            ):
+                raise ValueError(
+                    f"accounts.{number}.apps: name the app (app) or apps (apps) whose signature "
+                    f"this account accepts: {len(self.apps)} apps are configured"
+                )
+        tokens = [
+            entry.webhook_token or entry.webhook_token_env for entry in self.accounts.values()
+        ]
+        named = [t for t in tokens if t is not None]
+        if len(named) != len(set(named)):
+            raise ValueError("two accounts share a webhook token: it must name one account")
+        return self
+
+    def apps_of(self, number: str) -> tuple[str, ...]:
+        """The apps whose signature the Cloud account of `number` accepts: those it names, or
+        the only app configured; none for an account reached by its path token alone."""
+        entry = self.accounts[number]
+        if entry.provider != "cloud":
+            return ()
+        if entry.named_apps:
+            return entry.named_apps
+        return tuple(self.apps) if len(self.apps) == 1 else ()
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    # Whole-file checks name their entry in the message itself.
+    return "".join(f"{part}: " if i == len(loc) - 1 else f"{part}." for i, part in enumerate(loc))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    # PyYAML's own text quotes the offending line, which may hold a credential: say where, and
+    # what, without it.
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return type(exc).__name__
+
+
+_warned_modes: set[tuple[str, int]] = set()
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return  # reading it fails next, with the reason
+    if mode & 0o044 and (str(path), mode) not in _warned_modes:
+        # Once per process and file: gunicorn's workers inherit the master's set.
+        _warned_modes.add((str(path), mode))
+        log.warning(
+            "accounts_file_readable_by_others",
+            file=str(path),
+            mode=f"{mode:04o}",
+            detail="it may hold credentials: chmod 600 (or 640 for a group of its own)",
+        )
+
+
+def load_accounts_file(path: str | Path) -> AccountsFile:
+    """Read and validate a YAML or JSON accounts file; ConfigError names the bad entry, and
+    never quotes a value of the file (it may hold credentials)."""
+    name = ACCOUNTS_FILE_VARIABLE
+    _warn_if_readable_by_others(Path(path))
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        problem = _yaml_problem(exc)
+        raise ConfigError(f"{name}: {path} is not valid YAML or JSON: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{name}: {path} is not valid YAML or JSON: not UTF-8 (byte {exc.start})"
+        ) from None
+    try:
+        return AccountsFile.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {_location(first['loc'])}{message}") from None
+
+
+def _variable(environ: Mapping[str, str], where: str, name: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{ACCOUNTS_FILE_VARIABLE}: {where} names {name}, which is not set")
+    return value
+
+
+def _secret(
+    environ: Mapping[str, str], where: str, literal: str | None, variable: str | None
+) -> str | None:
+    if literal is not None:
+        return literal
+    if variable is not None:
+        return _variable(environ, where, variable)
+    return None
+
+
+# ------------------------------------------------------------------------------- web's view
+
+
+@dataclass(frozen=True)
+class WebRoute:
+    """An account as `web` sees it: how its webhooks arrive and whose media they carry."""
+
+    provider: ProviderKind
+    phone_number_id: str | None
+    """None: any phone_number_id (a single account configured by environment variables)."""
+    webhook_token: str | None = field(default=None, repr=False)
+    archive_outbound: bool = True
+    """Whether media the business sent (coexistence echoes, history) are archived too."""
+    apps: frozenset[str] | None = None
+    """The Meta apps whose signature speaks for this account; None: any configured secret's
+    (a single account configured by environment variables)."""
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class WebAccounts:
+    """The accounts `web` accepts webhooks for."""
+
+    routes: tuple[WebRoute, ...]
+    app_secrets: tuple[str, ...] = field(repr=False)
+    app_names: tuple[str, ...] = ()
+    """The app owning each of `app_secrets`, position for position (empty without a file)."""
+    _by_digest: dict[bytes, WebRoute] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_digest = {_digest(r.webhook_token): r for r in self.routes if r.webhook_token}
+        object.__setattr__(self, "_by_digest", by_digest)
+
+    def by_token(self, token: str) -> WebRoute | None:
+        """The account a path token names, or None; the comparison is constant-time."""
+        # Looked up by a digest of the token, so the dictionary's timing says nothing useful
+        # about the token itself, then compared in constant time.
+        route = self._by_digest.get(_digest(token))
+        if route is None or route.webhook_token is None:
+            return None
+        if not hmac.compare_digest(route.webhook_token.encode(), token.encode()):
+            return None
+        return route
+
+    def signed_accepts(self, phone_number_id: str) -> bool:
+        """Whether a signed `/webhook` payload for this number belongs to a Cloud account."""
+        return any(
+            route.provider == "cloud" and route.phone_number_id in (None, phone_number_id)
+            for route in self.routes
+        )
+
+    def apps_of(self, positions: tuple[int, ...]) -> frozenset[str]:
+        """The apps whose secrets (by position in `app_secrets`) signed a webhook."""
+        return frozenset(self.app_names[i] for i in positions if i < len(self.app_names))
+
+    def signed_by(self, phone_number_id: str, apps: frozenset[str]) -> bool:
+        """Whether a webhook signed by these apps may speak for this number's Cloud account."""
+        fallback = False
+        for route in self.routes:
+            if route.provider != "cloud":
+                continue
+            if route.phone_number_id == phone_number_id:
+                return route.apps is None or bool(route.apps & apps)
+            if route.phone_number_id is None:
+                fallback = route.apps is None or bool(route.apps & apps)
+        return fallback
+
+    def archives_outbound(self, phone_number_id: str) -> bool:
+        """Whether the account of this number archives the media the business sent."""
+        fallback = True
+        for route in self.routes:
+            if route.phone_number_id == phone_number_id:
+                return route.archive_outbound
+            if route.phone_number_id is None:
+                fallback = route.archive_outbound
+        return fallback
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every webhook token, to keep out of logs."""
+        return tuple(r.webhook_token for r in self.routes if r.webhook_token)
+
+
+def web_accounts(environ: Mapping[str, str] = os.environ) -> WebAccounts:
+    """`web`'s accounts, from WHATSAPP_ACCOUNTS_FILE or else the single-account variables."""
+    path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
+    outbound = read(environ, "ARCHIVE_OUTBOUND", flag, "true")
+    if path:
+        return _web_from_file(load_accounts_file(path), environ, outbound)
+    kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, "cloud")
+    if kind == "cloud":
+        secrets = read(environ, "WHATSAPP_APP_SECRET", comma_list)
+        return WebAccounts((WebRoute("cloud", None, archive_outbound=outbound),), secrets)
+    token = read(environ, "WHATSAPP_WEBHOOK_TOKEN", webhook_token)
+    number = None
+    if kind == "onprem":
+        # On-Premises payloads name no phone_number_id: the archive needs one for its keys.
+        number = read(environ, "WHATSAPP_PHONE_NUMBER_ID", phone_number_id)
+    app_secrets = read(environ, "WHATSAPP_APP_SECRET", lambda v: comma_list(v) if v else (), "")
+    return WebAccounts((WebRoute(kind, number, token, outbound),), app_secrets)
+
+
+def _web_from_file(
+    accounts: AccountsFile, environ: Mapping[str, str], outbound: bool
+) -> WebAccounts:
+    secrets = tuple(
+        _secret(environ, f"apps.{name}.secret_env", app.secret, app.secret_env) or ""
+        for name, app in accounts.apps.items()
+    )
+    routes = tuple(
+        WebRoute(
+            entry.provider,
+            number,
+            _secret(
+                environ,
+                f"accounts.{number}.webhook_token_env",
+                entry.webhook_token,
+                entry.webhook_token_env,
+            ),
+            outbound if entry.archive_outbound is None else entry.archive_outbound,
+            frozenset(accounts.apps_of(number)),
+        )
+        for number, entry in accounts.accounts.items()
+    )
+    if not secrets and any(r.provider == "cloud" and not r.webhook_token for r in routes):
+        raise ConfigError(
+            f"{ACCOUNTS_FILE_VARIABLE}: apps: Cloud API accounts need at least one app secret"
+        )
+    return WebAccounts(routes, secrets, tuple(accounts.apps))
+
+
+# ---------------------------------------------------------------------------- worker's view
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as the worker sees it: how to reach its provider, where its media go."""
+
+    phone_number_id: str | None
+    """None: any phone_number_id (a single account configured by environment variables)."""
+    connection: Connection
+    bucket: str
+    prefix: str
+    delete_after_archive: bool = False
+    encryption: Encryption = NO_ENCRYPTION
+
+
+@dataclass(frozen=True)
+class WorkerAccounts:
+    """The accounts whose media the worker archives."""
+
+    accounts: tuple[Account, ...]
+
+    def for_number(self, number: str) -> Account | None:
+        """The account of a phone_number_id, or None when none is configured for it."""
+        fallback = None
+        for account in self.accounts:
+            if account.phone_number_id == number:
+                return account
+            if account.phone_number_id is None:
+                fallback = account
+        return fallback
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every provider credential, to keep out of logs."""
+        return tuple(account.connection.credential for account in self.accounts)
+
+
+def worker_accounts(
+    environ: Mapping[str, str],
+    *,
+    bucket: str | None,
+    prefix: str,
+    delete_after_archive: bool,
+    encryption: Encryption = NO_ENCRYPTION,
+) -> WorkerAccounts:
+    """The worker's accounts; `bucket`, `prefix`, the delete option and the encryption are the
+    defaults."""
+    insecure = read(environ, INSECURE_HTTP_VARIABLE, flag, "false")
+    path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
+    if path:
+        return _worker_from_file(
+            load_accounts_file(path),
+            environ,
+            insecure,
+            bucket=bucket,
+            prefix=prefix,
+            delete_after_archive=delete_after_archive,
+            encryption=encryption,
+        )
+    if bucket is None:
+        raise ConfigError("S3_BUCKET is required but not set")
+    kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, "cloud")
+    connection = _env_connection(environ, kind, insecure)
+    return WorkerAccounts(
+        (Account(None, connection, bucket, prefix, delete_after_archive, encryption),)
+    )
+
+
+def _env_connection(environ: Mapping[str, str], kind: ProviderKind, insecure: bool) -> Connection:
+    def url(value: str) -> str:
+        return base_url(value, insecure_http=insecure)
+
+    if kind == "360dialog":
+        return Connection(
+            kind,
+            read(environ, "D360_URL", url, D360_DEFAULT_URL),
+            read(environ, "D360_API_KEY", text),
+            insecure_http=insecure,
+        )
+    if kind == "onprem":
+        return Connection(
+            kind,
+            read(environ, "WHATSAPP_ONPREM_URL", url),
+            read(environ, "WHATSAPP_ACCESS_TOKEN", text),
+            insecure_http=insecure,
+        )
+    return Connection(
+        kind,
+        read(environ, "WHATSAPP_GRAPH_URL", url, GRAPH_DEFAULT_URL),
+        read(environ, "WHATSAPP_ACCESS_TOKEN", text),
+        api_version=read(environ, "WHATSAPP_API_VERSION", text, API_VERSION_DEFAULT),
+        media_hosts=read(environ, "WHATSAPP_MEDIA_HOSTS", host_list, MEDIA_HOSTS_DEFAULT),
+        app_id=read(environ, "WHATSAPP_APP_ID", lambda v: v or None, ""),
+        insecure_http=insecure,
+    )
+
+
+def _file_url(number: str, url: str, insecure: bool) -> str:
+    try:
+        return base_url(url, insecure_http=insecure)
+    except ValueError as exc:
+        raise ConfigError(f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.url: {exc}") from None
+
+
+def _file_connection(
+    number: str,
+    entry: AccountEntry,
+    accounts: AccountsFile,
+    environ: Mapping[str, str],
+    insecure: bool,
+) -> Connection:
+    credential = _secret(environ, f"accounts.{number}.token_env", entry.token, entry.token_env)
+    assert credential is not None  # the schema requires token or token_env
+    if entry.provider == "360dialog":
+        url = _file_url(number, entry.url or D360_DEFAULT_URL, insecure)
+        return Connection("360dialog", url, credential, insecure_http=insecure)
+    if entry.provider == "onprem":
+        assert entry.url is not None  # the schema requires it for onprem
+        url = _file_url(number, entry.url, insecure)
+        return Connection("onprem", url, credential, insecure_http=insecure)
+    # The app owning resumable upload sessions: the first of the account's apps with an id.
+    ids = [accounts.apps[name].app_id for name in accounts.apps_of(number)]
+    app_id = next((found for found in ids if found is not None), None)
+    hosts = entry.media_hosts or [MEDIA_HOSTS_DEFAULT]
+    try:
+        media_hosts = host_list(",".join(hosts))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.media_hosts: {exc}"
+        ) from None
+    return Connection(
+        "cloud",
+        _file_url(number, entry.url or GRAPH_DEFAULT_URL, insecure),
+        credential,
+        api_version=entry.api_version or API_VERSION_DEFAULT,
+        media_hosts=media_hosts,
+        app_id=app_id,
+        insecure_http=insecure,
+    )
+
+
+def _worker_from_file(
+    accounts: AccountsFile,
+    environ: Mapping[str, str],
+    insecure: bool,
+    *,
+    bucket: str | None,
+    prefix: str,
+    delete_after_archive: bool,
+    encryption: Encryption,
+) -> WorkerAccounts:
+    resolved = []
+    for number, entry in accounts.accounts.items():
+        account_bucket = entry.bucket or bucket
+        if account_bucket is None:
+            raise ConfigError(
+                f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.bucket is not set and "
+                "neither is S3_BUCKET"
+            )
+        resolved.append(
+            Account(
+                number,
+                _file_connection(number, entry, accounts, environ, insecure),
+                account_bucket,
+                prefix if entry.prefix is None else entry.prefix,
+                delete_after_archive
+                if entry.delete_after_archive is None
+                else entry.delete_after_archive,
+                # The entry's two settings replace the default together, as the variables do.
+                encryption if entry.sse is None else Encryption(entry.sse, entry.sse_kms_key_id),
+            )
+        )
+    return WorkerAccounts(tuple(resolved))

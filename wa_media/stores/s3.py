@@ -1,0 +1,350 @@
+"""The S3 adapter: conditional, checksummed writes that stream in parts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from wa_media.config.encryption import NO_ENCRYPTION, Encryption
+from wa_media.core.errors import StorageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "MAX_CONNECTIONS",
+    "PARTS_IN_FLIGHT",
+    "PART_SIZE",
+    "ArchiveStore",
+    "ObjectExists",
+    "ObjectHead",
+    "Upload",
+    "make_s3_client",
+]
+
+# S3's smallest part is 5 MiB; 8 MiB parts keep a 100 MB file at 13 requests.
+PART_SIZE = 8 * 1024 * 1024
+# Parts sent side by side: S3 (and SeaweedFS) take them faster than one stream of parts, and
+# the download, several times faster than the upload, refills a buffer as soon as it is free.
+# An upload holds this many part buffers (16 MiB), whatever the file's size.
+PARTS_IN_FLIGHT = 2
+# botocore's default pool; a worker running more tasks at once asks for more (make_s3_client).
+MAX_CONNECTIONS = 10
+
+
+class ObjectExists(Exception):
+    """A conditional write found the key taken: another writer committed it first."""
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What a HEAD of an object tells: its ETag (without quotes), size and user metadata."""
+
+    etag: str
+    size: int
+    metadata: dict[str, str]
+
+
+def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTIONS) -> S3Client:
+    """One S3 client for the process, with timeouts and botocore's standard retries.
+
+    The client is thread-safe; `max_connections` should be at least the tasks running at once
+    in the process, or connections are opened and dropped instead of reused.
+    """
+    config = Config(
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=max(MAX_CONNECTIONS, max_connections),
+        # We send our own SHA-256 checksums; don't add a second, CRC one.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+# Every upload request sends its checksum with ChecksumAlgorithm="SHA256", so that it carries
+# x-amz-sdk-checksum-algorithm beside x-amz-checksum-sha256: S3 asks for that header (or
+# Content-MD5) on writes into a bucket whose Object Lock gives objects a retention period.
+def _checksum(data: bytes | bytearray | memoryview) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def _storage_error(action: str, exc: Exception) -> StorageError:
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "?")
+        return StorageError(f"S3 {action} failed: {code}")
+    return StorageError(f"S3 {action} failed: {type(exc).__name__}")
+
+
+def _head(client: S3Client, bucket: str, key: str, action: str) -> ObjectHead | None:
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise _storage_error(action, exc) from None
+    except BotoCoreError as exc:
+        raise _storage_error(action, exc) from None
+    return ObjectHead(
+        etag=head.get("ETag", "").strip('"'),
+        size=head.get("ContentLength", 0),
+        metadata=dict(head.get("Metadata", {})),
+    )
+
+
+def _precondition_failed(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error.get("Code") == "PreconditionFailed" or status == 412
+
+
+@dataclass
+class Upload:
+    """An object being written: single PUT when small, multipart past one part; nothing is
+    visible until `commit`, and `abort` leaves no trace.
+
+    Full parts are sent from threads of the upload's own, PARTS_IN_FLIGHT at most, while the
+    next part fills; a buffer whose part has arrived is filled again. Each part goes out as
+    its bytearray, never copied.
+    """
+
+    client: S3Client
+    bucket: str
+    key: str
+    headers: dict[str, Any]
+    _buffer: bytearray = field(default_factory=bytearray)
+    _filled: int = 0
+    _buffers: int = 1
+    _upload_id: str | None = None
+    _parts: list[dict[str, Any]] = field(default_factory=list)
+    _sender: ThreadPoolExecutor | None = None
+    _in_flight: deque[Future[tuple[bytearray, dict[str, Any]]]] = field(default_factory=deque)
+
+    def write(self, chunk: bytes) -> None:
+        """Add bytes; each part is sent as soon as it is full."""
+        view = memoryview(chunk)
+        while view:
+            piece = view[: PART_SIZE - self._filled]
+            end = self._filled + len(piece)
+            # Appends to the first buffer as it grows; overwrites a reused one in place.
+            self._buffer[self._filled : end] = piece
+            self._filled = end
+            view = view[len(piece) :]
+            if self._filled == PART_SIZE:
+                self._ship()
+                self._buffer = self._free_buffer()
+                self._filled = 0
+
+    def _ship(self) -> None:
+        """Send the current buffer as the next part, in the background."""
+        if self._upload_id is None:
+            self._upload_id = self._create()
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="s3-part")
+        number = len(self._parts) + len(self._in_flight) + 1
+        self._in_flight.append(self._sender.submit(self._send_part, number, self._buffer))
+
+    def _free_buffer(self) -> bytearray:
+        """A new buffer while there are fewer than PARTS_IN_FLIGHT, else the oldest part's."""
+        if self._buffers < PARTS_IN_FLIGHT:
+            self._buffers += 1
+            return bytearray(PART_SIZE)
+        return self._settle_oldest()
+
+    def _create(self) -> str:
+        try:
+            created = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="SHA256", **self.headers
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("part upload", exc) from None
+        return created["UploadId"]
+
+    def _settle_oldest(self) -> bytearray:
+        """Wait for the oldest part in flight to arrive; its buffer, free again."""
+        buffer, part = self._in_flight.popleft().result()
+        self._parts.append(part)
+        return buffer
+
+    def _send_part(self, number: int, part: bytearray) -> tuple[bytearray, dict[str, Any]]:
+        assert self._upload_id is not None
+        checksum = _checksum(part)
+        try:
+            sent = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                # botocore takes a bytearray (its validator says so; the stubs only say bytes).
+                Body=part,  # type: ignore[arg-type]
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("part upload", exc) from None
+        return part, {"PartNumber": number, "ETag": sent["ETag"], "ChecksumSHA256": checksum}
+
+    def commit(self) -> None:
+        """Make the object visible, only if the key is still free; raise ObjectExists if not."""
+        try:
+            if self._upload_id is None:
+                # The whole file, shorter than a part: the buffer holds exactly its bytes.
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    Body=self._buffer,  # type: ignore[arg-type]
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=_checksum(self._buffer),
+                    IfNoneMatch="*",
+                    **self.headers,
+                )
+            else:
+                if self._filled:
+                    del self._buffer[self._filled :]  # the last part, shorter
+                    self._ship()
+                while self._in_flight:
+                    self._settle_oldest()
+                completed = self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+                    IfNoneMatch="*",
+                )
+                self._upload_id = None
+                self._check_visible(completed.get("ETag"))
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                raise ObjectExists(self.key) from None
+            raise _storage_error("commit", exc) from None
+        except BotoCoreError as exc:
+            raise _storage_error("commit", exc) from None
+        finally:
+            self._release()
+
+    def _check_visible(self, etag: str | None) -> None:
+        """Raise ObjectExists unless the key shows the object this completion made.
+
+        Some backends let two conditional completions of one key both succeed (SeaweedFS 4.48
+        does when they arrive together; docs/architecture.md, "Never overwritten"), and only one
+        of them is visible afterwards: a completion whose object is not the one visible lost,
+        whatever its answer said. A single PutObject needs no such check: AWS S3 and SeaweedFS
+        refuse concurrent conditional ones.
+        """
+        head = _head(self.client, self.bucket, self.key, "commit check")
+        if head is None:
+            raise StorageError("S3 commit check failed: no object after its completion")
+        if etag is None or head.etag != etag.strip('"'):
+            raise ObjectExists(self.key)
+
+    def _release(self) -> None:
+        self._buffer = bytearray()
+        self._filled = 0
+
+    def abort(self) -> None:
+        """Drop whatever was sent; best effort (S3 lifecycle rules clean up the rest)."""
+        self._release()
+        while self._in_flight:
+            # Every part must have landed or failed before the abort, or it could outlive it.
+            with suppress(StorageError):
+                self._settle_oldest()
+        if self._sender is not None:
+            self._sender.shutdown(wait=True)
+            self._sender = None
+        if self._upload_id is None:
+            return
+        upload_id, self._upload_id = self._upload_id, None
+        with suppress(ClientError, BotoCoreError):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+
+
+@dataclass
+class ArchiveStore:
+    """The archive bucket; every object written to it is encrypted as `encryption` asks."""
+
+    client: S3Client
+    bucket: str
+    encryption: Encryption = NO_ENCRYPTION
+
+    @contextmanager
+    def upload(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        content_disposition: str | None = None,
+    ) -> Iterator[Upload]:
+        """An upload that is aborted unless committed before the block ends."""
+        # Sent with the single PUT or with CreateMultipartUpload, whichever the size makes it;
+        # the parts of a multipart upload inherit its encryption.
+        headers: dict[str, Any] = {
+            "ContentType": content_type,
+            "Metadata": metadata,
+            **self.encryption.request_args(),
+        }
+        if content_disposition:
+            headers["ContentDisposition"] = content_disposition
+        upload = Upload(self.client, self.bucket, key, headers)
+        try:
+            yield upload
+        finally:
+            upload.abort()
+
+    def metadata(self, key: str) -> dict[str, str] | None:
+        """The user metadata of an object, or None when there is no such object."""
+        head = self.head(key)
+        return None if head is None else head.metadata
+
+    def head(self, key: str) -> ObjectHead | None:
+        """The ETag, size and user metadata of an object, or None when there is no such object."""
+        return _head(self.client, self.bucket, key, "head")
+
+    def abort_uploads(self, key: str) -> int:
+        """Abort the unfinished multipart uploads of exactly `key`; how many there were."""
+        aborted = 0
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in listing.get("Uploads", []):
+                if upload.get("Key") == key and "UploadId" in upload:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("abort of stale uploads", exc) from None
+        return aborted
+
+    def put_json(self, key: str, document: dict[str, Any]) -> None:
+        """Write a small JSON document if the key is free; a taken key is left as it is."""
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json; charset=utf-8",
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=_checksum(body),
+                IfNoneMatch="*",
+                **self.encryption.request_args(),
+            )
+        except ClientError as exc:
+            if _precondition_failed(exc):
+                return
+            raise _storage_error("sidecar write", exc) from None
+        except BotoCoreError as exc:
+            raise _storage_error("sidecar write", exc) from None
