@@ -120,7 +120,7 @@ def usable_phone_number_id(value: str) -> bool:
 
 
 def phone_number_id(value: str) -> str:
-    """An id usable in S3 keys (README, "The S3 archive")."""
+    """An id usable in S3 keys (docs/s3-archive.md)."""
     if not usable_phone_number_id(value):
         raise ValueError("expected 1 to 128 characters of A-Z a-z 0-9 _ . -, not dots alone")
     return value
