@@ -9,6 +9,7 @@ entry's `url`, `token`, `api_version`, `media_hosts` and `app`/`apps` (fields on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -22,24 +23,50 @@ from wa_media.config.accounts import (
     host_list,
 )
 from wa_media.config.env import ConfigError, read, text
-from wa_media.core.classify import classify_graph_error
-from wa_media.core.errors import PermanentError
+from wa_media.core.classify import ErrorCodes, classify
+from wa_media.core.errors import ArchiveError, PermanentError
+from wa_media.core.numbers import ascii_int
 from wa_media.core.provider import Connection, Provider, ProviderKind
 from wa_media.providers.graphflow import GraphFlowClient
 from wa_media.stores.gate import MetaGate
 
 __all__ = [
     "API_VERSION_DEFAULT",
+    "GRAPH_CODES",
     "GRAPH_DEFAULT_URL",
     "MEDIA_HOSTS_DEFAULT",
     "PLUGIN",
+    "THROTTLING_CODES",
     "CloudPlugin",
     "GraphClient",
+    "classify_graph_error",
 ]
 
 GRAPH_DEFAULT_URL = "https://graph.facebook.com"
 API_VERSION_DEFAULT = "v23.0"
 MEDIA_HOSTS_DEFAULT = "lookaside.fbsbx.com"
+
+# The Graph error codes by what they mean; the code decides before the status.
+THROTTLING_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
+GRAPH_CODES = ErrorCodes(
+    throttling=THROTTLING_CODES,
+    credentials=frozenset({190}),
+    reengagement=frozenset({131047}),
+    temporary=frozenset({1, 2, 131000}),
+)
+
+
+def _graph_code(body: Any) -> int | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    return ascii_int(error.get("code")) if isinstance(error, dict) else None
+
+
+def classify_graph_error(
+    status: int, body: Any, *, retry_after: float | None = None, what: str = "Graph API call"
+) -> ArchiveError:
+    """A Graph answer's error. The code decides before the status: Meta answers throttling and
+    expired tokens with 400 or 403 as well as 429 and 401."""
+    return classify(status, _graph_code(body), GRAPH_CODES, retry_after=retry_after, what=what)
 
 
 class GraphClient(GraphFlowClient):

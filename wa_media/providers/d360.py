@@ -12,21 +12,45 @@ sessions; accounts read from D360_URL and D360_API_KEY, or from an accounts file
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 
 from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
 from wa_media.config.env import read, text
-from wa_media.core.classify import classify_d360_error
+from wa_media.core.classify import ErrorCodes, classify
+from wa_media.core.errors import ArchiveError
 from wa_media.core.provider import Connection, Provider, ProviderKind
+from wa_media.providers.cloud import classify_graph_error
 from wa_media.providers.graphflow import GraphFlowClient
 from wa_media.stores.gate import MetaGate
 
-__all__ = ["D360_DEFAULT_URL", "D360_KEY_HEADER", "PLUGIN", "D360Client", "D360Plugin"]
+__all__ = [
+    "D360_CODES",
+    "D360_DEFAULT_URL",
+    "D360_KEY_HEADER",
+    "PLUGIN",
+    "D360Client",
+    "D360Plugin",
+    "classify_d360_error",
+]
 
 D360_KEY_HEADER = "D360-API-KEY"
 D360_DEFAULT_URL = "https://waba-v2.360dialog.io"
+
+
+# 360dialog's bodies carry no code; a rejected or blocked key is 401 or 403.
+D360_CODES = ErrorCodes(credentials_statuses=frozenset({401, 403}), credential="API key")
+
+
+def classify_d360_error(
+    status: int, body: Any, *, retry_after: float | None = None, what: str = "360dialog call"
+) -> ArchiveError:
+    """A 360dialog answer's error, by its status; a Graph error body passed on is Meta's."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return classify_graph_error(status, body, retry_after=retry_after, what=what)
+    return classify(status, None, D360_CODES, retry_after=retry_after, what=what)
 
 
 class D360Client(GraphFlowClient):

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote
 
 import requests
 
 from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
 from wa_media.config.env import read, text
-from wa_media.core.classify import classify_onprem_error
-from wa_media.core.errors import Unsupported
+from wa_media.core.classify import ErrorCodes, classify
+from wa_media.core.errors import ArchiveError, Unsupported
 from wa_media.core.identity import is_bsuid
 from wa_media.core.numbers import ascii_int
 from wa_media.core.provider import Connection, Fetched, Provider, ProviderKind
@@ -29,7 +30,30 @@ from wa_media.providers.apiclient import ApiClient, Calls, answer_id
 from wa_media.providers.transfer import FileBody, response_chunks
 from wa_media.stores.gate import MetaGate
 
-__all__ = ["PLUGIN", "OnPremClient", "OnPremPlugin"]
+__all__ = ["ONPREM_CODES", "PLUGIN", "OnPremClient", "OnPremPlugin", "classify_onprem_error"]
+
+
+# 1005 access denied, 1015 too many requests, 470 re-engagement (131047's twin),
+# 1011 service not ready, 1014 internal error.
+ONPREM_CODES = ErrorCodes(
+    throttling=frozenset({1015}),
+    credentials=frozenset({1005}),
+    reengagement=frozenset({470}),
+    temporary=frozenset({1011, 1014}),
+)
+
+
+def _onprem_code(body: Any) -> int | None:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return ascii_int(first.get("code")) if isinstance(first, dict) else None
+
+
+def classify_onprem_error(
+    status: int, body: Any, *, retry_after: float | None = None, what: str = "On-Premises call"
+) -> ArchiveError:
+    """An On-Premises answer's error, by its first error's code or its status."""
+    return classify(status, _onprem_code(body), ONPREM_CODES, retry_after=retry_after, what=what)
 
 
 def _content_length(response: requests.Response) -> int | None:
