@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from wa_media.config.accounts import (
     ACCOUNTS_FILE_VARIABLE,
     AccountEntry,
@@ -26,9 +24,9 @@ from wa_media.config.env import ConfigError, read, text
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError, PermanentError
 from wa_media.core.numbers import ascii_int
-from wa_media.core.provider import Connection, Provider, ProviderKind
+from wa_media.core.provider import Connection, ProviderKind
+from wa_media.providers.apiclient import ApiClient
 from wa_media.providers.graphflow import GraphFlowClient
-from wa_media.stores.gate import MetaGate
 
 __all__ = [
     "API_VERSION_DEFAULT",
@@ -119,24 +117,11 @@ class CloudPlugin:
 
     kind: ProviderKind = "cloud"
     title: str = "Cloud API"
-    client: type = GraphClient
+    client: type[ApiClient] = GraphClient
     signed_webhooks: bool = True
     webhooks_name_number: bool = True
     url_required: str | None = None
     own_fields: tuple[str, ...] = ("api_version", "media_hosts", "app", "apps")
-
-    def make_client(
-        self,
-        connection: Connection,
-        *,
-        max_media_bytes: int,
-        gate: MetaGate | None = None,
-        session: requests.Session | None = None,
-    ) -> Provider:
-        """A GraphClient."""
-        return GraphClient.create(
-            connection, max_media_bytes=max_media_bytes, gate=gate, session=session
-        )
 
     def check_entry(self, entry: AccountEntry) -> None:
         """`app` and `apps` exclude each other."""
