@@ -12,7 +12,7 @@ from wa_media.config.accounts import Account
 from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import NoAccount
 from wa_media.core.ports import ArchiveBucket
-from wa_media.core.provider import Provider
+from wa_media.core.provider import MediaSource
 from wa_media.providers.registry import make_provider
 from wa_media.providers.transfer import POOL_SIZE, new_session
 from wa_media.stores.gate import MetaGate
@@ -32,7 +32,7 @@ class AccountClients:
     """What archiving a media of one account needs."""
 
     account: Account
-    provider: Provider
+    provider: MediaSource
     store: ArchiveBucket
 
 

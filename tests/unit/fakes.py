@@ -1,11 +1,11 @@
 """In-memory fakes of the worker's collaborators, for tests that run in milliseconds.
 
-Each implements the product's own interface (wa_media/core/ports.py, wa_media/core/provider.py,
-worker/clients.py), and mypy checks that where they are handed to `Archiver` and `Replier`
-(tests/unit/worker/). `FakeRecords` and `FakeLedger` write the very field values the Redis
-store writes and follow its rules (the contract tests of tests/unit/stores/test_records.py run
-the same cases against both). Any of them fails on demand: `fail` maps an operation's name to
-the error it raises.
+Each implements the product's own interface (wa_media/core/ports.py, `MediaSource` of
+wa_media/core/provider.py, worker/clients.py), and mypy checks that where they are handed to
+`Archiver` and `Replier` (tests/unit/worker/). `FakeRecords` and `FakeLedger` write the very
+field values the Redis store writes and follow its rules (the contract tests of
+tests/unit/stores/test_records.py run the same cases against both). Any of them fails on
+demand: `fail` maps an operation's name to the error it raises.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from wa_media.config.accounts import Account, WorkerAccounts
 from wa_media.config.settings import WorkerSettings
-from wa_media.core.errors import ArchiveError, BusyError, NoAccount, Unsupported
+from wa_media.core.errors import ArchiveError, BusyError, NoAccount
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.core.ports import ObjectHead
-from wa_media.core.provider import Connection, Fetched, Progress
+from wa_media.core.provider import Connection, Fetched
 from wa_media.core.records import (
     Attempt,
     LedgerEntry,
@@ -435,8 +434,9 @@ class FakeMedia:
 
 @dataclass
 class FakeProvider(Faults):
-    """A provider serving `media` by id; `fail` may name `check_paused`, `fetch` (before the
-    first byte), `chunks` (after the first), `delete` and `send_text`."""
+    """What archiving needs of a provider (`MediaSource`), serving `media` by id; `fail` may
+    name `check_paused`, `fetch` (before the first byte), `chunks` (after the first), `delete`
+    and `send_text`."""
 
     media: dict[str, FakeMedia] = field(default_factory=dict)
     connection: Connection = field(
@@ -477,30 +477,6 @@ class FakeProvider(Faults):
         self, media_id: str, phone_number_id: str | None, url: str | None = None
     ) -> AbstractContextManager[Fetched]:
         return self._fetch(media_id, url)
-
-    def media_url(self, media_id: str, phone_number_id: str | None) -> dict[str, Any]:
-        raise Unsupported("not faked")
-
-    def download(
-        self,
-        media_id: str,
-        phone_number_id: str | None,
-        out: BinaryIO,
-        progress: Progress | None = None,
-    ) -> Fetched:
-        raise Unsupported("not faked")
-
-    def upload(
-        self,
-        path: Path,
-        mime_type: str,
-        phone_number_id: str | None,
-        progress: Progress | None = None,
-    ) -> str:
-        raise Unsupported("not faked")
-
-    def upload_resumable(self, path: Path, mime_type: str, progress: Progress | None = None) -> str:
-        raise Unsupported("not faked")
 
     def delete(self, media_id: str, phone_number_id: str | None) -> None:
         self.check("delete")

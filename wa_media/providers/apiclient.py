@@ -119,7 +119,8 @@ class ApiClient(ABC):
     max_media_bytes: int
     gate: MetaGate | None = None
 
-    # What a non-2xx answer in the provider's dialect means: a staticmethod of worker/classify.
+    # What a non-2xx answer in the provider's dialect means: its module's classifier, on the
+    # decision ladder of wa_media/core/classify.py.
     classify_error: ClassVar[Classifier]
 
     @classmethod
@@ -144,6 +145,14 @@ class ApiClient(ABC):
     ) -> AbstractContextManager[Fetched]:
         """Open the media's bytes as a stream; `url`, a webhook's download URL, is tried first
         where the provider has such URLs."""
+
+    @abstractmethod
+    def delete(self, media_id: str, phone_number_id: str | None) -> None:
+        """Delete a media from the provider."""
+
+    @abstractmethod
+    def send_text(self, phone_number_id: str, to: str, body: str) -> str:
+        """Send a text message to a phone number or a BSUID; return the new message's id."""
 
     @abstractmethod
     def _post_media(
