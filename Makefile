@@ -83,7 +83,7 @@ test: venv redis
 # Each test module has a Redis database of its own (tests/unit/test_redis_databases.py), so the
 # two never meet.
 UNIT_HALF := tests/unit/test_try_deadline.py tests/unit/test_commit.py tests/unit/stores \
-	tests/unit/test_graphsim.py tests/unit/test_hostile_layout.py
+	tests/unit/test_graphsim.py tests/unit/test_hostile_layout.py tests/unit/test_cli_simulate.py
 unit: venv redis
 	@mkdir -p build
 	@$(BIN)/pytest -q -p no:cacheprovider $(UNIT_HALF) > build/unit-half.log 2>&1 & half=$$!; \
