@@ -20,6 +20,7 @@ from typing import Any
 
 from wa_media.config.accounts import Account, WorkerAccounts
 from wa_media.config.settings import WorkerSettings
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ArchiveError, BusyError, NoAccount
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.core.ports import ObjectHead
@@ -343,10 +344,14 @@ class FakeBucket(Faults):
     """`ArchiveStore` in memory; `unfinished` holds the keys of uploads left open (by a worker
     that died), which `abort_uploads` clears."""
 
-    bucket: str = BUCKET
+    target: ArchiveTarget = field(default_factory=lambda: ArchiveTarget(BUCKET))
     objects: dict[str, StoredObject] = field(default_factory=dict)
     unfinished: list[str] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
+
+    @property
+    def bucket(self) -> str:
+        return self.target.bucket
 
     @contextmanager
     def _upload(self, upload: FakeUpload) -> Iterator[FakeUpload]:
@@ -496,8 +501,7 @@ def account(*, delete_after_archive: bool = False, prefix: str = "") -> Account:
     return Account(
         phone_number_id=PHONE,
         connection=Connection("cloud", "http://127.0.0.1:1", "token"),
-        bucket=BUCKET,
-        prefix=prefix,
+        target=ArchiveTarget(BUCKET, prefix),
         delete_after_archive=delete_after_archive,
     )
 
@@ -507,8 +511,7 @@ def settings(the_account: Account | None = None, **changes: Any) -> WorkerSettin
     values: dict[str, Any] = {
         "accounts": WorkerAccounts((the_account or account(),)),
         "redis_url": "redis://127.0.0.1:1",
-        "s3_bucket": BUCKET,
-        "s3_prefix": "",
+        "archive": ArchiveTarget(BUCKET),
         "s3_endpoint_url": None,
         "max_media_bytes": 1000,
         "too_big_reply_text": "Your file is too big.",

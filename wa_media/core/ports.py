@@ -25,6 +25,7 @@ from wa_media.core.records import (
 
 __all__ = [
     "ArchiveBucket",
+    "ArchiveLocation",
     "CommitGuard",
     "MediaRecords",
     "ObjectHead",
@@ -150,9 +151,25 @@ class ObjectUpload(Protocol):
         """Make the object visible if its key is still free; ObjectExists if not."""
 
 
+class ArchiveLocation(Protocol):
+    """Where an account's media go (`ArchiveTarget`): its bucket and its key prefix."""
+
+    @property
+    def bucket(self) -> str:
+        """The bucket's name."""
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every object key."""
+
+
 class ArchiveBucket(Protocol):
     """One account's archive bucket (`ArchiveStore`). Every method raises StorageError when S3
     fails."""
+
+    @property
+    def target(self) -> ArchiveLocation:
+        """Where the account's media go."""
 
     @property
     def bucket(self) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from wa_media.config import variables as v
 from wa_media.config.accounts import (
     ACCOUNTS_FILE_VARIABLE,
     AccountEntry,
@@ -20,7 +21,8 @@ from wa_media.config.accounts import (
     file_url,
     host_list,
 )
-from wa_media.config.env import ConfigError, read, text
+from wa_media.config.env import ConfigError
+from wa_media.config.variables import API_VERSION_DEFAULT, GRAPH_DEFAULT_URL, MEDIA_HOSTS_DEFAULT
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError, PermanentError
 from wa_media.core.numbers import ascii_int
@@ -40,9 +42,6 @@ __all__ = [
     "classify_graph_error",
 ]
 
-GRAPH_DEFAULT_URL = "https://graph.facebook.com"
-API_VERSION_DEFAULT = "v23.0"
-MEDIA_HOSTS_DEFAULT = "lookaside.fbsbx.com"
 
 # The Graph error codes by what they mean; the code decides before the status.
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
@@ -137,11 +136,11 @@ class CloudPlugin:
 
         return Connection(
             self.kind,
-            read(environ, "WHATSAPP_GRAPH_URL", url, GRAPH_DEFAULT_URL),
-            read(environ, "WHATSAPP_ACCESS_TOKEN", text),
-            api_version=read(environ, "WHATSAPP_API_VERSION", text, API_VERSION_DEFAULT),
-            media_hosts=read(environ, "WHATSAPP_MEDIA_HOSTS", host_list, MEDIA_HOSTS_DEFAULT),
-            app_id=read(environ, "WHATSAPP_APP_ID", lambda v: v or None, ""),
+            v.WHATSAPP_GRAPH_URL.read_as(environ, url),
+            v.WHATSAPP_ACCESS_TOKEN.read(environ),
+            api_version=v.WHATSAPP_API_VERSION.read(environ),
+            media_hosts=v.WHATSAPP_MEDIA_HOSTS.read(environ),
+            app_id=v.WHATSAPP_APP_ID.read_optional(environ),
             insecure_http=insecure,
         )
 

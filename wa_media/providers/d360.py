@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from wa_media.config import variables as v
 from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
-from wa_media.config.env import read, text
+from wa_media.config.variables import D360_DEFAULT_URL
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError
 from wa_media.core.provider import Connection, ProviderKind
@@ -35,7 +36,6 @@ __all__ = [
 ]
 
 D360_KEY_HEADER = "D360-API-KEY"
-D360_DEFAULT_URL = "https://waba-v2.360dialog.io"
 
 
 # 360dialog's bodies carry no code; a rejected or blocked key is 401 or 403.
@@ -112,8 +112,8 @@ class D360Plugin:
 
         return Connection(
             self.kind,
-            read(environ, "D360_URL", url, D360_DEFAULT_URL),
-            read(environ, "D360_API_KEY", text),
+            v.D360_URL.read_as(environ, url),
+            v.D360_API_KEY.read(environ),
             insecure_http=insecure,
         )
 

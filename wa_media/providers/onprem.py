@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 import requests
 
+from wa_media.config import variables as v
 from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
-from wa_media.config.env import read, text
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError, Unsupported
 from wa_media.core.identity import is_bsuid
@@ -139,8 +139,8 @@ class OnPremPlugin:
 
         return Connection(
             self.kind,
-            read(environ, "WHATSAPP_ONPREM_URL", url),
-            read(environ, "WHATSAPP_ACCESS_TOKEN", text),
+            v.WHATSAPP_ONPREM_URL.read_as(environ, url),
+            v.WHATSAPP_ACCESS_TOKEN.read(environ),
             insecure_http=insecure,
         )
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from celery import Celery
 from kombu import Queue
 
+from wa_media.config.variables import BEAT_SCHEDULE_FILE
+
 __all__ = [
     "ARCHIVE_PRIORITY",
     "ARCHIVE_TASK",
@@ -57,7 +59,7 @@ def beat_schedule_file(environ: Mapping[str, str]) -> str:
     BEAT_SCHEDULE_FILE, else `wa-media-celerybeat-schedule` in the temporary directory (TMPDIR,
     or /tmp), never the working directory. Losing it only makes beat send the next sweep at
     once."""
-    configured = environ.get("BEAT_SCHEDULE_FILE", "").strip()
+    configured = BEAT_SCHEDULE_FILE.read_optional(environ)
     return configured or os.path.join(tempfile.gettempdir(), "wa-media-celerybeat-schedule")
 
 
