@@ -7,7 +7,7 @@ import sys
 from flask import Flask
 from redis import Redis
 
-from wa_media.config.env import ConfigError
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging, register_secrets
 from wa_media.observability.metrics import web_metrics
 from wa_media.stores.broker import make_celery

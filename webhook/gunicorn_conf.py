@@ -23,7 +23,8 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import multiprocess, start_http_server
 from redis import Redis
 
-from wa_media.config.env import CONFIG_ERROR, ConfigError
+from wa_media.config.env import CONFIG_ERROR
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging, get_logger
 from wa_media.observability.metrics import exposition_registry, use_multiprocess_dir
 from webhook.config import WebSettings

@@ -10,13 +10,13 @@ from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
-from wa_media.core.errors import StorageError
+from wa_media.core.errors import BrokerUnavailable, StorageError
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE
 from wa_media.stores.records import MediaStateStore, ReplyLedger, SkippedLog
 from webhook.payload import ParsedPayload
 
-__all__ = ["DEFAULT_FANOUT_BATCH", "MAX_FANOUT_BATCH", "BrokerUnavailable", "Publisher"]
+__all__ = ["DEFAULT_FANOUT_BATCH", "MAX_FANOUT_BATCH", "Publisher"]
 
 # Media (and replies) per fan-out task: a history webhook may describe thousands of media, and
 # one task recording and publishing them all would hold a worker thread, and Redis, that long.
@@ -26,10 +26,6 @@ MAX_FANOUT_BATCH = 1000
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-class BrokerUnavailable(Exception):
-    """The broker did not take the work: the request must not be answered 200."""
 
 
 class Publisher:

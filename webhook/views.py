@@ -15,17 +15,23 @@ from flask import Blueprint, Response, current_app, request
 from redis import Redis
 from redis.exceptions import RedisError
 
+from wa_media.core.errors import (
+    BodyTimeout,
+    BrokerUnavailable,
+    MissingSignature,
+    NotWhatsAppPayload,
+    SignatureError,
+)
 from wa_media.observability.logs import get_logger, since
 from wa_media.observability.metrics import web_metrics
 from webhook.config import MAX_BODY_BYTES, WebSettings
 from webhook.payload import (
-    NotWhatsAppPayload,
     ParsedPayload,
     parse_cloud_payload,
     parse_onprem_payload,
 )
-from webhook.publisher import BrokerUnavailable, Publisher
-from webhook.signature import MissingSignature, SignatureError, verify
+from webhook.publisher import Publisher
+from webhook.signature import verify
 
 __all__ = ["bp"]
 
@@ -59,10 +65,6 @@ def verify_subscription() -> Response:
         return _text(challenge, 200)
     log.warning("verification_refused", mode=request.args.get("hub.mode"))
     return _text("forbidden", 403)
-
-
-class BodyTimeout(Exception):
-    """The request's body did not arrive within the body deadline."""
 
 
 def _patched_by_gevent() -> bool:

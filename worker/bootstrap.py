@@ -20,8 +20,8 @@ from celery.concurrency.solo import TaskPool as SoloPool
 from celery.concurrency.thread import TaskPool as ThreadPool
 from celery.signals import worker_init, worker_process_init
 
-from wa_media.config.env import ConfigError
 from wa_media.config.settings import MetricsPorts
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import get_logger, register_secrets
 from wa_media.observability.metrics import (
     MULTIPROC_ENV,

@@ -12,8 +12,9 @@ from typing import Any
 
 from celery.signals import setup_logging
 
-from wa_media.config.env import CONFIG_ERROR, ConfigError, read, redis_url
+from wa_media.config.env import CONFIG_ERROR, read, redis_url
 from wa_media.config.settings import DEFAULT_REDIS_URL
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging
 from wa_media.stores.broker import make_celery
 

@@ -21,6 +21,7 @@ from wa_media.core.errors import (
     ArchiveError,
     CredentialsError,
     NoAccount,
+    PausedError,
     PermanentError,
     RetryableError,
     StorageError,
@@ -41,7 +42,6 @@ from wa_media.stores.broker import (
     SWEEP_INTERVAL,
     SWEEP_TASK,
 )
-from wa_media.stores.gate import PausedError
 from wa_media.stores.records import SWEEP_LAST_KEY, SWEEP_LAST_TTL, ReplyRef
 from worker.archive import Done, Failed, RetryLater
 from worker.celery_app import app

@@ -13,8 +13,8 @@ from wa_media.config.accounts import (
     web_accounts,
     worker_accounts,
 )
-from wa_media.config.env import ConfigError
 from wa_media.config.settings import WorkerSettings
+from wa_media.core.errors import ConfigError
 from webhook.config import WebSettings
 
 HOOK = "hook-token-0123456789abcdef"

@@ -1,7 +1,7 @@
 import pytest
 
-from wa_media.config.env import ConfigError
 from wa_media.config.settings import DEFAULT_TOO_BIG_REPLY, WorkerSettings
+from wa_media.core.errors import ConfigError
 from webhook.config import WebSettings
 
 WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from wa_media.cli import main
 from wa_media.config.accounts import load_accounts_file, phone_number_id, web_accounts
-from wa_media.config.env import ConfigError, redis_url, s3_prefix
+from wa_media.config.env import redis_url, s3_prefix
 from wa_media.config.settings import WorkerSettings
+from wa_media.core.errors import ConfigError
 from webhook.config import WebSettings
 from webhook.redact import RedactingLogger, redact_paths
 

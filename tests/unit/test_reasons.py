@@ -18,6 +18,7 @@ from wa_media.core.errors import (
     InvalidId,
     KeyConflict,
     NoAccount,
+    PausedError,
     PermanentError,
     RedisUnavailable,
     RetryableError,
@@ -34,7 +35,6 @@ from wa_media.core.policy import MAX_INTEGRITY_FAILURES, plan_retry
 from wa_media.core.provider import Fetched
 from wa_media.core.reasons import REASONS, reason_of
 from wa_media.providers.transfer import Tally
-from wa_media.stores.gate import PausedError
 from worker.archive import check_download
 
 NOW = 1_800_000_000.0

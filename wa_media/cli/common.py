@@ -15,9 +15,9 @@ import click
 from redis import Redis
 
 from wa_media.config.accounts import Account, worker_accounts
-from wa_media.config.env import CONFIG_ERROR, ConfigError, positive_int, read, redis_url, s3_prefix
+from wa_media.config.env import CONFIG_ERROR, positive_int, read, redis_url, s3_prefix
 from wa_media.config.settings import DEFAULT_REDIS_URL
-from wa_media.core.errors import ArchiveError, PermanentError
+from wa_media.core.errors import ArchiveError, ConfigError, PermanentError
 from wa_media.core.provider import Progress, Provider
 from wa_media.providers.registry import make_provider
 from wa_media.stores.records import MediaStateStore

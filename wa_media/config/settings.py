@@ -14,7 +14,8 @@ from wa_media.config.encryption import (
     kms_key_id,
     sse_algorithm,
 )
-from wa_media.config.env import ConfigError, positive_int, read, redis_url, s3_prefix
+from wa_media.config.env import positive_int, read, redis_url, s3_prefix
+from wa_media.core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_METRICS_PORTS",

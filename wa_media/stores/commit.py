@@ -19,10 +19,16 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import RedisError
 
-from wa_media.core.errors import BusyError, KeyConflict, RedisUnavailable, StorageError
+from wa_media.core.errors import (
+    BusyError,
+    KeyConflict,
+    ObjectExists,
+    RedisUnavailable,
+    StorageError,
+)
 from wa_media.observability.logs import get_logger
 from wa_media.stores.records import holder_died, holder_token
-from wa_media.stores.s3 import ArchiveStore, ObjectExists, Upload
+from wa_media.stores.s3 import ArchiveStore, Upload
 
 __all__ = ["COMMIT_CLAIM_SECONDS", "COMMIT_WAIT_SECONDS", "CommitClaims", "commit_upload"]
 

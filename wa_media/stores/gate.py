@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import RedisError
 
-from wa_media.core.errors import CredentialsError, ThrottledError
+from wa_media.core.errors import PausedError, ThrottledError
 from wa_media.observability.logs import get_logger
 
-__all__ = ["PAUSE_SECONDS", "MetaGate", "PausedError", "token_fingerprint"]
+__all__ = ["PAUSE_SECONDS", "MetaGate", "token_fingerprint"]
 
 log = get_logger(__name__)
 
@@ -23,10 +23,6 @@ PAUSE_SECONDS = 60
 PAUSED_KEY = "wa:paused"
 # A call waits at most this long for a slot under the rate limit before giving its task back.
 _MAX_RATE_WAIT = 10.0
-
-
-class PausedError(CredentialsError):
-    """Calls with this token are paused: Meta rejected it a moment ago."""
 
 
 def token_fingerprint(token: str) -> str:

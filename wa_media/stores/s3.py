@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from wa_media.config.encryption import NO_ENCRYPTION, Encryption
-from wa_media.core.errors import StorageError
+from wa_media.core.errors import ObjectExists, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -27,7 +27,6 @@ __all__ = [
     "PARTS_IN_FLIGHT",
     "PART_SIZE",
     "ArchiveStore",
-    "ObjectExists",
     "ObjectHead",
     "Upload",
     "make_s3_client",
@@ -41,10 +40,6 @@ PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 2
 # botocore's default pool; a worker running more tasks at once asks for more (make_s3_client).
 MAX_CONNECTIONS = 10
-
-
-class ObjectExists(Exception):
-    """A conditional write found the key taken: another writer committed it first."""
 
 
 @dataclass(frozen=True)
