@@ -13,13 +13,13 @@ import gevent
 import gevent.monkey
 from flask import Blueprint, Response, current_app, request
 from redis import Redis
-from redis.exceptions import RedisError
 
 from wa_media.core.errors import (
     BodyTimeout,
     BrokerUnavailable,
     MissingSignature,
     NotWhatsAppPayload,
+    RedisUnavailable,
     SignatureError,
 )
 from wa_media.observability.logs import get_logger, since
@@ -333,7 +333,7 @@ def readyz() -> Response:
     redis: Redis = current_app.extensions["wa.redis"]
     try:
         redis.ping()
-    except (RedisError, OSError) as exc:
+    except RedisUnavailable as exc:
         log.warning("not_ready", reason=str(exc))
         return _text("redis unavailable", 503)
     return _text("ok", 200)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from redis import Redis
 
 from wa_media.config.accounts import Account, worker_accounts
 from wa_media.config.env import CONFIG_ERROR, positive_int, read, redis_url, s3_prefix
@@ -21,6 +20,7 @@ from wa_media.core.errors import ArchiveError, ConfigError, PermanentError
 from wa_media.core.provider import Progress, Provider
 from wa_media.providers.registry import make_provider
 from wa_media.stores.records import MediaStateStore
+from wa_media.stores.redis_client import connect as connect_redis
 
 __all__ = [
     "EXIT_CONFIG",
@@ -84,7 +84,7 @@ def state_store() -> tuple[MediaStateStore, str]:
         url = read(os.environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL)
     except ConfigError as exc:
         raise ConfigurationError(str(exc)) from None
-    return MediaStateStore(Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)), url
+    return MediaStateStore(connect_redis(url, socket_connect_timeout=2, socket_timeout=10)), url
 
 
 def when(value: str | None) -> str:
