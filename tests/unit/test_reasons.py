@@ -6,11 +6,10 @@ import re
 from typing import Any
 
 import pytest
-from kombu.exceptions import OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wa_media.core.classify import classify_d360_error, classify_graph_error, classify_onprem_error
 from wa_media.core.errors import (
+    BrokerUnavailable,
     BusyError,
     Expired,
     ForeignHost,
@@ -61,9 +60,9 @@ NOW = 1_800_000_000.0
         (KeyConflict("the key holds other bytes already"), "key_conflict"),
         (PermanentError("neither the provider nor the webhook announced a sha256"), "other"),
         (RetryableError("unexpected KeyError"), "other"),
-        (RedisConnectionError("down"), "redis_unavailable"),
-        (OperationalError("broker down"), "broker_unavailable"),
-        (ConnectionRefusedError(), "broker_unavailable"),
+        (BrokerUnavailable("publish failed: OperationalError"), "broker_unavailable"),
+        # Vendors' errors are translated by their adapters: reached raw, they are unexpected.
+        (ConnectionRefusedError(), "other"),
         (ValueError("anything"), "other"),
     ],
 )
