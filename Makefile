@@ -68,8 +68,8 @@ redis:
 demo: venv
 	$(BIN)/python -m devstack.demo $(DEMO_ARGS)
 
-# The whole service on this machine until Ctrl-C, its data in .run/ (README, "Running it on this
-# machine"); flags through RUN_ARGS, e.g. make run RUN_ARGS='--port 8080'.
+# The whole service on this machine until Ctrl-C, its data in .run/ (docs/development.md,
+# "Running it on this machine"); flags through RUN_ARGS, e.g. make run RUN_ARGS='--port 8080'.
 run: venv
 	$(BIN)/python -m devstack.run $(RUN_ARGS)
 

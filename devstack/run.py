@@ -156,7 +156,7 @@ def shown(path: Path) -> str:
 
 
 def is_service_variable(name: str) -> bool:
-    """A variable the service reads (README's Configuration), or one make run sets."""
+    """A variable the service reads (docs/configuration.md), or one make run sets."""
     return name in _SERVICE_NAMES or name.startswith(_SERVICE_PREFIXES)
 
 

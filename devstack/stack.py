@@ -92,7 +92,7 @@ def worker_argv(name: str, pool: WorkerPool, *, shortcuts: bool = True) -> list[
 
 @dataclass(frozen=True)
 class StackEnv:
-    """The environment variables of a local deployment (README, "Configuration")."""
+    """The environment variables of a local deployment (docs/configuration.md)."""
 
     redis_url: str
     s3_endpoint_url: str

@@ -51,7 +51,7 @@ OPERATION_RIGHTS: dict[str, Right] = {
 # Rights an operation needs beyond its own action.
 EXTRA_RIGHTS: dict[str, tuple[Right, ...]] = {
     # Without s3:ListBucket, S3 answers 403 instead of 404 for a key that does not exist, and
-    # both read a key that may be missing (README, "The worker's rights").
+    # both read a key that may be missing (docs/s3-archive.md, "The worker's rights").
     "HeadObject": (("s3:ListBucket", BUCKET),),
     "GetObject": (("s3:ListBucket", BUCKET), ("kms:Decrypt", KEY)),
     # SSE-KMS: a data key for each new object; the parts of a multipart upload are decrypted.
@@ -60,14 +60,15 @@ EXTRA_RIGHTS: dict[str, tuple[Right, ...]] = {
     "UploadPart": (("kms:Decrypt", KEY),),
     "CompleteMultipartUpload": (("kms:Decrypt", KEY),),
 }
-# What s3:ObjectCreationOperation is for each write (README, "Bucket policy").
+# What s3:ObjectCreationOperation is for each write (docs/s3-archive.md, "Bucket policy").
 OBJECT_CREATION = {
     "PutObject": "true",
     "CompleteMultipartUpload": "true",
     "CreateMultipartUpload": "false",
     "UploadPart": "false",
 }
-# The writes that carry the encryption headers when S3_SSE is set (README, "Encryption").
+# The writes that carry the encryption headers when S3_SSE is set (docs/s3-archive.md,
+# "Encryption").
 ENCRYPTED_WRITES = frozenset({"PutObject", "CreateMultipartUpload"})
 
 WORKER, VERIFY, WEB, BEAT, OTHER_CLI = "worker", "wa-media verify", "web", "beat", "wa-media"

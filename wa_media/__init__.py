@@ -1,7 +1,8 @@
 """The library `web`, the worker and `wa-media` share, in layers (each imports only those below):
 
     cli            wa-media, the operator's command line
-    providers      the WhatsApp providers' clients, and the registry that builds them
+    providers      one plugin module per WhatsApp provider (its client, error codes, how its
+                   accounts are read), the registry of them, and their shared machinery
     stores         S3, the records in Redis, the shared call gate, the broker
     config         settings read from the environment and the accounts file
     observability  logs and metrics

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from wa_media.config.accounts import WebAccounts, WebRoute, web_accounts
+from wa_media.config.accounts import WebAccounts, WebRoute
 from wa_media.config.env import positive_int, read, redis_url, tcp_port, text
 from wa_media.config.settings import DEFAULT_REDIS_URL
+from wa_media.core.provider import DEFAULT_PROVIDER
+from wa_media.providers.accounts import web_accounts
 from webhook.publisher import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
 
 __all__ = [
@@ -39,7 +41,8 @@ def body_timeout(value: str) -> float:
     return seconds
 
 
-_ANY_CLOUD_NUMBER = (WebRoute("cloud", None),)
+# Without settings read: any phone_number_id, by signed webhooks.
+_ANY_CLOUD_NUMBER = (WebRoute(DEFAULT_PROVIDER, None, signed=True),)
 
 
 def _fanout_batch(value: str) -> int:
@@ -79,7 +82,7 @@ class WebSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WebSettings:
         """Read and validate the web's variables; raise ConfigError naming the first bad one."""
         accounts = web_accounts(environ)
-        signed = any(r.provider == "cloud" and not r.webhook_token for r in accounts.routes)
+        signed = any(r.signed and not r.webhook_token for r in accounts.routes)
         return cls(
             app_secrets=accounts.app_secrets,
             verify_token=read(environ, "WHATSAPP_VERIFY_TOKEN", text)

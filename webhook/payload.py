@@ -120,7 +120,8 @@ SkipReason = Literal[
     "outbound_off",
     "other_field",
 ]
-"""Why a message (or a change) was not turned into work (README, "What a webhook may carry"):
+"""Why a message (or a change) was not turned into work (docs/webhook.md, "What a webhook may
+carry"):
 `not_media`: text, location, reaction, ..., and edits of them;
 `status`: a receipt of a message the business sent;
 `unknown_type`: a type this release does not know;

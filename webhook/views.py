@@ -25,11 +25,8 @@ from wa_media.core.errors import (
 from wa_media.observability.logs import get_logger, since
 from wa_media.observability.metrics import web_metrics
 from webhook.config import MAX_BODY_BYTES, WebSettings
-from webhook.payload import (
-    ParsedPayload,
-    parse_cloud_payload,
-    parse_onprem_payload,
-)
+from webhook.payload import ParsedPayload, parse_cloud_payload
+from webhook.providers import WEBHOOK_PROVIDERS
 from webhook.publisher import Publisher
 from webhook.signature import verify
 
@@ -294,27 +291,13 @@ def receive_for_account(token: str) -> Response:
     body = _read_body()
     if isinstance(body, Response):
         return body
-    number = route.phone_number_id
-    context = {"provider": route.provider, "account": number or "*"}
+    context = {"provider": route.provider, "account": route.phone_number_id or "*"}
     received_at = int(time.time())
-    if route.provider == "onprem":
-        assert number is not None  # an On-Premises account always has one
-        return _enqueue(
-            body,
-            lambda doc: parse_onprem_payload(
-                doc, number, received_at=received_at, max_replies=settings.reply_max_per_webhook
-            ),
-            started,
-            **context,
-        )
+    read = WEBHOOK_PROVIDERS[route.provider].read_token_delivery
     return _enqueue(
         body,
-        lambda doc: parse_cloud_payload(
-            doc,
-            accepts=lambda n: number in (None, n),
-            received_at=received_at,
-            archives_outbound=lambda _: route.archive_outbound,
-            max_replies=settings.reply_max_per_webhook,
+        lambda doc: read(
+            doc, route, received_at=received_at, max_replies=settings.reply_max_per_webhook
         ),
         started,
         **context,

@@ -11,7 +11,7 @@ from redis import Redis
 from wa_media.config.accounts import Account
 from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import NoAccount
-from wa_media.core.provider import Provider
+from wa_media.core.provider import MediaSource
 from wa_media.providers.registry import make_provider
 from wa_media.providers.transfer import POOL_SIZE, new_session
 from wa_media.stores.gate import MetaGate
@@ -31,7 +31,7 @@ class AccountClients:
     """What archiving a media of one account needs."""
 
     account: Account
-    provider: Provider
+    provider: MediaSource
     store: ArchiveStore
 
 

@@ -11,6 +11,7 @@ from redis import Redis
 
 from wa_media.config.settings import WorkerSettings
 from wa_media.observability.logs import register_secrets
+from wa_media.providers.accounts import worker_settings
 from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits
 from wa_media.stores.redis_client import connect as connect_redis
 from wa_media.stores.s3 import PARTS_IN_FLIGHT, make_s3_client
@@ -24,7 +25,7 @@ __all__ = ["Services", "services", "set_tasks_at_once", "settings"]
 @functools.cache
 def settings() -> WorkerSettings:
     """The worker's settings, read once."""
-    return WorkerSettings.from_env()
+    return worker_settings()
 
 
 @dataclass

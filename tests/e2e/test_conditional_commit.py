@@ -168,8 +168,9 @@ def test_seaweedfs_lets_concurrent_conditional_completions_both_succeed(s3: Any)
     """A known-behaviour check of SeaweedFS 4.48, kept on purpose: two or three of three
     CompleteMultipartUpload calls with `If-None-Match: *` arriving together all succeed on about
     half of the keys (measured 21 of 40), where AWS S3 documents one success and 412 or 409 for
-    the others. If this fails, SeaweedFS honours the condition now: say so in README "Never
-    overwritten", and keep the claim of wa_media/stores/commit.py for the backends that do not."""
+    the others. If this fails, SeaweedFS honours the condition now: say so in docs/architecture.md,
+    "Never overwritten", and keep the claim of wa_media/stores/commit.py for the backends that do
+    not."""
 
     def through(key: str) -> int:
         def prepare(i: int) -> tuple[str, str]:

@@ -2,8 +2,8 @@
 
 Every request goes through the Flask test client of an app over a Redis database of its own with
 no worker, so whatever `web` publishes stays on the `media` list, where it is read back, decoded
-and validated. The expected answer of each request is worked out here from the README's table,
-independently of the code under test.
+and validated. The expected answer of each request is worked out here from the table of
+docs/webhook.md, independently of the code under test.
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ WABA = "whatsapp_business_account"
 PHONE = webhooks.DEFAULT_PHONE_NUMBER_ID
 TOO_BIG = 131052
 MAX_TIMESTAMP = 253402300799
-# The ids `web` takes (README, "What a webhook may carry"); a media or a 131052 without one is
-# skipped as malformed. Captions and filenames are cut at these lengths.
+# The ids `web` takes (docs/webhook.md, "What a webhook may carry"); a media or a 131052 without
+# one is skipped as malformed. Captions and filenames are cut at these lengths.
 KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 WAMID = re.compile(r"[A-Za-z0-9_.:=+/-]{1,256}")
 MAX_CAPTION, MAX_FILENAME = 4096, 255
-# The README's answers to `POST /webhook` ("HTTP answers of `web`"; 503 needs an unreachable
-# broker: not here).
+# The answers to `POST /webhook` (docs/webhook.md, "HTTP answers of `web`"; 503 needs an
+# unreachable broker: not here).
 ANSWERS = frozenset({200, 400, 401, 403, 413})
 
 # Examples of each property, and the requests each example sends: at least 10,000 in all.
@@ -187,7 +187,7 @@ def hook(hostile_redis_url: str) -> Iterator[Hook]:
     queue.close()
 
 
-# --- the oracle: the README's table -----------------------------------------------------------
+# --- the oracle: the table of docs/webhook.md -------------------------------------------------
 
 
 def signature_status(body: bytes, header: str | None) -> int | None:
@@ -226,7 +226,7 @@ def expected_status(body: bytes, header: str | None) -> int:
 
 
 def check(answer: Answer, expected: int) -> Batch | None:
-    """The answer is the README's, and only a 200 publishes, at most one task."""
+    """The answer is docs/webhook.md's, and only a 200 publishes, at most one task."""
     assert answer.status in ANSWERS, answer.status
     assert answer.status == expected
     if answer.status != 200:
@@ -805,7 +805,7 @@ def exchange(hook: Hook, body: bytes, signing: Signing) -> tuple[int, Batch | No
 @example(body=b'{"object":"whatsapp_business_account","entry":[NaN]}', bad=("none",))
 @budget("test_arbitrary_bytes")
 def test_arbitrary_bytes(hook: Hook, body: bytes, bad: Signing) -> None:
-    """Any bytes: the README's answer, and only a signed WhatsApp payload gets a 200."""
+    """Any bytes: docs/webhook.md's answer, and only a signed WhatsApp payload gets a 200."""
     exchange(hook, body, ("valid", SECRET))
     exchange(hook, body, bad)
 

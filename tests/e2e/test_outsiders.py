@@ -293,8 +293,8 @@ def test_metrics_are_served_apart_and_cost_a_fixed_handful_of_commands(tmp_path:
                 lifetime = media_deadline(oldest.window_start) - oldest.window_start
                 assert age + left == pytest.approx(lifetime)
         print("Redis commands per scrape:", costs)
-        # As the README says: 14 in one round trip plus one, and one more on a master's first
-        # scrape (opening its connection), whatever the backlog.
+        # As docs/operations.md says: 14 in one round trip plus one, and one more on a master's
+        # first scrape (opening its connection), whatever the backlog.
         assert all(
             cost == (16 if name.endswith("first scrape") else 15) for name, cost in costs.items()
         ), costs

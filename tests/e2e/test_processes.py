@@ -90,7 +90,8 @@ def _served_port(worker: Service) -> int:
 def test_two_workers_on_one_host_serve_metrics_on_a_shared_range(
     env: StackEnv, tmp_path: Path
 ) -> None:
-    """The README's one worker per core: a range lets each take its own port, logged."""
+    """One worker per core (docs/architecture.md, "Scaling"): a range lets each take its own
+    port, logged."""
     first = _free_run(3)
     ports = f"{first}-{first + 2}"
     workers = []

@@ -52,7 +52,9 @@ def test_recorded_s3_requests_are_what_the_policies_grant(
 
     for who in (WEB, BEAT, OTHER_CLI):
         made = sorted({c.operation for c in calls[who]})
-        assert not made, f"{who} has no S3 rights (README, 'Protecting the archive'), made {made}"
+        assert not made, (
+            f"{who} has no S3 rights (docs/s3-archive.md, 'Protecting the archive'), made {made}"
+        )
 
     bucket_policy = load(BUCKET_POLICY)
     for who, path in POLICIES.items():

@@ -1,5 +1,5 @@
-"""`web`'s HTTP answers (README, "HTTP answers of `web`"), against a real Redis broker and no
-worker."""
+"""`web`'s HTTP answers (docs/webhook.md, "HTTP answers of `web`"), against a real Redis broker
+and no worker."""
 
 from __future__ import annotations
 

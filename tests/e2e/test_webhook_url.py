@@ -26,10 +26,10 @@ from devstack.stack import StackEnv
 from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, Sent, Stack
-from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import IntegrityError, TemporaryError
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import build_key
+from wa_media.providers.accounts import worker_settings
 from wa_media.stores.records import MediaRef, MediaStateStore
 from wa_media.stores.s3 import make_s3_client
 from webhook.payload import parse_cloud_payload
@@ -70,7 +70,7 @@ def make_archiver(
             max_media_bytes=max_media_bytes,
             extra=(("USE_WEBHOOK_URL", use_webhook_url),),
         )
-        settings = WorkerSettings.from_env(env.environ())
+        settings = worker_settings(env.environ())
         redis = Redis.from_url(url_redis)
         opened.append(redis)
         clients = ClientDirectory(settings, redis, make_s3_client(seaweed.endpoint_url))

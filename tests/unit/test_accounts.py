@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from wa_media.config.accounts import (
-    D360_DEFAULT_URL,
+from wa_media.core.errors import ConfigError
+from wa_media.providers.accounts import (
     load_accounts_file,
     web_accounts,
     worker_accounts,
+    worker_settings,
 )
-from wa_media.config.settings import WorkerSettings
-from wa_media.core.errors import ConfigError
+from wa_media.providers.d360 import D360_DEFAULT_URL
 from webhook.config import WebSettings
 
 HOOK = "hook-token-0123456789abcdef"
@@ -86,7 +86,7 @@ def test_web_never_resolves_provider_credentials(tmp_path: Path) -> None:
 
 
 def test_file_gives_the_worker_connections_buckets_and_prefixes(tmp_path: Path) -> None:
-    settings = WorkerSettings.from_env(_file(tmp_path, EXAMPLE))
+    settings = worker_settings(_file(tmp_path, EXAMPLE))
     cloud = settings.accounts.for_number("106540352242922")
     d360 = settings.accounts.for_number("222000111")
     onprem = settings.accounts.for_number("15550001111")
@@ -163,7 +163,7 @@ def test_variables_named_by_the_file_must_be_set(tmp_path: Path) -> None:
     env = _file(tmp_path, EXAMPLE)
     del env["ACME_TOKEN"]
     with pytest.raises(ConfigError, match=r"accounts\.106540352242922\.token_env names ACME_TOKEN"):
-        WorkerSettings.from_env(env)
+        worker_settings(env)
 
 
 def test_cloud_accounts_need_an_app_secret(tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_an_account_without_bucket_needs_s3_bucket(tmp_path: Path) -> None:
     env = _file(tmp_path, EXAMPLE)
     del env["S3_BUCKET"]
     with pytest.raises(ConfigError, match=r"accounts\.106540352242922\.bucket is not set"):
-        WorkerSettings.from_env(env)
+        worker_settings(env)
 
 
 def test_single_cloud_account_from_the_environment() -> None:
@@ -226,7 +226,7 @@ def test_single_onprem_account_from_the_environment() -> None:
     route = WebSettings.from_env(env).accounts.by_token(HOOK)
     assert route is not None
     assert route.phone_number_id == "15550001111"
-    worker = WorkerSettings.from_env(
+    worker = worker_settings(
         {
             "WHATSAPP_PROVIDER": "onprem",
             "WHATSAPP_ONPREM_URL": "https://10.0.0.5:9090",
@@ -269,7 +269,7 @@ def test_web_environment_errors_name_the_variable(env: dict[str, str], name: str
 )
 def test_worker_environment_errors_name_the_variable(env: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        WorkerSettings.from_env({"S3_BUCKET": "b", **env})
+        worker_settings({"S3_BUCKET": "b", **env})
 
 
 def test_load_accounts_file_returns_the_validated_model(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The benchmark figures trace to run reports: every `bench/runs/*.txt` that bench/RESULTS.md or
-a README names exists, every run report has its header, and RESULTS.md names every report."""
+"""The benchmark figures trace to run reports: every `bench/runs/*.txt` that bench/RESULTS.md, a
+README or a page of docs/ names exists, every run report has its header, and RESULTS.md names
+every report."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs import pages
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "bench" / "runs"
 CITING = (
     ROOT / "bench" / "RESULTS.md",
-    ROOT / "README.md",
+    *pages(),
     ROOT / "deploy" / "README.md",
     ROOT / "bench" / "README.md",
 )
@@ -43,6 +46,8 @@ def cited() -> dict[str, set[Path]]:
 def test_there_are_reports_and_citations() -> None:
     assert REPORTS
     assert cited()
+    # The scaling figures of docs/architecture.md trace to their reports too.
+    assert any(ROOT / "docs" / "architecture.md" in documents for documents in cited().values())
 
 
 @pytest.mark.parametrize("name", sorted(cited()))

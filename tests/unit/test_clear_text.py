@@ -21,11 +21,11 @@ from structlog.testing import capture_logs
 from graphsim import Simulator, SimulatorClient
 from tests.lan import other_address
 from tests.unit.sim_providers import PHONE
-from wa_media.config.settings import WorkerSettings
 from wa_media.core.allowlist import is_allowed_media_url
 from wa_media.core.errors import ConfigError, ForeignHost, InsecureUrl
 from wa_media.core.provider import Connection, Provider
 from wa_media.core.reasons import reason_of
+from wa_media.providers.accounts import worker_settings
 from wa_media.providers.registry import make_provider
 from webhook.config import WebSettings
 
@@ -87,10 +87,10 @@ def test_a_clear_text_base_url_is_refused_at_start_up(
 ) -> None:
     env = {**WORKER_ENV, "D360_API_KEY": "k", **changes}
     with pytest.raises(ConfigError, match=rf"^{variable} is invalid: http:// would send"):
-        WorkerSettings.from_env(env)
+        worker_settings(env)
 
     # The development setting lets it through, and the account's downloads too.
-    settings = WorkerSettings.from_env({**env, "ALLOW_INSECURE_HTTP": "true"})
+    settings = worker_settings({**env, "ALLOW_INSECURE_HTTP": "true"})
     [account] = settings.accounts.accounts
     assert account.connection.insecure_http is True
 
@@ -99,7 +99,7 @@ def test_a_clear_text_base_url_is_refused_at_start_up(
     "url", ["http://127.0.0.1:5000", "http://localhost:5000", "http://[::1]:5000"]
 )
 def test_a_loopback_base_url_may_be_plain_http(url: str) -> None:
-    settings = WorkerSettings.from_env({**WORKER_ENV, "WHATSAPP_GRAPH_URL": url})
+    settings = worker_settings({**WORKER_ENV, "WHATSAPP_GRAPH_URL": url})
     [account] = settings.accounts.accounts
     assert account.connection.base_url == url
     assert account.connection.insecure_http is False
@@ -107,13 +107,13 @@ def test_a_loopback_base_url_may_be_plain_http(url: str) -> None:
 
 def test_the_s3_endpoint_may_be_plain_http() -> None:
     # S3's requests are signed; no secret travels with them (a SeaweedFS beside the worker).
-    settings = WorkerSettings.from_env({**WORKER_ENV, "S3_ENDPOINT_URL": "http://seaweedfs:8333"})
+    settings = worker_settings({**WORKER_ENV, "S3_ENDPOINT_URL": "http://seaweedfs:8333"})
     assert settings.s3_endpoint_url == "http://seaweedfs:8333"
 
 
 def test_the_development_setting_is_a_flag() -> None:
     with pytest.raises(ConfigError, match="ALLOW_INSECURE_HTTP"):
-        WorkerSettings.from_env({**WORKER_ENV, "ALLOW_INSECURE_HTTP": "perhaps"})
+        worker_settings({**WORKER_ENV, "ALLOW_INSECURE_HTTP": "perhaps"})
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ def test_the_development_setting_is_a_flag() -> None:
 )
 def test_media_host_entries_are_a_host_and_port(hosts: str) -> None:
     with pytest.raises(ConfigError, match="WHATSAPP_MEDIA_HOSTS"):
-        WorkerSettings.from_env({**WORKER_ENV, "WHATSAPP_MEDIA_HOSTS": hosts})
+        worker_settings({**WORKER_ENV, "WHATSAPP_MEDIA_HOSTS": hosts})
 
 
 def test_an_accounts_file_url_in_clear_text_is_refused_naming_its_entry(tmp_path: Path) -> None:
@@ -137,8 +137,8 @@ def test_an_accounts_file_url_in_clear_text_is_refused_naming_its_entry(tmp_path
     env = {"WHATSAPP_ACCOUNTS_FILE": str(accounts), "S3_BUCKET": "b"}
     expected = r"^WHATSAPP_ACCOUNTS_FILE: accounts\.15550001111\.url: http:// would send"
     with pytest.raises(ConfigError, match=expected):
-        WorkerSettings.from_env(env)
-    [account] = WorkerSettings.from_env({**env, "ALLOW_INSECURE_HTTP": "1"}).accounts.accounts
+        worker_settings(env)
+    [account] = worker_settings({**env, "ALLOW_INSECURE_HTTP": "1"}).accounts.accounts
     assert account.connection.insecure_http is True
     # `web` never sends the credential: the file stays valid for it.
     assert WebSettings.from_env(env).accounts.by_token("w" * 20) is not None

@@ -167,3 +167,22 @@ def test_several_accounts_need_a_phone_number_id(sim: Simulator, tmp_path: Path)
     other = CliRunner().invoke(main, ["delete", "x", "--phone-number-id", "3"], env=env)
     assert other.exit_code == 2
     assert "no configured account serves 3" in other.stderr
+
+
+def test_on_premises_has_no_media_urls_nor_resumable_uploads(
+    sim: Simulator, client: SimulatorClient, photo: Path
+) -> None:
+    looked_up = run(sim, "onprem", "url", "any-id")
+    assert looked_up.exit_code == 1
+    assert looked_up.stdout == ""
+    assert looked_up.stderr == (
+        "error: the On-Premises API has no media URLs; download the media by id\n"
+    )
+
+    resumable = run(sim, "onprem", "upload", "--resumable", str(photo))
+    assert resumable.exit_code == 1
+    assert resumable.stdout == ""
+    assert resumable.stderr.endswith(
+        "error: the On-Premises API has no resumable uploads; use upload\n"
+    )
+    assert client.requests() == []

@@ -1,14 +1,15 @@
 import pytest
 
-from wa_media.config.settings import DEFAULT_TOO_BIG_REPLY, WorkerSettings
+from wa_media.config.settings import DEFAULT_TOO_BIG_REPLY
 from wa_media.core.errors import ConfigError
+from wa_media.providers.accounts import worker_settings
 from webhook.config import WebSettings
 
 WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}
 
 
 def test_worker_defaults() -> None:
-    settings = WorkerSettings.from_env(WORKER_ENV)
+    settings = worker_settings(WORKER_ENV)
     account = settings.accounts.for_number("106540352242922")
     assert account is not None
     connection = account.connection
@@ -27,7 +28,7 @@ def test_worker_defaults() -> None:
 
 
 def test_worker_values() -> None:
-    settings = WorkerSettings.from_env(
+    settings = worker_settings(
         {
             **WORKER_ENV,
             "S3_PREFIX": "/wa/media/",
@@ -70,7 +71,7 @@ def test_worker_values() -> None:
 )
 def test_worker_errors_name_the_variable(changes: dict[str, str], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        WorkerSettings.from_env({**WORKER_ENV, **changes})
+        worker_settings({**WORKER_ENV, **changes})
 
 
 @pytest.mark.parametrize(
@@ -84,19 +85,19 @@ def test_worker_errors_name_the_variable(changes: dict[str, str], name: str) -> 
     ],
 )
 def test_worker_metrics_ports(value: str, ports: list[int], off: bool) -> None:
-    settings = WorkerSettings.from_env({**WORKER_ENV, "WORKER_METRICS_PORT": value})
+    settings = worker_settings({**WORKER_ENV, "WORKER_METRICS_PORT": value})
     assert list(settings.metrics_ports.ports) == ports
     assert settings.metrics_ports.off is off
 
 
 @pytest.mark.parametrize(("value", "used"), [("false", False), ("0", False), ("TRUE", True)])
 def test_use_webhook_url(value: str, used: bool) -> None:
-    settings = WorkerSettings.from_env({**WORKER_ENV, "USE_WEBHOOK_URL": value})
+    settings = worker_settings({**WORKER_ENV, "USE_WEBHOOK_URL": value})
     assert settings.use_webhook_url is used
 
 
 def test_secrets_stay_out_of_repr() -> None:
-    assert "tok-123" not in repr(WorkerSettings.from_env(WORKER_ENV))
+    assert "tok-123" not in repr(worker_settings(WORKER_ENV))
     web = WebSettings.from_env({"WHATSAPP_APP_SECRET": "s1,s2", "WHATSAPP_VERIFY_TOKEN": "vt"})
     assert web.app_secrets == ("s1", "s2")
     assert "s1" not in repr(web)

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from wa_media.cli import main
-from wa_media.config.accounts import load_accounts_file, phone_number_id, web_accounts
+from wa_media.config.accounts import phone_number_id
 from wa_media.config.env import redis_url, s3_prefix
-from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import ConfigError
+from wa_media.providers.accounts import load_accounts_file, web_accounts, worker_settings
 from webhook.config import WebSettings
 from webhook.redact import RedactingLogger, redact_paths
 
@@ -47,7 +47,7 @@ def test_unusable_prefixes_are_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match=r"segment|control"):
         s3_prefix(prefix)
     with pytest.raises(ConfigError, match=r"^S3_PREFIX is invalid: "):
-        WorkerSettings.from_env({**WORKER, "S3_PREFIX": prefix})
+        worker_settings({**WORKER, "S3_PREFIX": prefix})
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,7 @@ import pytest
 
 from wa_media.core.allowlist import is_allowed_media_url
 from wa_media.core.backoff import next_countdown
-from wa_media.core.classify import (
-    classify_d360_error,
-    classify_graph_error,
-    classify_onprem_error,
-    parse_retry_after,
-)
+from wa_media.core.classify import parse_retry_after
 from wa_media.core.digests import normalise_sha256
 from wa_media.core.errors import (
     CredentialsError,
@@ -21,6 +16,9 @@ from wa_media.core.errors import (
     TemporaryError,
     ThrottledError,
 )
+from wa_media.providers.cloud import classify_graph_error
+from wa_media.providers.d360 import classify_d360_error
+from wa_media.providers.onprem import classify_onprem_error
 
 DIGEST = hashlib.sha256(b"x").digest()
 

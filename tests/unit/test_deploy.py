@@ -1,8 +1,8 @@
 """The deployment files (deploy/) agree with the code: commands, variables, limits, probes, alerts.
 
-Pure: the files are parsed with PyYAML and compared with the Procfile, the README's
-configuration reference and constants imported from the code. promtool, when installed, checks
-the alert rules and runs their unit tests; nothing else is started.
+Pure: the files are parsed with PyYAML and compared with the Procfile, the configuration
+reference (docs/configuration.md) and constants imported from the code. promtool, when
+installed, checks the alert rules and runs their unit tests; nothing else is started.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import pytest
 import yaml
 from kombu.transport.redis import Channel
 
+from tests import docs
 from tests.unit.test_graphsim_imports import module_imports
 from wa_media.observability.metrics import DEFAULT_METRICS_PORT
 from wa_media.stores.broker import (
@@ -68,8 +69,8 @@ METRICS = frozenset(
     }
 )
 
-# Libraries that read variables of the README's table themselves (boto3's credential chain reads
-# AWS_*): a variable our sources never name counts as read when one of these names it.
+# Libraries that read variables of the configuration table themselves (boto3's credential chain
+# reads AWS_*): a variable our sources never name counts as read when one of these names it.
 READING_LIBRARIES = ("botocore", "prometheus_client")
 
 SECRET_NAME = re.compile(r"SECRET|TOKEN|KEY|PASSWORD", re.IGNORECASE)
@@ -173,26 +174,14 @@ def env_example() -> dict[str, str]:
 
 
 @cache
-def readme() -> str:
-    """The top-level README."""
-    return (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def readme_section(title: str) -> str:
-    """The text of a `## title` section of the README, its subsections included."""
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", readme(), re.M | re.S)
-    assert match, f"README.md has no '## {title}' section"
-    return match.group(1)
-
-
-@cache
-def readme_variables() -> frozenset[str]:
-    """The variables of the README's configuration reference (first column of its tables)."""
+def documented_variables() -> frozenset[str]:
+    """The variables of the configuration reference, docs/configuration.md (first column of the
+    tables of its "Variables" section)."""
     names = set()
-    for line in readme_section("Configuration").splitlines():
+    for line in docs.doc_section("configuration", "Variables").splitlines():
         if line.startswith("| `"):
             names.update(re.findall(r"`([A-Z][A-Z0-9_]*)`", line.split("|")[1]))
-    assert names, "README.md's Configuration section lists no variable"
+    assert names, "docs/configuration.md's Variables section lists no variable"
     return frozenset(names)
 
 
@@ -230,18 +219,20 @@ def read_by_code(variable: str) -> bool:
 
 
 def known_variables() -> set[str]:
-    """The variables a deployment may set: the README's that code reads, and the Procfile's."""
-    return {v for v in readme_variables() if read_by_code(v)} | procfile_variables()
+    """The variables a deployment may set: the documented ones code reads, and the Procfile's."""
+    return {v for v in documented_variables() if read_by_code(v)} | procfile_variables()
 
 
 def unknown(names: set[str]) -> list[str]:
     """Each name no code reads, with why."""
     problems = []
     for name in sorted(names - known_variables()):
-        if name not in readme_variables():
-            problems.append(f"{name} (not in README's Configuration table)")
+        if name not in documented_variables():
+            problems.append(f"{name} (not in docs/configuration.md's table)")
         else:
-            problems.append(f"{name} (in README, but no code of the product reads it)")
+            problems.append(
+                f"{name} (in docs/configuration.md, but no code of the product reads it)"
+            )
     return problems
 
 
@@ -342,7 +333,7 @@ def test_web_metrics_are_served_on_their_own_port_only() -> None:
     kept = [r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"]
     assert "metrics" in kept
     assert "http" not in kept
-    scraping = readme_section("Logs and metrics")
+    scraping = docs.doc_section("operations", "Logs and metrics")
     assert f"<WEB_METRICS_PORT>/metrics` (default {port})" in scraping
     assert ":8000" not in scraping
 
@@ -350,11 +341,11 @@ def test_web_metrics_are_served_on_their_own_port_only() -> None:
 # --- environment variables --------------------------------------------------------------------
 
 
-def test_every_readme_variable_is_read_by_code() -> None:
+def test_every_documented_variable_is_read_by_code() -> None:
     missing = sorted(
-        v for v in readme_variables() if not read_by_code(v) and v not in procfile_variables()
+        v for v in documented_variables() if not read_by_code(v) and v not in procfile_variables()
     )
-    assert not missing, f"README's Configuration table lists variables no code reads: {missing}"
+    assert not missing, f"docs/configuration.md lists variables no code reads: {missing}"
 
 
 def _compose_variables() -> Iterator[tuple[str, set[str]]]:
@@ -408,7 +399,7 @@ def test_kubernetes_names_only_variables_the_code_reads() -> None:
 
 def test_unknown_variable_is_named() -> None:
     assert unknown({"REDIS_URL", "PORT", "NO_SUCH_SETTING"}) == [
-        "NO_SUCH_SETTING (not in README's Configuration table)"
+        "NO_SUCH_SETTING (not in docs/configuration.md's table)"
     ]
 
 
@@ -951,12 +942,6 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
 
 
-def github_slug(heading: str) -> str:
-    """The anchor GitHub gives a Markdown heading."""
-    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
-    return text.replace(" ", "-")
-
-
 def test_alerts_use_only_exported_metrics() -> None:
     rules = alert_rules()
     assert len({rule["alert"] for rule in rules}) == len(rules), "alert names repeat"
@@ -967,12 +952,19 @@ def test_alerts_use_only_exported_metrics() -> None:
 
 
 def test_every_alert_has_a_runbook_entry() -> None:
-    runbook = readme_section("Runbook")
-    anchors = {github_slug(h) for h in re.findall(r"^#{3,4} (.+)$", runbook, re.M)}
+    """Each alert's `runbook` names a heading of docs/runbook.md (its path from the repository
+    root and the heading's anchor), and each alert has its own."""
+    entries = docs.anchors(docs.doc("runbook"))
+    links = []
     for rule in alert_rules():
         link = rule["annotations"]["runbook"]
-        assert link.startswith("README.md#"), f"{rule['alert']}: runbook {link}"
-        assert link.removeprefix("README.md#") in anchors, f"{rule['alert']}: no entry {link}"
+        path, _, anchor = link.partition("#")
+        assert path == "docs/runbook.md", f"{rule['alert']}: runbook {link}"
+        assert docs.doc_path("runbook") == ROOT / path
+        assert anchor in entries, f"{rule['alert']}: no entry {link}"
+        assert anchor == docs.github_slug(rule["alert"]), f"{rule['alert']}: runbook {link}"
+        links.append(link)
+    assert len(set(links)) == len(links)
 
 
 def test_prometheus_scrapes_the_jobs_the_alerts_name() -> None:

@@ -11,6 +11,7 @@ from redis import Redis
 from wa_media.config.encryption import NO_ENCRYPTION, Encryption
 from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import ConfigError
+from wa_media.providers.accounts import worker_settings
 from worker.clients import ClientDirectory
 
 WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}
@@ -18,7 +19,7 @@ KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-123456
 
 
 def _settings(**env: str) -> WorkerSettings:
-    return WorkerSettings.from_env({**WORKER_ENV, **env})
+    return worker_settings({**WORKER_ENV, **env})
 
 
 def _account_encryption(settings: WorkerSettings, number: str = "1") -> Encryption:

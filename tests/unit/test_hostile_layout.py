@@ -1,4 +1,4 @@
-"""Property-based tests of `wa_media.core.layout` (README, "The S3 archive") with hostile inputs."""
+"""Property-based tests of `wa_media.core.layout` (docs/s3-archive.md) with hostile inputs."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from wa_media.core.layout import (
 MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ID_CHARS = string.ascii_letters + string.digits + "_.-"
-# The README's sidecar ("The S3 archive"), field for field and in order.
+# The sidecar of docs/s3-archive.md, field for field and in order.
 SIDECAR_FIELDS = [
     "schema",
     "media_id",
@@ -132,7 +132,7 @@ timestamps = st.integers(0, MAX_TIMESTAMP)
 
 @st.composite
 def mime_types(draw: st.DrawFn) -> tuple[str, str | None]:
-    """A MIME type, and the extension the README's table owes it when that is certain."""
+    """A MIME type, and the extension docs/s3-archive.md's table owes it when that is certain."""
     if draw(st.booleans()):
         return draw(any_text), None
     base = draw(st.sampled_from(sorted(EXTENSIONS)))
@@ -143,7 +143,7 @@ def mime_types(draw: st.DrawFn) -> tuple[str, str | None]:
 
 
 def valid_id(value: str) -> bool:
-    """README, "The S3 archive": an id is 1 to 128 of [A-Za-z0-9_.-], not dots alone."""
+    """docs/s3-archive.md: an id is 1 to 128 of [A-Za-z0-9_.-], not dots alone."""
     return 0 < len(value) <= 128 and all(c in ID_CHARS for c in value) and value.strip(".") != ""
 
 
@@ -343,7 +343,8 @@ def test_sidecar_is_interfaces_document(
     lookup: dict[str, object],
     archived_at: datetime,
 ) -> None:
-    """Any valid job: the README's sidecar fields in order, a JSON round trip, no look-up url."""
+    """Any valid job: docs/s3-archive.md's sidecar fields in order, a JSON round trip, no look-up
+    url."""
     document = sidecar(
         job,
         bucket=bucket,
@@ -391,7 +392,7 @@ def plain_job(**changes: object) -> MediaJob:
 @example(job=plain_job(caption="\ud800"))
 @HOSTILE
 def test_sidecar_is_utf8_json(job: MediaJob) -> None:
-    """README, "The S3 archive": the sidecar is UTF-8 JSON, as the store writes it (raw, not
+    """docs/s3-archive.md: the sidecar is UTF-8 JSON, as the store writes it (raw, not
     escaped)."""
     document = sidecar(
         job,

@@ -13,11 +13,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from wa_media.core.classify import classify_graph_error, classify_onprem_error, parse_retry_after
+from wa_media.core.classify import parse_retry_after
 from wa_media.core.errors import ArchiveError
 from wa_media.core.numbers import MAX_DIGITS, ascii_int
+from wa_media.providers.cloud import classify_graph_error
 from wa_media.providers.graphflow import MediaInfo
-from wa_media.providers.onprem import _content_length
+from wa_media.providers.onprem import _content_length, classify_onprem_error
 from webhook.payload import parse_cloud_payload
 
 ASCII_NUMBER = re.compile(r"[0-9]{1,18}")

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import pytest
 
 from graphsim import Simulator, SimulatorClient
-from tests.unit.sim_providers import PHONE, add_media, pdf_file, provider_fixture, provider_for
+from tests.unit.sim_providers import PHONE, add_media, provider_fixture, provider_for
 from wa_media.core.errors import (
     PermanentError,
     ReengagementError,
     TemporaryError,
     ThrottledError,
-    Unsupported,
 )
-from wa_media.core.provider import Provider
+from wa_media.core.provider import MediaUrls, Provider, ResumableUploads
 
 onprem = provider_fixture("onprem")
 
@@ -83,14 +81,12 @@ def test_onprem_error_codes_are_classified(
     assert type(raised.value) is kind
 
 
-def test_media_urls_and_resumable_uploads_are_unsupported(
-    onprem: Provider, client: SimulatorClient, tmp_path: Path
+def test_media_urls_and_resumable_uploads_are_not_capabilities(
+    onprem: Provider, client: SimulatorClient
 ) -> None:
-    path = pdf_file(tmp_path)
-
-    with pytest.raises(Unsupported, match="no media URLs"):
-        onprem.media_url("any", None)
-    with pytest.raises(Unsupported, match="no resumable uploads"):
-        onprem.upload_resumable(path, "application/pdf")
+    assert not isinstance(onprem, MediaUrls)
+    assert not isinstance(onprem, ResumableUploads)
+    assert not hasattr(onprem, "media_url")
+    assert not hasattr(onprem, "upload_resumable")
 
     assert client.requests() == []

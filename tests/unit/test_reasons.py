@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from wa_media.core.classify import classify_d360_error, classify_graph_error, classify_onprem_error
 from wa_media.core.errors import (
     BrokerUnavailable,
     BusyError,
@@ -33,6 +32,9 @@ from wa_media.core.jobs import MediaJob
 from wa_media.core.policy import MAX_INTEGRITY_FAILURES, plan_retry
 from wa_media.core.provider import Fetched
 from wa_media.core.reasons import REASONS, reason_of
+from wa_media.providers.cloud import classify_graph_error
+from wa_media.providers.d360 import classify_d360_error
+from wa_media.providers.onprem import classify_onprem_error
 from wa_media.providers.transfer import Tally
 from worker.archive import check_download
 

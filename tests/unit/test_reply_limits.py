@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import ConfigError
 from wa_media.core.identity import recipient_address
 from wa_media.core.jobs import ReplyJob
+from wa_media.providers.accounts import worker_settings
 from webhook.config import WebSettings
 from webhook.payload import REPLY_DROP_REASONS, parse_cloud_payload, parse_onprem_payload
 from worker.replies import reply_address
@@ -153,9 +153,9 @@ def test_settings_of_the_limits() -> None:
         {"WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v", "REPLY_MAX_PER_WEBHOOK": "3"}
     )
     assert web.reply_max_per_webhook == 3
-    worker = WorkerSettings.from_env({"WHATSAPP_ACCESS_TOKEN": "t", "S3_BUCKET": "b"})
+    worker = worker_settings({"WHATSAPP_ACCESS_TOKEN": "t", "S3_BUCKET": "b"})
     assert (worker.reply_rate_per_account, worker.reply_recipient_interval) == (60, 3600)
-    worker = WorkerSettings.from_env(
+    worker = worker_settings(
         {
             "WHATSAPP_ACCESS_TOKEN": "t",
             "S3_BUCKET": "b",
@@ -166,7 +166,7 @@ def test_settings_of_the_limits() -> None:
     assert (worker.reply_rate_per_account, worker.reply_recipient_interval) == (5, 60)
     for name in ("REPLY_RATE_PER_ACCOUNT", "REPLY_RECIPIENT_INTERVAL"):
         with pytest.raises(ConfigError, match=name):
-            WorkerSettings.from_env({"WHATSAPP_ACCESS_TOKEN": "t", "S3_BUCKET": "b", name: "0"})
+            worker_settings({"WHATSAPP_ACCESS_TOKEN": "t", "S3_BUCKET": "b", name: "0"})
     with pytest.raises(ConfigError, match="REPLY_MAX_PER_WEBHOOK"):
         WebSettings.from_env(
             {"WHATSAPP_APP_SECRET": "s", "WHATSAPP_VERIFY_TOKEN": "v", "REPLY_MAX_PER_WEBHOOK": "0"}

@@ -28,7 +28,7 @@ from devstack.run import (
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv
 from graphsim import Simulator
-from tests.unit.test_deploy import SECRET_NAME, known_variables, readme_variables
+from tests.unit.test_deploy import SECRET_NAME, documented_variables, known_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_EXAMPLE = ROOT / "deploy" / "local.env.example"
@@ -98,9 +98,9 @@ def test_credentials_choose_the_provider_over_the_simulator() -> None:
 
 
 def test_every_configuration_variable_is_the_runs_not_the_shells() -> None:
-    # Whatever the README's Configuration lists comes from make run or the settings file,
-    # never from the shell make run was started in.
-    leaking = sorted(v for v in readme_variables() if not is_service_variable(v))
+    # Whatever docs/configuration.md lists comes from make run or the settings file, never
+    # from the shell make run was started in.
+    leaking = sorted(v for v in documented_variables() if not is_service_variable(v))
     assert not leaking
     assert all(is_service_variable(v) for v in RUN_SETS)
 

@@ -1,9 +1,10 @@
-"""The archive's S3 documents (deploy/s3/): valid, consistent placeholders, linked from the README,
-the bucket policy refusing what it is meant to, and the request recorder of the e2e suite.
+"""The archive's S3 documents (deploy/s3/): valid, consistent placeholders, linked from
+docs/s3-archive.md, the bucket policy refusing what it is meant to, and the request recorder of
+the e2e suite.
 
 Whether each IAM policy grants exactly what the service's requests need is checked over the
 requests the end-to-end tests record (tests/e2e/test_s3_policies.py); here over the operations
-the README names.
+docs/s3-archive.md names.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.docs import doc, pages
 from tests.s3policies import (
     BUCKET_ARN,
     BUCKET_ENCRYPTION,
@@ -43,7 +45,7 @@ from tests.s3policies import (
     request_of,
 )
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+ARCHIVE_DOC = doc("s3-archive")
 DOCUMENTS = sorted(S3_DOCUMENTS.glob("*.json"))
 KMS_KEY = load(BUCKET_ENCRYPTION)["Rules"][0]["ApplyServerSideEncryptionByDefault"][
     "KMSMasterKeyID"
@@ -61,27 +63,30 @@ def _strings(document: Any) -> list[str]:
     return []
 
 
-def test_every_document_is_json_and_linked_from_the_readme() -> None:
+def test_every_document_is_json_and_linked_from_the_archive_page() -> None:
     assert {p.name for p in DOCUMENTS} >= {p.name for p in (*POLICIES.values(), BUCKET_POLICY)}
-    linked = set(re.findall(r"\]\((deploy/s3/[^)]+)\)", README))
+    # docs/s3-archive.md links them relative to docs/.
+    linked = set(re.findall(r"\]\(\.\./(deploy/s3/[^)]+)\)", ARCHIVE_DOC))
     assert linked == {f"deploy/s3/{p.name}" for p in DOCUMENTS}
     for path in DOCUMENTS:
         load(path)
 
 
-def test_the_readme_shows_no_document_inline() -> None:
-    """The documents live in deploy/s3/ only: the README links them."""
-    assert "```json" not in README
+def test_the_documentation_shows_no_document_inline() -> None:
+    """The documents live in deploy/s3/ only: docs/s3-archive.md links them."""
+    for page in pages():
+        assert "```json" not in page.read_text(encoding="utf-8"), page
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.name)
-def test_placeholders_are_the_readme_s(path: Path) -> None:
-    """One bucket, one account, one role and one key, the placeholders the README names."""
+def test_placeholders_are_the_archive_page_s(path: Path) -> None:
+    """One bucket, one account, one role and one key, the placeholders docs/s3-archive.md
+    names."""
     for text in _strings(load(path)):
         for arn in re.findall(r"arn:aws:[a-z0-9]+:[^\s\"]*", text):
             assert arn in (BUCKET_ARN, BUCKET_ARN + "/*", WORKER_ROLE_ARN, KMS_KEY), arn
     for placeholder in ("`wa-archive`", "`111122223333`", "`wa-media-worker`"):
-        assert placeholder in README
+        assert placeholder in ARCHIVE_DOC
     assert KMS_KEY.split(":")[4] == "111122223333"
 
 
@@ -93,8 +98,8 @@ def test_policies_are_of_the_current_language_version(path: Path) -> None:
     assert len(sids) == len(set(sids))
 
 
-# The operations the README says each principal makes ("The worker's rights").
-README_OPERATIONS = {
+# The operations docs/s3-archive.md says each principal makes ("The worker's rights").
+DOCUMENTED_OPERATIONS = {
     WORKER: {
         "PutObject",
         "CreateMultipartUpload",
@@ -109,13 +114,13 @@ README_OPERATIONS = {
 
 
 @pytest.mark.parametrize("who", sorted(POLICIES))
-def test_each_policy_grants_what_the_readme_s_operations_need(who: str) -> None:
-    assert granted(load(POLICIES[who])) == needed(README_OPERATIONS[who])
+def test_each_policy_grants_what_the_documented_operations_need(who: str) -> None:
+    assert granted(load(POLICIES[who])) == needed(DOCUMENTED_OPERATIONS[who])
 
 
-def test_the_readme_s_account_of_the_worker_s_rights_is_the_mapping_s() -> None:
+def test_the_documented_account_of_the_worker_s_rights_is_the_mapping_s() -> None:
     """'`s3:PutObject` covers `PutObject`, `CreateMultipartUpload`, ...' and the like."""
-    text = " ".join(README.split())
+    text = " ".join(ARCHIVE_DOC.split())
     covers = re.search(r"`(s3:PutObject)` covers ((?:`\w+`(?:, | and )?)+)", text)
     assert covers is not None
     for operation in re.findall(r"`(\w+)`", covers.group(2)):
@@ -226,7 +231,7 @@ def test_the_bucket_policy_refuses_what_it_is_meant_to(
 
 def test_the_bucket_policy_s_encryption_is_the_bucket_s() -> None:
     """The statements name the default encryption's algorithm and key, and look at a request's
-    encryption only when it carries the header (README, "Bucket policy")."""
+    encryption only when it carries the header (docs/s3-archive.md, "Bucket policy")."""
     policy = {s["Sid"]: s for s in load(BUCKET_POLICY)["Statement"]}
     default = load(BUCKET_ENCRYPTION)["Rules"][0]["ApplyServerSideEncryptionByDefault"]
     header, key_id = (

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wa_media.config.accounts import web_accounts
-from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import ConfigError, InvalidSignature
+from wa_media.providers.accounts import web_accounts, worker_settings
 from webhook.config import WebSettings
 from webhook.payload import LISTED_REASONS, SKIP_REASONS, parse_cloud_payload
 from webhook.signature import sign, verify
@@ -94,7 +93,7 @@ def test_with_one_app_configured_it_is_implied(tmp_path: Path) -> None:
     accounts = web_accounts(env)
     (route,) = accounts.routes
     assert route.apps == frozenset({"only"})
-    account = WorkerSettings.from_env(env).accounts.for_number("1")
+    account = worker_settings(env).accounts.for_number("1")
     assert account is not None
     assert account.connection.app_id == "9"
 
@@ -106,7 +105,7 @@ def test_with_several_apps_a_cloud_account_must_name_its_own(tmp_path: Path) -> 
         web_accounts(_file(tmp_path, text))
     # The worker reads the same file and stops the same way.
     with pytest.raises(ConfigError, match=message):
-        WorkerSettings.from_env(_file(tmp_path, text))
+        worker_settings(_file(tmp_path, text))
 
 
 @pytest.mark.parametrize(

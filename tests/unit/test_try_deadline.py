@@ -15,10 +15,11 @@ from devstack.processes import wait_for
 from graphsim import SimulatorClient
 from tests.conftest import redis_db
 from tests.unit.sim_providers import PHONE, add_media, provider_fixture
-from wa_media.config.settings import MAX_TRY_SECONDS, WorkerSettings
+from wa_media.config.settings import MAX_TRY_SECONDS
 from wa_media.core.errors import ConfigError, TimedOut
 from wa_media.core.provider import Provider, ProviderKind
 from wa_media.core.reasons import reason_of
+from wa_media.providers.accounts import worker_settings
 from wa_media.providers.transfer import TIMEOUT, Deadline, under_deadline
 from wa_media.stores.broker import TASK_TIME_LIMIT
 from wa_media.stores.records import MediaRef, MediaStateStore
@@ -106,19 +107,19 @@ WORKER_ENV = {"WHATSAPP_ACCESS_TOKEN": "tok-123", "S3_BUCKET": "archive"}
 
 def test_the_default_deadline_is_the_prefork_soft_time_limit() -> None:
     assert MAX_TRY_SECONDS == TASK_TIME_LIMIT - 60
-    assert WorkerSettings.from_env(WORKER_ENV).try_seconds == MAX_TRY_SECONDS
+    assert worker_settings(WORKER_ENV).try_seconds == MAX_TRY_SECONDS
 
 
 @pytest.mark.parametrize("value", ["1", "3", "840"])
 def test_media_try_seconds(value: str) -> None:
-    settings = WorkerSettings.from_env({**WORKER_ENV, "MEDIA_TRY_SECONDS": value})
+    settings = worker_settings({**WORKER_ENV, "MEDIA_TRY_SECONDS": value})
     assert settings.try_seconds == int(value)
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "841", "3.5", "soon"])
 def test_media_try_seconds_out_of_range_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="MEDIA_TRY_SECONDS"):
-        WorkerSettings.from_env({**WORKER_ENV, "MEDIA_TRY_SECONDS": value})
+        worker_settings({**WORKER_ENV, "MEDIA_TRY_SECONDS": value})
 
 
 # --- the lease ------------------------------------------------------------------------------

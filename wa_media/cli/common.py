@@ -13,11 +13,12 @@ from typing import Any
 
 import click
 
-from wa_media.config.accounts import Account, worker_accounts
+from wa_media.config.accounts import Account
 from wa_media.config.env import CONFIG_ERROR, positive_int, read, redis_url, s3_prefix
 from wa_media.config.settings import DEFAULT_REDIS_URL
 from wa_media.core.errors import ArchiveError, ConfigError, PermanentError
 from wa_media.core.provider import Progress, Provider
+from wa_media.providers.accounts import worker_accounts
 from wa_media.providers.registry import make_provider
 from wa_media.stores.records import MediaStateStore
 from wa_media.stores.redis_client import connect as connect_redis

@@ -8,10 +8,19 @@ from pathlib import Path
 import click
 
 from wa_media.cli.common import api_errors, phone_number_option, progress_bar, provider_for
+from wa_media.core.errors import Unsupported
 from wa_media.core.mediatypes import guess_mime_type
 from wa_media.core.numbers import ascii_int
+from wa_media.core.provider import MediaUrls, Provider, ResumableUploads
+from wa_media.providers.registry import plugin_of
 
 __all__ = ["delete", "download", "upload", "url"]
+
+
+def _unsupported(provider: Provider, what: str) -> Unsupported:
+    """The refusal of an operation the provider's API does not have (a capability its client
+    does not implement)."""
+    return Unsupported(f"the {plugin_of(provider.connection.kind).title} has {what}")
 
 
 @click.command()
@@ -27,6 +36,8 @@ def upload(file: Path, mime_type: str | None, resumable: bool, phone_number_id: 
     provider, number = provider_for(phone_number_id)
     with api_errors(), progress_bar("uploading", file.stat().st_size) as progress:
         if resumable:
+            if not isinstance(provider, ResumableUploads):
+                raise _unsupported(provider, "no resumable uploads; use upload")
             result = provider.upload_resumable(file, mime_type, progress)
         else:
             result = provider.upload(file, mime_type, number, progress)
@@ -40,6 +51,8 @@ def url(media_id: str, phone_number_id: str | None) -> None:
     """Print the provider's look-up of MEDIA_ID (with its short-lived URL) as JSON."""
     provider, number = provider_for(phone_number_id)
     with api_errors():
+        if not isinstance(provider, MediaUrls):
+            raise _unsupported(provider, "no media URLs; download the media by id")
         click.echo(json.dumps(provider.media_url(media_id, number), indent=2))
 
 
@@ -59,7 +72,8 @@ def download(media_id: str, output: Path, phone_number_id: str | None) -> None:
     partial = output.with_name(output.name + ".part")
     with api_errors():
         size = None
-        if provider.connection.kind != "onprem":
+        if isinstance(provider, MediaUrls):
+            # Its look-up tells the size for the progress bar; a provider without one, not.
             size = ascii_int(provider.media_url(media_id, number).get("file_size"))
         try:
             with partial.open("wb") as out, progress_bar("downloading", size) as progress:

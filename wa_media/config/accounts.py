@@ -4,22 +4,35 @@
 secret path token) and which phone_number_id they belong to; the worker needs the provider,
 the credential and where in S3 the media go. Each reads only its part: `web` never resolves a
 provider credential, the worker never needs a webhook token.
+
+What differs from one provider to another (its variables, its fields of the file and their
+checks, whether Meta signs its webhooks) is its plugin's, in wa_media/providers: each
+implements ProviderAccounts, and the functions here take them as `providers`, every kind's
+plugin; wa_media.providers.accounts passes the registry's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from wa_media.config.encryption import (
     NO_ENCRYPTION,
@@ -28,23 +41,25 @@ from wa_media.config.encryption import (
     checked_encryption,
     kms_key_id,
 )
-from wa_media.config.env import comma_list, read, s3_prefix, text
+from wa_media.config.env import comma_list, read, s3_prefix
 from wa_media.core.allowlist import is_loopback
 from wa_media.core.errors import ConfigError
-from wa_media.core.provider import PROVIDER_KINDS, Connection, ProviderKind
+from wa_media.core.provider import DEFAULT_PROVIDER, PROVIDER_KINDS, Connection, ProviderKind
 from wa_media.observability.logs import get_logger
 
 __all__ = [
     "ACCOUNTS_FILE_VARIABLE",
-    "D360_DEFAULT_URL",
-    "GRAPH_DEFAULT_URL",
     "INSECURE_HTTP_VARIABLE",
     "Account",
+    "AccountEntry",
     "AccountsFile",
+    "ProviderAccounts",
+    "Providers",
     "WebAccounts",
     "WebRoute",
     "WorkerAccounts",
     "base_url",
+    "file_url",
     "flag",
     "host_list",
     "load_accounts_file",
@@ -57,10 +72,6 @@ ACCOUNTS_FILE_VARIABLE = "WHATSAPP_ACCOUNTS_FILE"
 # Lets http:// base URLs and download URLs to hosts other than loopback receive a credential:
 # for development only (a simulator in another container).
 INSECURE_HTTP_VARIABLE = "ALLOW_INSECURE_HTTP"
-D360_DEFAULT_URL = "https://waba-v2.360dialog.io"
-GRAPH_DEFAULT_URL = "https://graph.facebook.com"
-API_VERSION_DEFAULT = "v23.0"
-MEDIA_HOSTS_DEFAULT = "lookaside.fbsbx.com"
 
 log = get_logger(__name__)
 
@@ -121,7 +132,7 @@ def usable_phone_number_id(value: str) -> bool:
 
 
 def phone_number_id(value: str) -> str:
-    """An id usable in S3 keys (README, "The S3 archive")."""
+    """An id usable in S3 keys (docs/s3-archive.md)."""
     if not usable_phone_number_id(value):
         raise ValueError("expected 1 to 128 characters of A-Z a-z 0-9 _ . -, not dots alone")
     return value
@@ -143,6 +154,58 @@ def provider_kind(value: str) -> ProviderKind:
         if value == kind:
             return kind
     raise ValueError(f"expected one of {', '.join(PROVIDER_KINDS)}")
+
+
+# --------------------------------------------------------------------- the providers' parts
+
+
+class ProviderAccounts(Protocol):
+    """How the accounts of one provider are read: what its plugin (wa_media/providers) says."""
+
+    kind: ProviderKind
+    signed_webhooks: bool
+    """Whether Meta signs its webhooks with an app's secret (X-Hub-Signature-256, at
+    `/webhook`): its accounts need an app secret, or else a webhook token; the others' webhooks
+    authenticate by their path token alone."""
+    webhooks_name_number: bool
+    """Whether its webhooks name the phone_number_id they are for; if not, its account
+    configured by variables needs WHATSAPP_PHONE_NUMBER_ID (the archive's keys hold it)."""
+    url_required: str | None
+    """What an accounts file entry's `url` is, when the entry must give it; None: optional."""
+    own_fields: tuple[str, ...]
+    """The accounts file fields only this provider's entries may give."""
+
+    def check_entry(self, entry: AccountEntry) -> None:
+        """Its own checks of an accounts file entry, after the shared ones; ValueError."""
+
+    def env_connection(self, environ: Mapping[str, str], insecure: bool) -> Connection:
+        """The connection of the account configured by variables (ConfigError names the
+        variable); `insecure`: ALLOW_INSECURE_HTTP."""
+
+    def file_connection(
+        self,
+        number: str,
+        entry: AccountEntry,
+        accounts: AccountsFile,
+        credential: str,
+        insecure: bool,
+    ) -> Connection:
+        """The connection of the accounts file's entry for `number`, whose credential is
+        `credential` (ConfigError names the entry's field)."""
+
+
+Providers = Mapping[ProviderKind, ProviderAccounts]
+"""Every provider kind's plugin."""
+
+_PROVIDERS = "providers"  # the key of the plugins in the file's validation context
+
+
+def _providers_of(info: ValidationInfo) -> Providers:
+    context = info.context
+    if not isinstance(context, dict) or _PROVIDERS not in context:
+        raise TypeError("an accounts file is validated with the providers' plugins")
+    providers: Providers = context[_PROVIDERS]
+    return providers
 
 
 # ------------------------------------------------------------------------- the accounts file
@@ -182,7 +245,7 @@ class AppEntry(_Entry):
 class AccountEntry(_Entry):
     """One phone number: its provider, credential, webhook token and archive location."""
 
-    provider: ProviderKind = "cloud"
+    provider: ProviderKind = DEFAULT_PROVIDER
     token: NonEmpty | None = Field(default=None, repr=False)
     token_env: EnvName | None = None
     url: str | None = None
@@ -200,29 +263,38 @@ class AccountEntry(_Entry):
     sse: SseAlgorithm | None = None
     sse_kms_key_id: KmsKeyId | None = None
 
+    _signed: bool = PrivateAttr(default=False)
+
     @model_validator(mode="after")
-    def _consistent(self) -> AccountEntry:
+    def _consistent(self, info: ValidationInfo) -> AccountEntry:
+        providers = _providers_of(info)
+        plugin = providers[self.provider]
+        self._signed = plugin.signed_webhooks
         _one_of(self, "token", "token_env", required=True)
         checked_encryption(
             self.sse, self.sse_kms_key_id, algorithm_name="sse", key_name="sse_kms_key_id"
         )
-        # Only Cloud API webhooks are signed by Meta; the others authenticate by path token.
-        _one_of(self, "webhook_token", "webhook_token_env", required=self.provider != "cloud")
+        # Webhooks Meta does not sign authenticate by their path token.
+        _one_of(self, "webhook_token", "webhook_token_env", required=not plugin.signed_webhooks)
         if self.url is not None:
             # Its form only: whether http:// may be used is the worker's to say
             # (ALLOW_INSECURE_HTTP), when it builds the account's connection.
             base_url(self.url, insecure_http=True)
-        elif self.provider == "onprem":
-            raise ValueError("url (the On-Premises web app's base URL) is required")
+        elif plugin.url_required is not None:
+            raise ValueError(f"url ({plugin.url_required}) is required")
         if self.webhook_token is not None:
             webhook_token(self.webhook_token)
-        if self.provider != "cloud":
-            for name in ("api_version", "media_hosts", "app", "apps"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name} applies to provider cloud only")
-        if self.app is not None and self.apps is not None:
-            raise ValueError("give either app or apps, not both")
+        for other in providers.values():
+            for name in other.own_fields:
+                if name not in plugin.own_fields and getattr(self, name) is not None:
+                    raise ValueError(f"{name} applies to provider {other.kind} only")
+        plugin.check_entry(self)
         return self
+
+    @property
+    def signed_webhooks(self) -> bool:
+        """Whether Meta signs this account's webhooks with an app's secret (its provider's)."""
+        return self._signed
 
     @property
     def named_apps(self) -> tuple[str, ...]:
@@ -253,7 +325,7 @@ class AccountsFile(_Entry):
             # An app's signature speaks only for the accounts that name it: with several apps,
             # a Cloud account signed for must say which (one app is implied).
             if (
-                entry.provider == "cloud"
+                entry.signed_webhooks
                 and not entry.named_apps
                 and len(self.apps) > 1
                 and entry.webhook_token is None
@@ -275,7 +347,7 @@ class AccountsFile(_Entry):
         """The apps whose signature the Cloud account of `number` accepts: those it names, or
         the only app configured; none for an account reached by its path token alone."""
         entry = self.accounts[number]
-        if entry.provider != "cloud":
+        if not entry.signed_webhooks:
             return ()
         if entry.named_apps:
             return entry.named_apps
@@ -315,7 +387,7 @@ def _warn_if_readable_by_others(path: Path) -> None:
         )
 
 
-def load_accounts_file(path: str | Path) -> AccountsFile:
+def load_accounts_file(path: str | Path, providers: Providers) -> AccountsFile:
     """Read and validate a YAML or JSON accounts file; ConfigError names the bad entry, and
     never quotes a value of the file (it may hold credentials)."""
     name = ACCOUNTS_FILE_VARIABLE
@@ -332,7 +404,7 @@ def load_accounts_file(path: str | Path) -> AccountsFile:
             f"{name}: {path} is not valid YAML or JSON: not UTF-8 (byte {exc.start})"
         ) from None
     try:
-        return AccountsFile.model_validate(document)
+        return AccountsFile.model_validate(document, context={_PROVIDERS: providers})
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
         message = first["msg"].removeprefix("Value error, ")
@@ -372,6 +444,9 @@ class WebRoute:
     apps: frozenset[str] | None = None
     """The Meta apps whose signature speaks for this account; None: any configured secret's
     (a single account configured by environment variables)."""
+    signed: bool = field(default=False, kw_only=True)
+    """Whether Meta signs its provider's webhooks (the Cloud API's): they may then arrive at
+    `/webhook`, signed by an app's secret."""
 
 
 def _digest(token: str) -> bytes:
@@ -406,7 +481,7 @@ class WebAccounts:
     def signed_accepts(self, phone_number_id: str) -> bool:
         """Whether a signed `/webhook` payload for this number belongs to a Cloud account."""
         return any(
-            route.provider == "cloud" and route.phone_number_id in (None, phone_number_id)
+            route.signed and route.phone_number_id in (None, phone_number_id)
             for route in self.routes
         )
 
@@ -418,7 +493,7 @@ class WebAccounts:
         """Whether a webhook signed by these apps may speak for this number's Cloud account."""
         fallback = False
         for route in self.routes:
-            if route.provider != "cloud":
+            if not route.signed:
                 continue
             if route.phone_number_id == phone_number_id:
                 return route.apps is None or bool(route.apps & apps)
@@ -442,20 +517,22 @@ class WebAccounts:
         return tuple(r.webhook_token for r in self.routes if r.webhook_token)
 
 
-def web_accounts(environ: Mapping[str, str] = os.environ) -> WebAccounts:
+def web_accounts(environ: Mapping[str, str], *, providers: Providers) -> WebAccounts:
     """`web`'s accounts, from WHATSAPP_ACCOUNTS_FILE or else the single-account variables."""
     path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
     outbound = read(environ, "ARCHIVE_OUTBOUND", flag, "true")
     if path:
-        return _web_from_file(load_accounts_file(path), environ, outbound)
-    kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, "cloud")
-    if kind == "cloud":
+        return _web_from_file(load_accounts_file(path, providers), environ, outbound)
+    kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, DEFAULT_PROVIDER)
+    plugin = providers[kind]
+    if plugin.signed_webhooks:
         secrets = read(environ, "WHATSAPP_APP_SECRET", comma_list)
-        return WebAccounts((WebRoute("cloud", None, archive_outbound=outbound),), secrets)
+        route = WebRoute(kind, None, archive_outbound=outbound, signed=True)
+        return WebAccounts((route,), secrets)
     token = read(environ, "WHATSAPP_WEBHOOK_TOKEN", webhook_token)
     number = None
-    if kind == "onprem":
-        # On-Premises payloads name no phone_number_id: the archive needs one for its keys.
+    if not plugin.webhooks_name_number:
+        # Its payloads name no phone_number_id: the archive needs one for its keys.
         number = read(environ, "WHATSAPP_PHONE_NUMBER_ID", phone_number_id)
     app_secrets = read(environ, "WHATSAPP_APP_SECRET", lambda v: comma_list(v) if v else (), "")
     return WebAccounts((WebRoute(kind, number, token, outbound),), app_secrets)
@@ -480,10 +557,11 @@ def _web_from_file(
             ),
             outbound if entry.archive_outbound is None else entry.archive_outbound,
             frozenset(accounts.apps_of(number)),
+            signed=entry.signed_webhooks,
         )
         for number, entry in accounts.accounts.items()
     )
-    if not secrets and any(r.provider == "cloud" and not r.webhook_token for r in routes):
+    if not secrets and any(r.signed and not r.webhook_token for r in routes):
         raise ConfigError(
             f"{ACCOUNTS_FILE_VARIABLE}: apps: Cloud API accounts need at least one app secret"
         )
@@ -531,6 +609,7 @@ class WorkerAccounts:
 def worker_accounts(
     environ: Mapping[str, str],
     *,
+    providers: Providers,
     bucket: str | None,
     prefix: str,
     delete_after_archive: bool,
@@ -542,7 +621,8 @@ def worker_accounts(
     path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
     if path:
         return _worker_from_file(
-            load_accounts_file(path),
+            load_accounts_file(path, providers),
+            providers,
             environ,
             insecure,
             bucket=bucket,
@@ -552,88 +632,25 @@ def worker_accounts(
         )
     if bucket is None:
         raise ConfigError("S3_BUCKET is required but not set")
-    kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, "cloud")
-    connection = _env_connection(environ, kind, insecure)
+    kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, DEFAULT_PROVIDER)
+    connection = providers[kind].env_connection(environ, insecure)
     return WorkerAccounts(
         (Account(None, connection, bucket, prefix, delete_after_archive, encryption),)
     )
 
 
-def _env_connection(environ: Mapping[str, str], kind: ProviderKind, insecure: bool) -> Connection:
-    def url(value: str) -> str:
-        return base_url(value, insecure_http=insecure)
-
-    if kind == "360dialog":
-        return Connection(
-            kind,
-            read(environ, "D360_URL", url, D360_DEFAULT_URL),
-            read(environ, "D360_API_KEY", text),
-            insecure_http=insecure,
-        )
-    if kind == "onprem":
-        return Connection(
-            kind,
-            read(environ, "WHATSAPP_ONPREM_URL", url),
-            read(environ, "WHATSAPP_ACCESS_TOKEN", text),
-            insecure_http=insecure,
-        )
-    return Connection(
-        kind,
-        read(environ, "WHATSAPP_GRAPH_URL", url, GRAPH_DEFAULT_URL),
-        read(environ, "WHATSAPP_ACCESS_TOKEN", text),
-        api_version=read(environ, "WHATSAPP_API_VERSION", text, API_VERSION_DEFAULT),
-        media_hosts=read(environ, "WHATSAPP_MEDIA_HOSTS", host_list, MEDIA_HOSTS_DEFAULT),
-        app_id=read(environ, "WHATSAPP_APP_ID", lambda v: v or None, ""),
-        insecure_http=insecure,
-    )
-
-
-def _file_url(number: str, url: str, insecure: bool) -> str:
+def file_url(number: str, url: str, insecure: bool) -> str:
+    """An accounts file entry's base URL, checked as `base_url` does; ConfigError names the
+    entry."""
     try:
         return base_url(url, insecure_http=insecure)
     except ValueError as exc:
         raise ConfigError(f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.url: {exc}") from None
 
 
-def _file_connection(
-    number: str,
-    entry: AccountEntry,
-    accounts: AccountsFile,
-    environ: Mapping[str, str],
-    insecure: bool,
-) -> Connection:
-    credential = _secret(environ, f"accounts.{number}.token_env", entry.token, entry.token_env)
-    assert credential is not None  # the schema requires token or token_env
-    if entry.provider == "360dialog":
-        url = _file_url(number, entry.url or D360_DEFAULT_URL, insecure)
-        return Connection("360dialog", url, credential, insecure_http=insecure)
-    if entry.provider == "onprem":
-        assert entry.url is not None  # the schema requires it for onprem
-        url = _file_url(number, entry.url, insecure)
-        return Connection("onprem", url, credential, insecure_http=insecure)
-    # The app owning resumable upload sessions: the first of the account's apps with an id.
-    ids = [accounts.apps[name].app_id for name in accounts.apps_of(number)]
-    app_id = next((found for found in ids if found is not None), None)
-    hosts = entry.media_hosts or [MEDIA_HOSTS_DEFAULT]
-    try:
-        media_hosts = host_list(",".join(hosts))
-    except ValueError as exc:
-        raise ConfigError(
-            f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.media_hosts: {exc}"
-        ) from None
-    return Connection(
-        "cloud",
-        _file_url(number, entry.url or GRAPH_DEFAULT_URL, insecure),
-        credential,
-        api_version=entry.api_version or API_VERSION_DEFAULT,
-        media_hosts=media_hosts,
-        app_id=app_id,
-        insecure_http=insecure,
-    )
-
-
 def _worker_from_file(
     accounts: AccountsFile,
+    providers: Providers,
     environ: Mapping[str, str],
     insecure: bool,
     *,
@@ -650,10 +667,13 @@ def _worker_from_file(
                 f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.bucket is not set and "
                 "neither is S3_BUCKET"
             )
+        credential = _secret(environ, f"accounts.{number}.token_env", entry.token, entry.token_env)
+        assert credential is not None  # the schema requires token or token_env
+        plugin = providers[entry.provider]
         resolved.append(
             Account(
                 number,
-                _file_connection(number, entry, accounts, environ, insecure),
+                plugin.file_connection(number, entry, accounts, credential, insecure),
                 account_bucket,
                 prefix if entry.prefix is None else entry.prefix,
                 delete_after_archive

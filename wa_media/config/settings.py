@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from wa_media.config.accounts import WorkerAccounts, base_url, flag, worker_accounts
+from wa_media.config.accounts import Providers, WorkerAccounts, base_url, flag, worker_accounts
 from wa_media.config.encryption import (
     NO_ENCRYPTION,
     Encryption,
@@ -148,8 +147,10 @@ class WorkerSettings:
     closed and the media retried."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
-        """Read and validate the worker's variables; raise ConfigError naming the first bad one."""
+    def from_env(cls, environ: Mapping[str, str], *, providers: Providers) -> WorkerSettings:
+        """Read and validate the worker's variables; raise ConfigError naming the first bad one.
+        `providers`: every provider's plugin (wa_media.providers.accounts.worker_settings passes
+        the registry's)."""
         bucket = read(environ, "S3_BUCKET", lambda v: v or None, "")
         prefix = read(environ, "S3_PREFIX", s3_prefix, "")
         delete_after_archive = read(environ, "DELETE_AFTER_ARCHIVE", flag, "false")
@@ -157,6 +158,7 @@ class WorkerSettings:
         return cls(
             accounts=worker_accounts(
                 environ,
+                providers=providers,
                 bucket=bucket,
                 prefix=prefix,
                 delete_after_archive=delete_after_archive,

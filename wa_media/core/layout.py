@@ -1,4 +1,4 @@
-"""The S3 archive layout (README, "The S3 archive"): keys, object headers and the sidecar."""
+"""The S3 archive layout (docs/s3-archive.md): keys, object headers and the sidecar."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ __all__ = [
 ]
 
 # Keyed by MIME type without parameters. Covers the types WhatsApp accepts for images, video,
-# audio, documents and stickers (the README lists them, "The S3 archive"); never derived
-# from the sender's filename or the host's mimetypes database, so keys are reproducible.
+# audio, documents and stickers (docs/s3-archive.md lists them); never derived from the
+# sender's filename or the host's mimetypes database, so keys are reproducible.
 EXTENSIONS: dict[str, str] = {
     "audio/aac": ".aac",
     "audio/amr": ".amr",

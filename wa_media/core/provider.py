@@ -6,12 +6,25 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
-__all__ = ["PROVIDER_KINDS", "Connection", "Fetched", "Progress", "Provider", "ProviderKind"]
+__all__ = [
+    "DEFAULT_PROVIDER",
+    "PROVIDER_KINDS",
+    "Connection",
+    "Fetched",
+    "MediaSource",
+    "MediaUrls",
+    "Progress",
+    "Provider",
+    "ProviderKind",
+    "ResumableUploads",
+]
 
 ProviderKind = Literal["cloud", "360dialog", "onprem"]
 PROVIDER_KINDS: tuple[ProviderKind, ...] = ("cloud", "360dialog", "onprem")
+DEFAULT_PROVIDER: ProviderKind = "cloud"
+"""The provider of an account that names none (WHATSAPP_PROVIDER, an accounts file entry)."""
 
 Progress = Callable[[int], None]
 """Called with the number of bytes moved since the last call."""
@@ -57,8 +70,9 @@ class Fetched:
     """Where the download URL came from; None for a provider that serves bytes by id."""
 
 
-class Provider(Protocol):
-    """One account's provider API: media download, upload and delete, and text messages.
+class MediaSource(Protocol):
+    """What archiving a media needs of one account's provider: the pause check, the media's
+    bytes, its deletion, and the text of a warning.
 
     Every failure is raised as an ArchiveError subclass (wa_media/core/errors.py).
     """
@@ -75,8 +89,20 @@ class Provider(Protocol):
         where the provider has such URLs (not the On-Premises API), under the same host rules
         as a looked-up one, and a look-up replaces it when it cannot serve them."""
 
-    def media_url(self, media_id: str, phone_number_id: str | None) -> dict[str, Any]:
-        """The provider's look-up of a media (with its short-lived `url` where it has one)."""
+    def delete(self, media_id: str, phone_number_id: str | None) -> None:
+        """Delete a media from the provider."""
+
+    def send_text(self, phone_number_id: str, to: str, body: str) -> str:
+        """Send a text message to a phone number or a BSUID; return the new message's id."""
+
+
+class Provider(MediaSource, Protocol):
+    """One account's provider API as `wa-media`'s media commands use it: besides archiving's
+    calls, a download to a file and an upload, which every provider has.
+
+    A provider with media URLs also implements MediaUrls; one with resumable upload sessions,
+    ResumableUploads: check with isinstance.
+    """
 
     def download(
         self,
@@ -96,11 +122,19 @@ class Provider(Protocol):
     ) -> str:
         """Upload a file as a new media after checking its type and size; return its id."""
 
+
+@runtime_checkable
+class MediaUrls(Protocol):
+    """The capability of a provider that looks a media up (the Cloud API, 360dialog)."""
+
+    def media_url(self, media_id: str, phone_number_id: str | None) -> dict[str, Any]:
+        """The provider's look-up of a media (with its short-lived `url`)."""
+
+
+@runtime_checkable
+class ResumableUploads(Protocol):
+    """The capability of a provider with resumable upload sessions (the Cloud API,
+    360dialog)."""
+
     def upload_resumable(self, path: Path, mime_type: str, progress: Progress | None = None) -> str:
         """Upload through a resumable session, resuming after breaks; return the file handle."""
-
-    def delete(self, media_id: str, phone_number_id: str | None) -> None:
-        """Delete a media from the provider."""
-
-    def send_text(self, phone_number_id: str, to: str, body: str) -> str:
-        """Send a text message to a phone number or a BSUID; return the new message's id."""

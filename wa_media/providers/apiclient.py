@@ -119,7 +119,8 @@ class ApiClient(ABC):
     max_media_bytes: int
     gate: MetaGate | None = None
 
-    # What a non-2xx answer in the provider's dialect means: a staticmethod of worker/classify.
+    # What a non-2xx answer in the provider's dialect means: its module's classifier, on the
+    # decision ladder of wa_media/core/classify.py.
     classify_error: ClassVar[Classifier]
 
     @classmethod

@@ -1,14 +1,72 @@
-"""The Cloud API (Meta's Graph API): Bearer token, paths under the API version."""
+"""The Cloud API (Meta's Graph API): Bearer token, paths under the API version.
+
+Its plugin: webhooks signed by a Meta app's secret (X-Hub-Signature-256); media URLs and
+resumable upload sessions; accounts read from WHATSAPP_GRAPH_URL, WHATSAPP_ACCESS_TOKEN,
+WHATSAPP_API_VERSION, WHATSAPP_MEDIA_HOSTS and WHATSAPP_APP_ID, or from an accounts file
+entry's `url`, `token`, `api_version`, `media_hosts` and `app`/`apps` (fields only it takes).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
-from wa_media.core.classify import classify_graph_error
-from wa_media.core.errors import PermanentError
-from wa_media.providers.graphflow import GraphFlowClient
+import requests
 
-__all__ = ["GraphClient"]
+from wa_media.config.accounts import (
+    ACCOUNTS_FILE_VARIABLE,
+    AccountEntry,
+    AccountsFile,
+    base_url,
+    file_url,
+    host_list,
+)
+from wa_media.config.env import read, text
+from wa_media.core.classify import ErrorCodes, classify
+from wa_media.core.errors import ArchiveError, ConfigError, PermanentError
+from wa_media.core.numbers import ascii_int
+from wa_media.core.provider import Connection, Provider, ProviderKind
+from wa_media.providers.graphflow import GraphFlowClient
+from wa_media.stores.gate import MetaGate
+
+__all__ = [
+    "API_VERSION_DEFAULT",
+    "GRAPH_CODES",
+    "GRAPH_DEFAULT_URL",
+    "MEDIA_HOSTS_DEFAULT",
+    "PLUGIN",
+    "THROTTLING_CODES",
+    "CloudPlugin",
+    "GraphClient",
+    "classify_graph_error",
+]
+
+GRAPH_DEFAULT_URL = "https://graph.facebook.com"
+API_VERSION_DEFAULT = "v23.0"
+MEDIA_HOSTS_DEFAULT = "lookaside.fbsbx.com"
+
+# The Graph error codes by what they mean; the code decides before the status.
+THROTTLING_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
+GRAPH_CODES = ErrorCodes(
+    throttling=THROTTLING_CODES,
+    credentials=frozenset({190}),
+    reengagement=frozenset({131047}),
+    temporary=frozenset({1, 2, 131000}),
+)
+
+
+def _graph_code(body: Any) -> int | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    return ascii_int(error.get("code")) if isinstance(error, dict) else None
+
+
+def classify_graph_error(
+    status: int, body: Any, *, retry_after: float | None = None, what: str = "Graph API call"
+) -> ArchiveError:
+    """A Graph answer's error. The code decides before the status: Meta answers throttling and
+    expired tokens with 400 or 403 as well as 429 and 401."""
+    return classify(status, _graph_code(body), GRAPH_CODES, retry_after=retry_after, what=what)
 
 
 class GraphClient(GraphFlowClient):
@@ -54,3 +112,82 @@ class GraphClient(GraphFlowClient):
 
     def _session_url(self, session_id: str) -> str:
         return self._versioned(quote(session_id, safe=":"))
+
+
+class CloudPlugin:
+    """The Cloud API's plugin (wa_media/providers/plugin.py)."""
+
+    kind: ProviderKind = "cloud"
+    title: str = "Cloud API"
+    client: type = GraphClient
+    signed_webhooks: bool = True
+    webhooks_name_number: bool = True
+    url_required: str | None = None
+    own_fields: tuple[str, ...] = ("api_version", "media_hosts", "app", "apps")
+
+    def make_client(
+        self,
+        connection: Connection,
+        *,
+        max_media_bytes: int,
+        gate: MetaGate | None = None,
+        session: requests.Session | None = None,
+    ) -> Provider:
+        """A GraphClient."""
+        return GraphClient.create(
+            connection, max_media_bytes=max_media_bytes, gate=gate, session=session
+        )
+
+    def check_entry(self, entry: AccountEntry) -> None:
+        """`app` and `apps` exclude each other."""
+        if entry.app is not None and entry.apps is not None:
+            raise ValueError("give either app or apps, not both")
+
+    def env_connection(self, environ: Mapping[str, str], insecure: bool) -> Connection:
+        """WHATSAPP_GRAPH_URL, WHATSAPP_ACCESS_TOKEN, WHATSAPP_API_VERSION,
+        WHATSAPP_MEDIA_HOSTS, WHATSAPP_APP_ID."""
+
+        def url(value: str) -> str:
+            return base_url(value, insecure_http=insecure)
+
+        return Connection(
+            self.kind,
+            read(environ, "WHATSAPP_GRAPH_URL", url, GRAPH_DEFAULT_URL),
+            read(environ, "WHATSAPP_ACCESS_TOKEN", text),
+            api_version=read(environ, "WHATSAPP_API_VERSION", text, API_VERSION_DEFAULT),
+            media_hosts=read(environ, "WHATSAPP_MEDIA_HOSTS", host_list, MEDIA_HOSTS_DEFAULT),
+            app_id=read(environ, "WHATSAPP_APP_ID", lambda v: v or None, ""),
+            insecure_http=insecure,
+        )
+
+    def file_connection(
+        self,
+        number: str,
+        entry: AccountEntry,
+        accounts: AccountsFile,
+        credential: str,
+        insecure: bool,
+    ) -> Connection:
+        """`url`, `api_version`, `media_hosts`; the app id of the first of its apps with one,
+        which owns its resumable upload sessions."""
+        ids = [accounts.apps[name].app_id for name in accounts.apps_of(number)]
+        app_id = next((found for found in ids if found is not None), None)
+        hosts = entry.media_hosts or [MEDIA_HOSTS_DEFAULT]
+        try:
+            media_hosts = host_list(",".join(hosts))
+        except ValueError as exc:
+            raise ConfigError(
+                f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.media_hosts: {exc}"
+            ) from None
+        return Connection(
+            self.kind,
+            file_url(number, entry.url or GRAPH_DEFAULT_URL, insecure),
+            credential,
+            api_version=entry.api_version or API_VERSION_DEFAULT,
+            media_hosts=media_hosts,
+            app_id=app_id,
+            insecure_http=insecure,
+        )
+
+
+PLUGIN = CloudPlugin()

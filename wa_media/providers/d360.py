@@ -3,18 +3,54 @@
 The key goes to the base URL's host only: a look-up's lookaside URL is downloaded from the
 base URL in its place. 360dialog blocks a key after a handful of failed look-ups an hour, so
 a refused look-up is never tried again here, and an expired URL is looked up again once.
+
+Its plugin: webhooks authenticated by their secret path token; media URLs and resumable upload
+sessions; accounts read from D360_URL and D360_API_KEY, or from an accounts file entry's `url`
+(optional) and `token`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
-from wa_media.core.classify import classify_d360_error
-from wa_media.providers.graphflow import GraphFlowClient
+import requests
 
-__all__ = ["D360_KEY_HEADER", "D360Client"]
+from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
+from wa_media.config.env import read, text
+from wa_media.core.classify import ErrorCodes, classify
+from wa_media.core.errors import ArchiveError
+from wa_media.core.provider import Connection, Provider, ProviderKind
+from wa_media.providers.cloud import classify_graph_error
+from wa_media.providers.graphflow import GraphFlowClient
+from wa_media.stores.gate import MetaGate
+
+__all__ = [
+    "D360_CODES",
+    "D360_DEFAULT_URL",
+    "D360_KEY_HEADER",
+    "PLUGIN",
+    "D360Client",
+    "D360Plugin",
+    "classify_d360_error",
+]
 
 D360_KEY_HEADER = "D360-API-KEY"
+D360_DEFAULT_URL = "https://waba-v2.360dialog.io"
+
+
+# 360dialog's bodies carry no code; a rejected or blocked key is 401 or 403.
+D360_CODES = ErrorCodes(credentials_statuses=frozenset({401, 403}), credential="API key")
+
+
+def classify_d360_error(
+    status: int, body: Any, *, retry_after: float | None = None, what: str = "360dialog call"
+) -> ArchiveError:
+    """A 360dialog answer's error, by its status; a Graph error body passed on is Meta's."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return classify_graph_error(status, body, retry_after=retry_after, what=what)
+    return classify(status, None, D360_CODES, retry_after=retry_after, what=what)
 
 
 class D360Client(GraphFlowClient):
@@ -54,3 +90,59 @@ class D360Client(GraphFlowClient):
 
     def _session_url(self, session_id: str) -> str:
         return self._url(quote(session_id, safe=":"))
+
+
+class D360Plugin:
+    """360dialog's plugin (wa_media/providers/plugin.py)."""
+
+    kind: ProviderKind = "360dialog"
+    title: str = "360dialog API"
+    client: type = D360Client
+    signed_webhooks: bool = False
+    webhooks_name_number: bool = True
+    url_required: str | None = None
+    own_fields: tuple[str, ...] = ()
+
+    def make_client(
+        self,
+        connection: Connection,
+        *,
+        max_media_bytes: int,
+        gate: MetaGate | None = None,
+        session: requests.Session | None = None,
+    ) -> Provider:
+        """A D360Client."""
+        return D360Client.create(
+            connection, max_media_bytes=max_media_bytes, gate=gate, session=session
+        )
+
+    def check_entry(self, entry: AccountEntry) -> None:
+        """Nothing of its own."""
+
+    def env_connection(self, environ: Mapping[str, str], insecure: bool) -> Connection:
+        """D360_URL, D360_API_KEY."""
+
+        def url(value: str) -> str:
+            return base_url(value, insecure_http=insecure)
+
+        return Connection(
+            self.kind,
+            read(environ, "D360_URL", url, D360_DEFAULT_URL),
+            read(environ, "D360_API_KEY", text),
+            insecure_http=insecure,
+        )
+
+    def file_connection(
+        self,
+        number: str,
+        entry: AccountEntry,
+        accounts: AccountsFile,
+        credential: str,
+        insecure: bool,
+    ) -> Connection:
+        """`url`, 360dialog's own by default."""
+        url = file_url(number, entry.url or D360_DEFAULT_URL, insecure)
+        return Connection(self.kind, url, credential, insecure_http=insecure)
+
+
+PLUGIN = D360Plugin()

@@ -1,28 +1,59 @@
 """The On-Premises API: media by id under `/v1/`, Bearer token, `{"errors": [...]}` bodies.
 
 Its media answer their bytes directly, with no look-up and so no announced digest: the
-webhook's sha256 is what the archive verifies. It has no media URLs and no resumable uploads.
+webhook's sha256 is what the archive verifies. It has no media URLs and no resumable uploads:
+its client implements neither MediaUrls nor ResumableUploads (wa_media/core/provider.py).
+
+Its plugin: webhooks authenticated by their secret path token, naming no phone_number_id (the
+account's is known from the token); accounts read from WHATSAPP_ONPREM_URL and
+WHATSAPP_ACCESS_TOKEN (and, for `web`, WHATSAPP_PHONE_NUMBER_ID), or from an accounts file
+entry's `url` (required) and `token`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
-from typing import NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from wa_media.core.classify import classify_onprem_error
-from wa_media.core.errors import Unsupported
+from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
+from wa_media.config.env import read, text
+from wa_media.core.classify import ErrorCodes, classify
+from wa_media.core.errors import ArchiveError, Unsupported
 from wa_media.core.identity import is_bsuid
 from wa_media.core.numbers import ascii_int
-from wa_media.core.provider import Fetched, Progress
+from wa_media.core.provider import Connection, Fetched, Provider, ProviderKind
 from wa_media.providers.apiclient import ApiClient, Calls, answer_id
 from wa_media.providers.transfer import FileBody, response_chunks
+from wa_media.stores.gate import MetaGate
 
-__all__ = ["OnPremClient"]
+__all__ = ["ONPREM_CODES", "PLUGIN", "OnPremClient", "OnPremPlugin", "classify_onprem_error"]
+
+
+# 1005 access denied, 1015 too many requests, 470 re-engagement (131047's twin),
+# 1011 service not ready, 1014 internal error.
+ONPREM_CODES = ErrorCodes(
+    throttling=frozenset({1015}),
+    credentials=frozenset({1005}),
+    reengagement=frozenset({470}),
+    temporary=frozenset({1011, 1014}),
+)
+
+
+def _onprem_code(body: Any) -> int | None:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return ascii_int(first.get("code")) if isinstance(first, dict) else None
+
+
+def classify_onprem_error(
+    status: int, body: Any, *, retry_after: float | None = None, what: str = "On-Premises call"
+) -> ArchiveError:
+    """An On-Premises answer's error, by its first error's code or its status."""
+    return classify(status, _onprem_code(body), ONPREM_CODES, retry_after=retry_after, what=what)
 
 
 def _content_length(response: requests.Response) -> int | None:
@@ -61,10 +92,6 @@ class OnPremClient(ApiClient):
             chunks = response_chunks(response, what)
             yield Fetched(None, size, lookup, chunks, downloads=calls.downloads)
 
-    def media_url(self, media_id: str, phone_number_id: str | None) -> NoReturn:
-        """Unsupported: On-Premises media have no URL; `fetch` or `download` them by id."""
-        raise Unsupported("the On-Premises API has no media URLs; download the media by id")
-
     def _post_media(
         self, file_name: str, body: FileBody, mime_type: str, phone_number_id: str | None
     ) -> str:
@@ -78,12 +105,6 @@ class OnPremClient(ApiClient):
         )
         return answer_id(response, "media upload", "media", 0, "id")
 
-    def upload_resumable(
-        self, path: Path, mime_type: str, progress: Progress | None = None
-    ) -> NoReturn:
-        """Unsupported: the On-Premises API has no resumable upload sessions."""
-        raise Unsupported("the On-Premises API has no resumable uploads; use upload")
-
     def delete(self, media_id: str, phone_number_id: str | None) -> None:
         """Delete a media (`DELETE /v1/media/{id}`)."""
         self._call("DELETE", self._media(media_id), "media delete")
@@ -95,3 +116,60 @@ class OnPremClient(ApiClient):
         message = {"recipient_type": "individual", "to": to, "type": "text", "text": {"body": body}}
         response = self._call("POST", self._v1("messages"), "send message", json=message)
         return answer_id(response, "send message", "messages", 0, "id", required=False)
+
+
+class OnPremPlugin:
+    """The On-Premises API's plugin (wa_media/providers/plugin.py)."""
+
+    kind: ProviderKind = "onprem"
+    title: str = "On-Premises API"
+    client: type = OnPremClient
+    signed_webhooks: bool = False
+    webhooks_name_number: bool = False
+    url_required: str | None = "the On-Premises web app's base URL"
+    own_fields: tuple[str, ...] = ()
+
+    def make_client(
+        self,
+        connection: Connection,
+        *,
+        max_media_bytes: int,
+        gate: MetaGate | None = None,
+        session: requests.Session | None = None,
+    ) -> Provider:
+        """An OnPremClient."""
+        return OnPremClient.create(
+            connection, max_media_bytes=max_media_bytes, gate=gate, session=session
+        )
+
+    def check_entry(self, entry: AccountEntry) -> None:
+        """Nothing of its own (its `url` is required: `url_required`)."""
+
+    def env_connection(self, environ: Mapping[str, str], insecure: bool) -> Connection:
+        """WHATSAPP_ONPREM_URL, WHATSAPP_ACCESS_TOKEN."""
+
+        def url(value: str) -> str:
+            return base_url(value, insecure_http=insecure)
+
+        return Connection(
+            self.kind,
+            read(environ, "WHATSAPP_ONPREM_URL", url),
+            read(environ, "WHATSAPP_ACCESS_TOKEN", text),
+            insecure_http=insecure,
+        )
+
+    def file_connection(
+        self,
+        number: str,
+        entry: AccountEntry,
+        accounts: AccountsFile,
+        credential: str,
+        insecure: bool,
+    ) -> Connection:
+        """`url`, which the schema requires."""
+        assert entry.url is not None  # url_required
+        url = file_url(number, entry.url, insecure)
+        return Connection(self.kind, url, credential, insecure_http=insecure)
+
+
+PLUGIN = OnPremPlugin()

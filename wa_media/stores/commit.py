@@ -2,7 +2,8 @@
 
 The commit is conditional (`If-None-Match: *`): AWS S3 and SeaweedFS refuse it once the key is
 taken, but not every backend refuses one of two that arrive together. SeaweedFS 4.48 lets two or
-three concurrent CompleteMultipartUpload calls of one key succeed (README "Never overwritten").
+three concurrent CompleteMultipartUpload calls of one key succeed (docs/architecture.md, "Never
+overwritten").
 The media's lease keeps two workers off one media, but a lease can run out under a worker that
 still works (its renewals failed while Redis was away). So a commit also holds its key's claim
 in Redis, for the commit alone: a second writer of the key waits for it, then meets a taken key,

@@ -275,10 +275,10 @@ class Upload:
         """Raise ObjectExists unless the key shows the object this completion made.
 
         Some backends let two conditional completions of one key both succeed (SeaweedFS 4.48
-        does when they arrive together; README "Never overwritten"), and only one of them is
-        visible afterwards: a completion whose object is not the one visible lost, whatever its
-        answer said. A single PutObject needs no such check: AWS S3 and SeaweedFS refuse
-        concurrent conditional ones.
+        does when they arrive together; docs/architecture.md, "Never overwritten"), and only one
+        of them is visible afterwards: a completion whose object is not the one visible lost,
+        whatever its answer said. A single PutObject needs no such check: AWS S3 and SeaweedFS
+        refuse concurrent conditional ones.
         """
         head = _head(self.client, self.bucket, self.key, "commit check")
         if head is None:
