@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from flask import Flask
 
+from wa_media.config.variables import LOG_LEVEL
 from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging, register_secrets
 from wa_media.observability.metrics import web_metrics
@@ -25,7 +27,7 @@ APP_LOAD_ERROR = 4
 
 def create_app(settings: WebSettings | None = None) -> Flask:
     """Build the webhook receiver; without `settings`, read them from the environment."""
-    configure_logging()
+    configure_logging(LOG_LEVEL.read(os.environ))
     if settings is None:
         try:
             settings = WebSettings.from_env()

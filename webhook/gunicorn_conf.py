@@ -13,6 +13,7 @@ with the token replaced (`logger_class`).
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import warnings
@@ -23,6 +24,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import multiprocess, start_http_server
 
 from wa_media.config.env import CONFIG_ERROR
+from wa_media.config.variables import LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR
 from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging, get_logger
 from wa_media.observability.metrics import exposition_registry, use_multiprocess_dir
@@ -56,12 +58,13 @@ def on_starting(server: Any) -> None:
     """In the master, before any worker is forked: the settings checked, an empty directory
     for the workers' counts, and the metrics served."""
     try:
-        configure_logging()
+        configure_logging(LOG_LEVEL.read(os.environ))
         settings = WebSettings.from_env()
+        base = PROMETHEUS_MULTIPROC_DIR.read_optional(os.environ)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
         return
-    directory = use_multiprocess_dir("web")
+    directory = use_multiprocess_dir("web", base)
     if settings.metrics_port == 0:
         return
     # Imported once the settings are known good: it loads the Celery app, which reads REDIS_URL.

@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Celery
 
+from wa_media.config.variables import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
 from wa_media.core.errors import BrokerUnavailable, StorageError
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE, send_task
@@ -15,11 +16,6 @@ from wa_media.stores.records import MediaStateStore, ReplyLedger, SkippedLog
 from webhook.payload import ParsedPayload
 
 __all__ = ["DEFAULT_FANOUT_BATCH", "MAX_FANOUT_BATCH", "Publisher"]
-
-# Media (and replies) per fan-out task: a history webhook may describe thousands of media, and
-# one task recording and publishing them all would hold a worker thread, and Redis, that long.
-DEFAULT_FANOUT_BATCH = 100
-MAX_FANOUT_BATCH = 1000
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:

@@ -144,7 +144,7 @@ class Archiver:
         except RetryableError as exc:
             return self._plan(job, exc, deadline)
         try:
-            key = self.object_key(job, clients.account.prefix)
+            key = self.object_key(job, clients.store.target.prefix)
             record = self.state.get(MediaRef.of(job))
             if record.get("state") == "archived":
                 # The record names the key the media went to (an edit's job may know another

@@ -21,10 +21,10 @@ from celery.concurrency.thread import TaskPool as ThreadPool
 from celery.signals import worker_init, worker_process_init
 
 from wa_media.config.settings import MetricsPorts
+from wa_media.config.variables import PROMETHEUS_MULTIPROC_DIR
 from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import get_logger, register_secrets
 from wa_media.observability.metrics import (
-    MULTIPROC_ENV,
     serve_metrics_on_first_free,
     use_multiprocess_dir,
     worker_metrics,
@@ -65,9 +65,10 @@ def _start_metrics(ports: MetricsPorts) -> None:
     """Count in a directory of this worker's own, which pool processes forked later share,
     and serve the sum of their counts on the first free port of `ports` (0: counted in memory,
     or in PROMETHEUS_MULTIPROC_DIR when set, but not served)."""
-    if ports.off and not os.environ.get(MULTIPROC_ENV):
+    base = PROMETHEUS_MULTIPROC_DIR.read_optional(os.environ)
+    if ports.off and not base:
         return
-    directory = use_multiprocess_dir("worker")
+    directory = use_multiprocess_dir("worker", base)
     # Made here, before the pool forks: the metrics without labels are served (at zero) from
     # the start, and each pool process counts in files of its own.
     worker_metrics()

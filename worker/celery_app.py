@@ -12,8 +12,8 @@ from typing import Any
 
 from celery.signals import setup_logging
 
-from wa_media.config.env import CONFIG_ERROR, read, redis_url
-from wa_media.config.settings import DEFAULT_REDIS_URL
+from wa_media.config.env import CONFIG_ERROR
+from wa_media.config.variables import LOG_LEVEL, REDIS_URL
 from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging
 from wa_media.stores.broker import make_celery
@@ -24,7 +24,7 @@ __all__ = ["app"]
 @setup_logging.connect
 def _structured_logs(**_: Any) -> None:
     # Connected, this replaces Celery's own logging set-up in worker and beat alike.
-    configure_logging()
+    configure_logging(LOG_LEVEL.read(os.environ))
 
 
 def _process() -> str:
@@ -40,7 +40,7 @@ def _process() -> str:
 
 def _broker_url() -> str:
     try:
-        return read(os.environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL)
+        return REDIS_URL.read(os.environ)
     except ConfigError as exc:
         # Every process imports this module before it reads its other settings (`celery -A
         # worker` for worker and beat, wa-media): a bad URL stops it here, with one line.

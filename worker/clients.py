@@ -81,5 +81,5 @@ class ClientDirectory:
             gate=gate,
             session=new_session(pool_size=self.pool_size),
         )
-        store = ArchiveStore(self.s3, account.bucket, account.encryption)
+        store = ArchiveStore(self.s3, account.target)
         return AccountClients(account, provider, store)

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack import webhooks
 from devstack.processes import wait_for
 from tests.e2e.conftest import BUCKET, Sent, Stack
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import KeyConflict, ObjectExists
 from wa_media.core.layout import build_key
 from wa_media.stores.commit import CommitClaims, commit_upload
@@ -86,7 +87,7 @@ def _leftover_uploads(s3: Any, key: str) -> list[str]:
 
 @pytest.mark.parametrize("size", [1000, PART_SIZE + 1000], ids=["put", "multipart"])
 def test_a_second_commit_of_a_key_is_refused_and_the_first_bytes_stay(s3: Any, size: int) -> None:
-    store = ArchiveStore(s3, BUCKET)
+    store = ArchiveStore(s3, ArchiveTarget(BUCKET))
     key = _key("second")
     first, second = b"\1" * size, b"\2" * size
     _upload(store, key, first, writer="first")
@@ -113,7 +114,7 @@ def test_a_second_commit_of_a_key_is_refused_and_the_first_bytes_stay(s3: Any, s
 
 
 def test_a_second_sidecar_is_refused_and_the_first_stays(s3: Any) -> None:
-    store = ArchiveStore(s3, BUCKET)
+    store = ArchiveStore(s3, ArchiveTarget(BUCKET))
     key = _key("sidecar") + ".json"
     store.put_json(key, {"sha256": "first"})
     store.put_json(key, {"sha256": "second"})
@@ -224,7 +225,7 @@ def _race(s3: Any, claims: CommitClaims, key: str, payloads: list[bytes]) -> lis
     def writer(i: int) -> None:
         data = payloads[i]
         digest = _sha256(data)
-        store = ArchiveStore(s3, BUCKET)
+        store = ArchiveStore(s3, ArchiveTarget(BUCKET))
         try:
             with store.upload(key, content_type="image/jpeg", metadata={"sha256": digest}) as up:
                 # Exactly one part, sent now: what races below is the completion alone.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ConfigError
 from wa_media.providers.accounts import (
     load_accounts_file,
@@ -95,9 +96,13 @@ def test_file_gives_the_worker_connections_buckets_and_prefixes(tmp_path: Path) 
     assert onprem is not None
     assert (cloud.connection.kind, cloud.connection.credential) == ("cloud", "cloud-token")
     assert cloud.connection.app_id == "1234567890"
-    assert (cloud.bucket, cloud.prefix, cloud.delete_after_archive) == ("archive", "", False)
+    assert (cloud.target.bucket, cloud.target.prefix, cloud.delete_after_archive) == (
+        "archive",
+        "",
+        False,
+    )
     assert d360.connection.base_url == D360_DEFAULT_URL
-    assert (d360.bucket, d360.prefix, d360.delete_after_archive) == (
+    assert (d360.target.bucket, d360.target.prefix, d360.delete_after_archive) == (
         "agency",
         "clients/beta",
         True,
@@ -185,8 +190,7 @@ def test_single_cloud_account_from_the_environment() -> None:
     assert web.accounts.signed_accepts("any-number")
     worker = worker_accounts(
         {"WHATSAPP_ACCESS_TOKEN": "tok", "WHATSAPP_APP_ID": "99"},
-        bucket="b",
-        prefix="p",
+        target=ArchiveTarget("b", "p"),
         delete_after_archive=False,
     )
     account = worker.for_number("any-number")
@@ -204,8 +208,7 @@ def test_single_360dialog_account_from_the_environment() -> None:
     assert not web.accounts.signed_accepts("1")
     worker = worker_accounts(
         {"WHATSAPP_PROVIDER": "360dialog", "D360_API_KEY": "key"},
-        bucket="b",
-        prefix="",
+        target=ArchiveTarget("b"),
         delete_after_archive=True,
     )
     account = worker.for_number("1")

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from tests.conftest import redis_db
 from tests.unit.test_storage_upload import FakeS3
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import BusyError, KeyConflict, RedisUnavailable
 from wa_media.core.reasons import reason_of
 from wa_media.stores.commit import CommitClaims, commit_upload
@@ -39,7 +40,7 @@ def redis() -> Iterator[Redis]:
 
 
 def _commit(s3: FakeS3, claims: CommitClaims, data: bytes) -> bool:
-    store = ArchiveStore(s3, BUCKET)  # type: ignore[arg-type]
+    store = ArchiveStore(s3, ArchiveTarget(BUCKET))  # type: ignore[arg-type]
     digest = hashlib.sha256(data).hexdigest()
     with store.upload("k", content_type="image/jpeg", metadata={"sha256": digest}) as upload:
         upload.write(data)

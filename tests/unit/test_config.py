@@ -16,9 +16,9 @@ def test_worker_defaults() -> None:
     assert connection.api_version == "v23.0"
     assert connection.base_url == "https://graph.facebook.com"
     assert connection.media_hosts == ("lookaside.fbsbx.com",)
-    assert (account.bucket, account.delete_after_archive) == ("archive", False)
+    assert (account.target.bucket, account.delete_after_archive) == ("archive", False)
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
-    assert settings.s3_prefix == ""
+    assert settings.archive.prefix == ""
     assert settings.s3_endpoint_url is None
     assert settings.max_media_bytes == 104857600
     assert settings.too_big_reply_text == DEFAULT_TOO_BIG_REPLY
@@ -37,10 +37,10 @@ def test_worker_values() -> None:
             "MAX_MEDIA_BYTES": "1000",
         }
     )
-    assert settings.s3_prefix == "wa/media"
+    assert settings.archive.prefix == "wa/media"
     account = settings.accounts.for_number("1")
     assert account is not None
-    assert account.prefix == "wa/media"
+    assert account.target.prefix == "wa/media"
     assert account.connection.media_hosts == ("a.example", "127.0.0.1:9000")
     assert account.connection.base_url == "http://127.0.0.1:5000"
     assert settings.max_media_bytes == 1000

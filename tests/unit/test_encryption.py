@@ -25,7 +25,7 @@ def _settings(**env: str) -> WorkerSettings:
 def _account_encryption(settings: WorkerSettings, number: str = "1") -> Encryption:
     account = settings.accounts.for_number(number)
     assert account is not None
-    return account.encryption
+    return account.target.encryption
 
 
 @pytest.mark.parametrize(
@@ -45,13 +45,13 @@ def test_request_arguments(encryption: Encryption, args: dict[str, str]) -> None
 
 def test_unset_asks_for_nothing() -> None:
     settings = _settings()
-    assert settings.s3_encryption == NO_ENCRYPTION
+    assert settings.archive.encryption == NO_ENCRYPTION
     assert _account_encryption(settings) == NO_ENCRYPTION
 
 
 def test_sse_s3() -> None:
     settings = _settings(S3_SSE="AES256")
-    assert settings.s3_encryption == Encryption("AES256")
+    assert settings.archive.encryption == Encryption("AES256")
     assert _account_encryption(settings) == Encryption("AES256")
 
 
@@ -68,7 +68,7 @@ def test_sse_s3() -> None:
 )
 def test_sse_kms_with_a_key(key_id: str) -> None:
     settings = _settings(S3_SSE="aws:kms", S3_SSE_KMS_KEY_ID=key_id)
-    assert settings.s3_encryption == Encryption("aws:kms", key_id)
+    assert settings.archive.encryption == Encryption("aws:kms", key_id)
     assert _account_encryption(settings) == Encryption("aws:kms", key_id)
 
 
@@ -163,9 +163,9 @@ def test_each_account_store_writes_with_its_account_encryption(tmp_path: Path) -
     settings = _file(tmp_path, FILE, S3_SSE="AES256")
     # Nothing connects until a request is made.
     directory = ClientDirectory(settings, Redis(), s3=object())  # type: ignore[arg-type]
-    assert directory.for_number("1").store.encryption == Encryption("AES256")
+    assert directory.for_number("1").store.target.encryption == Encryption("AES256")
     other = directory.for_number("2").store
-    assert (other.bucket, other.encryption) == (
+    assert (other.bucket, other.target.encryption) == (
         "other",
         Encryption("aws:kms", "alias/other-archive"),
     )

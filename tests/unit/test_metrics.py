@@ -98,7 +98,7 @@ FORKED_COUNTS = textwrap.dedent(
     from wa_media.observability.metrics import worker_metrics
     from prometheus_client import generate_latest
 
-    path = use_multiprocess_dir("test")
+    path = use_multiprocess_dir("test", os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     print(path, flush=True)
     worker_metrics()
     children = []

@@ -15,6 +15,7 @@ import graphsim.records
 from graphsim import Simulator
 from tests.unit.sim_providers import connection
 from wa_media.config.accounts import AccountsFile, web_accounts
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ConfigError
 from wa_media.core.provider import (
     PROVIDER_KINDS,
@@ -92,7 +93,7 @@ def test_capabilities_are_the_protocols_the_clients_implement() -> None:
 
 
 def _worker_from_env(environ: dict[str, str]) -> Connection:
-    accounts = worker_accounts(environ, bucket="b", prefix="", delete_after_archive=False)
+    accounts = worker_accounts(environ, target=ArchiveTarget("b"), delete_after_archive=False)
     [account] = accounts.accounts
     return account.connection
 
@@ -163,7 +164,7 @@ def test_each_kind_reads_its_own_fields_of_the_file(tmp_path: Path) -> None:
         """,
     )
     accounts = worker_accounts(
-        {"WHATSAPP_ACCOUNTS_FILE": str(path)}, bucket="b", prefix="", delete_after_archive=False
+        {"WHATSAPP_ACCOUNTS_FILE": str(path)}, target=ArchiveTarget("b"), delete_after_archive=False
     )
 
     assert [a.connection for a in accounts.accounts] == [

@@ -294,9 +294,10 @@ def test_the_recorder_records_a_python_process_s_s3_calls(tmp_path: Path) -> Non
     """The e2e suite's sitecustomize, in a process of its own; no server needed: the calls are
     recorded before they are sent, and fail against a closed port."""
     script = """
+from wa_media.config.target import ArchiveTarget
 from wa_media.stores.s3 import ArchiveStore, make_s3_client
 import boto3
-store = ArchiveStore(make_s3_client("http://127.0.0.1:9"), "wa-archive")
+store = ArchiveStore(make_s3_client("http://127.0.0.1:9"), ArchiveTarget("wa-archive"))
 for call in (lambda: store.put_json("k.json", {}), lambda: store.head("k"),
              lambda: boto3.client("s3", endpoint_url="http://127.0.0.1:9").list_buckets()):
     try:

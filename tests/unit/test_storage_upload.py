@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from wa_media.config.encryption import NO_ENCRYPTION, Encryption
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ObjectExists, StorageError
 from wa_media.providers.transfer import new_session
 from wa_media.stores.s3 import PART_SIZE, PARTS_IN_FLIGHT, ArchiveStore
@@ -166,7 +167,7 @@ def _data(size: int) -> bytes:
 @pytest.mark.parametrize("size", [0, 1, 300_000, PART_SIZE - 1])
 def test_a_file_smaller_than_a_part_is_one_conditional_put(size: int) -> None:
     s3 = FakeS3()
-    _write(ArchiveStore(s3, "b"), _data(size))  # type: ignore[arg-type]
+    _write(ArchiveStore(s3, ArchiveTarget("b")), _data(size))  # type: ignore[arg-type]
     assert s3.calls == ["put_object"]
     assert s3.objects["k"] == _data(size)
 
@@ -177,7 +178,7 @@ def test_a_file_smaller_than_a_part_is_one_conditional_put(size: int) -> None:
 )
 def test_a_larger_file_goes_in_numbered_parts_in_order(size: int, parts: int) -> None:
     s3 = FakeS3()
-    _write(ArchiveStore(s3, "b"), _data(size))  # type: ignore[arg-type]
+    _write(ArchiveStore(s3, ArchiveTarget("b")), _data(size))  # type: ignore[arg-type]
     assert [p["PartNumber"] for p in s3.completed] == list(range(1, parts + 1))
     assert all(p["ChecksumSHA256"] == _b64sha256(s3.parts[p["PartNumber"]]) for p in s3.completed)
     assert s3.objects["k"] == _data(size)
@@ -189,7 +190,7 @@ def test_a_larger_file_goes_in_numbered_parts_in_order(size: int, parts: int) ->
 
 def test_parts_travel_side_by_side_from_a_bounded_set_of_buffers() -> None:
     s3 = FakeS3()
-    _write(ArchiveStore(s3, "b"), _data(7 * PART_SIZE + 5), chunk=PART_SIZE // 3)  # type: ignore[arg-type]
+    _write(ArchiveStore(s3, ArchiveTarget("b")), _data(7 * PART_SIZE + 5), chunk=PART_SIZE // 3)  # type: ignore[arg-type]
     assert s3.most_running <= PARTS_IN_FLIGHT
     # Every part went out in one of a fixed set of buffers (the last one may be trimmed in
     # place): memory does not grow with the file.
@@ -199,7 +200,7 @@ def test_parts_travel_side_by_side_from_a_bounded_set_of_buffers() -> None:
 def test_the_download_waits_while_every_buffer_is_in_flight() -> None:
     s3 = FakeS3()
     s3.release.clear()
-    store = ArchiveStore(s3, "b")  # type: ignore[arg-type]
+    store = ArchiveStore(s3, ArchiveTarget("b"))  # type: ignore[arg-type]
     done = threading.Event()
 
     def writer() -> None:
@@ -220,7 +221,7 @@ def test_a_failed_part_fails_the_commit_and_the_upload_is_aborted() -> None:
     s3 = FakeS3()
     s3.fail_part = 2
     with pytest.raises(StorageError, match="part upload"):
-        _write(ArchiveStore(s3, "b"), _data(3 * PART_SIZE + 1))  # type: ignore[arg-type]
+        _write(ArchiveStore(s3, ArchiveTarget("b")), _data(3 * PART_SIZE + 1))  # type: ignore[arg-type]
     assert s3.aborted == ["u1"]
     assert "complete" not in s3.calls
     assert s3.running == 0
@@ -228,7 +229,7 @@ def test_a_failed_part_fails_the_commit_and_the_upload_is_aborted() -> None:
 
 def test_an_upload_left_uncommitted_is_aborted_after_its_parts_settled() -> None:
     s3 = FakeS3()
-    _write(ArchiveStore(s3, "b"), _data(3 * PART_SIZE), commit=False)  # type: ignore[arg-type]
+    _write(ArchiveStore(s3, ArchiveTarget("b")), _data(3 * PART_SIZE), commit=False)  # type: ignore[arg-type]
     assert s3.calls[-1] == "abort"
     assert s3.running == 0
     assert "complete" not in s3.calls
@@ -241,7 +242,7 @@ def test_a_taken_key_raises_object_exists_keeps_the_first_bytes_and_leaves_no_up
     s3 = FakeS3()
     s3.objects["k"], s3.metadata["k"] = b"first", {"sha256": "first"}
     with pytest.raises(ObjectExists):
-        _write(ArchiveStore(s3, "b"), _data(size))  # type: ignore[arg-type]
+        _write(ArchiveStore(s3, ArchiveTarget("b")), _data(size))  # type: ignore[arg-type]
     assert s3.objects["k"] == b"first"
     assert s3.metadata["k"] == {"sha256": "first"}
     assert s3.aborted == ([] if size < PART_SIZE else ["u1"])
@@ -270,7 +271,7 @@ def test_the_fake_refuses_every_write_without_the_condition() -> None:
 @pytest.mark.parametrize("size", [10, 2 * PART_SIZE + 1])
 def test_every_commit_and_the_sidecar_send_the_condition(size: int) -> None:
     s3 = FakeS3()
-    store = ArchiveStore(s3, "b")  # type: ignore[arg-type]
+    store = ArchiveStore(s3, ArchiveTarget("b"))  # type: ignore[arg-type]
     _write(store, _data(size))
     store.put_json("k.json", {"schema": 1})
     writes = [sent for name, sent in s3.arguments if name in ("put_object", "complete")]
@@ -281,7 +282,7 @@ def test_every_commit_and_the_sidecar_send_the_condition(size: int) -> None:
 
 def test_a_taken_sidecar_key_is_left_as_it_is() -> None:
     s3 = FakeS3()
-    store = ArchiveStore(s3, "b")  # type: ignore[arg-type]
+    store = ArchiveStore(s3, ArchiveTarget("b"))  # type: ignore[arg-type]
     store.put_json("k.json", {"sha256": "first"})
     store.put_json("k.json", {"sha256": "second"})
     assert s3.objects["k.json"] == b'{"sha256":"first"}'
@@ -294,7 +295,7 @@ def test_a_completion_whose_object_is_not_the_one_visible_lost() -> None:
     s3 = FakeS3()
     s3.landing_after_completion = b"another writer's bytes"
     with pytest.raises(ObjectExists):
-        _write(ArchiveStore(s3, "b"), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
+        _write(ArchiveStore(s3, ArchiveTarget("b")), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
     assert s3.calls[-2:] == ["complete", "head"]
     assert s3.objects["k"] == b"another writer's bytes"
 
@@ -311,7 +312,7 @@ def test_a_conflicting_concurrent_commit_is_retried_not_taken_for_a_taken_key() 
         "CompleteMultipartUpload",
     )
     with pytest.raises(StorageError, match="ConditionalRequestConflict"):
-        _write(ArchiveStore(s3, "b"), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
+        _write(ArchiveStore(s3, ArchiveTarget("b")), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
     assert "k" not in s3.objects
 
 
@@ -330,7 +331,7 @@ SSE_ARGS = {"ServerSideEncryption", "SSEKMSKeyId"}
 @pytest.mark.parametrize("encryption", [Encryption("AES256"), SSE_KMS])
 def test_a_single_put_asks_for_the_encryption(encryption: Encryption) -> None:
     s3 = FakeS3()
-    _write(ArchiveStore(s3, "b", encryption), _data(1000))  # type: ignore[arg-type]
+    _write(ArchiveStore(s3, ArchiveTarget("b", encryption=encryption)), _data(1000))  # type: ignore[arg-type]
     [(name, sent)] = s3.arguments
     assert name == "put_object"
     assert {k: v for k, v in sent.items() if k in SSE_ARGS} == encryption.request_args()
@@ -340,7 +341,7 @@ def test_a_single_put_asks_for_the_encryption(encryption: Encryption) -> None:
 
 def test_a_multipart_upload_asks_for_it_when_created_and_its_parts_inherit_it() -> None:
     s3 = FakeS3()
-    _write(ArchiveStore(s3, "b", SSE_KMS), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
+    _write(ArchiveStore(s3, ArchiveTarget("b", encryption=SSE_KMS)), _data(2 * PART_SIZE + 1))  # type: ignore[arg-type]
     by_call = {name: sent for name, sent in s3.arguments}
     assert by_call["create"]["ServerSideEncryption"] == "aws:kms"
     assert by_call["create"]["SSEKMSKeyId"] == SSE_KMS.kms_key_id
@@ -353,7 +354,7 @@ def test_a_multipart_upload_asks_for_it_when_created_and_its_parts_inherit_it() 
 @pytest.mark.parametrize("encryption", [Encryption("AES256"), SSE_KMS])
 def test_the_sidecar_asks_for_the_encryption(encryption: Encryption) -> None:
     s3 = FakeS3()
-    ArchiveStore(s3, "b", encryption).put_json("k.json", {"schema": 1})  # type: ignore[arg-type]
+    ArchiveStore(s3, ArchiveTarget("b", encryption=encryption)).put_json("k.json", {"schema": 1})  # type: ignore[arg-type]
     [(name, sent)] = s3.arguments
     assert name == "put_object"
     assert {k: v for k, v in sent.items() if k in SSE_ARGS} == encryption.request_args()
@@ -363,8 +364,8 @@ def test_the_sidecar_asks_for_the_encryption(encryption: Encryption) -> None:
 @pytest.mark.parametrize("size", [10, 2 * PART_SIZE])
 def test_no_encryption_asked_sends_no_encryption_argument(size: int) -> None:
     s3 = FakeS3()
-    store = ArchiveStore(s3, "b")  # type: ignore[arg-type]
-    assert store.encryption == NO_ENCRYPTION
+    store = ArchiveStore(s3, ArchiveTarget("b"))  # type: ignore[arg-type]
+    assert store.target.encryption == NO_ENCRYPTION
     _write(store, _data(size))
     store.put_json("k.json", {})
     assert all(not SSE_ARGS & set(sent) for _, sent in s3.arguments)

@@ -9,6 +9,7 @@ import click
 
 from wa_media.cli import media, records, simulate, status, verify
 from wa_media.cli.common import ConfigurationError, read_env_file
+from wa_media.config.variables import LOG_LEVEL
 from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging
 
@@ -33,7 +34,7 @@ def main(env_file: Path | None) -> None:
     # Warnings of the settings' checks (an accounts file others can read) go to standard error,
     # never into a command's output.
     try:
-        configure_logging()
+        configure_logging(LOG_LEVEL.read(os.environ))
         if env_file is not None:
             os.environ.update(read_env_file(env_file))
     except (ConfigError, ValueError) as exc:

@@ -13,9 +13,11 @@ from typing import Any
 
 import click
 
+from wa_media.config import variables as v
 from wa_media.config.accounts import Account
-from wa_media.config.env import CONFIG_ERROR, positive_int, read, redis_url, s3_prefix
-from wa_media.config.settings import DEFAULT_REDIS_URL
+from wa_media.config.env import CONFIG_ERROR
+from wa_media.config.settings import archive_target
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ArchiveError, ConfigError, PermanentError
 from wa_media.core.provider import Progress, Provider
 from wa_media.providers.accounts import worker_accounts
@@ -34,6 +36,7 @@ __all__ = [
     "progress_bar",
     "provider_for",
     "read_env_file",
+    "s3_endpoint_url",
     "state_store",
     "when",
 ]
@@ -82,7 +85,7 @@ class ConfigurationError(click.ClickException):
 def state_store() -> tuple[MediaStateStore, str]:
     """The media records in REDIS_URL, and that URL."""
     try:
-        url = read(os.environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL)
+        url = v.REDIS_URL.read(os.environ)
     except ConfigError as exc:
         raise ConfigurationError(str(exc)) from None
     return MediaStateStore(connect_redis(url, socket_connect_timeout=2, socket_timeout=10)), url
@@ -101,8 +104,7 @@ def _account(phone_number_id: str | None) -> Account:
         accounts = worker_accounts(
             environ,
             # The media commands never write to S3; the archive's bucket is not needed.
-            bucket=environ.get("S3_BUCKET", "").strip() or "-",
-            prefix="",
+            target=ArchiveTarget(v.S3_BUCKET.read_optional(environ) or "-"),
             delete_after_archive=False,
         )
     except ConfigError as exc:
@@ -121,21 +123,27 @@ def archive_locations() -> list[tuple[str, str]]:
     """Each configured account's (bucket, prefix), without repeats."""
     environ = os.environ
     try:
-        bucket = read(environ, "S3_BUCKET", lambda v: v or None, "")
-        prefix = read(environ, "S3_PREFIX", s3_prefix, "")
-        accounts = worker_accounts(
-            environ, bucket=bucket, prefix=prefix, delete_after_archive=False
-        )
+        # Nothing is written: the encryption settings are not read.
+        target = archive_target(environ, encryption=False)
+        accounts = worker_accounts(environ, target=target, delete_after_archive=False)
     except ConfigError as exc:
         raise ConfigurationError(str(exc)) from None
-    return list(dict.fromkeys((a.bucket, a.prefix) for a in accounts.accounts))
+    return list(dict.fromkeys((a.target.bucket, a.target.prefix) for a in accounts.accounts))
+
+
+def s3_endpoint_url() -> str | None:
+    """S3_ENDPOINT_URL, or None for AWS."""
+    try:
+        return v.S3_ENDPOINT_URL.read_optional(os.environ)
+    except ConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def provider_for(phone_number_id: str | None) -> tuple[Provider, str | None]:
     """The provider client of the chosen account, and the phone_number_id to use with it."""
     account = _account(phone_number_id)
     try:
-        max_bytes = read(os.environ, "MAX_MEDIA_BYTES", positive_int, "104857600")
+        max_bytes = v.MAX_MEDIA_BYTES.read(os.environ)
     except ConfigError as exc:
         raise ConfigurationError(str(exc)) from None
     provider = make_provider(account.connection, max_media_bytes=max_bytes)

@@ -18,10 +18,13 @@ from wa_media.cli import payloads
 from wa_media.cli.common import (
     EXIT_FAILED,
     EXIT_UNAVAILABLE,
+    ConfigurationError,
     api_errors,
     progress_bar,
     provider_for,
 )
+from wa_media.config.variables import WHATSAPP_APP_SECRET
+from wa_media.core.errors import ConfigError
 from wa_media.core.layout import base_mime_type
 from wa_media.core.mediatypes import OGG_OPUS, UPLOAD_TYPES, guess_mime_type
 from wa_media.core.provider import Provider
@@ -208,13 +211,16 @@ def simulate(
     if token is None:
         secret = _from_env_or_file("secret", secret_env, secret_file)
         if secret is None:
-            configured = os.environ.get("WHATSAPP_APP_SECRET", "").split(",")[0].strip()
+            try:
+                configured = WHATSAPP_APP_SECRET.read_optional(os.environ)
+            except ConfigError as exc:
+                raise ConfigurationError(str(exc)) from None
             if not configured:
                 raise click.UsageError(
                     "set WHATSAPP_APP_SECRET, or pass --secret-env or --secret-file "
                     "(or a token: --token-env, --token-file)"
                 )
-            secret = configured
+            secret = configured[0]
     upload = None
     if file is not None:
         if media_id is not None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from wa_media.cli.common import EXIT_FAILED, EXIT_UNAVAILABLE, archive_locations
+from wa_media.cli.common import (
+    EXIT_FAILED,
+    EXIT_UNAVAILABLE,
+    archive_locations,
+    s3_endpoint_url,
+)
 from wa_media.core.errors import StorageError
 from wa_media.stores.audit import Finding, audit_object, sidecar_keys
 from wa_media.stores.s3 import make_s3_client
@@ -28,7 +32,7 @@ def verify(bucket: str | None, prefix: str | None, limit: int | None) -> None:
     locations = [(bucket, prefix or "")] if bucket else archive_locations()
     if prefix is not None and not bucket:
         locations = [(b, prefix) for b, _ in locations]
-    s3 = make_s3_client(os.environ.get("S3_ENDPOINT_URL", "").strip() or None)
+    s3 = make_s3_client(s3_endpoint_url())
     findings: list[Finding] = []
     checked = 0
     try:

@@ -35,13 +35,13 @@ from pydantic import (
 )
 
 from wa_media.config.encryption import (
-    NO_ENCRYPTION,
     Encryption,
     SseAlgorithm,
     checked_encryption,
     kms_key_id,
 )
 from wa_media.config.env import comma_list, read, s3_prefix
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.allowlist import is_loopback
 from wa_media.core.errors import ConfigError
 from wa_media.core.provider import DEFAULT_PROVIDER, PROVIDER_KINDS, Connection, ProviderKind
@@ -578,10 +578,8 @@ class Account:
     phone_number_id: str | None
     """None: any phone_number_id (a single account configured by environment variables)."""
     connection: Connection
-    bucket: str
-    prefix: str
+    target: ArchiveTarget
     delete_after_archive: bool = False
-    encryption: Encryption = NO_ENCRYPTION
 
 
 @dataclass(frozen=True)
@@ -610,13 +608,11 @@ def worker_accounts(
     environ: Mapping[str, str],
     *,
     providers: Providers,
-    bucket: str | None,
-    prefix: str,
+    target: ArchiveTarget,
     delete_after_archive: bool,
-    encryption: Encryption = NO_ENCRYPTION,
 ) -> WorkerAccounts:
-    """The worker's accounts; `bucket`, `prefix`, the delete option and the encryption are the
-    defaults."""
+    """The worker's accounts; `target` (its bucket empty when S3_BUCKET is unset) and the
+    delete option are the defaults."""
     insecure = read(environ, INSECURE_HTTP_VARIABLE, flag, "false")
     path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
     if path:
@@ -625,18 +621,14 @@ def worker_accounts(
             providers,
             environ,
             insecure,
-            bucket=bucket,
-            prefix=prefix,
+            target=target,
             delete_after_archive=delete_after_archive,
-            encryption=encryption,
         )
-    if bucket is None:
+    if not target.bucket:
         raise ConfigError("S3_BUCKET is required but not set")
     kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, DEFAULT_PROVIDER)
     connection = providers[kind].env_connection(environ, insecure)
-    return WorkerAccounts(
-        (Account(None, connection, bucket, prefix, delete_after_archive, encryption),)
-    )
+    return WorkerAccounts((Account(None, connection, target, delete_after_archive),))
 
 
 def file_url(number: str, url: str, insecure: bool) -> str:
@@ -654,15 +646,12 @@ def _worker_from_file(
     environ: Mapping[str, str],
     insecure: bool,
     *,
-    bucket: str | None,
-    prefix: str,
+    target: ArchiveTarget,
     delete_after_archive: bool,
-    encryption: Encryption,
 ) -> WorkerAccounts:
     resolved = []
     for number, entry in accounts.accounts.items():
-        account_bucket = entry.bucket or bucket
-        if account_bucket is None:
+        if not (entry.bucket or target.bucket):
             raise ConfigError(
                 f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.bucket is not set and "
                 "neither is S3_BUCKET"
@@ -674,13 +663,17 @@ def _worker_from_file(
             Account(
                 number,
                 plugin.file_connection(number, entry, accounts, credential, insecure),
-                account_bucket,
-                prefix if entry.prefix is None else entry.prefix,
+                target.overridden(
+                    bucket=entry.bucket,
+                    prefix=entry.prefix,
+                    # The entry's two settings replace the default together, as the variables do.
+                    encryption=None
+                    if entry.sse is None
+                    else Encryption(entry.sse, entry.sse_kms_key_id),
+                ),
                 delete_after_archive
                 if entry.delete_after_archive is None
                 else entry.delete_after_archive,
-                # The entry's two settings replace the default together, as the variables do.
-                encryption if entry.sse is None else Encryption(entry.sse, entry.sse_kms_key_id),
             )
         )
     return WorkerAccounts(tuple(resolved))

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from wa_media.config.accounts import Providers, WorkerAccounts, base_url, flag, worker_accounts
-from wa_media.config.encryption import (
-    NO_ENCRYPTION,
-    Encryption,
-    checked_encryption,
-    kms_key_id,
-    sse_algorithm,
+from wa_media.config import variables as v
+from wa_media.config.accounts import Providers, WorkerAccounts, worker_accounts
+from wa_media.config.encryption import NO_ENCRYPTION, Encryption, checked_encryption
+from wa_media.config.target import ArchiveTarget
+from wa_media.config.variables import (
+    DEFAULT_METRICS_PORTS,
+    DEFAULT_REDIS_URL,
+    DEFAULT_TOO_BIG_REPLY,
+    MAX_TRY_SECONDS,
+    MetricsPorts,
 )
-from wa_media.config.env import positive_int, read, redis_url, s3_prefix
 from wa_media.core.errors import ConfigError
 
 __all__ = [
@@ -23,97 +25,30 @@ __all__ = [
     "MAX_TRY_SECONDS",
     "MetricsPorts",
     "WorkerSettings",
+    "archive_target",
 ]
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_TOO_BIG_REPLY = (
-    "Sorry, we could not receive your file: WhatsApp only delivers files up to 100 MB. "
-    "Please send a smaller file, or split it into several parts."
-)
-
-
-# The prefork pool's soft time limit (wa_media/stores/broker.py, TASK_TIME_LIMIT - 60): a try
-# may not be given longer, and is given this long by default.
-MAX_TRY_SECONDS = 840
-
-
-def _try_seconds(value: str) -> int:
-    seconds = positive_int(value)
-    if seconds > MAX_TRY_SECONDS:
-        raise ValueError(f"expected 1 to {MAX_TRY_SECONDS} seconds (the task's soft time limit)")
-    return seconds
-
-
-def _optional_url(value: str) -> str | None:
-    # S3's requests are signed, and never carry the secret key: http:// is an operator's choice
-    # (e.g. a SeaweedFS beside the worker), not a credential sent in clear.
-    return base_url(value, insecure_http=True) if value else None
-
-
-def _lease_seconds(value: str) -> int:
-    seconds = positive_int(value)
-    if not 3 <= seconds <= 600:
-        raise ValueError("expected 3 to 600 seconds")
-    return seconds
 
 
 def _encryption(environ: Mapping[str, str]) -> Encryption:
-    algorithm = read(environ, "S3_SSE", lambda v: sse_algorithm(v) if v else None, "")
-    key_id = read(environ, "S3_SSE_KMS_KEY_ID", lambda v: kms_key_id(v) if v else None, "")
+    algorithm = v.S3_SSE.read_optional(environ)
+    key_id = v.S3_SSE_KMS_KEY_ID.read_optional(environ)
     try:
         return checked_encryption(
-            algorithm, key_id, algorithm_name="S3_SSE", key_name="S3_SSE_KMS_KEY_ID"
+            algorithm, key_id, algorithm_name=v.S3_SSE.name, key_name=v.S3_SSE_KMS_KEY_ID.name
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 
-@dataclass(frozen=True)
-class MetricsPorts:
-    """Where a worker may serve its metrics: one port, or the first free one of a range.
-
-    Several workers on one host (one per core) share a range: each takes the lowest port no
-    other process listens on. `0` serves none.
-    """
-
-    first: int
-    last: int
-
-    @property
-    def off(self) -> bool:
-        """No metrics server at all."""
-        return self.first == 0
-
-    @property
-    def ports(self) -> range:
-        """The ports to try, lowest first."""
-        return range(self.first, self.last + 1)
-
-    def __str__(self) -> str:
-        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
-
-    @classmethod
-    def parse(cls, value: str) -> MetricsPorts:
-        """`9808`, `9808-9815` or `0`; ValueError otherwise."""
-        low, dash, high = value.partition("-")
-        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
-            raise ValueError(f"expected a TCP port, a range such as 9808-9815, or 0, got {value!r}")
-        first = int(low)
-        last = int(high) if dash else first
-        if not 0 <= first <= 65535 or not 0 <= last <= 65535:
-            raise ValueError(f"expected TCP ports from 0 (off) to 65535, got {value!r}")
-        if dash and not 0 < first <= last:
-            raise ValueError(f"expected a range from a lower port to a higher one, got {value!r}")
-        return cls(first, last)
+def archive_target(environ: Mapping[str, str], *, encryption: bool = True) -> ArchiveTarget:
+    """The deployment's default archive target: S3_BUCKET (empty when unset), S3_PREFIX and,
+    unless `encryption` is False (nothing is written), S3_SSE and S3_SSE_KMS_KEY_ID."""
+    bucket = v.S3_BUCKET.read_optional(environ) or ""
+    prefix = v.S3_PREFIX.read(environ)
+    return ArchiveTarget(bucket, prefix, _encryption(environ) if encryption else NO_ENCRYPTION)
 
 
-DEFAULT_METRICS_PORTS = "9808-9815"
-
-
-def _reply_text(value: str) -> str:
-    if len(value) > 4096:
-        raise ValueError("a WhatsApp text body holds at most 4096 characters")
-    return value
+_DEFAULT_PORTS = MetricsPorts.parse(DEFAULT_METRICS_PORTS)
 
 
 @dataclass(frozen=True)
@@ -122,9 +57,9 @@ class WorkerSettings:
 
     accounts: WorkerAccounts = field(repr=False)
     redis_url: str
-    s3_bucket: str | None
-    """The default bucket; accounts from a file may name their own."""
-    s3_prefix: str
+    archive: ArchiveTarget
+    """The default archive target (bucket, prefix, encryption); accounts from a file may name
+    their own. Its bucket is empty when S3_BUCKET is unset."""
     s3_endpoint_url: str | None
     max_media_bytes: int
     too_big_reply_text: str
@@ -132,9 +67,7 @@ class WorkerSettings:
     sweep_stalled_after: int = 600
     token_pause_seconds: int = 60
     lease_seconds: int = 60
-    s3_encryption: Encryption = NO_ENCRYPTION
-    """The default server-side encryption; accounts from a file may ask for their own."""
-    metrics_ports: MetricsPorts = MetricsPorts(9808, 9815)
+    metrics_ports: MetricsPorts = _DEFAULT_PORTS
     """Where the worker serves its metrics: the first free port of these; 0: not at all."""
     use_webhook_url: bool = True
     """Download a media's first try from the URL its webhook carried, without a look-up."""
@@ -151,39 +84,26 @@ class WorkerSettings:
         """Read and validate the worker's variables; raise ConfigError naming the first bad one.
         `providers`: every provider's plugin (wa_media.providers.accounts.worker_settings passes
         the registry's)."""
-        bucket = read(environ, "S3_BUCKET", lambda v: v or None, "")
-        prefix = read(environ, "S3_PREFIX", s3_prefix, "")
-        delete_after_archive = read(environ, "DELETE_AFTER_ARCHIVE", flag, "false")
-        encryption = _encryption(environ)
+        target = archive_target(environ)
         return cls(
             accounts=worker_accounts(
                 environ,
                 providers=providers,
-                bucket=bucket,
-                prefix=prefix,
-                delete_after_archive=delete_after_archive,
-                encryption=encryption,
+                target=target,
+                delete_after_archive=v.DELETE_AFTER_ARCHIVE.read(environ),
             ),
-            redis_url=read(environ, "REDIS_URL", redis_url, DEFAULT_REDIS_URL),
-            s3_bucket=bucket,
-            s3_prefix=prefix,
-            s3_endpoint_url=read(environ, "S3_ENDPOINT_URL", _optional_url, ""),
-            max_media_bytes=read(environ, "MAX_MEDIA_BYTES", positive_int, "104857600"),
-            too_big_reply_text=read(
-                environ, "TOO_BIG_REPLY_TEXT", _reply_text, DEFAULT_TOO_BIG_REPLY
-            ),
-            graph_rate_limit=read(environ, "GRAPH_RATE_LIMIT", positive_int, "50"),
-            sweep_stalled_after=read(environ, "SWEEP_STALLED_AFTER", positive_int, "600"),
-            token_pause_seconds=read(environ, "TOKEN_PAUSE_SECONDS", positive_int, "60"),
-            lease_seconds=read(environ, "LEASE_SECONDS", _lease_seconds, "60"),
-            s3_encryption=encryption,
-            metrics_ports=read(
-                environ, "WORKER_METRICS_PORT", MetricsPorts.parse, DEFAULT_METRICS_PORTS
-            ),
-            use_webhook_url=read(environ, "USE_WEBHOOK_URL", flag, "true"),
-            reply_rate_per_account=read(environ, "REPLY_RATE_PER_ACCOUNT", positive_int, "60"),
-            reply_recipient_interval=read(
-                environ, "REPLY_RECIPIENT_INTERVAL", positive_int, "3600"
-            ),
-            try_seconds=read(environ, "MEDIA_TRY_SECONDS", _try_seconds, str(MAX_TRY_SECONDS)),
+            redis_url=v.REDIS_URL.read(environ),
+            archive=target,
+            s3_endpoint_url=v.S3_ENDPOINT_URL.read_optional(environ),
+            max_media_bytes=v.MAX_MEDIA_BYTES.read(environ),
+            too_big_reply_text=v.TOO_BIG_REPLY_TEXT.read(environ),
+            graph_rate_limit=v.GRAPH_RATE_LIMIT.read(environ),
+            sweep_stalled_after=v.SWEEP_STALLED_AFTER.read(environ),
+            token_pause_seconds=v.TOKEN_PAUSE_SECONDS.read(environ),
+            lease_seconds=v.LEASE_SECONDS.read(environ),
+            metrics_ports=v.WORKER_METRICS_PORT.read(environ),
+            use_webhook_url=v.USE_WEBHOOK_URL.read(environ),
+            reply_rate_per_account=v.REPLY_RATE_PER_ACCOUNT.read(environ),
+            reply_recipient_interval=v.REPLY_RECIPIENT_INTERVAL.read(environ),
+            try_seconds=v.MEDIA_TRY_SECONDS.read(environ),
         )

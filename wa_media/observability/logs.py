@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, MutableMapping
@@ -65,15 +64,17 @@ def _named_logger(*args: Any) -> _NamedWriteLogger:
     return _NamedWriteLogger(str(args[0]) if args else "")
 
 
-def configure_logging(level: str | None = None) -> None:
+def configure_logging(level: str = "INFO") -> None:
     """Render structlog's events and the standard library's records as one JSON (or console) stream.
 
     The service's own events go straight from structlog to standard error: through the standard
     library's records, handler and formatter a line cost about two and a half times as much,
     and `web` writes two lines per webhook, a worker several per media. Celery's, gunicorn's and
     the libraries' records take the standard library's path to the same renderer.
+
+    `level` is LOG_LEVEL's, which the processes read (wa_media/config/variables.py).
     """
-    name = (level or os.environ.get("LOG_LEVEL", "INFO")).upper()
+    name = level.upper()
     number = logging.getLevelNamesMapping().get(name)
     if number is None:
         raise ValueError(f"LOG_LEVEL is invalid: {name!r} is not a logging level")

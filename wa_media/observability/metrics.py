@@ -48,6 +48,8 @@ __all__ = [
     "worker_metrics",
 ]
 
+# The variable prometheus_client reads: use_multiprocess_dir sets it to the directory it chose
+# under the configured one (PROMETHEUS_MULTIPROC_DIR's row, wa_media/config/variables.py).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_METRICS_PORT = 9808
 TASKS = ("media", "reply", "fanout", "sweep")
@@ -58,15 +60,17 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 
 CALLS_BUCKETS = (0, 1, 2, 3, 4, 6, 8)
 
 
-def use_multiprocess_dir(role: str, environ: MutableMapping[str, str] = os.environ) -> Path:
+def use_multiprocess_dir(
+    role: str, base: str | None, environ: MutableMapping[str, str] = os.environ
+) -> Path:
     """Give this process and the children it forks an empty directory for their metric files.
 
-    With PROMETHEUS_MULTIPROC_DIR set, it is `{that}/{role}-{pid}`, so that a `web` and a
-    `worker` (or two workers) given the same variable never sum or wipe each other's files;
-    unset, a new temporary directory. Either is emptied now and removed when this process
-    exits. Call it once, in the process that forks the others, before any metric is made.
+    With `base` (PROMETHEUS_MULTIPROC_DIR, which the processes read), it is `{base}/{role}-{pid}`,
+    so that a `web` and a `worker` (or two workers) given the same variable never sum or wipe
+    each other's files; without, a new temporary directory. Either is emptied now, removed when
+    this process exits, and set in `environ` for prometheus_client and the children. Call it
+    once, in the process that forks the others, before any metric is made.
     """
-    base = environ.get(MULTIPROC_ENV, "").strip()
     owner = os.getpid()
     if base:
         path = Path(base) / f"{role}-{owner}"

@@ -23,8 +23,8 @@ from wa_media.config.accounts import (
 from wa_media.config.accounts import (
     worker_accounts as _worker_accounts,
 )
-from wa_media.config.encryption import NO_ENCRYPTION, Encryption
 from wa_media.config.settings import WorkerSettings
+from wa_media.config.target import ArchiveTarget
 from wa_media.providers.registry import PROVIDERS
 
 __all__ = ["load_accounts_file", "web_accounts", "worker_accounts", "worker_settings"]
@@ -43,22 +43,12 @@ def web_accounts(environ: Mapping[str, str] = os.environ) -> WebAccounts:
 
 
 def worker_accounts(
-    environ: Mapping[str, str],
-    *,
-    bucket: str | None,
-    prefix: str,
-    delete_after_archive: bool,
-    encryption: Encryption = NO_ENCRYPTION,
+    environ: Mapping[str, str], *, target: ArchiveTarget, delete_after_archive: bool
 ) -> WorkerAccounts:
-    """The worker's accounts; `bucket`, `prefix`, the delete option and the encryption are the
-    defaults."""
+    """The worker's accounts; `target` (its bucket empty when S3_BUCKET is unset) and the
+    delete option are the defaults."""
     return _worker_accounts(
-        environ,
-        providers=_PLUGINS,
-        bucket=bucket,
-        prefix=prefix,
-        delete_after_archive=delete_after_archive,
-        encryption=encryption,
+        environ, providers=_PLUGINS, target=target, delete_after_archive=delete_after_archive
     )
 
 

@@ -147,6 +147,14 @@ class ApiClient(ABC):
         where the provider has such URLs."""
 
     @abstractmethod
+    def delete(self, media_id: str, phone_number_id: str | None) -> None:
+        """Delete a media from the provider."""
+
+    @abstractmethod
+    def send_text(self, phone_number_id: str, to: str, body: str) -> str:
+        """Send a text message to a phone number or a BSUID; return the new message's id."""
+
+    @abstractmethod
     def _post_media(
         self, file_name: str, body: FileBody, mime_type: str, phone_number_id: str | None
     ) -> str:

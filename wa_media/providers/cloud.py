@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
+from wa_media.config import variables as v
 from wa_media.config.accounts import (
     ACCOUNTS_FILE_VARIABLE,
     AccountEntry,
@@ -22,13 +21,13 @@ from wa_media.config.accounts import (
     file_url,
     host_list,
 )
-from wa_media.config.env import read, text
+from wa_media.config.variables import API_VERSION_DEFAULT, GRAPH_DEFAULT_URL, MEDIA_HOSTS_DEFAULT
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError, ConfigError, PermanentError
 from wa_media.core.numbers import ascii_int
-from wa_media.core.provider import Connection, Provider, ProviderKind
+from wa_media.core.provider import Connection, ProviderKind
+from wa_media.providers.apiclient import ApiClient
 from wa_media.providers.graphflow import GraphFlowClient
-from wa_media.stores.gate import MetaGate
 
 __all__ = [
     "API_VERSION_DEFAULT",
@@ -42,9 +41,6 @@ __all__ = [
     "classify_graph_error",
 ]
 
-GRAPH_DEFAULT_URL = "https://graph.facebook.com"
-API_VERSION_DEFAULT = "v23.0"
-MEDIA_HOSTS_DEFAULT = "lookaside.fbsbx.com"
 
 # The Graph error codes by what they mean; the code decides before the status.
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
@@ -119,24 +115,11 @@ class CloudPlugin:
 
     kind: ProviderKind = "cloud"
     title: str = "Cloud API"
-    client: type = GraphClient
+    client: type[ApiClient] = GraphClient
     signed_webhooks: bool = True
     webhooks_name_number: bool = True
     url_required: str | None = None
     own_fields: tuple[str, ...] = ("api_version", "media_hosts", "app", "apps")
-
-    def make_client(
-        self,
-        connection: Connection,
-        *,
-        max_media_bytes: int,
-        gate: MetaGate | None = None,
-        session: requests.Session | None = None,
-    ) -> Provider:
-        """A GraphClient."""
-        return GraphClient.create(
-            connection, max_media_bytes=max_media_bytes, gate=gate, session=session
-        )
 
     def check_entry(self, entry: AccountEntry) -> None:
         """`app` and `apps` exclude each other."""
@@ -152,11 +135,11 @@ class CloudPlugin:
 
         return Connection(
             self.kind,
-            read(environ, "WHATSAPP_GRAPH_URL", url, GRAPH_DEFAULT_URL),
-            read(environ, "WHATSAPP_ACCESS_TOKEN", text),
-            api_version=read(environ, "WHATSAPP_API_VERSION", text, API_VERSION_DEFAULT),
-            media_hosts=read(environ, "WHATSAPP_MEDIA_HOSTS", host_list, MEDIA_HOSTS_DEFAULT),
-            app_id=read(environ, "WHATSAPP_APP_ID", lambda v: v or None, ""),
+            v.WHATSAPP_GRAPH_URL.read_as(environ, url),
+            v.WHATSAPP_ACCESS_TOKEN.read(environ),
+            api_version=v.WHATSAPP_API_VERSION.read(environ),
+            media_hosts=v.WHATSAPP_MEDIA_HOSTS.read(environ),
+            app_id=v.WHATSAPP_APP_ID.read_optional(environ),
             insecure_http=insecure,
         )
 

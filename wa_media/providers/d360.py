@@ -15,16 +15,15 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import requests
-
+from wa_media.config import variables as v
 from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
-from wa_media.config.env import read, text
+from wa_media.config.variables import D360_DEFAULT_URL
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError
-from wa_media.core.provider import Connection, Provider, ProviderKind
+from wa_media.core.provider import Connection, ProviderKind
+from wa_media.providers.apiclient import ApiClient
 from wa_media.providers.cloud import classify_graph_error
 from wa_media.providers.graphflow import GraphFlowClient
-from wa_media.stores.gate import MetaGate
 
 __all__ = [
     "D360_CODES",
@@ -37,7 +36,6 @@ __all__ = [
 ]
 
 D360_KEY_HEADER = "D360-API-KEY"
-D360_DEFAULT_URL = "https://waba-v2.360dialog.io"
 
 
 # 360dialog's bodies carry no code; a rejected or blocked key is 401 or 403.
@@ -97,24 +95,11 @@ class D360Plugin:
 
     kind: ProviderKind = "360dialog"
     title: str = "360dialog API"
-    client: type = D360Client
+    client: type[ApiClient] = D360Client
     signed_webhooks: bool = False
     webhooks_name_number: bool = True
     url_required: str | None = None
     own_fields: tuple[str, ...] = ()
-
-    def make_client(
-        self,
-        connection: Connection,
-        *,
-        max_media_bytes: int,
-        gate: MetaGate | None = None,
-        session: requests.Session | None = None,
-    ) -> Provider:
-        """A D360Client."""
-        return D360Client.create(
-            connection, max_media_bytes=max_media_bytes, gate=gate, session=session
-        )
 
     def check_entry(self, entry: AccountEntry) -> None:
         """Nothing of its own."""
@@ -127,8 +112,8 @@ class D360Plugin:
 
         return Connection(
             self.kind,
-            read(environ, "D360_URL", url, D360_DEFAULT_URL),
-            read(environ, "D360_API_KEY", text),
+            v.D360_URL.read_as(environ, url),
+            v.D360_API_KEY.read(environ),
             insecure_http=insecure,
         )
 

@@ -19,16 +19,15 @@ from urllib.parse import quote
 
 import requests
 
+from wa_media.config import variables as v
 from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
-from wa_media.config.env import read, text
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError, Unsupported
 from wa_media.core.identity import is_bsuid
 from wa_media.core.numbers import ascii_int
-from wa_media.core.provider import Connection, Fetched, Provider, ProviderKind
+from wa_media.core.provider import Connection, Fetched, ProviderKind
 from wa_media.providers.apiclient import ApiClient, Calls, answer_id
 from wa_media.providers.transfer import FileBody, response_chunks
-from wa_media.stores.gate import MetaGate
 
 __all__ = ["ONPREM_CODES", "PLUGIN", "OnPremClient", "OnPremPlugin", "classify_onprem_error"]
 
@@ -123,24 +122,11 @@ class OnPremPlugin:
 
     kind: ProviderKind = "onprem"
     title: str = "On-Premises API"
-    client: type = OnPremClient
+    client: type[ApiClient] = OnPremClient
     signed_webhooks: bool = False
     webhooks_name_number: bool = False
     url_required: str | None = "the On-Premises web app's base URL"
     own_fields: tuple[str, ...] = ()
-
-    def make_client(
-        self,
-        connection: Connection,
-        *,
-        max_media_bytes: int,
-        gate: MetaGate | None = None,
-        session: requests.Session | None = None,
-    ) -> Provider:
-        """An OnPremClient."""
-        return OnPremClient.create(
-            connection, max_media_bytes=max_media_bytes, gate=gate, session=session
-        )
 
     def check_entry(self, entry: AccountEntry) -> None:
         """Nothing of its own (its `url` is required: `url_required`)."""
@@ -153,8 +139,8 @@ class OnPremPlugin:
 
         return Connection(
             self.kind,
-            read(environ, "WHATSAPP_ONPREM_URL", url),
-            read(environ, "WHATSAPP_ACCESS_TOKEN", text),
+            v.WHATSAPP_ONPREM_URL.read_as(environ, url),
+            v.WHATSAPP_ACCESS_TOKEN.read(environ),
             insecure_http=insecure,
         )
 

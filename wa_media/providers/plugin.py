@@ -1,6 +1,6 @@
 """What each provider's module (cloud.py, d360.py, onprem.py) declares of itself: its plugin.
 
-A plugin names its kind and its API, builds its client, and reads its accounts
+A plugin names its kind, its API and its client class, and reads its accounts
 (wa_media.config.accounts.ProviderAccounts: its variables, its fields of the accounts file and
 their checks, whether Meta signs its webhooks). Its client's capabilities beyond what every
 provider has (wa_media.core.provider.Provider) are the protocols the client class implements:
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import requests
-
 from wa_media.config.accounts import ProviderAccounts
-from wa_media.core.provider import Connection, MediaUrls, Provider, ResumableUploads
-from wa_media.stores.gate import MetaGate
+from wa_media.core.provider import MediaUrls, ResumableUploads
+from wa_media.providers.apiclient import ApiClient
 
 __all__ = ["ProviderPlugin", "capabilities"]
 
@@ -25,18 +23,9 @@ class ProviderPlugin(ProviderAccounts, Protocol):
 
     title: str
     """Its API's name in messages: "the {title} has no media URLs"."""
-    client: type
-    """Its client class, whose protocols tell its capabilities (`capabilities`)."""
-
-    def make_client(
-        self,
-        connection: Connection,
-        *,
-        max_media_bytes: int,
-        gate: MetaGate | None = None,
-        session: requests.Session | None = None,
-    ) -> Provider:
-        """A client of `connection`, on its own session (or the given one)."""
+    client: type[ApiClient]
+    """Its client class, whose protocols tell its capabilities (`capabilities`); the registry
+    builds clients with its `create`."""
 
 
 def capabilities(plugin: ProviderPlugin) -> frozenset[str]:

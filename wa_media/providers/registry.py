@@ -34,6 +34,6 @@ def make_provider(
     session: requests.Session | None = None,
 ) -> Provider:
     """The client of `connection.kind`, on one reused session (a new one unless given)."""
-    return PROVIDERS[connection.kind].make_client(
+    return PROVIDERS[connection.kind].client.create(
         connection, max_media_bytes=max_media_bytes, gate=gate, session=session
     )

@@ -19,6 +19,7 @@ from kombu import Queue
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from wa_media.config.variables import BEAT_SCHEDULE_FILE
 from wa_media.core.errors import BrokerUnavailable
 
 __all__ = [
@@ -70,7 +71,7 @@ def beat_schedule_file(environ: Mapping[str, str]) -> str:
     BEAT_SCHEDULE_FILE, else `wa-media-celerybeat-schedule` in the temporary directory (TMPDIR,
     or /tmp), never the working directory. Losing it only makes beat send the next sweep at
     once."""
-    configured = environ.get("BEAT_SCHEDULE_FILE", "").strip()
+    configured = BEAT_SCHEDULE_FILE.read_optional(environ)
     return configured or os.path.join(tempfile.gettempdir(), "wa-media-celerybeat-schedule")
 
 

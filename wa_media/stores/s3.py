@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from wa_media.config.encryption import NO_ENCRYPTION, Encryption
+from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ObjectExists, StorageError
 
 if TYPE_CHECKING:
@@ -309,11 +309,16 @@ class Upload:
 
 @dataclass
 class ArchiveStore:
-    """The archive bucket; every object written to it is encrypted as `encryption` asks."""
+    """An account's archive: the bucket of its target, every object written to it encrypted as
+    the target asks. (The key prefix is the caller's, in the object key.)"""
 
     client: S3Client
-    bucket: str
-    encryption: Encryption = NO_ENCRYPTION
+    target: ArchiveTarget
+
+    @property
+    def bucket(self) -> str:
+        """The target's bucket."""
+        return self.target.bucket
 
     @contextmanager
     def upload(
@@ -330,7 +335,7 @@ class ArchiveStore:
         headers: dict[str, Any] = {
             "ContentType": content_type,
             "Metadata": metadata,
-            **self.encryption.request_args(),
+            **self.target.encryption.request_args(),
         }
         if content_disposition:
             headers["ContentDisposition"] = content_disposition
@@ -376,7 +381,7 @@ class ArchiveStore:
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=_checksum(body),
                 IfNoneMatch="*",
-                **self.encryption.request_args(),
+                **self.target.encryption.request_args(),
             )
         except ClientError as exc:
             if _precondition_failed(exc):
