@@ -7,12 +7,11 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.exceptions import RedisError
 
-from wa_media.core.errors import CredentialsError, ThrottledError
+from wa_media.core.errors import PausedError, RedisUnavailable, ThrottledError
 from wa_media.observability.logs import get_logger
 
-__all__ = ["PAUSE_SECONDS", "MetaGate", "PausedError", "token_fingerprint"]
+__all__ = ["PAUSE_SECONDS", "MetaGate", "token_fingerprint"]
 
 log = get_logger(__name__)
 
@@ -23,10 +22,6 @@ PAUSE_SECONDS = 60
 PAUSED_KEY = "wa:paused"
 # A call waits at most this long for a slot under the rate limit before giving its task back.
 _MAX_RATE_WAIT = 10.0
-
-
-class PausedError(CredentialsError):
-    """Calls with this token are paused: Meta rejected it a moment ago."""
 
 
 def token_fingerprint(token: str) -> str:
@@ -51,7 +46,7 @@ class MetaGate:
         """Raise PausedError while the token is known to be rejected."""
         try:
             remaining = self.redis.ttl(self._pause_key)
-        except (RedisError, OSError):
+        except RedisUnavailable:
             return  # Without Redis, Meta's own answer is the guard.
         if isinstance(remaining, int) and remaining > 0:
             raise PausedError(
@@ -72,7 +67,7 @@ class MetaGate:
                     pipe.incr(key)
                     pipe.expire(key, 2)
                     count = int(pipe.execute()[0])
-            except (RedisError, OSError):
+            except RedisUnavailable:
                 return
             if count <= self.per_second:
                 return
@@ -96,7 +91,7 @@ class MetaGate:
                     # Every pause is as long: the newest one ends last.
                     pipe.expire(PAUSED_KEY, self.pause_seconds)
                     pipe.execute()
-        except (RedisError, OSError):
+        except RedisUnavailable:
             return
         if first:
             log.error(

@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 from redis import Redis
 from redis.commands.core import Script
-from redis.exceptions import RedisError
 
 from wa_media.core.errors import BusyError, RedisUnavailable
 from wa_media.core.jobs import MediaJob, ReplyJob
+from wa_media.stores.redis_client import failure_name
 
 __all__ = [
     "ARCHIVED_KEPT_SECONDS",
@@ -263,10 +263,11 @@ def _text(value: object) -> str:
 
 @contextmanager
 def _redis_errors(action: str) -> Iterator[None]:
+    """Name what the records were doing when Redis failed (the client names the command)."""
     try:
         yield
-    except (RedisError, OSError) as exc:
-        raise RedisUnavailable(f"Redis {action} failed: {type(exc).__name__}") from None
+    except RedisUnavailable as exc:
+        raise RedisUnavailable(f"Redis {action} failed: {failure_name(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -544,7 +545,7 @@ class MediaStateStore:
                     return
                 try:
                     renew(keys=[key], args=[token, self.lease_ttl])
-                except (RedisError, OSError):
+                except RedisUnavailable:
                     continue  # Redis may be restarting; the next beat tries again.
 
         beat = threading.Thread(target=heartbeat, name=f"lease-{ref.media_id}", daemon=True)
@@ -555,7 +556,7 @@ class MediaStateStore:
             stop.set()
             beat.join()
             # If Redis is unreachable now, the lease expires by itself within the lease TTL.
-            with suppress(RedisError, OSError):
+            with suppress(RedisUnavailable):
                 self.redis.register_script(_RELEASE)(keys=[key], args=[token])
 
 
