@@ -45,7 +45,7 @@ from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv, beat_started, start_service, web_healthy, worker_ready
 from graphsim import Simulator
 from wa_media.cli.common import read_env_file
-from wa_media.config.env import ConfigError
+from wa_media.core.errors import ConfigError
 from wa_media.core.keys import ARCHIVED_KEY, FAILED_KEY, media_key
 from wa_media.stores.broker import SWEEP_INTERVAL
 from webhook.config import DEFAULT_WEB_METRICS_PORT

@@ -6,14 +6,14 @@ import os
 import sys
 
 from flask import Flask
-from redis import Redis
 
-from wa_media.config.env import ConfigError
 from wa_media.config.variables import LOG_LEVEL
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging, register_secrets
 from wa_media.observability.metrics import web_metrics
 from wa_media.stores.broker import make_celery
 from wa_media.stores.records import MediaStateStore, ReplyLedger
+from wa_media.stores.redis_client import connect as connect_redis
 from webhook.config import WebSettings
 from webhook.metrics import count_request
 from webhook.payload import SKIP_REASONS
@@ -42,7 +42,7 @@ def create_app(settings: WebSettings | None = None) -> Flask:
 
     app = Flask(__name__)
     app.extensions["wa.settings"] = settings
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+    redis = connect_redis(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
     state = MediaStateStore(redis, stall_after=settings.sweep_stalled_after)
     ledger = ReplyLedger(redis, stall_after=settings.sweep_stalled_after)
     app.extensions["wa.publisher"] = Publisher(

@@ -22,12 +22,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import multiprocess, start_http_server
-from redis import Redis
 
-from wa_media.config.env import CONFIG_ERROR, ConfigError
+from wa_media.config.env import CONFIG_ERROR
 from wa_media.config.variables import LOG_LEVEL, PROMETHEUS_MULTIPROC_DIR
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging, get_logger
 from wa_media.observability.metrics import exposition_registry, use_multiprocess_dir
+from wa_media.stores.redis_client import connect as connect_redis
 from webhook.config import WebSettings
 from webhook.redact import RedactingLogger
 
@@ -69,7 +70,7 @@ def on_starting(server: Any) -> None:
     # Imported once the settings are known good: it loads the Celery app, which reads REDIS_URL.
     from webhook.metrics import StateCollector
 
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
+    redis = connect_redis(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
     registry = exposition_registry(StateCollector(redis))
     try:
         _MASTER.server, _thread = start_http_server(settings.metrics_port, registry=registry)

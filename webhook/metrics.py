@@ -16,8 +16,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from pydantic import ValidationError
 from redis import Redis
-from redis.exceptions import RedisError
 
+from wa_media.core.errors import RedisUnavailable
 from wa_media.core.jobs import MediaJob
 from wa_media.core.keys import (
     FAILED_KEY,
@@ -216,7 +216,7 @@ class StateCollector:
         """The state's gauges; none when Redis does not answer (the counters still are)."""
         try:
             snapshot = read_state(self._redis, now=time.time())
-        except (RedisError, OSError) as exc:
+        except RedisUnavailable as exc:
             log.warning("metrics_state_unavailable", reason=str(exc))
             return []
         return state_metrics(snapshot)

@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 from pydantic import ValidationError
 
 from wa_media.core.digests import normalise_sha256
+from wa_media.core.errors import NotWhatsAppPayload
 from wa_media.core.identity import is_bsuid, phone_address
 from wa_media.core.jobs import (
     REPLY_DROP_REASONS,
@@ -50,7 +51,6 @@ __all__ = [
     "SKIP_REASONS",
     "TOO_BIG",
     "DroppedReply",
-    "NotWhatsAppPayload",
     "Notice",
     "ParsedPayload",
     "SkipReason",
@@ -140,10 +140,6 @@ SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)
 LISTED_REASONS: frozenset[SkipReason] = frozenset(
     {"malformed", "no_media_id", "unknown_account", "wrong_app", "outbound_off"}
 )
-
-
-class NotWhatsAppPayload(ValueError):
-    """Valid JSON, but not a WhatsApp Business Account webhook."""
 
 
 @dataclass(frozen=True)

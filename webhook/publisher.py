@@ -7,25 +7,19 @@ from itertools import zip_longest
 from typing import Any
 
 from celery import Celery
-from kombu.exceptions import KombuError, OperationalError
-from redis.exceptions import RedisError
 
 from wa_media.config.variables import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
-from wa_media.core.errors import StorageError
+from wa_media.core.errors import BrokerUnavailable, StorageError
 from wa_media.core.jobs import MediaJob, ReplyJob
-from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE
+from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE, send_task
 from wa_media.stores.records import MediaStateStore, ReplyLedger, SkippedLog
 from webhook.payload import ParsedPayload
 
-__all__ = ["DEFAULT_FANOUT_BATCH", "MAX_FANOUT_BATCH", "BrokerUnavailable", "Publisher"]
+__all__ = ["DEFAULT_FANOUT_BATCH", "MAX_FANOUT_BATCH", "Publisher"]
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-class BrokerUnavailable(Exception):
-    """The broker did not take the work: the request must not be answered 200."""
 
 
 class Publisher:
@@ -88,7 +82,7 @@ class Publisher:
                 self._send(media_chunk or [], reply_chunk or [])
                 for media_chunk, reply_chunk in zip_longest(media, replies)
             ]
-        except (StorageError, OperationalError, KombuError, RedisError, OSError) as exc:
+        except (StorageError, BrokerUnavailable) as exc:
             raise BrokerUnavailable(f"broker did not accept the batch: {exc}") from exc
         return ",".join(ids)
 
@@ -97,7 +91,8 @@ class Publisher:
             "media": [job.to_wire() for job in media],
             "replies": [job.to_wire() for job in replies],
         }
-        result = self._celery.send_task(
+        result = send_task(
+            self._celery,
             FAN_OUT_TASK,
             args=[batch],
             queue=MEDIA_QUEUE,

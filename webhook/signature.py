@@ -6,21 +6,11 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-__all__ = ["InvalidSignature", "MissingSignature", "SignatureError", "sign", "verify"]
+from wa_media.core.errors import InvalidSignature, MissingSignature
+
+__all__ = ["sign", "verify"]
 
 _PREFIX = "sha256="
-
-
-class SignatureError(Exception):
-    """The request is not signed by any configured app secret."""
-
-
-class MissingSignature(SignatureError):
-    """No signature header at all."""
-
-
-class InvalidSignature(SignatureError):
-    """A malformed header, or a signature that no configured secret produces."""
 
 
 def sign(body: bytes, secret: str) -> str:

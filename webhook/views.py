@@ -13,15 +13,22 @@ import gevent
 import gevent.monkey
 from flask import Blueprint, Response, current_app, request
 from redis import Redis
-from redis.exceptions import RedisError
 
+from wa_media.core.errors import (
+    BodyTimeout,
+    BrokerUnavailable,
+    MissingSignature,
+    NotWhatsAppPayload,
+    RedisUnavailable,
+    SignatureError,
+)
 from wa_media.observability.logs import get_logger, since
 from wa_media.observability.metrics import web_metrics
 from webhook.config import MAX_BODY_BYTES, WebSettings
-from webhook.payload import NotWhatsAppPayload, ParsedPayload, parse_cloud_payload
+from webhook.payload import ParsedPayload, parse_cloud_payload
 from webhook.providers import WEBHOOK_PROVIDERS
-from webhook.publisher import BrokerUnavailable, Publisher
-from webhook.signature import MissingSignature, SignatureError, verify
+from webhook.publisher import Publisher
+from webhook.signature import verify
 
 __all__ = ["bp"]
 
@@ -55,10 +62,6 @@ def verify_subscription() -> Response:
         return _text(challenge, 200)
     log.warning("verification_refused", mode=request.args.get("hub.mode"))
     return _text("forbidden", 403)
-
-
-class BodyTimeout(Exception):
-    """The request's body did not arrive within the body deadline."""
 
 
 def _patched_by_gevent() -> bool:
@@ -313,7 +316,7 @@ def readyz() -> Response:
     redis: Redis = current_app.extensions["wa.redis"]
     try:
         redis.ping()
-    except (RedisError, OSError) as exc:
+    except RedisUnavailable as exc:
         log.warning("not_ready", reason=str(exc))
         return _text("redis unavailable", 503)
     return _text("ok", 200)

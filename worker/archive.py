@@ -18,7 +18,6 @@ from wa_media.core.errors import (
     BusyError,
     Expired,
     IntegrityError,
-    InvalidId,
     PermanentError,
     RetryableError,
     SizeMismatch,
@@ -28,7 +27,6 @@ from wa_media.core.errors import (
 from wa_media.core.jobs import Anomaly, MediaJob
 from wa_media.core.layout import (
     STORED_FALLBACK_TYPE,
-    InvalidIdError,
     build_key,
     edit_record,
     edit_record_key,
@@ -137,17 +135,8 @@ class Archiver:
 
     @staticmethod
     def object_key(job: MediaJob, prefix: str) -> str:
-        """The job's key; PermanentError for ids that cannot form one."""
-        try:
-            return build_key(
-                prefix,
-                job.phone_number_id,
-                job.timestamp,
-                job.media_id,
-                job.mime_type,
-            )
-        except InvalidIdError as exc:
-            raise InvalidId(str(exc)) from None
+        """The job's key; InvalidId (a PermanentError) for ids that cannot form one."""
+        return build_key(prefix, job.phone_number_id, job.timestamp, job.media_id, job.mime_type)
 
     def archive(self, job: MediaJob) -> Result:
         """Try once to archive the media, and record in its state what came of it."""

@@ -20,9 +20,9 @@ from celery.concurrency.solo import TaskPool as SoloPool
 from celery.concurrency.thread import TaskPool as ThreadPool
 from celery.signals import worker_init, worker_process_init
 
-from wa_media.config.env import ConfigError
 from wa_media.config.settings import MetricsPorts
 from wa_media.config.variables import PROMETHEUS_MULTIPROC_DIR
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import get_logger, register_secrets
 from wa_media.observability.metrics import (
     serve_metrics_on_first_free,

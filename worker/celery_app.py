@@ -12,8 +12,9 @@ from typing import Any
 
 from celery.signals import setup_logging
 
-from wa_media.config.env import CONFIG_ERROR, ConfigError
+from wa_media.config.env import CONFIG_ERROR
 from wa_media.config.variables import LOG_LEVEL, REDIS_URL
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging
 from wa_media.stores.broker import make_celery
 

@@ -11,7 +11,7 @@ from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import BusyError, InvalidId, PermanentError, RetryableError, StorageError
 from wa_media.core.identity import is_bsuid, phone_address
 from wa_media.core.jobs import ReplyDropReason, ReplyJob
-from wa_media.core.layout import InvalidIdError, checked_id
+from wa_media.core.layout import checked_id
 from wa_media.core.ports import ReplyRates, ReplyRecords
 from wa_media.core.records import LedgerEntry, ReplyRef
 from worker.clients import AccountDirectory
@@ -51,10 +51,7 @@ class Replier:
     def reply(self, job: ReplyJob) -> ReplyOutcome:
         """Send the warning unless it was sent (or is being sent) for this wamid of this
         account, or must be dropped."""
-        try:
-            checked_id("phone_number_id", job.phone_number_id)
-        except InvalidIdError as exc:
-            raise InvalidId(str(exc)) from None
+        checked_id("phone_number_id", job.phone_number_id)  # InvalidId when it is not one
         provider = self.clients.for_number(job.phone_number_id).provider
         recipient(job)  # InvalidId when the job names nobody
         ref = ReplyRef.of(job)

@@ -14,6 +14,7 @@ from wa_media.observability.logs import register_secrets
 from wa_media.providers.accounts import worker_settings
 from wa_media.stores.commit import CommitClaims
 from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits
+from wa_media.stores.redis_client import connect as connect_redis
 from wa_media.stores.s3 import PARTS_IN_FLIGHT, make_s3_client
 from worker.archive import Archiver
 from worker.clients import ClientDirectory
@@ -65,7 +66,7 @@ def _build_services() -> Services:
     config = settings()
     register_secrets(config.accounts.secrets)
     connections = _POOL.tasks_at_once
-    redis = Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
+    redis = connect_redis(config.redis_url, socket_connect_timeout=5, socket_timeout=10)
     # A large file's upload sends PARTS_IN_FLIGHT parts at once.
     s3 = make_s3_client(config.s3_endpoint_url, max_connections=connections * PARTS_IN_FLIGHT)
     clients = ClientDirectory(config, redis, s3, pool_size=connections)

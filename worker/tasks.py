@@ -13,15 +13,15 @@ from contextlib import suppress
 from functools import partial
 from typing import Any, TypeVar
 
-from kombu.exceptions import KombuError
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
 from wa_media.core.backoff import Backoff
 from wa_media.core.errors import (
     ArchiveError,
+    BrokerUnavailable,
     CredentialsError,
     NoAccount,
+    PausedError,
     PermanentError,
     RetryableError,
     StorageError,
@@ -44,8 +44,8 @@ from wa_media.stores.broker import (
     RESCUE_PRIORITY,
     SWEEP_INTERVAL,
     SWEEP_TASK,
+    apply_async,
 )
-from wa_media.stores.gate import PausedError
 from wa_media.stores.records import SWEEP_LAST_TTL
 from worker.archive import Done, Failed, RetryLater
 from worker.celery_app import app
@@ -102,7 +102,8 @@ def fan_out(self: InstrumentedTask, batch: dict[str, list[dict[str, Any]]]) -> d
         services().replier.ledger.admit_many(replies)
         for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
             if admitted:
-                archive_media.apply_async(
+                apply_async(
+                    archive_media,
                     args=(job.to_wire(),),
                     queue=MEDIA_QUEUE,
                     priority=ARCHIVE_PRIORITY,
@@ -111,9 +112,9 @@ def fan_out(self: InstrumentedTask, batch: dict[str, list[dict[str, Any]]]) -> d
             else:
                 counts["duplicates"] += 1
         for reply in replies:
-            send_reply.apply_async(args=(reply.to_wire(),), queue=REPLIES_QUEUE)
+            apply_async(send_reply, args=(reply.to_wire(),), queue=REPLIES_QUEUE)
             counts["replies"] += 1
-    except (StorageError, OSError, KombuError) as exc:
+    except (StorageError, BrokerUnavailable) as exc:
         # Not acknowledged: the whole batch runs again, and the records skip what was done.
         self.retry_in(self.next_countdown(), exc, attach=False)
     self.done("done", "fanned_out", **counts)
@@ -264,7 +265,8 @@ def sweep(self: InstrumentedTask) -> dict[str, int]:
                 state.look_again(ref.member, step.look_again_at or now)
                 counts["leased"] += 1
             else:
-                archive_media.apply_async(
+                apply_async(
+                    archive_media,
                     args=(json.loads(record.job),),
                     queue=MEDIA_QUEUE,
                     priority=RESCUE_PRIORITY,
@@ -282,7 +284,7 @@ def sweep(self: InstrumentedTask) -> dict[str, int]:
         _sweep_replies(svc, now, counts)
         svc.redis.set(SWEEP_LAST_KEY, f"{time.time():.3f}", ex=SWEEP_LAST_TTL)
         state.release_sweep_lock(lock)
-    except (StorageError, RedisError, OSError, KombuError) as exc:
+    except (StorageError, BrokerUnavailable) as exc:
         self.failed(reason_of(exc), str(exc), event="sweep_failed", level="warning", timed=False)
         return {}
     # Logged only when it sent something again: beat sweeps every SWEEP_INTERVAL.
@@ -311,7 +313,7 @@ def _sweep_replies(svc: Services, now: float, counts: dict[str, int]) -> None:
         elif step.action == "wait":
             ledger.look_again(member, step.look_again_at or now)
         else:
-            send_reply.apply_async(args=(job.to_wire(),), queue=REPLIES_QUEUE)
+            apply_async(send_reply, args=(job.to_wire(),), queue=REPLIES_QUEUE)
             ledger.look_again(member, step.look_again_at or now)
             counts["replies_requeued"] += 1
             log.warning(

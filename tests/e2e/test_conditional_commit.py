@@ -21,10 +21,10 @@ from devstack import webhooks
 from devstack.processes import wait_for
 from tests.e2e.conftest import BUCKET, Sent, Stack
 from wa_media.config.target import ArchiveTarget
-from wa_media.core.errors import KeyConflict
+from wa_media.core.errors import KeyConflict, ObjectExists
 from wa_media.core.layout import build_key
 from wa_media.stores.commit import CommitClaims, commit_upload
-from wa_media.stores.s3 import PART_SIZE, ArchiveStore, ObjectExists, Upload
+from wa_media.stores.s3 import PART_SIZE, ArchiveStore, Upload
 
 pytestmark = pytest.mark.e2e
 

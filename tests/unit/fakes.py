@@ -21,7 +21,7 @@ from typing import Any
 from wa_media.config.accounts import Account, WorkerAccounts
 from wa_media.config.settings import WorkerSettings
 from wa_media.config.target import ArchiveTarget
-from wa_media.core.errors import ArchiveError, BusyError, NoAccount
+from wa_media.core.errors import ArchiveError, BusyError, NoAccount, ObjectExists
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.core.ports import ObjectHead
 from wa_media.core.provider import Connection, Fetched
@@ -36,7 +36,6 @@ from wa_media.core.records import (
     admits,
 )
 from wa_media.stores.records import LEASE_TTL
-from wa_media.stores.s3 import ObjectExists
 from worker.clients import NO_ACCOUNT_RETRY, AccountClients
 
 __all__ = [

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wa_media.config.env import ConfigError
 from wa_media.config.target import ArchiveTarget
+from wa_media.core.errors import ConfigError
 from wa_media.providers.accounts import (
     load_accounts_file,
     web_accounts,

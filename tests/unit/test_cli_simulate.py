@@ -21,7 +21,7 @@ from graphsim import Simulator, SimulatorClient
 from tests.unit.test_cli_media import environment
 from wa_media.cli import main
 from wa_media.cli.common import read_env_file
-from wa_media.config.env import ConfigError
+from wa_media.core.errors import ConfigError
 
 SECRET = "the-app-secret-of-the-test"
 JPEG = b"\xff\xd8\xff\xe0" + os.urandom(30_000)

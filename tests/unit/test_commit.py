@@ -25,6 +25,7 @@ from wa_media.core.errors import BusyError, KeyConflict, RedisUnavailable
 from wa_media.core.reasons import reason_of
 from wa_media.stores.commit import CommitClaims, commit_upload
 from wa_media.stores.records import SWEEP_LOCK_KEY, MediaStateStore
+from wa_media.stores.redis_client import connect
 from wa_media.stores.s3 import PART_SIZE, ArchiveStore
 
 BUCKET = "b"
@@ -196,7 +197,7 @@ def test_a_holder_whose_claim_ran_out_leaves_the_next_one_alone(redis: Redis) ->
 
 
 def test_redis_away_is_a_retryable_failure() -> None:
-    unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    unreachable = connect("redis://127.0.0.1:1/0", socket_connect_timeout=1)
     with pytest.raises(RedisUnavailable), CommitClaims(unreachable).hold(BUCKET, "k"):
         pass
 

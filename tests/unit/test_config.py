@@ -1,7 +1,7 @@
 import pytest
 
-from wa_media.config.env import ConfigError
 from wa_media.config.settings import DEFAULT_TOO_BIG_REPLY
+from wa_media.core.errors import ConfigError
 from wa_media.providers.accounts import worker_settings
 from webhook.config import WebSettings
 

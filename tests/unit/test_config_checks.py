@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from wa_media.cli import main
 from wa_media.config.accounts import phone_number_id
-from wa_media.config.env import ConfigError, redis_url, s3_prefix
+from wa_media.config.env import redis_url, s3_prefix
+from wa_media.core.errors import ConfigError
 from wa_media.providers.accounts import load_accounts_file, web_accounts, worker_settings
 from webhook.config import WebSettings
 from webhook.redact import RedactingLogger, redact_paths

@@ -9,8 +9,8 @@ import pytest
 from redis import Redis
 
 from wa_media.config.encryption import NO_ENCRYPTION, Encryption
-from wa_media.config.env import ConfigError
 from wa_media.config.settings import WorkerSettings
+from wa_media.core.errors import ConfigError
 from wa_media.providers.accounts import worker_settings
 from worker.clients import ClientDirectory
 

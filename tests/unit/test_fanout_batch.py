@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wa_media.config.env import ConfigError
+from wa_media.core.errors import ConfigError
 from webhook.config import WebSettings
 from webhook.publisher import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
 

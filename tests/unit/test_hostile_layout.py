@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from wa_media.core.errors import InvalidId
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import (
     EXTENSIONS,
-    InvalidIdError,
     build_key,
     content_disposition,
     object_metadata,
@@ -196,10 +196,10 @@ def check_key(
 def test_build_key_refuses_bad_ids_and_stays_inside_the_prefix(
     prefix: str, pnid: str, timestamp: int, media_id: str, mime: tuple[str, str | None]
 ) -> None:
-    """Any id, MIME type and prefix: InvalidIdError, or prefix/pnid/YYYY/MM/DD/media_id.ext."""
+    """Any id, MIME type and prefix: InvalidId, or prefix/pnid/YYYY/MM/DD/media_id.ext."""
     try:
         key = build_key(prefix, pnid, timestamp, media_id, mime[0])
-    except InvalidIdError:
+    except InvalidId:
         assert not (valid_id(pnid) and valid_id(media_id))
         return
     assert valid_id(pnid)
@@ -230,7 +230,7 @@ def test_build_key_under_a_clean_prefix_is_a_clean_path(
     """Under a sensible S3_PREFIX the whole key is ASCII, with no empty, `.` or `..` segment."""
     try:
         key = build_key(prefix, pnid, timestamp, media_id, mime[0])
-    except InvalidIdError:
+    except InvalidId:
         assert not (valid_id(pnid) and valid_id(media_id))
         return
     assert_clean_path(key)

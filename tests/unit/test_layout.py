@@ -3,10 +3,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from wa_media.core.errors import InvalidId
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import (
     EXTENSIONS,
-    InvalidIdError,
     build_key,
     content_disposition,
     extension_for,
@@ -84,9 +84,9 @@ def test_extension_table_covers_the_supported_types() -> None:
 
 @pytest.mark.parametrize("bad", ["", "..", ".", "a/b", "a b", "x" * 129, "é", "a\x00", "../x"])
 def test_bad_ids_are_refused(bad: str) -> None:
-    with pytest.raises(InvalidIdError):
+    with pytest.raises(InvalidId):
         build_key("", bad, TS, "m", "image/jpeg")
-    with pytest.raises(InvalidIdError):
+    with pytest.raises(InvalidId):
         build_key("", "p", TS, bad, "image/jpeg")
 
 

@@ -4,7 +4,8 @@ from typing import Any
 
 import pytest
 
-from webhook.payload import NotWhatsAppPayload, parse_cloud_payload, parse_onprem_payload
+from wa_media.core.errors import NotWhatsAppPayload
+from webhook.payload import parse_cloud_payload, parse_onprem_payload
 
 DIGEST = hashlib.sha256(b"file").digest()
 B64 = base64.b64encode(DIGEST).decode()

@@ -15,8 +15,8 @@ import graphsim.records
 from graphsim import Simulator
 from tests.unit.sim_providers import connection
 from wa_media.config.accounts import AccountsFile, web_accounts
-from wa_media.config.env import ConfigError
 from wa_media.config.target import ArchiveTarget
+from wa_media.core.errors import ConfigError
 from wa_media.core.provider import (
     PROVIDER_KINDS,
     Connection,

@@ -6,10 +6,9 @@ import re
 from typing import Any
 
 import pytest
-from kombu.exceptions import OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wa_media.core.errors import (
+    BrokerUnavailable,
     BusyError,
     Expired,
     ForeignHost,
@@ -17,6 +16,7 @@ from wa_media.core.errors import (
     InvalidId,
     KeyConflict,
     NoAccount,
+    PausedError,
     PermanentError,
     RedisUnavailable,
     RetryableError,
@@ -36,7 +36,6 @@ from wa_media.providers.cloud import classify_graph_error
 from wa_media.providers.d360 import classify_d360_error
 from wa_media.providers.onprem import classify_onprem_error
 from wa_media.providers.transfer import Tally
-from wa_media.stores.gate import PausedError
 from worker.archive import check_download
 
 NOW = 1_800_000_000.0
@@ -63,9 +62,9 @@ NOW = 1_800_000_000.0
         (KeyConflict("the key holds other bytes already"), "key_conflict"),
         (PermanentError("neither the provider nor the webhook announced a sha256"), "other"),
         (RetryableError("unexpected KeyError"), "other"),
-        (RedisConnectionError("down"), "redis_unavailable"),
-        (OperationalError("broker down"), "broker_unavailable"),
-        (ConnectionRefusedError(), "broker_unavailable"),
+        (BrokerUnavailable("publish failed: OperationalError"), "broker_unavailable"),
+        # Vendors' errors are translated by their adapters: reached raw, they are unexpected.
+        (ConnectionRefusedError(), "other"),
         (ValueError("anything"), "other"),
     ],
 )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from wa_media.config.env import ConfigError
+from wa_media.core.errors import ConfigError
 from wa_media.core.identity import recipient_address
 from wa_media.core.jobs import ReplyJob
 from wa_media.providers.accounts import worker_settings

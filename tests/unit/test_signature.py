@@ -1,6 +1,7 @@
 import pytest
 
-from webhook.signature import InvalidSignature, MissingSignature, sign, verify
+from wa_media.core.errors import InvalidSignature, MissingSignature
+from webhook.signature import sign, verify
 
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
 

@@ -12,9 +12,9 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from wa_media.config.encryption import NO_ENCRYPTION, Encryption
 from wa_media.config.target import ArchiveTarget
-from wa_media.core.errors import StorageError
+from wa_media.core.errors import ObjectExists, StorageError
 from wa_media.providers.transfer import new_session
-from wa_media.stores.s3 import PART_SIZE, PARTS_IN_FLIGHT, ArchiveStore, ObjectExists
+from wa_media.stores.s3 import PART_SIZE, PARTS_IN_FLIGHT, ArchiveStore
 
 
 def _b64sha256(data: bytes | bytearray) -> str:

@@ -10,10 +10,15 @@ from typing import Any
 import pytest
 import structlog
 from prometheus_client import REGISTRY
-from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
-from wa_media.core.errors import CredentialsError, ReengagementError, StorageError, TemporaryError
+from wa_media.core.errors import (
+    CredentialsError,
+    RedisUnavailable,
+    ReengagementError,
+    StorageError,
+    TemporaryError,
+)
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.observability.metrics import worker_metrics
 from worker import tasks
@@ -329,7 +334,7 @@ def test_sweep_skipped(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any
 
 def test_sweep_failed(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]) -> None:
     before = _count("sweep", "failed", "redis_unavailable")
-    assert _sweep(monkeypatch, State(sweep_lock=RedisError("gone"))) == {}
+    assert _sweep(monkeypatch, State(sweep_lock=RedisUnavailable("gone"))) == {}
     assert _count("sweep", "failed", "redis_unavailable") == before + 1
     assert logs == [
         {

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from wa_media.config.env import ConfigError
+from wa_media.core.errors import ConfigError, InvalidSignature
 from wa_media.providers.accounts import web_accounts, worker_settings
 from webhook.config import WebSettings
 from webhook.payload import LISTED_REASONS, SKIP_REASONS, parse_cloud_payload
-from webhook.signature import InvalidSignature, sign, verify
+from webhook.signature import sign, verify
 
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
 ALPHA, BETA = "100000001", "100000002"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from wa_media.config import variables
-from wa_media.config.env import ConfigError
 from wa_media.config.variables import PROCESSES, VARIABLES, Variable
+from wa_media.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("wa_media", "webhook", "worker")

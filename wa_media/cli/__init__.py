@@ -9,8 +9,8 @@ import click
 
 from wa_media.cli import media, records, simulate, status, verify
 from wa_media.cli.common import ConfigurationError, read_env_file
-from wa_media.config.env import ConfigError
 from wa_media.config.variables import LOG_LEVEL
+from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging
 
 __all__ = ["main"]

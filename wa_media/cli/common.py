@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from redis import Redis
 
 from wa_media.config import variables as v
 from wa_media.config.accounts import Account
-from wa_media.config.env import CONFIG_ERROR, ConfigError
+from wa_media.config.env import CONFIG_ERROR
 from wa_media.config.settings import archive_target
 from wa_media.config.target import ArchiveTarget
-from wa_media.core.errors import ArchiveError, PermanentError
+from wa_media.core.errors import ArchiveError, ConfigError, PermanentError
 from wa_media.core.provider import Progress, Provider
 from wa_media.providers.accounts import worker_accounts
 from wa_media.providers.registry import make_provider
 from wa_media.stores.records import MediaStateStore
+from wa_media.stores.redis_client import connect as connect_redis
 
 __all__ = [
     "EXIT_CONFIG",
@@ -88,7 +88,7 @@ def state_store() -> tuple[MediaStateStore, str]:
         url = v.REDIS_URL.read(os.environ)
     except ConfigError as exc:
         raise ConfigurationError(str(exc)) from None
-    return MediaStateStore(Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)), url
+    return MediaStateStore(connect_redis(url, socket_connect_timeout=2, socket_timeout=10)), url
 
 
 def when(value: str | None) -> str:

@@ -6,15 +6,20 @@ import json
 import sys
 
 import click
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
 
 from wa_media.cli.common import EXIT_UNAVAILABLE, state_store, when
 from wa_media.cli.shown import shown
-from wa_media.core.errors import StorageError
+from wa_media.core.errors import BrokerUnavailable, StorageError
 from wa_media.core.jobs import MediaJob
-from wa_media.stores.broker import ARCHIVE_PRIORITY, ARCHIVE_TASK, MEDIA_QUEUE, make_celery
+from wa_media.stores.broker import (
+    ARCHIVE_PRIORITY,
+    ARCHIVE_TASK,
+    MEDIA_QUEUE,
+    make_celery,
+    send_task,
+)
 from wa_media.stores.records import MediaRecord, MediaRef, MediaStateStore, SkippedLog
+from wa_media.stores.redis_client import failure_name
 
 __all__ = ["failed", "find", "replay", "skipped", "who"]
 
@@ -124,15 +129,16 @@ def replay(media_ids: tuple[str, ...], replay_all: bool) -> None:
                 if job is None:
                     unknown.append(name)
                     continue
-                celery.send_task(
+                send_task(
+                    celery,
                     ARCHIVE_TASK,
                     args=[job.to_wire()],
                     queue=MEDIA_QUEUE,
                     priority=ARCHIVE_PRIORITY,
                 )
                 queued += 1
-    except (StorageError, RedisError, KombuError, OSError) as exc:
-        click.echo(f"error: Redis is unavailable ({type(exc).__name__})", err=True)
+    except (StorageError, BrokerUnavailable) as exc:
+        click.echo(f"error: Redis is unavailable ({failure_name(exc)})", err=True)
         sys.exit(EXIT_UNAVAILABLE)
     click.echo(f"{queued} queued again")
     if unknown:

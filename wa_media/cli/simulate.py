@@ -23,8 +23,8 @@ from wa_media.cli.common import (
     progress_bar,
     provider_for,
 )
-from wa_media.config.env import ConfigError
 from wa_media.config.variables import WHATSAPP_APP_SECRET
+from wa_media.core.errors import ConfigError
 from wa_media.core.layout import base_mime_type
 from wa_media.core.mediatypes import OGG_OPUS, UPLOAD_TYPES, guess_mime_type
 from wa_media.core.provider import Provider

@@ -8,10 +8,11 @@ import sys
 from dataclasses import asdict
 
 import click
-from redis.exceptions import RedisError
 
 from wa_media.cli.common import EXIT_UNAVAILABLE, state_store, when
 from wa_media.cli.shown import shown
+from wa_media.core.errors import RedisUnavailable
+from wa_media.stores.redis_client import failure_name
 from wa_media.stores.snapshot import ArchivedCounts, Snapshot, archived_counts, read_snapshot
 
 __all__ = ["status"]
@@ -82,8 +83,8 @@ def status(as_json: bool, nearest: int) -> None:
     try:
         snapshot = read_snapshot(store.redis, nearest=nearest)
         archived = archived_counts(store.redis, now=snapshot.taken_at)
-    except (RedisError, OSError) as exc:
-        click.echo(f"error: Redis is unavailable ({type(exc).__name__})", err=True)
+    except RedisUnavailable as exc:
+        click.echo(f"error: Redis is unavailable ({failure_name(exc)})", err=True)
         sys.exit(EXIT_UNAVAILABLE)
     if as_json:
         document = asdict(snapshot)

@@ -40,9 +40,10 @@ from wa_media.config.encryption import (
     checked_encryption,
     kms_key_id,
 )
-from wa_media.config.env import ConfigError, comma_list, read, s3_prefix
+from wa_media.config.env import comma_list, read, s3_prefix
 from wa_media.config.target import ArchiveTarget
 from wa_media.core.allowlist import is_loopback
+from wa_media.core.errors import ConfigError
 from wa_media.core.provider import DEFAULT_PROVIDER, PROVIDER_KINDS, Connection, ProviderKind
 from wa_media.observability.logs import get_logger
 

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from wa_media.core.errors import ConfigError
+
 T = TypeVar("T")
 
 # The exit status of every process (web, worker, beat, wa-media) that stops at start-up
@@ -15,7 +17,6 @@ CONFIG_ERROR = 2
 
 __all__ = [
     "CONFIG_ERROR",
-    "ConfigError",
     "comma_list",
     "positive_int",
     "read",
@@ -24,10 +25,6 @@ __all__ = [
     "tcp_port",
     "text",
 ]
-
-
-class ConfigError(Exception):
-    """A setting is missing or invalid; the message names the variable."""
 
 
 def read(

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from wa_media.config import variables as v
 from wa_media.config.accounts import Providers, WorkerAccounts, worker_accounts
 from wa_media.config.encryption import NO_ENCRYPTION, Encryption, checked_encryption
-from wa_media.config.env import ConfigError
 from wa_media.config.target import ArchiveTarget
 from wa_media.config.variables import (
     DEFAULT_METRICS_PORTS,
@@ -17,6 +16,7 @@ from wa_media.config.variables import (
     MAX_TRY_SECONDS,
     MetricsPorts,
 )
+from wa_media.core.errors import ConfigError
 
 __all__ = [
     "DEFAULT_METRICS_PORTS",

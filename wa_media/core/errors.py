@@ -1,4 +1,8 @@
-"""The worker's errors, split by what a task should do about them.
+"""Every error class of the product, one tree; vendors' errors (redis, kombu, botocore,
+requests) are translated into these by the adapter that calls the vendor, and nothing above
+the adapters catches a vendor's exception (tests/unit/test_error_tree.py checks both).
+
+The worker's errors, split by what a task should do about them:
 
 ArchiveError
 ├── RetryableError          try again later (after `retry_after` seconds at least)
@@ -6,11 +10,13 @@ ArchiveError
 │   ├── TemporaryError      Meta or the network failed for now (5xx, timeouts, resets)
 │   │   └── TimedOut        the try ran past its time limit (a crawling transfer)
 │   ├── CredentialsError    the token is expired or revoked (190, 401): wait for an operator
-│   │   └── NoAccount       no configured account serves the phone_number_id
+│   │   ├── NoAccount       no configured account serves the phone_number_id
+│   │   └── PausedError     calls with this token are paused: Meta rejected it a moment ago
 │   ├── IntegrityError      the bytes did not match the announced digest
 │   │   └── SizeMismatch    ... or the announced size
 │   ├── StorageError        S3 failed or is unreachable
 │   │   └── RedisUnavailable  Redis failed or is unreachable
+│   ├── BrokerUnavailable   the broker did not take a published task
 │   ├── BusyError           another worker holds this media's lease
 │   └── UrlRefused          a download URL answered 401/403/404/410: look the media up again
 └── PermanentError          retrying cannot help: record the media as failed with the reason
@@ -22,30 +28,52 @@ ArchiveError
     ├── WorkerDied          tries of this media killed their worker too often (poison)
     ├── ForeignHost         a download URL points to a host not allowed the credential
     │   └── InsecureUrl     ... or is http:// to a host that is not loopback (clear text)
-    ├── InvalidId           an id cannot form an object key or a request path
+    ├── InvalidId           an id cannot form an object key or a request path (a ValueError)
     └── KeyConflict         the object's key holds other bytes already (left as they are)
 
 Errors answered by a provider carry its HTTP `status` and error `code` when it gave them.
+
+Outside the worker's tree:
+
+ConfigError                 a setting is missing or invalid; the message names the variable
+ObjectExists                a conditional S3 write found the key taken (commit.py decides)
+SignatureError              a webhook is not signed by any configured app secret
+├── MissingSignature        ... no signature header at all
+└── InvalidSignature        ... a malformed header, or a signature no secret produces
+NotWhatsAppPayload          valid JSON, but not a WhatsApp Business Account webhook (a ValueError)
+BodyTimeout                 a request's body did not arrive within the body deadline
+
+The command line's ConfigurationError (wa_media/cli/common.py) is not here: it is a
+click.ClickException, how the CLI presents a ConfigError, not an error of the product.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ArchiveError",
+    "BodyTimeout",
+    "BrokerUnavailable",
     "BusyError",
+    "ConfigError",
     "CredentialsError",
     "Expired",
     "ForeignHost",
     "InsecureUrl",
     "IntegrityError",
     "InvalidId",
+    "InvalidSignature",
     "KeyConflict",
     "MediaRejected",
+    "MissingSignature",
     "NoAccount",
+    "NotWhatsAppPayload",
+    "ObjectExists",
+    "PausedError",
     "PermanentError",
     "RedisUnavailable",
     "ReengagementError",
     "RetryableError",
+    "SignatureError",
     "SizeMismatch",
     "StorageError",
     "TemporaryError",
@@ -103,6 +131,10 @@ class NoAccount(CredentialsError):
     """No configured account serves this phone_number_id: an operator has to add it."""
 
 
+class PausedError(CredentialsError):
+    """Calls with this token are paused: Meta rejected it a moment ago."""
+
+
 class IntegrityError(RetryableError):
     """Downloaded bytes disagree with the announced sha256 or size."""
 
@@ -117,6 +149,11 @@ class StorageError(RetryableError):
 
 class RedisUnavailable(StorageError):
     """Redis, which holds the records and the queues, failed or could not be reached."""
+
+
+class BrokerUnavailable(RetryableError):
+    """The broker did not take the work: `web` must not answer the request 200, and a task
+    publishing it tries again."""
 
 
 class BusyError(RetryableError):
@@ -164,9 +201,38 @@ class InsecureUrl(ForeignHost):
     text (ALLOW_INSECURE_HTTP allows it, for development); nothing was sent."""
 
 
-class InvalidId(PermanentError):
-    """An id cannot form an object key or a request path."""
+class InvalidId(PermanentError, ValueError):
+    """An id cannot form an object key or a request path; a ValueError too, as the parsers
+    that meet one take it."""
 
 
 class KeyConflict(PermanentError):
     """The object's key already holds other bytes than these; nothing was overwritten."""
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class ObjectExists(Exception):
+    """A conditional write found the key taken: another writer committed it first."""
+
+
+class SignatureError(Exception):
+    """The request is not signed by any configured app secret."""
+
+
+class MissingSignature(SignatureError):
+    """No signature header at all."""
+
+
+class InvalidSignature(SignatureError):
+    """A malformed header, or a signature that no configured secret produces."""
+
+
+class NotWhatsAppPayload(ValueError):
+    """Valid JSON, but not a WhatsApp Business Account webhook."""
+
+
+class BodyTimeout(Exception):
+    """The request's body did not arrive within the body deadline."""

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from wa_media.core.errors import InvalidId
 from wa_media.core.jobs import MediaJob
 
 __all__ = [
@@ -17,7 +18,6 @@ __all__ = [
     "MAX_MIME_TYPE",
     "SIDECAR_SCHEMA",
     "STORED_FALLBACK_TYPE",
-    "InvalidIdError",
     "build_key",
     "checked_id",
     "content_disposition",
@@ -83,15 +83,11 @@ _FILENAME_MAX = 200
 _ENCODED_MAX = 1000
 
 
-class InvalidIdError(ValueError):
-    """An id that cannot be part of an object key."""
-
-
 def checked_id(name: str, value: str) -> str:
-    """Return `value` if it may stand in an object key; InvalidIdError if not."""
+    """Return `value` if it may stand in an object key; InvalidId if not."""
     # Dots alone would read as "this folder" or "the parent" to consumers that map keys to paths.
     if not _ID.fullmatch(value) or set(value) == {"."}:
-        raise InvalidIdError(f"{name} is not 1 to 128 of [A-Za-z0-9_.-]")
+        raise InvalidId(f"{name} is not 1 to 128 of [A-Za-z0-9_.-]")
     return value
 
 
@@ -136,7 +132,7 @@ def extension_for(mime_type: str | None) -> str:
 def build_key(
     prefix: str, phone_number_id: str, timestamp: int, media_id: str, mime_type: str | None
 ) -> str:
-    """`{prefix}/{phone_number_id}/{YYYY}/{MM}/{DD}/{media_id}{ext}`; InvalidIdError on bad ids."""
+    """`{prefix}/{phone_number_id}/{YYYY}/{MM}/{DD}/{media_id}{ext}`; InvalidId on bad ids."""
     checked_id("phone_number_id", phone_number_id)
     checked_id("media_id", media_id)
     day = datetime.fromtimestamp(timestamp, UTC)

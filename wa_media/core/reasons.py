@@ -10,6 +10,7 @@ from typing import Final, Literal, get_args
 
 from wa_media.core.errors import (
     ArchiveError,
+    BrokerUnavailable,
     BusyError,
     CredentialsError,
     Expired,
@@ -70,6 +71,7 @@ _BY_CLASS: tuple[tuple[type[ArchiveError], Reason], ...] = (
     (SizeMismatch, "size_mismatch"),
     (IntegrityError, "sha256_mismatch"),
     (RedisUnavailable, "redis_unavailable"),
+    (BrokerUnavailable, "broker_unavailable"),
     (StorageError, "s3_unavailable"),
     (BusyError, "busy"),
     (TimedOut, "timeout"),
@@ -94,16 +96,5 @@ def reason_of(error: BaseException) -> Reason:
         if error.status == 404 or error.code in NOT_FOUND_CODES:
             return "not_found"
         return "refused"
-    return _untranslated(error)
-
-
-def _untranslated(error: BaseException) -> Reason:
-    """The label of a library's own error that reached a task as it was raised: by the package
-    that raised it, so that this module imports none of them."""
-    package = type(error).__module__.partition(".")[0]
-    if package == "redis":
-        return "redis_unavailable"
-    if package in ("kombu", "amqp") or isinstance(error, OSError):
-        # What kombu raises when a publish cannot reach the broker.
-        return "broker_unavailable"
+    # Vendors' errors never get here as they were raised: their adapters translate them.
     return "other"

@@ -21,10 +21,9 @@ from wa_media.config.accounts import (
     file_url,
     host_list,
 )
-from wa_media.config.env import ConfigError
 from wa_media.config.variables import API_VERSION_DEFAULT, GRAPH_DEFAULT_URL, MEDIA_HOSTS_DEFAULT
 from wa_media.core.classify import ErrorCodes, classify
-from wa_media.core.errors import ArchiveError, PermanentError
+from wa_media.core.errors import ArchiveError, ConfigError, PermanentError
 from wa_media.core.numbers import ascii_int
 from wa_media.core.provider import Connection, ProviderKind
 from wa_media.providers.apiclient import ApiClient

@@ -1,4 +1,5 @@
-"""Re-reading archived objects and checking them against their sidecars."""
+"""Re-reading archived objects and checking them against their sidecars (through the S3
+adapter, wa_media/stores/s3.py, which translates S3's errors into StorageError)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from wa_media.core.errors import StorageError
+from wa_media.stores.s3 import list_keys, object_chunks, read_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,48 +47,28 @@ def compare(sidecar: Any, digest_hex: str | None, size: int | None) -> str | Non
     return None
 
 
-def _storage_error(action: str, exc: Exception) -> StorageError:
-    code = exc.response.get("Error", {}).get("Code", "?") if isinstance(exc, ClientError) else ""
-    return StorageError(f"S3 {action} failed: {code or type(exc).__name__}")
-
-
 def sidecar_keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
     """Every sidecar key under `prefix` (the whole bucket when empty)."""
     listed = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=listed):
-            for item in page.get("Contents", []):
-                if item["Key"].endswith(SIDECAR_SUFFIX):
-                    yield item["Key"]
-    except (BotoCoreError, ClientError) as exc:
-        raise _storage_error("listing", exc) from None
+    for key in list_keys(s3, bucket, listed):
+        if key.endswith(SIDECAR_SUFFIX):
+            yield key
 
 
 def _hash_object(s3: S3Client, bucket: str, key: str) -> tuple[str | None, int | None]:
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None, None
-        raise _storage_error("read", exc) from None
-    except BotoCoreError as exc:
-        raise _storage_error("read", exc) from None
+    chunks = object_chunks(s3, bucket, key, _CHUNK)
+    if chunks is None:
+        return None, None
     hasher, size = hashlib.sha256(), 0
-    try:
-        for chunk in body.iter_chunks(_CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
-    except BotoCoreError as exc:
-        raise _storage_error("read", exc) from None
+    for chunk in chunks:
+        hasher.update(chunk)
+        size += len(chunk)
     return hasher.hexdigest(), size
 
 
 def audit_object(s3: S3Client, bucket: str, sidecar_key: str) -> Finding | None:
     """Re-read one archived object and its sidecar; a Finding when they disagree."""
-    try:
-        raw = s3.get_object(Bucket=bucket, Key=sidecar_key)["Body"].read()
-    except (BotoCoreError, ClientError) as exc:
-        raise _storage_error("read", exc) from None
+    raw = read_object(s3, bucket, sidecar_key)
     try:
         sidecar = json.loads(raw)
     except ValueError:

@@ -1,16 +1,26 @@
 """The broker's side of the contract: queues, task names, delivery limits, and the Celery
-application `web` publishes with and `worker` consumes with (built by `make_celery`)."""
+application `web` publishes with and `worker` consumes with (built by `make_celery`).
+
+It is also the broker's adapter: every publish goes through `send_task` or `apply_async`, which
+raise BrokerUnavailable where kombu (or the Redis transport under it, or the socket) fails, so
+that nothing above this module catches a kombu, amqp or redis exception."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from celery.result import AsyncResult
 from kombu import Queue
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 
 from wa_media.config.variables import BEAT_SCHEDULE_FILE
+from wa_media.core.errors import BrokerUnavailable
 
 __all__ = [
     "ARCHIVE_PRIORITY",
@@ -25,8 +35,10 @@ __all__ = [
     "SWEEP_TASK",
     "TASK_TIME_LIMIT",
     "VISIBILITY_TIMEOUT",
+    "apply_async",
     "beat_schedule_file",
     "make_celery",
+    "send_task",
 ]
 
 MEDIA_QUEUE = "media"
@@ -124,3 +136,27 @@ def make_celery(broker_url: str) -> Celery:
         broker_channel_error_retry=True,
     )
     return app
+
+
+@contextmanager
+def _publishing() -> Iterator[None]:
+    """Raise BrokerUnavailable where a publish fails: kombu's errors (OperationalError once its
+    retries are spent), the Redis transport's, or the socket's."""
+    try:
+        yield
+    except (KombuError, RedisError, OSError) as exc:
+        raise BrokerUnavailable(f"publish failed: {type(exc).__name__}") from exc
+
+
+def send_task(celery: Celery, name: str, **options: Any) -> AsyncResult[Any]:
+    """Publish task `name` by its name (Celery.send_task's options); BrokerUnavailable if the
+    broker does not take it."""
+    with _publishing():
+        return celery.send_task(name, **options)
+
+
+def apply_async(task: Task[Any, Any], **options: Any) -> AsyncResult[Any]:
+    """Publish a call of `task` (Task.apply_async's options); BrokerUnavailable if the broker
+    does not take it."""
+    with _publishing():
+        return task.apply_async(**options)

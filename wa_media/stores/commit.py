@@ -18,14 +18,19 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.exceptions import RedisError
 
-from wa_media.core.errors import BusyError, KeyConflict, RedisUnavailable, StorageError
+from wa_media.core.errors import (
+    BusyError,
+    KeyConflict,
+    ObjectExists,
+    RedisUnavailable,
+    StorageError,
+)
 from wa_media.core.keys import commit_key
 from wa_media.core.ports import ArchiveBucket, CommitGuard, ObjectUpload
 from wa_media.observability.logs import get_logger
 from wa_media.stores.records import holder_died, holder_token
-from wa_media.stores.s3 import ObjectExists
+from wa_media.stores.redis_client import failure_name
 
 __all__ = ["COMMIT_CLAIM_SECONDS", "COMMIT_WAIT_SECONDS", "CommitClaims", "commit_upload"]
 
@@ -76,13 +81,13 @@ class CommitClaims:
                 if time.monotonic() >= deadline:
                     raise BusyError("another worker is committing this key", retry_after=self.wait)
                 time.sleep(self.poll)
-        except (RedisError, OSError) as exc:
-            raise RedisUnavailable(f"Redis commit claim failed: {type(exc).__name__}") from None
+        except RedisUnavailable as exc:
+            raise RedisUnavailable(f"Redis commit claim failed: {failure_name(exc)}") from None
         try:
             yield
         finally:
             # Unreachable Redis now: the claim expires by itself.
-            with suppress(RedisError, OSError):
+            with suppress(RedisUnavailable):
                 self.redis.eval(_RELEASE, 1, name, token)
 
 

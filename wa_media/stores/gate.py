@@ -7,13 +7,12 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.exceptions import RedisError
 
-from wa_media.core.errors import CredentialsError, ThrottledError
+from wa_media.core.errors import PausedError, RedisUnavailable, ThrottledError
 from wa_media.core.keys import PAUSED_KEY, pause_key, rate_key
 from wa_media.observability.logs import get_logger
 
-__all__ = ["PAUSE_SECONDS", "MetaGate", "PausedError", "token_fingerprint"]
+__all__ = ["PAUSE_SECONDS", "MetaGate", "token_fingerprint"]
 
 log = get_logger(__name__)
 
@@ -24,10 +23,6 @@ PAUSE_SECONDS = 60
 # every key of the database.
 # A call waits at most this long for a slot under the rate limit before giving its task back.
 _MAX_RATE_WAIT = 10.0
-
-
-class PausedError(CredentialsError):
-    """Calls with this token are paused: Meta rejected it a moment ago."""
 
 
 def token_fingerprint(token: str) -> str:
@@ -52,7 +47,7 @@ class MetaGate:
         """Raise PausedError while the token is known to be rejected."""
         try:
             remaining = self.redis.ttl(self._pause_key)
-        except (RedisError, OSError):
+        except RedisUnavailable:
             return  # Without Redis, Meta's own answer is the guard.
         if isinstance(remaining, int) and remaining > 0:
             raise PausedError(
@@ -73,7 +68,7 @@ class MetaGate:
                     pipe.incr(key)
                     pipe.expire(key, 2)
                     count = int(pipe.execute()[0])
-            except (RedisError, OSError):
+            except RedisUnavailable:
                 return
             if count <= self.per_second:
                 return
@@ -97,7 +92,7 @@ class MetaGate:
                     # Every pause is as long: the newest one ends last.
                     pipe.expire(PAUSED_KEY, self.pause_seconds)
                     pipe.execute()
-        except (RedisError, OSError):
+        except RedisUnavailable:
             return
         if first:
             log.error(

@@ -28,7 +28,6 @@ from typing import Any
 
 from redis import Redis
 from redis.commands.core import Script
-from redis.exceptions import RedisError
 
 from wa_media.core.errors import BusyError, RedisUnavailable
 from wa_media.core.jobs import MediaJob, ReplyJob
@@ -56,6 +55,7 @@ from wa_media.core.records import (
     ReplyRef,
     State,
 )
+from wa_media.stores.redis_client import failure_name
 
 __all__ = [
     "ARCHIVED_KEPT_SECONDS",
@@ -233,10 +233,11 @@ def _text(value: object) -> str:
 
 @contextmanager
 def _redis_errors(action: str) -> Iterator[None]:
+    """Name what the records were doing when Redis failed (the client names the command)."""
     try:
         yield
-    except (RedisError, OSError) as exc:
-        raise RedisUnavailable(f"Redis {action} failed: {type(exc).__name__}") from None
+    except RedisUnavailable as exc:
+        raise RedisUnavailable(f"Redis {action} failed: {failure_name(exc)}") from None
 
 
 @dataclass
@@ -498,7 +499,7 @@ class MediaStateStore:
                     return
                 try:
                     renew(keys=[key], args=[token, self.lease_ttl])
-                except (RedisError, OSError):
+                except RedisUnavailable:
                     continue  # Redis may be restarting; the next beat tries again.
 
         beat = threading.Thread(target=heartbeat, name=f"lease-{ref.media_id}", daemon=True)
@@ -509,7 +510,7 @@ class MediaStateStore:
             stop.set()
             beat.join()
             # If Redis is unreachable now, the lease expires by itself within the lease TTL.
-            with suppress(RedisError, OSError):
+            with suppress(RedisUnavailable):
                 self.redis.register_script(_RELEASE)(keys=[key], args=[token])
 
 

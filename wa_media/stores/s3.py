@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from wa_media.config.target import ArchiveTarget
-from wa_media.core.errors import StorageError
+from wa_media.core.errors import ObjectExists, StorageError
 from wa_media.core.ports import ObjectHead
 
 if TYPE_CHECKING:
@@ -28,10 +28,12 @@ __all__ = [
     "PARTS_IN_FLIGHT",
     "PART_SIZE",
     "ArchiveStore",
-    "ObjectExists",
     "ObjectHead",
     "Upload",
+    "list_keys",
     "make_s3_client",
+    "object_chunks",
+    "read_object",
 ]
 
 # S3's smallest part is 5 MiB; 8 MiB parts keep a 100 MB file at 13 requests.
@@ -42,10 +44,6 @@ PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 2
 # botocore's default pool; a worker running more tasks at once asks for more (make_s3_client).
 MAX_CONNECTIONS = 10
-
-
-class ObjectExists(Exception):
-    """A conditional write found the key taken: another writer committed it first."""
 
 
 def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTIONS) -> S3Client:
@@ -95,6 +93,44 @@ def _head(client: S3Client, bucket: str, key: str, action: str) -> ObjectHead | 
         size=head.get("ContentLength", 0),
         metadata=dict(head.get("Metadata", {})),
     )
+
+
+def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
+    """Every key under `prefix` (the whole bucket when empty), page after page."""
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+    except (ClientError, BotoCoreError) as exc:
+        raise _storage_error("listing", exc) from None
+
+
+def read_object(client: S3Client, bucket: str, key: str) -> bytes:
+    """A small object's bytes; StorageError when S3 fails or the key holds nothing."""
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise _storage_error("read", exc) from None
+
+
+def object_chunks(client: S3Client, bucket: str, key: str, size: int) -> Iterator[bytes] | None:
+    """An object's bytes in chunks of `size`, as they arrive; None when the key holds nothing."""
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise _storage_error("read", exc) from None
+    except BotoCoreError as exc:
+        raise _storage_error("read", exc) from None
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(size)
+        except BotoCoreError as exc:
+            raise _storage_error("read", exc) from None
+
+    return chunks()
 
 
 def _precondition_failed(exc: ClientError) -> bool:

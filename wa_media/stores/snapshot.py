@@ -128,7 +128,7 @@ def _pending_media(redis: Redis, members: list[str]) -> list[PendingMedia]:
 def read_snapshot(
     redis: Redis, *, sample: int = DEFAULT_SAMPLE, nearest: int = 10, now: float | None = None
 ) -> Snapshot:
-    """Read the counts and the media nearest their deadline; RedisError when Redis fails."""
+    """Read the counts and the media nearest their deadline; RedisUnavailable when Redis fails."""
     now = time.time() if now is None else now
     with redis.pipeline(transaction=False) as pipe:
         pipe.zcard(PENDING_KEY)
@@ -186,8 +186,8 @@ class ArchivedCounts:
 
 
 def archived_counts(redis: Redis, *, now: float | None = None) -> ArchivedCounts:
-    """Count the media archived in the last hour and day (`wa:archived`); RedisError when
-    Redis fails."""
+    """Count the media archived in the last hour and day (`wa:archived`); RedisUnavailable
+    when Redis fails."""
     now = time.time() if now is None else now
     with redis.pipeline(transaction=False) as pipe:
         pipe.zcount(ARCHIVED_KEY, now - 3600, "+inf")
