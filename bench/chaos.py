@@ -61,6 +61,7 @@ from devstack.stack import (
 )
 from devstack.webhooks import DEFAULT_PHONE_NUMBER_ID, MediaKind
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError
+from wa_media.core.keys import LEASE_PATTERN, REPLY_PATTERN, reply_key
 from wa_media.core.layout import build_key, sidecar_key
 
 # `python bench/chaos.py` puts bench/ on the path, not the repository root that holds `bench`.
@@ -794,7 +795,7 @@ class Lookout:
     def tries(self, pids: set[int]) -> list[Try]:
         """The tries running in these processes."""
         try:
-            leases = self._values("wa:lease:*")
+            leases = self._values(LEASE_PATTERN)
         except (RedisError, OSError) as exc:
             self._error("reading the leases", exc)
             return []
@@ -826,7 +827,7 @@ class Lookout:
     def replies_in_flight(self) -> int:
         """Warnings claimed in the reply ledger and not recorded as sent yet."""
         try:
-            return sum(1 for value in self._values("wa:reply:*").values() if value == "sending")
+            return sum(1 for value in self._values(REPLY_PATTERN).values() if value == "sending")
         except (RedisError, OSError) as exc:
             self._error("reading the reply ledger", exc)
             return 0
@@ -1241,7 +1242,7 @@ def _check_replies(result: Verification, client: SimulatorClient, redis: Redis, 
     warned = [item.wamid for item in plan.too_big if item.sender in sent]
     with redis.pipeline(transaction=False) as pipe:
         for wamid in warned:
-            pipe.get(f"wa:reply:{DEFAULT_PHONE_NUMBER_ID}:{wamid}")
+            pipe.get(reply_key(f"{DEFAULT_PHONE_NUMBER_ID}:{wamid}"))
         ledger = pipe.execute()
     result.unsettled_replies = sum(1 for value in ledger if value == "sending")
 

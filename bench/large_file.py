@@ -46,6 +46,7 @@ from devstack import webhooks
 from devstack.processes import Service, wait_for
 from devstack.seaweed import ACCESS_KEY, SECRET_KEY
 from graphsim import MediaRecord, SimulatorClient, SimulatorError
+from wa_media.core.keys import media_key
 from wa_media.core.layout import build_key, sidecar_key
 
 # `python bench/large_file.py` puts bench/ on the path, not the repository root with `bench`.
@@ -271,7 +272,7 @@ class Bench:
 
         def settled() -> float | None:
             fields = self.redis.hmget(
-                f"wa:media:{PHONE_NUMBER_ID}:{record.id}", ["state", "updated_at", "last_error"]
+                media_key(f"{PHONE_NUMBER_ID}:{record.id}"), ["state", "updated_at", "last_error"]
             )
             state, updated, error = (v.decode() if isinstance(v, bytes) else v for v in fields)
             if state == "failed":

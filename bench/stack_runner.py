@@ -32,6 +32,7 @@ from devstack.stack import StackEnv, start_web, start_worker
 from devstack.webhooks import DEFAULT_PHONE_NUMBER_ID
 from graphsim import Simulator, SimulatorClient, SimulatorError
 from graphsim.server import DEFAULT_TOKEN
+from wa_media.core.keys import media_key
 
 __all__ = [
     "START",
@@ -160,7 +161,7 @@ def media_states(
     """One field of each `wa:media:{phone_number_id}:{id}` record (missing ones left out)."""
     with redis.pipeline(transaction=False) as pipe:
         for media_id in media_ids:
-            pipe.hget(f"wa:media:{phone_number_id}:{media_id}", field_name)
+            pipe.hget(media_key(f"{phone_number_id}:{media_id}"), field_name)
         values = pipe.execute()
     return {
         m: v.decode() if isinstance(v, bytes) else str(v)

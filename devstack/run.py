@@ -46,8 +46,8 @@ from devstack.stack import StackEnv, beat_started, start_service, web_healthy, w
 from graphsim import Simulator
 from wa_media.cli.common import read_env_file
 from wa_media.core.errors import ConfigError
+from wa_media.core.keys import ARCHIVED_KEY, FAILED_KEY, media_key
 from wa_media.stores.broker import SWEEP_INTERVAL
-from wa_media.stores.records import ARCHIVED_KEY, FAILED_KEY
 from webhook.config import DEFAULT_WEB_METRICS_PORT
 
 __all__ = [
@@ -600,7 +600,7 @@ class Watcher:
     def _say(self, key: str, member: str) -> None:
         # Members are `{phone_number_id}:{media_id}` (a media id alone from an earlier release);
         # the object key names the account.
-        record = cast(dict[str, str], self.redis.hgetall(f"wa:media:{member}"))
+        record = cast(dict[str, str], self.redis.hgetall(media_key(member)))
         media_id = member.rpartition(":")[2]
         if key == ARCHIVED_KEY:
             say(f"archived  {media_id}  s3://{BUCKET}/{record.get('key', '?')}")

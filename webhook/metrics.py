@@ -19,17 +19,18 @@ from redis import Redis
 
 from wa_media.core.errors import RedisUnavailable
 from wa_media.core.jobs import MediaJob
+from wa_media.core.keys import (
+    FAILED_KEY,
+    PAUSED_KEY,
+    PENDING_KEY,
+    PENDING_WINDOW_KEY,
+    SWEEP_LAST_KEY,
+    media_key,
+)
 from wa_media.observability.logs import get_logger
 from wa_media.observability.metrics import web_metrics
 from wa_media.stores.broker import MEDIA_QUEUE, REPLIES_QUEUE
-from wa_media.stores.gate import PAUSED_KEY
-from wa_media.stores.records import (
-    FAILED_KEY,
-    PENDING_KEY,
-    PENDING_WINDOW_KEY,
-    RECORD_TTL,
-    SWEEP_LAST_KEY,
-)
+from wa_media.stores.records import RECORD_TTL
 from wa_media.stores.snapshot import PendingMedia, Snapshot, queue_keys, stored_unix_time
 
 __all__ = [
@@ -150,7 +151,7 @@ def reindex_windows(redis: Redis) -> tuple[int, int]:
         batch = missing[start : start + _BATCH]
         with redis.pipeline(transaction=False) as pipe:
             for media_id in batch:
-                pipe.hget(f"wa:media:{media_id}", "job")
+                pipe.hget(media_key(media_id), "job")
             jobs = pipe.execute()
         pairs: list[str | float] = []
         for media_id, job in zip(batch, jobs, strict=True):

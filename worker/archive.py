@@ -37,16 +37,16 @@ from wa_media.core.layout import (
     storable_mime_type,
 )
 from wa_media.core.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
+from wa_media.core.ports import ArchiveBucket, CommitGuard, MediaRecords
 from wa_media.core.provider import Fetched
 from wa_media.core.reasons import Reason, reason_of
+from wa_media.core.records import Attempt, MediaRef
 from wa_media.observability.logs import get_logger, milliseconds, since
 from wa_media.observability.metrics import worker_metrics
 from wa_media.providers.transfer import Deadline, Stopwatch, Tally, under_deadline
 from wa_media.stores.broker import MAX_COUNTDOWN
-from wa_media.stores.commit import CommitClaims, commit_upload
-from wa_media.stores.records import Attempt, MediaRef, MediaStateStore
-from wa_media.stores.s3 import ArchiveStore
-from worker.clients import AccountClients, ClientDirectory
+from wa_media.stores.commit import commit_upload
+from worker.clients import AccountClients, AccountDirectory
 
 __all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
 
@@ -127,8 +127,10 @@ class Archiver:
     """Turns a MediaJob into a verified object and sidecar in the bucket, exactly once."""
 
     settings: WorkerSettings
-    clients: ClientDirectory
-    state: MediaStateStore
+    clients: AccountDirectory
+    state: MediaRecords
+    commits: CommitGuard
+    """One commit of an object's key at a time (`CommitClaims`)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @staticmethod
@@ -146,12 +148,12 @@ class Archiver:
         try:
             key = self.object_key(job, clients.store.target.prefix)
             record = self.state.get(MediaRef.of(job))
-            if record.get("state") == "archived":
+            if record.state == "archived":
                 # The record names the key the media went to (an edit's job may know another
                 # MIME type than the message that brought the media first).
-                return self._already_archived(clients, job, record.get("key") or key)
-            first = record.get("wamid")
-            if first not in (None, job.wamid) and record.get("state") in ("queued", "archiving"):
+                return self._already_archived(clients, job, record.key or key)
+            first = record.wamid
+            if first not in (None, job.wamid) and record.state in ("queued", "archiving"):
                 # Another message brought this media first (the original of an edit): its task,
                 # or the sweep, archives it; this one then records itself beside the object.
                 busy = BusyError("the media's first message is not archived yet", retry_after=30)
@@ -175,7 +177,7 @@ class Archiver:
     def _already_archived(self, clients: AccountClients, job: MediaJob, key: str) -> Result:
         """Done; and another message that brought the same media (an edit that kept it, or the
         message an edit archived first) gets its own record beside the object."""
-        if job.wamid == self.state.get(MediaRef.of(job)).get("wamid"):
+        if job.wamid == self.state.get(MediaRef.of(job)).wamid:
             return Done("already_archived", key)
         try:
             clients.store.put_json(
@@ -213,8 +215,8 @@ class Archiver:
         now = time.time()
         plan = plan_retry(
             exc,
-            attempts=int(record.get("attempts", 1)),
-            integrity_failures=int(record.get("integrity_failures", 0)),
+            attempts=1 if record.attempts is None else record.attempts,
+            integrity_failures=record.integrity_failures or 0,
             now=now,
             deadline=deadline,
             cap=MAX_COUNTDOWN,
@@ -354,7 +356,7 @@ class Archiver:
 
     def _store(
         self,
-        store: ArchiveStore,
+        store: ArchiveBucket,
         key: str,
         job: MediaJob,
         fetched: Fetched,
@@ -396,7 +398,5 @@ class Archiver:
             with s3.timing():
                 # False when another writer committed the same bytes first; KeyConflict when
                 # the key holds other bytes (wa_media/stores/commit.py).
-                committed = commit_upload(
-                    upload, store, CommitClaims(self.state.redis), digest, size
-                )
+                committed = commit_upload(upload, store, self.commits, digest, size)
         return digest, size, committed

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from redis import Redis
 
 from wa_media.config.accounts import Account
 from wa_media.config.settings import WorkerSettings
 from wa_media.core.errors import NoAccount
+from wa_media.core.ports import ArchiveBucket
 from wa_media.core.provider import MediaSource
 from wa_media.providers.registry import make_provider
 from wa_media.providers.transfer import POOL_SIZE, new_session
@@ -20,7 +21,7 @@ from wa_media.stores.s3 import ArchiveStore
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["AccountClients", "ClientDirectory"]
+__all__ = ["AccountClients", "AccountDirectory", "ClientDirectory"]
 
 # How long a media or reply for an unconfigured number waits before it is tried again.
 NO_ACCOUNT_RETRY = 300.0
@@ -32,7 +33,14 @@ class AccountClients:
 
     account: Account
     provider: MediaSource
-    store: ArchiveStore
+    store: ArchiveBucket
+
+
+class AccountDirectory(Protocol):
+    """Each account's clients, by the number they serve (`ClientDirectory`)."""
+
+    def for_number(self, phone_number_id: str) -> AccountClients:
+        """The clients of the account serving this number; NoAccount when none does."""
 
 
 @dataclass

@@ -12,8 +12,9 @@ from wa_media.core.errors import BusyError, InvalidId, PermanentError, Retryable
 from wa_media.core.identity import is_bsuid, phone_address
 from wa_media.core.jobs import ReplyDropReason, ReplyJob
 from wa_media.core.layout import checked_id
-from wa_media.stores.records import ReplyLedger, ReplyLimits, ReplyRef
-from worker.clients import ClientDirectory
+from wa_media.core.ports import ReplyRates, ReplyRecords
+from wa_media.core.records import LedgerEntry, ReplyRef
+from worker.clients import AccountDirectory
 
 __all__ = ["Replier", "ReplyOutcome", "recipient", "reply_address"]
 
@@ -43,9 +44,9 @@ class Replier:
     """Sends TOO_BIG_REPLY_TEXT through the provider, guarded by the reply ledger and limits."""
 
     settings: WorkerSettings
-    clients: ClientDirectory
-    ledger: ReplyLedger
-    limits: ReplyLimits
+    clients: AccountDirectory
+    ledger: ReplyRecords
+    limits: ReplyRates
 
     def reply(self, job: ReplyJob) -> ReplyOutcome:
         """Send the warning unless it was sent (or is being sent) for this wamid of this
@@ -65,12 +66,12 @@ class Replier:
         )
         if dropped is not None or address is None:
             # Never sent; recorded, so that a redelivered webhook does not bring it back.
-            self.ledger.settle(ref, f"dropped: {dropped}")
+            self.ledger.settle(ref, LedgerEntry.dropped(dropped or "invalid_recipient"))
             return dropped or "invalid_recipient"
         try:
             provider.send_text(job.phone_number_id, address, self.settings.too_big_reply_text)
         except PermanentError as exc:
-            self.ledger.settle(ref, f"failed: {exc.reason}")
+            self.ledger.settle(ref, LedgerEntry.failed(exc.reason))
             # Never delivered: the customer's next 131052 may be answered. Should Redis fail
             # here, the slot only lasts its interval.
             with suppress(StorageError):
@@ -79,5 +80,5 @@ class Replier:
         except RetryableError:
             self.ledger.release(ref)
             raise
-        self.ledger.settle(ref, "sent")
+        self.ledger.settle(ref, LedgerEntry.sent())
         return "sent"

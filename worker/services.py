@@ -12,6 +12,7 @@ from redis import Redis
 from wa_media.config.settings import WorkerSettings
 from wa_media.observability.logs import register_secrets
 from wa_media.providers.accounts import worker_settings
+from wa_media.stores.commit import CommitClaims
 from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits
 from wa_media.stores.redis_client import connect as connect_redis
 from wa_media.stores.s3 import PARTS_IN_FLIGHT, make_s3_client
@@ -73,7 +74,7 @@ def _build_services() -> Services:
         redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
     )
     return Services(
-        archiver=Archiver(config, clients, state),
+        archiver=Archiver(config, clients, state, CommitClaims(redis)),
         replier=Replier(
             config,
             clients,

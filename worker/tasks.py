@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import suppress
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -26,7 +27,10 @@ from wa_media.core.errors import (
     StorageError,
 )
 from wa_media.core.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
+from wa_media.core.keys import SWEEP_LAST_KEY
 from wa_media.core.reasons import reason_of
+from wa_media.core.records import ReplyRef
+from wa_media.core.sweep import media_step, reply_step
 from wa_media.observability.logs import get_logger
 from wa_media.observability.metrics import worker_metrics
 from wa_media.stores.broker import (
@@ -42,7 +46,7 @@ from wa_media.stores.broker import (
     SWEEP_TASK,
     apply_async,
 )
-from wa_media.stores.records import SWEEP_LAST_KEY, SWEEP_LAST_TTL, ReplyRef
+from wa_media.stores.records import SWEEP_LAST_TTL
 from worker.archive import Done, Failed, RetryLater
 from worker.celery_app import app
 from worker.instrumented import InstrumentedTask
@@ -248,30 +252,34 @@ def sweep(self: InstrumentedTask) -> dict[str, int]:
             record = state.get(ref)
             if ref.member != member:
                 state.forget_pending(member)
-            current = record.get("state")
-            if current in (None, "archived", "failed") or "job" not in record:
+            step = media_step(
+                record,
+                now=now,
+                lease_remaining=partial(state.lease_remaining, ref),
+                stalled_after=svc.archiver.settings.sweep_stalled_after,
+            )
+            if step.action == "settle" or record.job is None:
                 state.forget_pending(ref.member)
                 counts["settled"] += 1
-            elif current == "archiving" and (remaining := state.lease_remaining(ref)):
-                # Look again right when the lease would run out, not a whole lease later.
-                state.look_again(ref.member, now + remaining + 1)
+            elif step.action == "leased":
+                state.look_again(ref.member, step.look_again_at or now)
                 counts["leased"] += 1
             else:
                 apply_async(
                     archive_media,
-                    args=(json.loads(record["job"]),),
+                    args=(json.loads(record.job),),
                     queue=MEDIA_QUEUE,
                     priority=RESCUE_PRIORITY,
                 )
-                state.look_again(ref.member, now + svc.archiver.settings.sweep_stalled_after)
+                state.look_again(ref.member, step.look_again_at or now)
                 counts["requeued"] += 1
                 log.warning(
                     "media_requeued",
                     media_id=ref.media_id,
                     phone_number_id=ref.phone_number_id,
-                    wamid=record.get("wamid"),
-                    state=current,
-                    reason="lease expired" if current == "archiving" else "queued too long",
+                    wamid=record.wamid,
+                    state=record.state,
+                    reason=step.reason,
                 )
         _sweep_replies(svc, now, counts)
         svc.redis.set(SWEEP_LAST_KEY, f"{time.time():.3f}", ex=SWEEP_LAST_TTL)
@@ -296,14 +304,17 @@ def _sweep_replies(svc: Services, now: float, counts: dict[str, int]) -> None:
         except ValueError:
             log.error("job_invalid", kind="reply", member=member)
             job = None
-        claim = None if job is None else ledger.status(ReplyRef.of(job))
-        if job is None or (claim is not None and claim != "sending"):
+        entry = None if job is None else ledger.status(ReplyRef.of(job))
+        step = reply_step(
+            job, entry, now=now, claim_ttl=ledger.claim_ttl, stall_after=ledger.stall_after
+        )
+        if step.action == "settle" or job is None:
             ledger.settled(member)  # sent, given up, dropped, or its record expired
-        elif claim == "sending":
-            ledger.look_again(member, now + ledger.claim_ttl)
+        elif step.action == "wait":
+            ledger.look_again(member, step.look_again_at or now)
         else:
             apply_async(send_reply, args=(job.to_wire(),), queue=REPLIES_QUEUE)
-            ledger.look_again(member, now + ledger.stall_after)
+            ledger.look_again(member, step.look_again_at or now)
             counts["replies_requeued"] += 1
             log.warning(
                 "reply_requeued",

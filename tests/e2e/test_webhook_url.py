@@ -30,6 +30,7 @@ from wa_media.core.errors import IntegrityError, TemporaryError
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import build_key
 from wa_media.providers.accounts import worker_settings
+from wa_media.stores.commit import CommitClaims
 from wa_media.stores.records import MediaRef, MediaStateStore
 from wa_media.stores.s3 import make_s3_client
 from webhook.payload import parse_cloud_payload
@@ -74,7 +75,7 @@ def make_archiver(
         redis = Redis.from_url(url_redis)
         opened.append(redis)
         clients = ClientDirectory(settings, redis, make_s3_client(seaweed.endpoint_url))
-        return Archiver(settings, clients, MediaStateStore(redis))
+        return Archiver(settings, clients, MediaStateStore(redis), CommitClaims(redis))
 
     yield make
     for redis in opened:
@@ -172,7 +173,7 @@ def test_a_refused_webhook_url_falls_back_to_the_lookup_within_the_try(
     assert result == Done("archived", key_of(job))
     assert ops(sim, record.id) == ["download", "lookup", "download"]
     assert sidecar(s3, job)["url_source"] == "lookup"
-    assert archiver.state.get(MediaRef.of(job))["attempts"] == "1"
+    assert archiver.state.get(MediaRef.of(job)).attempts == 1
     # A dead URL says nothing of the token: calls with it are not paused.
     with Redis.from_url(url_redis) as redis:
         assert redis.zcard("wa:paused") == 0
@@ -197,7 +198,7 @@ def test_later_tries_look_the_media_up(
     assert second == Done("archived", key_of(job))
     assert ops(sim, record.id) == ["download", "lookup", "download"]
     assert sidecar(s3, job)["url_source"] == "lookup"
-    assert archiver.state.get(MediaRef.of(job))["attempts"] == "2"
+    assert archiver.state.get(MediaRef.of(job)).attempts == 2
 
 
 def test_bytes_that_differ_from_the_webhook_digest_are_not_committed(
@@ -215,7 +216,7 @@ def test_bytes_that_differ_from_the_webhook_digest_are_not_committed(
     assert "webhook" in result.error.reason
     assert ops(sim, record.id) == ["download"]
     assert stored(s3, job) is None
-    assert archiver.state.get(MediaRef.of(job))["integrity_failures"] == "1"
+    assert archiver.state.get(MediaRef.of(job)).integrity_failures == 1
 
 
 def test_without_a_usable_webhook_digest_the_media_is_looked_up(

@@ -1,19 +1,16 @@
 """A try's deadline bounds its transfer, not only each read: against the simulator's trickle
-fault (a few bytes every so often, forever within the read timeout), and against a real Redis
-for the lease that stops being renewed past it."""
+fault (a few bytes every so often, forever within the read timeout). The lease that stops being
+renewed past it is tested with the record store (tests/unit/stores/test_records.py)."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
-from redis import Redis
 
 from devstack.processes import wait_for
 from graphsim import SimulatorClient
-from tests.conftest import redis_db
 from tests.unit.sim_providers import PHONE, add_media, provider_fixture
 from wa_media.config.settings import MAX_TRY_SECONDS
 from wa_media.core.errors import ConfigError, TimedOut
@@ -22,7 +19,6 @@ from wa_media.core.reasons import reason_of
 from wa_media.providers.accounts import worker_settings
 from wa_media.providers.transfer import TIMEOUT, Deadline, under_deadline
 from wa_media.stores.broker import TASK_TIME_LIMIT
-from wa_media.stores.records import MediaRef, MediaStateStore
 
 cloud = provider_fixture("cloud")
 d360 = provider_fixture("360dialog")
@@ -120,34 +116,3 @@ def test_media_try_seconds(value: str) -> None:
 def test_media_try_seconds_out_of_range_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="MEDIA_TRY_SECONDS"):
         worker_settings({**WORKER_ENV, "MEDIA_TRY_SECONDS": value})
-
-
-# --- the lease ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis() -> Iterator[Redis]:
-    for url in redis_db(0):
-        client = Redis.from_url(url)
-        yield client
-        client.close()
-
-
-def test_a_lease_is_not_renewed_past_its_try_deadline(redis: Redis) -> None:
-    store = MediaStateStore(redis, lease_ttl=1)
-    stuck = MediaRef("106540352242922", "stuck")
-    with store.lease(stuck, renew_until=time.monotonic() + 0.5):
-        # Still held, and no longer renewed: it runs out under the try that holds it, so
-        # that the sweep hands the media to another worker.
-        wait_for(lambda: store.lease_remaining(stuck) == 0, timeout=5, what="the lease to expire")
-
-
-def test_a_lease_is_renewed_while_its_try_runs(redis: Redis) -> None:
-    store = MediaStateStore(redis, lease_ttl=1)
-    working = MediaRef("106540352242922", "working")
-    with store.lease(working, renew_until=time.monotonic() + 60):
-        started = time.monotonic()
-        # Past two lease lengths, it was renewed all along.
-        while time.monotonic() - started < 3:
-            assert store.lease_remaining(working) > 0
-            time.sleep(0.2)

@@ -18,16 +18,16 @@ from wa_media.stores.broker import (
     make_celery,
     send_task,
 )
-from wa_media.stores.records import MediaRef, MediaStateStore, SkippedLog
+from wa_media.stores.records import MediaRecord, MediaRef, MediaStateStore, SkippedLog
 from wa_media.stores.redis_client import failure_name
 
 __all__ = ["failed", "find", "replay", "skipped", "who"]
 
 
-def who(record: dict[str, str]) -> str:
+def who(record: MediaRecord) -> str:
     """The customer of a media record as Meta named them: phone, BSUID, username."""
     try:
-        job = MediaJob.model_validate_json(record.get("job", ""))
+        job = MediaJob.model_validate_json(record.job or "")
     except ValueError:
         return "?"
     customer = job.customer
@@ -64,9 +64,9 @@ def failed(limit: int) -> None:
             number, media_id = "", member
         click.echo(
             f"{shown(media_id):<24} {shown(number or '?'):<17} "
-            f"{when(record.get('updated_at')):<20} "
-            f"{shown(record.get('attempts', '0')):>5}  {shown(who(record)):<32} "
-            f"{shown(record.get('last_error', ''))}"
+            f"{when(None if record.updated_at is None else str(record.updated_at)):<20} "
+            f"{shown(str(record.attempts or 0)):>5}  {shown(who(record)):<32} "
+            f"{shown(record.last_error or '')}"
         )
     click.echo(f"{len(rows)} failed")
 

@@ -26,10 +26,11 @@ from wa_media.core.errors import (
     RedisUnavailable,
     StorageError,
 )
+from wa_media.core.keys import commit_key
+from wa_media.core.ports import ArchiveBucket, CommitGuard, ObjectUpload
 from wa_media.observability.logs import get_logger
 from wa_media.stores.records import holder_died, holder_token
 from wa_media.stores.redis_client import failure_name
-from wa_media.stores.s3 import ArchiveStore, Upload
 
 __all__ = ["COMMIT_CLAIM_SECONDS", "COMMIT_WAIT_SECONDS", "CommitClaims", "commit_upload"]
 
@@ -66,7 +67,7 @@ class CommitClaims:
     @contextmanager
     def hold(self, bucket: str, key: str) -> Iterator[None]:
         """Hold the key's claim, waiting up to `wait` for its holder; BusyError after that."""
-        name = f"wa:commit:{bucket}/{key}"
+        name = commit_key(bucket, key)
         token = holder_token()
         deadline = time.monotonic() + self.wait
         try:
@@ -91,7 +92,7 @@ class CommitClaims:
 
 
 def commit_upload(
-    upload: Upload, store: ArchiveStore, claims: CommitClaims, sha256_hex: str, size: int
+    upload: ObjectUpload, store: ArchiveBucket, claims: CommitGuard, sha256_hex: str, size: int
 ) -> bool:
     """Commit under the key's claim; False if the key held these bytes, KeyConflict if others."""
     key = upload.key

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from wa_media.core.errors import PausedError, RedisUnavailable, ThrottledError
+from wa_media.core.keys import PAUSED_KEY, pause_key, rate_key
 from wa_media.observability.logs import get_logger
 
 __all__ = ["PAUSE_SECONDS", "MetaGate", "token_fingerprint"]
@@ -17,9 +18,9 @@ log = get_logger(__name__)
 
 # How long calls stay paused after Meta rejected the token; the first call after it probes.
 PAUSE_SECONDS = 60
-# The fingerprints of the paused tokens, scored by the end of their pause: what counts the
-# pauses for `wa-media status` and /metrics without scanning every key of the database.
-PAUSED_KEY = "wa:paused"
+# PAUSED_KEY (wa_media/core/keys.py): the fingerprints of the paused tokens, scored by the end
+# of their pause: what counts the pauses for `wa-media status` and /metrics without scanning
+# every key of the database.
 # A call waits at most this long for a slot under the rate limit before giving its task back.
 _MAX_RATE_WAIT = 10.0
 
@@ -40,7 +41,7 @@ class MetaGate:
 
     def __post_init__(self) -> None:
         self.fingerprint = token_fingerprint(self.token)
-        self._pause_key = f"wa:pause:{self.fingerprint}"
+        self._pause_key = pause_key(self.fingerprint)
 
     def check_paused(self) -> None:
         """Raise PausedError while the token is known to be rejected."""
@@ -61,7 +62,7 @@ class MetaGate:
         while True:
             now = time.time()
             window = int(now)
-            key = f"wa:rate:{self.fingerprint}:{window}"
+            key = rate_key(self.fingerprint, window)
             try:
                 with self.redis.pipeline(transaction=False) as pipe:
                     pipe.incr(key)

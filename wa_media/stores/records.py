@@ -24,13 +24,37 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from redis import Redis
 from redis.commands.core import Script
 
 from wa_media.core.errors import BusyError, RedisUnavailable
 from wa_media.core.jobs import MediaJob, ReplyJob
+from wa_media.core.keys import (
+    ARCHIVED_KEY,
+    FAILED_KEY,
+    PENDING_KEY,
+    PENDING_WINDOW_KEY,
+    REPLIES_PENDING_KEY,
+    SKIPPED_KEY,
+    SWEEP_LAST_KEY,
+    SWEEP_LOCK_KEY,
+    media_key,
+    reply_job_key,
+    reply_rate_key,
+    reply_to_key,
+)
+from wa_media.core.records import (
+    Attempt,
+    LedgerEntry,
+    MediaRecord,
+    MediaRef,
+    RateVerdict,
+    ReplyClaim,
+    ReplyRef,
+    State,
+)
 from wa_media.stores.redis_client import failure_name
 
 __all__ = [
@@ -48,6 +72,8 @@ __all__ = [
     "SWEEP_LAST_TTL",
     "SWEEP_LOCK_KEY",
     "Attempt",
+    "LedgerEntry",
+    "MediaRecord",
     "MediaRef",
     "MediaStateStore",
     "ReplyClaim",
@@ -62,8 +88,6 @@ __all__ = [
 
 RECORD_TTL = 8 * 24 * 3600
 LEASE_TTL = 60
-
-State = Literal["queued", "archiving", "archived", "failed"]
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -171,67 +195,13 @@ end
 return 0
 """
 
-
-PENDING_KEY = "wa:pending"
-# The same media as wa:pending, scored by the start of their 7-day window: the oldest pending
-# media is its first member, read in one command by every scrape.
-PENDING_WINDOW_KEY = "wa:pending:window"
-FAILED_KEY = "wa:failed"
-# Held by the one sweep running, its value the holder's token (`host:pid:random`).
-SWEEP_LOCK_KEY = "wa:sweep-lock"
-# Media archived in the last day, scored by when: `wa-media status` counts them (ZCOUNT).
-ARCHIVED_KEY = "wa:archived"
+# The keys are spelled in wa_media/core/keys.py; these are their lifetimes.
+# Media archived in the last day are kept in wa:archived.
 ARCHIVED_KEPT_SECONDS = 24 * 3600
-# When the last sweep completed (a Unix time), written by each sweep that did: `web` serves it
-# as wa_sweep_last_success_timestamp_seconds. Gone after a day without sweeps (read as 0).
-SWEEP_LAST_KEY = "wa:sweep:last"
+# wa:sweep:last is gone after a day without sweeps (read as 0).
 SWEEP_LAST_TTL = 24 * 3600
-REPLIES_PENDING_KEY = "wa:replies:pending"
-SKIPPED_KEY = "wa:skipped"
 # The newest skipped messages kept for `wa-media skipped`; older ones are trimmed.
 SKIPPED_KEPT = 10_000
-
-
-def _media_key(member: str) -> str:
-    return f"wa:media:{member}"
-
-
-@dataclass(frozen=True)
-class MediaRef:
-    """A media of one account: its record `wa:media:{phone_number_id}:{media_id}`, its lease
-    `wa:lease:{phone_number_id}:{media_id}`, its member `{phone_number_id}:{media_id}` of
-    `wa:pending` and `wa:failed`."""
-
-    phone_number_id: str
-    media_id: str
-
-    @classmethod
-    def of(cls, job: MediaJob) -> MediaRef:
-        """The media a job names, in its account."""
-        return cls(job.phone_number_id, job.media_id)
-
-    @property
-    def member(self) -> str:
-        """Its name in the indexes, and the end of its keys."""
-        return f"{self.phone_number_id}:{self.media_id}"
-
-    @property
-    def key(self) -> str:
-        """Its record."""
-        return _media_key(self.member)
-
-    @property
-    def lease_key(self) -> str:
-        """Its lease."""
-        return f"wa:lease:{self.member}"
-
-    @property
-    def legacy_key(self) -> str:
-        """Where the previous release kept its record: under the media id alone."""
-        return _media_key(self.media_id)
-
-    def __str__(self) -> str:
-        return self.member
 
 
 _HOST = socket.gethostname()
@@ -270,16 +240,6 @@ def _redis_errors(action: str) -> Iterator[None]:
         raise RedisUnavailable(f"Redis {action} failed: {failure_name(exc)}") from None
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """What a worker learns when it starts on a media."""
-
-    attempts: int
-    crashes: int
-    """Earlier attempts that never finished: the worker running them died."""
-    integrity_failures: int
-
-
 @dataclass
 class MediaStateStore:
     """`wa:media:{phone_number_id}:{media_id}` records and their leases, plus indexes the sweep
@@ -302,9 +262,9 @@ class MediaStateStore:
         self._admit = self.redis.register_script(_ADMIT)
         self._get = self.redis.register_script(_GET)
 
-    def get(self, ref: MediaRef) -> dict[str, str]:
-        """The record as stored (empty when there is none); a record the previous release wrote
-        for this media of this account is moved under the account first."""
+    def get(self, ref: MediaRef) -> MediaRecord:
+        """The record (empty when there is none); a record the previous release wrote for this
+        media of this account is moved under the account first."""
         keys = [ref.key, ref.legacy_key, PENDING_KEY, FAILED_KEY]
         args: list[str | int] = [
             ref.phone_number_id,
@@ -316,13 +276,13 @@ class MediaStateStore:
         with _redis_errors("read"):
             raw = self._get(keys=keys, args=args)
         pairs = [_text(item) for item in raw]
-        return dict(zip(pairs[::2], pairs[1::2], strict=True))
+        return MediaRecord.from_hash(dict(zip(pairs[::2], pairs[1::2], strict=True)))
 
     def resolve(self, member: str) -> MediaRef | None:
         """The media an index member names (of this release or the previous), read from its
         record's job; None when the record or its job is gone."""
         with _redis_errors("read"):
-            job = self.redis.hget(_media_key(member), "job")
+            job = self.redis.hget(media_key(member), "job")
         if job is None:
             return None
         try:
@@ -415,12 +375,7 @@ class MediaStateStore:
             incr=("attempts", "crashes") if crashed else ("attempts",),
             pending_at=time.time() + self.lease_ttl,
         )
-        record = self.get(ref)
-        return Attempt(
-            attempts=int(record.get("attempts", 1)),
-            crashes=int(record.get("crashes", 0)),
-            integrity_failures=int(record.get("integrity_failures", 0)),
-        )
+        return self.get(ref).attempt()
 
     def mark_archived(self, ref: MediaRef, object_key: str) -> None:
         """The object and its sidecar are committed."""
@@ -463,7 +418,7 @@ class MediaStateStore:
             milliseconds = self.redis.pttl(ref.lease_key)
         return max(0, int(milliseconds)) / 1000
 
-    def failed(self, limit: int = 1000) -> list[tuple[str, dict[str, str]]]:
+    def failed(self, limit: int = 1000) -> list[tuple[str, MediaRecord]]:
         """Failed media, oldest failure first: their members of `wa:failed`
         (`{phone_number_id}:{media_id}`) with their records."""
         with _redis_errors("read"):
@@ -472,18 +427,17 @@ class MediaStateStore:
             out = []
             for member in members:
                 name = _text(member)
-                raw = self.redis.hgetall(_media_key(name))
-                record = {_text(k): _text(v) for k, v in raw.items()}
-                if record.get("state") == "failed":
+                record = MediaRecord.from_hash(self.redis.hgetall(media_key(name)))
+                if record.state == "failed":
                     out.append((name, record))
         return out
 
     def requeue(self, ref: MediaRef) -> MediaJob | None:
         """Reset a media for another round of tries; its job, or None if nothing is known."""
         record = self.get(ref)
-        if "job" not in record:
+        if record.job is None:
             return None
-        job = MediaJob.model_validate_json(record["job"])
+        job = MediaJob.model_validate_json(record.job)
         self._write(
             ref,
             {
@@ -560,9 +514,6 @@ class MediaStateStore:
                 self.redis.register_script(_RELEASE)(keys=[key], args=[token])
 
 
-ReplyClaim = Literal["claimed", "sent", "in_flight"]
-RateVerdict = Literal["recipient_rate", "account_rate"]
-
 # KEYS: the account's ledger entry, the previous release's (by wamid alone); ARGV: the claim's
 # TTL. Returns what either holds, or nil after taking the claim.
 _CLAIM = """
@@ -591,49 +542,6 @@ redis.call('expire', KEYS[2], 120)
 redis.call('set', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 'ok'
 """
-
-
-@dataclass(frozen=True)
-class ReplyRef:
-    """A warning owed by one account: its ledger entry `wa:reply:{phone_number_id}:{wamid}`,
-    its job `wa:reply-job:{phone_number_id}:{wamid}`, its member
-    `{phone_number_id}:{wamid}` of `wa:replies:pending`."""
-
-    phone_number_id: str
-    wamid: str
-
-    @classmethod
-    def of(cls, job: ReplyJob) -> ReplyRef:
-        """The warning a job owes, in its account."""
-        return cls(job.phone_number_id, job.wamid)
-
-    @property
-    def member(self) -> str:
-        """Its name in `wa:replies:pending`, and the end of its keys."""
-        return f"{self.phone_number_id}:{self.wamid}"
-
-    @property
-    def key(self) -> str:
-        """Its ledger entry."""
-        return _ledger_key(self.member)
-
-    @property
-    def job_key(self) -> str:
-        """Its job, for the sweep."""
-        return _reply_job_key(self.member)
-
-    @property
-    def legacy_key(self) -> str:
-        """The previous release's ledger entry: by wamid alone."""
-        return _ledger_key(self.wamid)
-
-
-def _ledger_key(member: str) -> str:
-    return f"wa:reply:{member}"
-
-
-def _reply_job_key(member: str) -> str:
-    return f"wa:reply-job:{member}"
 
 
 @dataclass
@@ -685,7 +593,7 @@ class ReplyLedger:
                 return []
             with self.redis.pipeline(transaction=False) as pipe:
                 for member in members:
-                    pipe.get(_reply_job_key(member))
+                    pipe.get(reply_job_key(member))
                 rows = pipe.execute()
         return [
             (member, None if row is None else _text(row))
@@ -697,14 +605,14 @@ class ReplyLedger:
         with _redis_errors("write"):
             self.redis.zadd(REPLIES_PENDING_KEY, {member: at}, xx=True)
 
-    def status(self, ref: ReplyRef) -> str | None:
+    def status(self, ref: ReplyRef) -> LedgerEntry | None:
         """What the ledger holds for this warning (the previous release's entry when the
         account's is absent): `sending`, `sent`, `failed: ...`, `dropped: ...`, or None."""
         with _redis_errors("read"):
             value = self.redis.get(ref.key)
             if value is None:
                 value = self.redis.get(ref.legacy_key)
-        return None if value is None else _text(value)
+        return None if value is None else LedgerEntry.parse(value)
 
     def claim(self, ref: ReplyRef) -> ReplyClaim:
         """Take the right to send, or learn it was sent (or settled) or is being sent."""
@@ -714,10 +622,10 @@ class ReplyLedger:
             return "claimed"
         return "in_flight" if _text(value) == "sending" else "sent"
 
-    def settle(self, ref: ReplyRef, outcome: str) -> None:
+    def settle(self, ref: ReplyRef, entry: LedgerEntry) -> None:
         """Record the final outcome (`sent`, `failed: reason`, `dropped: reason`) for 8 days."""
         with _redis_errors("reply settle"):
-            self.redis.set(ref.key, outcome, ex=RECORD_TTL)
+            self.redis.set(ref.key, entry.text, ex=RECORD_TTL)
 
     def release(self, ref: ReplyRef) -> None:
         """Give the claim back after a failed try, so the retry may claim it again."""
@@ -747,14 +655,14 @@ class ReplyLimits:
 
     @staticmethod
     def _slot(ref: ReplyRef, recipient: str) -> str:
-        return f"wa:reply-to:{ref.phone_number_id}:{_fingerprint(recipient)}"
+        return reply_to_key(ref.phone_number_id, _fingerprint(recipient))
 
     def admit(self, ref: ReplyRef, recipient: str) -> RateVerdict | None:
         """None when this warning may be sent now (taking the recipient's slot and a place in
         the account's minute), else why not: `recipient_rate` or `account_rate`. A warning
         tried again keeps the slot it took."""
         minute = int(time.time() // 60)
-        keys = [self._slot(ref, recipient), f"wa:reply-rate:{ref.phone_number_id}:{minute}"]
+        keys = [self._slot(ref, recipient), reply_rate_key(ref.phone_number_id, minute)]
         with _redis_errors("reply rate"):
             verdict = _text(
                 self._admit(keys=keys, args=[ref.wamid, self.interval, self.per_minute])

@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ObjectExists, StorageError
+from wa_media.core.ports import ObjectHead
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,15 +44,6 @@ PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 2
 # botocore's default pool; a worker running more tasks at once asks for more (make_s3_client).
 MAX_CONNECTIONS = 10
-
-
-@dataclass(frozen=True)
-class ObjectHead:
-    """What a HEAD of an object tells: its ETag (without quotes), size and user metadata."""
-
-    etag: str
-    size: int
-    metadata: dict[str, str]
 
 
 def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTIONS) -> S3Client:

@@ -9,17 +9,17 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from wa_media.core.jobs import MediaJob
-from wa_media.core.policy import media_deadline
-from wa_media.stores.broker import MEDIA_QUEUE, REPLIES_QUEUE
-from wa_media.stores.gate import PAUSED_KEY
-from wa_media.stores.records import (
-    ARCHIVED_KEPT_SECONDS,
+from wa_media.core.keys import (
     ARCHIVED_KEY,
     FAILED_KEY,
+    PAUSED_KEY,
     PENDING_KEY,
-    RECORD_TTL,
     SWEEP_LAST_KEY,
+    media_key,
 )
+from wa_media.core.policy import media_deadline
+from wa_media.stores.broker import MEDIA_QUEUE, REPLIES_QUEUE
+from wa_media.stores.records import ARCHIVED_KEPT_SECONDS, RECORD_TTL
 
 __all__ = [
     "ArchivedCounts",
@@ -104,7 +104,7 @@ def _pending_media(redis: Redis, members: list[str]) -> list[PendingMedia]:
         batch = members[start : start + _BATCH]
         with redis.pipeline(transaction=False) as pipe:
             for member in batch:
-                pipe.hmget(f"wa:media:{member}", "state", "job")
+                pipe.hmget(media_key(member), "state", "job")
             rows = pipe.execute()
         for state, job in rows:
             if state is None or job is None:
