@@ -76,22 +76,12 @@ run: venv
 test: venv redis
 	$(BIN)/pytest
 
-# The pure and unit tests only (no end-to-end run): the worker against in-memory fakes, the
-# record store against the shared Redis, the conformance corpus; under a minute. Two sessions
-# side by side, one on UNIT_HALF (about half the time: mostly waits on real clocks, trickling
-# transfers, leases, claims, expiring URLs), whose log is shown after, the other on the rest.
-# Each test module has a Redis database of its own (tests/unit/test_redis_databases.py), so the
-# two never meet.
-UNIT_HALF := tests/unit/test_try_deadline.py tests/unit/test_commit.py tests/unit/stores \
-	tests/unit/test_graphsim.py tests/unit/test_hostile_layout.py tests/unit/test_cli_simulate.py
+# The pure and unit tests only: tests/unit (the worker against in-memory fakes, the record
+# store's rules against the fake and the shared Redis) and the conformance corpus; under a
+# minute. `make test` runs them too, with tests/integration, tests/graphsim, tests/repo and
+# tests/e2e.
 unit: venv redis
-	@mkdir -p build
-	@$(BIN)/pytest -q -p no:cacheprovider $(UNIT_HALF) > build/unit-half.log 2>&1 & half=$$!; \
-	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/conformance \
-		$(addprefix --ignore=,$(UNIT_HALF)); rest=$$?; \
-	wait $$half; halved=$$?; \
-	echo "--- $(UNIT_HALF)"; cat build/unit-half.log; \
-	[ $$rest -eq 0 ] && [ $$halved -eq 0 ]
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit tests/conformance
 
 # The compose stack for real (tests/container): builds the images (local stand-ins for those
 # Docker Hub would give, cached by their recipe's hash under build/images), starts

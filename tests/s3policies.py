@@ -2,7 +2,7 @@
 
 Pure: what each IAM policy grants, what the bucket policy denies, which rights a recorded request
 needs and whose request it was. The requests are those the end-to-end suite records
-(tests/e2e/s3record); tests/unit/test_s3_policies.py and tests/e2e/test_s3_policies.py compare.
+(tests/e2e/s3record); tests/repo/test_s3_policies.py and tests/e2e/test_s3_policies.py compare.
 
 The documents are written for SSE-KMS (their key ARN), so a request needs the KMS rights S3 asks
 for with SSE-KMS, whatever encryption the test that recorded it used.

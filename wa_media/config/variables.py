@@ -4,7 +4,8 @@ its default, which processes read it and what it means.
 Code reads a variable through its row, `S3_BUCKET.read(environ)` (or `read_optional` when
 unset has a meaning of its own), never by its name. The configuration reference of the docs
 (the table whose header is `| variable | default | read by | meaning |`) is checked against
-`VARIABLES` by tests/unit/test_variables.py, and so is every name the product's code reads.
+`VARIABLES` by tests/unit/config/test_variables.py, and so is every name the product's code
+reads.
 
 Adding a setting: a row here, a field where it is used (WorkerSettings, WebSettings,
 ArchiveTarget...), its use, and its row of the docs' table (docs/development.md, "Adding a

@@ -1,6 +1,6 @@
 """Every error class of the product, one tree; vendors' errors (redis, kombu, botocore,
 requests) are translated into these by the adapter that calls the vendor, and nothing above
-the adapters catches a vendor's exception (tests/unit/test_error_tree.py checks both).
+the adapters catches a vendor's exception (tests/repo/test_error_tree.py checks both).
 
 The worker's errors, split by what a task should do about them:
 

@@ -28,7 +28,7 @@ from devstack.run import (
 from devstack.seaweed import SeaweedFS
 from devstack.stack import StackEnv
 from graphsim import Simulator
-from tests.unit.test_deploy import SECRET_NAME, documented_variables, known_variables
+from tests.repo.test_deploy import SECRET_NAME, documented_variables, known_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_EXAMPLE = ROOT / "deploy" / "local.env.example"

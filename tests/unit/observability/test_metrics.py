@@ -133,7 +133,7 @@ def test_forked_processes_add_up_and_the_directory_goes(tmp_path: Path, variable
         env=env,
         timeout=60,
         check=True,
-        cwd=Path(__file__).parents[2],
+        cwd=Path(__file__).parents[3],
     )
     path, _, text = done.stdout.partition("\n")
     assert Path(path).parent == tmp_path / "metrics"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from graphsim import Simulator, SimulatorClient
-from tests.unit.sim_providers import PHONE, add_media, provider_for
+from tests.sim_providers import PHONE, add_media, provider_for
 from wa_media.core.errors import (
     CredentialsError,
     MediaRejected,

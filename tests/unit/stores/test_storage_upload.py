@@ -27,7 +27,7 @@ def _etag(data: bytes) -> str:
 
 def _precondition_failed(operation: str) -> ClientError:
     return ClientError(
-        {"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {"HTTPStatusCode": 412}},
+        {"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {"HTTPStatusCode": 412}},  # type: ignore[typeddict-item]
         operation,
     )
 
@@ -138,7 +138,7 @@ class FakeS3:
         key = kwargs["Key"]
         if key not in self.objects:
             raise ClientError(
-                {"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}},
+                {"Error": {"Code": "404"}, "ResponseMetadata": {"HTTPStatusCode": 404}},  # type: ignore[typeddict-item]
                 "HeadObject",
             )
         body = self.objects[key]
@@ -307,7 +307,7 @@ def test_a_conflicting_concurrent_commit_is_retried_not_taken_for_a_taken_key() 
     s3.complete_error = ClientError(
         {
             "Error": {"Code": "ConditionalRequestConflict"},
-            "ResponseMetadata": {"HTTPStatusCode": 409},
+            "ResponseMetadata": {"HTTPStatusCode": 409},  # type: ignore[typeddict-item]
         },
         "CompleteMultipartUpload",
     )

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from graphsim import Simulator, SimulatorClient
-from tests.unit.sim_providers import PHONE, add_media, provider_fixture
+from tests.sim_providers import PHONE, add_media, provider_fixture
 from wa_media.core.errors import TemporaryError
 from wa_media.core.provider import Fetched, Provider
 from wa_media.providers.graphflow import url_expired

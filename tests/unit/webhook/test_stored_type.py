@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_payload import message, payload
-from tests.unit.test_payload import value as value_of
+from tests.unit.webhook.test_payload import message, payload
+from tests.unit.webhook.test_payload import value as value_of
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import (
     MAX_MIME_TYPE,

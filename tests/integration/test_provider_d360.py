@@ -8,7 +8,7 @@ import os
 import pytest
 
 from graphsim import Simulator, SimulatorClient
-from tests.unit.sim_providers import add_media, provider_fixture
+from tests.sim_providers import add_media, provider_fixture
 from wa_media.core.errors import CredentialsError, PermanentError, ThrottledError, UrlRefused
 from wa_media.core.provider import Provider
 

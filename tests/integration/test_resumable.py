@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from graphsim import Simulator, SimulatorClient
-from tests.unit.sim_providers import APP, provider_for
+from tests.sim_providers import APP, provider_for
 from wa_media.core.errors import MediaRejected, PermanentError, TemporaryError
 from wa_media.core.provider import ProviderKind
 from wa_media.providers.graphflow import GraphFlowClient

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from graphsim import Simulator, SimulatorClient
-from tests.unit.sim_providers import PHONE, add_media, provider_fixture, provider_for
+from tests.sim_providers import PHONE, add_media, provider_fixture, provider_for
 from wa_media.core.errors import (
     PermanentError,
     ReengagementError,

@@ -1,5 +1,5 @@
 """Tests of graphsim: the Cloud API simulator over real HTTP; and the pure webhook builders of
-devstack/webhooks.py (the product's own: tests/unit/test_cli_payloads.py)."""
+devstack/webhooks.py (the product's own: tests/unit/cli/test_cli_payloads.py)."""
 
 from __future__ import annotations
 

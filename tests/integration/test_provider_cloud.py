@@ -13,7 +13,7 @@ import requests
 from prometheus_client import REGISTRY
 
 from graphsim import Simulator, SimulatorClient
-from tests.unit.sim_providers import PHONE, connection, pdf_file, provider_fixture, provider_for
+from tests.sim_providers import PHONE, connection, pdf_file, provider_fixture, provider_for
 from wa_media.core.errors import (
     IntegrityError,
     PermanentError,

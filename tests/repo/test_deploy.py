@@ -30,7 +30,7 @@ import yaml
 from kombu.transport.redis import Channel
 
 from tests import docs
-from tests.unit.test_graphsim_imports import module_imports
+from tests.graphsim.test_graphsim_imports import module_imports
 from wa_media.observability.metrics import DEFAULT_METRICS_PORT
 from wa_media.stores.broker import (
     ARCHIVE_PRIORITY,
@@ -898,7 +898,7 @@ def test_dockerignore_lets_in_only_what_the_image_copies() -> None:
     for kept_out in (
         "deploy/compose.env",
         ".venv/bin/python",
-        "tests/unit/test_deploy.py",
+        "tests/repo/test_deploy.py",
         "graphsim/server.py",
         "devstack/stack.py",
         "bench/chaos.py",

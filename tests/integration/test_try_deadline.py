@@ -11,7 +11,7 @@ import pytest
 
 from devstack.processes import wait_for
 from graphsim import SimulatorClient
-from tests.unit.sim_providers import PHONE, add_media, provider_fixture
+from tests.sim_providers import PHONE, add_media, provider_fixture
 from wa_media.config.settings import MAX_TRY_SECONDS
 from wa_media.core.errors import ConfigError, TimedOut
 from wa_media.core.provider import Provider, ProviderKind

@@ -19,7 +19,7 @@ from redis import Redis
 from structlog.testing import capture_logs
 
 from tests.conftest import redis_db
-from tests.unit.test_storage_upload import FakeS3
+from tests.unit.stores.test_storage_upload import FakeS3
 from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import BusyError, KeyConflict, RedisUnavailable
 from wa_media.core.reasons import reason_of

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_payload import message, payload, value
+from tests.unit.webhook.test_payload import message, payload, value
 from webhook.payload import MAX_CAPTION, MAX_FILENAME, parse_cloud_payload, parse_onprem_payload
 
 HOSTILE_IDS = [

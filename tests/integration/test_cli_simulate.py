@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from devstack import webhooks
 from graphsim import Simulator, SimulatorClient
-from tests.unit.test_cli_media import environment
+from tests.integration.test_cli_media import environment
 from wa_media.cli import main
 from wa_media.cli.common import read_env_file
 from wa_media.core.errors import ConfigError

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from graphsim import Simulator, SimulatorClient
-from tests.unit.sim_providers import APP, PHONE, add_media
+from tests.sim_providers import APP, PHONE, add_media
 from wa_media.cli import main
 from wa_media.core.mediatypes import OGG_OPUS
 from wa_media.core.provider import ProviderKind

@@ -13,7 +13,7 @@ import pytest
 import graphsim.dialects
 import graphsim.records
 from graphsim import Simulator
-from tests.unit.sim_providers import connection
+from tests.sim_providers import connection
 from wa_media.config.accounts import AccountsFile, web_accounts
 from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ConfigError
@@ -29,7 +29,7 @@ from wa_media.providers.plugin import capabilities
 from wa_media.providers.registry import PROVIDERS, make_provider, plugin_of
 from webhook.providers import WEBHOOK_PROVIDERS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HOOK = "hook-token-0123456789abcdef"
 
 

@@ -75,7 +75,7 @@ def test_lookup_accepts_string_file_size_and_base64_digest() -> None:
 
 def test_a_stream_without_announced_size_stops_at_the_limit() -> None:
     tally = Tally(limit=10)
-    passed = []
+    passed: list[bytes] = []
     with pytest.raises(PermanentError, match="MAX_MEDIA_BYTES=10"):
         passed.extend(tally.through(iter([b"x" * 6, b"x" * 6, b"x" * 6])))
     assert passed == [b"x" * 6]

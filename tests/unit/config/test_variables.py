@@ -20,7 +20,7 @@ from wa_media.config import variables
 from wa_media.config.variables import PROCESSES, VARIABLES, Variable
 from wa_media.core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PRODUCT = ("wa_media", "webhook", "worker")
 TABLE_FILE = ROOT / "wa_media" / "config" / "variables.py"
 HEADER = "| variable | default | read by | meaning |"

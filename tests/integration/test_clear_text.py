@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 from graphsim import Simulator, SimulatorClient
 from tests.lan import other_address
-from tests.unit.sim_providers import PHONE
+from tests.sim_providers import PHONE
 from wa_media.core.allowlist import is_allowed_media_url
 from wa_media.core.errors import ConfigError, ForeignHost, InsecureUrl
 from wa_media.core.provider import Connection, Provider

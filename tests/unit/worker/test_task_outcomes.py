@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -82,7 +82,7 @@ class Replier:
 
 
 @pytest.fixture
-def logs() -> Iterator[list[dict[str, Any]]]:
+def logs() -> Iterator[list[MutableMapping[str, Any]]]:
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
         yield captured
 
