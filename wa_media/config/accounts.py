@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Protocol
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -34,22 +32,26 @@ from pydantic import (
     model_validator,
 )
 
+from wa_media.config import variables as v
 from wa_media.config.encryption import (
     Encryption,
     SseAlgorithm,
     checked_encryption,
     kms_key_id,
 )
-from wa_media.config.env import comma_list, read, s3_prefix
+from wa_media.config.env import (
+    base_url,
+    s3_prefix,
+    usable_phone_number_id,
+    webhook_token,
+)
 from wa_media.config.target import ArchiveTarget
-from wa_media.core.allowlist import is_loopback
 from wa_media.core.errors import ConfigError
-from wa_media.core.provider import DEFAULT_PROVIDER, PROVIDER_KINDS, Connection, ProviderKind
+from wa_media.core.provider import DEFAULT_PROVIDER, Connection, ProviderKind
 from wa_media.observability.logs import get_logger
 
 __all__ = [
     "ACCOUNTS_FILE_VARIABLE",
-    "INSECURE_HTTP_VARIABLE",
     "Account",
     "AccountEntry",
     "AccountsFile",
@@ -58,104 +60,17 @@ __all__ = [
     "WebAccounts",
     "WebRoute",
     "WorkerAccounts",
-    "base_url",
     "file_url",
-    "flag",
-    "host_list",
     "load_accounts_file",
-    "usable_phone_number_id",
     "web_accounts",
     "worker_accounts",
 ]
 
-ACCOUNTS_FILE_VARIABLE = "WHATSAPP_ACCOUNTS_FILE"
-# Lets http:// base URLs and download URLs to hosts other than loopback receive a credential:
-# for development only (a simulator in another container).
-INSECURE_HTTP_VARIABLE = "ALLOW_INSECURE_HTTP"
+ACCOUNTS_FILE_VARIABLE = v.WHATSAPP_ACCOUNTS_FILE.name
 
 log = get_logger(__name__)
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_PHONE_NUMBER_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
-# Long enough that guessing one is hopeless, short enough to fit any webhook URL field.
-_MIN_WEBHOOK_TOKEN = 16
-
-
-# ---------------------------------------------------------------------------- settings helpers
-
-
-def base_url(value: str, *, insecure_http: bool = False) -> str:
-    """Check an http(s) base URL and drop its trailing slash.
-
-    A base URL receives a credential with every request: `http://` is refused unless its host
-    is loopback (nothing leaves the machine) or `insecure_http` allows it.
-    """
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("expected an http:// or https:// URL")
-    if parts.scheme == "http" and not insecure_http and not is_loopback(parts.hostname or ""):
-        raise ValueError(
-            "http:// would send the credential in clear text: use https:// (http:// is taken "
-            f"for a loopback host only, or anywhere with {INSECURE_HTTP_VARIABLE}=true, for "
-            "development)"
-        )
-    return value.rstrip("/")
-
-
-_HOST_ENTRY = re.compile(r"(?:\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(\d{1,5}))?")
-
-
-def host_list(value: str) -> tuple[str, ...]:
-    """Check a comma-separated list of `host` or `host:port` entries (HTTPS on 443, or on that
-    port; an IPv6 address in brackets)."""
-    hosts = tuple(host.lower() for host in comma_list(value))
-    for host in hosts:
-        entry = _HOST_ENTRY.fullmatch(host)
-        if entry is None or not 0 < int(entry.group(1) or 443) <= 65535:
-            raise ValueError(f"{host!r} is not a host or host:port")
-    return hosts
-
-
-def webhook_token(value: str) -> str:
-    """A secret path token: URL-safe characters, long enough not to be guessed."""
-    if len(value) < _MIN_WEBHOOK_TOKEN or not re.fullmatch(r"[A-Za-z0-9_.~-]+", value):
-        raise ValueError(
-            f"expected at least {_MIN_WEBHOOK_TOKEN} characters of A-Z a-z 0-9 _ . ~ -"
-        )
-    return value
-
-
-def usable_phone_number_id(value: str) -> bool:
-    """Whether an id may stand in S3 keys: 1 to 128 of A-Z a-z 0-9 _ . -, not dots alone (read
-    as "this folder" or "the parent" by consumers that map keys to paths)."""
-    return bool(_PHONE_NUMBER_ID.fullmatch(value)) and set(value) != {"."}
-
-
-def phone_number_id(value: str) -> str:
-    """An id usable in S3 keys (docs/s3-archive.md)."""
-    if not usable_phone_number_id(value):
-        raise ValueError("expected 1 to 128 characters of A-Z a-z 0-9 _ . -, not dots alone")
-    return value
-
-
-def flag(value: str) -> bool:
-    """`true`/`false` and their usual spellings."""
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def provider_kind(value: str) -> ProviderKind:
-    """One of the supported providers."""
-    for kind in PROVIDER_KINDS:
-        if value == kind:
-            return kind
-    raise ValueError(f"expected one of {', '.join(PROVIDER_KINDS)}")
-
-
 # --------------------------------------------------------------------- the providers' parts
 
 
@@ -519,22 +434,22 @@ class WebAccounts:
 
 def web_accounts(environ: Mapping[str, str], *, providers: Providers) -> WebAccounts:
     """`web`'s accounts, from WHATSAPP_ACCOUNTS_FILE or else the single-account variables."""
-    path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
-    outbound = read(environ, "ARCHIVE_OUTBOUND", flag, "true")
+    path = v.WHATSAPP_ACCOUNTS_FILE.read_optional(environ)
+    outbound = v.ARCHIVE_OUTBOUND.read(environ)
     if path:
         return _web_from_file(load_accounts_file(path, providers), environ, outbound)
-    kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, DEFAULT_PROVIDER)
+    kind = v.WHATSAPP_PROVIDER.read(environ)
     plugin = providers[kind]
     if plugin.signed_webhooks:
-        secrets = read(environ, "WHATSAPP_APP_SECRET", comma_list)
+        secrets = v.WHATSAPP_APP_SECRET.read(environ)
         route = WebRoute(kind, None, archive_outbound=outbound, signed=True)
         return WebAccounts((route,), secrets)
-    token = read(environ, "WHATSAPP_WEBHOOK_TOKEN", webhook_token)
+    token = v.WHATSAPP_WEBHOOK_TOKEN.read(environ)
     number = None
     if not plugin.webhooks_name_number:
         # Its payloads name no phone_number_id: the archive needs one for its keys.
-        number = read(environ, "WHATSAPP_PHONE_NUMBER_ID", phone_number_id)
-    app_secrets = read(environ, "WHATSAPP_APP_SECRET", lambda v: comma_list(v) if v else (), "")
+        number = v.WHATSAPP_PHONE_NUMBER_ID.read(environ)
+    app_secrets = v.WHATSAPP_APP_SECRET.read_optional(environ) or ()
     return WebAccounts((WebRoute(kind, number, token, outbound),), app_secrets)
 
 
@@ -613,8 +528,8 @@ def worker_accounts(
 ) -> WorkerAccounts:
     """The worker's accounts; `target` (its bucket empty when S3_BUCKET is unset) and the
     delete option are the defaults."""
-    insecure = read(environ, INSECURE_HTTP_VARIABLE, flag, "false")
-    path = environ.get(ACCOUNTS_FILE_VARIABLE, "").strip()
+    insecure = v.ALLOW_INSECURE_HTTP.read(environ)
+    path = v.WHATSAPP_ACCOUNTS_FILE.read_optional(environ)
     if path:
         return _worker_from_file(
             load_accounts_file(path, providers),
@@ -626,7 +541,7 @@ def worker_accounts(
         )
     if not target.bucket:
         raise ConfigError("S3_BUCKET is required but not set")
-    kind = read(environ, "WHATSAPP_PROVIDER", provider_kind, DEFAULT_PROVIDER)
+    kind = v.WHATSAPP_PROVIDER.read(environ)
     connection = providers[kind].env_connection(environ, insecure)
     return WorkerAccounts((Account(None, connection, target, delete_after_archive),))
 

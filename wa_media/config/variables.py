@@ -19,23 +19,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from wa_media.config.accounts import (
+from wa_media.config.encryption import kms_key_id, sse_algorithm
+from wa_media.config.env import (
     base_url,
+    comma_list,
     flag,
     host_list,
     phone_number_id,
-    provider_kind,
-    webhook_token,
-)
-from wa_media.config.encryption import kms_key_id, sse_algorithm
-from wa_media.config.env import (
-    comma_list,
     positive_int,
+    provider_kind,
     read,
     redis_url,
     s3_prefix,
     tcp_port,
     text,
+    webhook_token,
 )
 
 __all__ = [

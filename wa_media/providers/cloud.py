@@ -13,14 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 from wa_media.config import variables as v
-from wa_media.config.accounts import (
-    ACCOUNTS_FILE_VARIABLE,
-    AccountEntry,
-    AccountsFile,
-    base_url,
-    file_url,
-    host_list,
-)
+from wa_media.config.accounts import ACCOUNTS_FILE_VARIABLE, AccountEntry, AccountsFile, file_url
+from wa_media.config.env import base_url, host_list
 from wa_media.config.variables import API_VERSION_DEFAULT, GRAPH_DEFAULT_URL, MEDIA_HOSTS_DEFAULT
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError, ConfigError, PermanentError

@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from wa_media.config import variables as v
-from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
+from wa_media.config.accounts import AccountEntry, AccountsFile, file_url
+from wa_media.config.env import base_url
 from wa_media.config.variables import D360_DEFAULT_URL
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError

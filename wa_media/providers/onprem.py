@@ -20,7 +20,8 @@ from urllib.parse import quote
 import requests
 
 from wa_media.config import variables as v
-from wa_media.config.accounts import AccountEntry, AccountsFile, base_url, file_url
+from wa_media.config.accounts import AccountEntry, AccountsFile, file_url
+from wa_media.config.env import base_url
 from wa_media.core.classify import ErrorCodes, classify
 from wa_media.core.errors import ArchiveError, Unsupported
 from wa_media.core.identity import is_bsuid

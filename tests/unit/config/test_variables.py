@@ -32,8 +32,6 @@ DOCUMENTED_PROCESSES = tuple(p for p in PROCESSES if p != "cli")
 NAME_TAKING = {"read": 1, "get": 0, "getenv": 0}
 # Modules that may still read a variable by name that others read through its row.
 BY_NAME_TOO = {
-    # Not converted yet: the provider's account settings are moving to the providers' modules.
-    "wa_media/config/accounts.py",
     # prometheus_client's own variable, set by use_multiprocess_dir to the directory it chose
     # under PROMETHEUS_MULTIPROC_DIR's (read through its row by the processes).
     "wa_media/observability/metrics.py",

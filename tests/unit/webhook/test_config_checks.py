@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from wa_media.cli import main
-from wa_media.config.accounts import phone_number_id
-from wa_media.config.env import redis_url, s3_prefix
+from wa_media.config.env import phone_number_id, redis_url, s3_prefix
 from wa_media.core.errors import ConfigError
 from wa_media.providers.accounts import load_accounts_file, web_accounts, worker_settings
 from webhook.config import WebSettings
