@@ -249,7 +249,14 @@ def sweep(self: InstrumentedTask) -> dict[str, int]:
                 continue
             # Reading it moves a record of the previous release (member `{media_id}`)
             # under its account, and its place in wa:pending to the account's member.
-            record = state.get(ref)
+            try:
+                record = state.get(ref)
+            except ValueError as exc:
+                # A state no release writes: said once per SWEEP_STALLED_AFTER, never a stalled
+                # sweep; an operator reads the record (`wa-media failed` skips it too).
+                log.error("record_invalid", member=member, error=str(exc))
+                state.look_again(member, now + svc.archiver.settings.sweep_stalled_after)
+                continue
             if ref.member != member:
                 state.forget_pending(member)
             step = media_step(
@@ -304,7 +311,13 @@ def _sweep_replies(svc: Services, now: float, counts: dict[str, int]) -> None:
         except ValueError:
             log.error("job_invalid", kind="reply", member=member)
             job = None
-        entry = None if job is None else ledger.status(ReplyRef.of(job))
+        try:
+            entry = None if job is None else ledger.status(ReplyRef.of(job))
+        except ValueError as exc:
+            # A value no release writes: settled, as every value but `sending` is to a claim.
+            log.error("record_invalid", kind="reply", member=member, error=str(exc))
+            ledger.settled(member)
+            continue
         step = reply_step(
             job, entry, now=now, claim_ttl=ledger.claim_ttl, stall_after=ledger.stall_after
         )

@@ -427,7 +427,10 @@ class MediaStateStore:
             out = []
             for member in members:
                 name = _text(member)
-                record = MediaRecord.from_hash(self.redis.hgetall(media_key(name)))
+                try:
+                    record = MediaRecord.from_hash(self.redis.hgetall(media_key(name)))
+                except ValueError:
+                    continue  # a state no release writes: the sweep logs it
                 if record.state == "failed":
                     out.append((name, record))
         return out

@@ -15,16 +15,18 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from structlog.testing import capture_logs
 
 from devstack.processes import wait_for
 from tests.conftest import redis_db
 from tests.unit.fakes import PHONE, FakeLedger, FakeRates, FakeRecords
 from wa_media.core.errors import BusyError
 from wa_media.core.jobs import MediaJob, ReplyJob
-from wa_media.core.keys import FAILED_KEY, PENDING_KEY
+from wa_media.core.keys import FAILED_KEY, PENDING_KEY, REPLIES_PENDING_KEY, SWEEP_LAST_KEY
 from wa_media.core.ports import MediaRecords, ReplyRates, ReplyRecords
 from wa_media.core.records import LedgerEntry, MediaRecord, MediaRef, ReplyRef, admits
 from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits
+from worker import tasks
 
 STALL_AFTER = 600.0
 
@@ -406,3 +408,46 @@ def test_one_warning_per_customer_and_a_rate_per_account(rates: ReplyRates) -> N
     verdict = rates.admit(third, "15550002")
     if int(time.time() // 60) == minute:  # else the account's minute turned meanwhile
         assert verdict == "account_rate"
+
+
+def test_a_sweep_passes_over_values_no_release_writes(
+    clean: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record or a ledger entry nobody wrote (a hand edit, a future release) is logged and
+    passed over: the sweep goes on with the others and completes."""
+    store = MediaStateStore(clean, stall_after=STALL_AFTER)
+    ledger = ReplyLedger(clean, stall_after=STALL_AFTER)
+    job = media_job()
+    assert store.admit(job)
+    ref = MediaRef.of(job)
+    clean.hset(ref.key, "state", "mislaid")
+    clean.zadd(PENDING_KEY, {ref.member: 0})
+    reply = ReplyJob(phone_number_id=PHONE, wamid="wamid.2", to="15550001", error_code=131052)
+    ledger.admit_many([reply])
+    clean.zadd(REPLIES_PENDING_KEY, {ReplyRef.of(reply).member: 0})
+    clean.set(ReplyRef.of(reply).key, "mislaid")
+    settings = type("Settings", (), {"sweep_stalled_after": STALL_AFTER})()
+    services = type(
+        "Services",
+        (),
+        {
+            "state": store,
+            "redis": clean,
+            "replier": type("Replier", (), {"ledger": ledger})(),
+            "archiver": type("Archiver", (), {"settings": settings})(),
+        },
+    )()
+    monkeypatch.setattr(tasks, "services", lambda: services)
+    with capture_logs() as logs:
+        counts = tasks.sweep.apply(task_id="t-sweep").get()
+    assert counts["requeued"] == 0
+    assert counts["replies_requeued"] == 0
+    invalid = [entry for entry in logs if entry["event"] == "record_invalid"]
+    assert [entry.get("kind") for entry in invalid] == [None, "reply"]
+    # The media is looked at again later, not every sweep; the warning is settled.
+    score = clean.zscore(PENDING_KEY, ref.member)
+    assert score is not None
+    assert score > time.time() + STALL_AFTER - 60
+    assert clean.zscore(REPLIES_PENDING_KEY, ReplyRef.of(reply).member) is None
+    assert clean.get(SWEEP_LAST_KEY) is not None
+    assert store.failed() == []
