@@ -9,6 +9,7 @@ entry's `url`, `token`, `api_version`, `media_hosts` and `app`/`apps` (fields on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -123,10 +124,7 @@ class CloudPlugin:
     def env_connection(self, environ: Mapping[str, str], insecure: bool) -> Connection:
         """WHATSAPP_GRAPH_URL, WHATSAPP_ACCESS_TOKEN, WHATSAPP_API_VERSION,
         WHATSAPP_MEDIA_HOSTS, WHATSAPP_APP_ID."""
-
-        def url(value: str) -> str:
-            return base_url(value, insecure_http=insecure)
-
+        url = partial(base_url, insecure_http=insecure)
         return Connection(
             self.kind,
             v.WHATSAPP_GRAPH_URL.read_as(environ, url),

@@ -12,6 +12,7 @@ sessions; accounts read from D360_URL and D360_API_KEY, or from an accounts file
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -107,10 +108,7 @@ class D360Plugin:
 
     def env_connection(self, environ: Mapping[str, str], insecure: bool) -> Connection:
         """D360_URL, D360_API_KEY."""
-
-        def url(value: str) -> str:
-            return base_url(value, insecure_http=insecure)
-
+        url = partial(base_url, insecure_http=insecure)
         return Connection(
             self.kind,
             v.D360_URL.read_as(environ, url),

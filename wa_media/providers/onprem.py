@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -134,10 +135,7 @@ class OnPremPlugin:
 
     def env_connection(self, environ: Mapping[str, str], insecure: bool) -> Connection:
         """WHATSAPP_ONPREM_URL, WHATSAPP_ACCESS_TOKEN."""
-
-        def url(value: str) -> str:
-            return base_url(value, insecure_http=insecure)
-
+        url = partial(base_url, insecure_http=insecure)
         return Connection(
             self.kind,
             v.WHATSAPP_ONPREM_URL.read_as(environ, url),
