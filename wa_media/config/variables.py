@@ -35,6 +35,7 @@ from wa_media.config.env import (
     text,
     webhook_token,
 )
+from wa_media.core.provider import DEFAULT_PROVIDER
 
 __all__ = [
     "API_VERSION_DEFAULT",
@@ -152,14 +153,10 @@ def _try_seconds(value: str) -> int:
     return seconds
 
 
-def _any_base_url(value: str) -> str:
-    # Its form only: whether http:// may receive a credential is ALLOW_INSECURE_HTTP's to say,
-    # where the account's connection is built.
-    return base_url(value, insecure_http=True)
-
-
-def _s3_endpoint(value: str) -> str:
-    # S3's requests are signed, and never carry the secret key: http:// is an operator's choice
+def _url_form(value: str) -> str:
+    # The URL's form only. A provider's base URL: whether http:// may receive a credential is
+    # ALLOW_INSECURE_HTTP's to say, where the account's connection is built. S3's endpoint: its
+    # requests are signed and never carry the secret key, so http:// is an operator's choice
     # (e.g. a SeaweedFS beside the worker), not a credential sent in clear.
     return base_url(value, insecure_http=True)
 
@@ -246,7 +243,7 @@ class MetricsPorts:
 WHATSAPP_PROVIDER = Variable(
     "WHATSAPP_PROVIDER",
     provider_kind,
-    "cloud",
+    DEFAULT_PROVIDER,
     ("web", "worker", "cli"),
     "the single account's provider: cloud, 360dialog or onprem",
 )
@@ -291,7 +288,7 @@ WHATSAPP_API_VERSION = Variable(
 )
 WHATSAPP_GRAPH_URL = Variable(
     "WHATSAPP_GRAPH_URL",
-    _any_base_url,
+    _url_form,
     GRAPH_DEFAULT_URL,
     WORKER,
     "single account (cloud): Graph API base URL",
@@ -328,14 +325,14 @@ D360_API_KEY = Variable(
 )
 D360_URL = Variable(
     "D360_URL",
-    _any_base_url,
+    _url_form,
     D360_DEFAULT_URL,
     WORKER,
     "single account (360dialog): the 360dialog API base URL",
 )
 WHATSAPP_ONPREM_URL = Variable(
     "WHATSAPP_ONPREM_URL",
-    _any_base_url,
+    _url_form,
     None,
     WORKER,
     "single account: base URL of the On-Premises web app",
@@ -455,7 +452,7 @@ S3_PREFIX = Variable(
 )
 S3_ENDPOINT_URL = Variable(
     "S3_ENDPOINT_URL",
-    _s3_endpoint,
+    _url_form,
     None,
     WORKER,
     "any S3-compatible endpoint (http:// or https://)",
