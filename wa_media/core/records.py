@@ -126,15 +126,6 @@ class Attempt:
     integrity_failures: int
 
 
-# The fields of a media's record, as the releases write them (HSET): `state`, `wamid` (the
-# message that brought the media first), `job` (its MediaJob as JSON, for the sweep), the
-# counters, `key` (the object's, once archived), `last_error`, and Unix times as "%.3f" text.
-_INT_FIELDS = ("attempts", "crashes", "integrity_failures")
-_TIME_FIELDS = ("queued_at", "updated_at", "next_try_at", "requeued_at")
-_TEXT_FIELDS = ("state", "wamid", "job", "key", "last_error")
-FIELDS = (*_TEXT_FIELDS, *_INT_FIELDS, *_TIME_FIELDS)
-
-
 def _int(value: str | None) -> int | None:
     return None if value is None else int(value)
 
@@ -152,7 +143,8 @@ def _time(value: str | None) -> float | None:
 @dataclass(frozen=True)
 class MediaRecord:
     """A media's record `wa:media:{phone_number_id}:{media_id}`, typed; empty (`exists` False)
-    when there is none. A field absent from the hash is None here."""
+    when there is none. A field absent from the hash is None here; the hash holds every field
+    as text, its times as Unix seconds written "%.3f"."""
 
     state: State | None = None
     wamid: str | None = None
