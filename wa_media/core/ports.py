@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from wa_media.core.events import Event
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.core.records import (
     Attempt,
@@ -27,6 +28,7 @@ __all__ = [
     "ArchiveBucket",
     "ArchiveLocation",
     "CommitGuard",
+    "EventSink",
     "MediaRecords",
     "ObjectHead",
     "ObjectUpload",
@@ -42,6 +44,15 @@ class ObjectHead:
     etag: str
     size: int
     metadata: dict[str, str]
+
+
+class EventSink(Protocol):
+    """Where archive events go: every consumer endpoint of the event's account, delivered
+    durably (at least once). Raises RedisUnavailable or BrokerUnavailable when it cannot take
+    the event; an account without endpoints takes it and does nothing."""
+
+    def emit(self, event: Event) -> None:
+        """Hold `event` for delivery to its account's endpoints (again harmlessly: by its id)."""
 
 
 class MediaRecords(Protocol):

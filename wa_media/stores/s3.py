@@ -33,6 +33,7 @@ __all__ = [
     "list_keys",
     "make_s3_client",
     "object_chunks",
+    "presign_get",
     "read_object",
 ]
 
@@ -111,6 +112,19 @@ def read_object(client: S3Client, bucket: str, key: str) -> bytes:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
         raise _storage_error("read", exc) from None
+
+
+def presign_get(client: S3Client, bucket: str, key: str, seconds: int) -> str:
+    """A URL that downloads one object for `seconds`, signed with the client's credentials (no
+    request is made). It lets its bearer GET that key only, and only while the credentials that
+    signed it are valid: temporary ones (an assumed role, instance credentials) end it sooner."""
+    try:
+        url: str = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise _storage_error("presign", exc) from None
+    return url
 
 
 def object_chunks(client: S3Client, bucket: str, key: str, size: int) -> Iterator[bytes] | None:
