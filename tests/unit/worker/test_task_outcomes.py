@@ -293,7 +293,7 @@ def _fan_out(monkeypatch: pytest.MonkeyPatch, state: State) -> Any:
 def test_fan_out_done(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]) -> None:
     before = _count("fanout", "done")
     counts, published = _fan_out(monkeypatch, State())
-    assert counts == {"media": 1, "duplicates": 0, "replies": 1, "invalid": 1}
+    assert counts == {"media": 1, "duplicates": 0, "replies": 1, "events": 0, "invalid": 1}
     assert published == ["wa.archive_media", "wa.send_reply"]
     assert _count("fanout", "done") == before + 1
     invalid, done = logs
