@@ -21,6 +21,7 @@ from typing import Any
 from wa_media.config.accounts import Account, WorkerAccounts
 from wa_media.config.settings import WorkerSettings
 from wa_media.config.target import ArchiveTarget
+from wa_media.core.archive_policy import DEFAULT_POLICY, ArchivePolicy
 from wa_media.core.errors import ArchiveError, BusyError, NoAccount, ObjectExists
 from wa_media.core.events import Event
 from wa_media.core.jobs import MediaJob, ReplyJob
@@ -535,13 +536,16 @@ class FakeProvider(Faults):
 # --- the accounts ---------------------------------------------------------------------------
 
 
-def account(*, delete_after_archive: bool = False, prefix: str = "") -> Account:
+def account(
+    *, delete_after_archive: bool = False, prefix: str = "", policy: ArchivePolicy = DEFAULT_POLICY
+) -> Account:
     """The one account of the fakes, serving PHONE."""
     return Account(
         phone_number_id=PHONE,
         connection=Connection("cloud", "http://127.0.0.1:1", "token"),
         target=ArchiveTarget(BUCKET, prefix),
         delete_after_archive=delete_after_archive,
+        policy=policy,
     )
 
 

@@ -60,10 +60,13 @@ _UNITS = {
 
 
 def media_types(names: Iterable[str]) -> frozenset[MediaType]:
-    """The media types named (image, video, audio, document, sticker); ValueError otherwise."""
+    """The media types named (image, video, audio, document, sticker; blanks ignored);
+    ValueError for another name, or none."""
     found: set[MediaType] = set()
     for raw in names:
         name = raw.strip().lower()
+        if not name:
+            continue
         if name not in ALL_MEDIA_TYPES:
             raise ValueError(f"{raw.strip()!r} is not a media type ({', '.join(ALL_MEDIA_TYPES)})")
         found.add(name)  # narrowed by the check against ALL_MEDIA_TYPES just above

@@ -466,6 +466,11 @@ class MediaStateStore:
                 "crashes": "0",
                 "integrity_failures": "0",
                 "requeued_at": f"{time.time():.3f}",
+                # What the last outcome said goes with it (a skip replayed after the
+                # account's limit was raised, a failure's label and code).
+                "skipped": "",
+                "reason_label": "",
+                "error_code": "",
             },
             pending_at=time.time() + self.stall_after,
             window_start=job.window_start,
