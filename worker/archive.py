@@ -267,10 +267,11 @@ class Archiver:
         except PolicySkip as exc:
             return self._skip(job, exc.reason, exc.label)
         except TooBig as exc:
-            # Over MAX_MEDIA_BYTES is over the account's own smaller limit too: skipped by it.
+            # Over the account's own limit (the provider checks it before any byte), or over
+            # MAX_MEDIA_BYTES when that is the larger: skipped by the account's policy.
             own = clients.account.policy.limit(job.type)
             if own is not None and own <= self.settings.max_media_bytes:
-                return self._skip(job, f"{exc.reason} (the account's limit: {own})", "policy_size")
+                return self._skip(job, exc.reason, "policy_size")
             return self._fail(job, exc.reason, exc.code, reason_of(exc))
         except PermanentError as exc:
             return self._fail(job, exc.reason, exc.code, reason_of(exc))
@@ -324,7 +325,8 @@ class Archiver:
     @staticmethod
     def _policy_check(account: Account, job: MediaJob, fetched: Fetched) -> None:
         """PolicySkip when the look-up tells what the webhook did not: a size over the
-        account's limit, or a MIME type it does not archive."""
+        account's limit (which the provider checks itself before the download, by
+        `max_bytes`), or a MIME type it does not archive."""
         verdict = account.policy.by_size(job.type, fetched.size)
         looked_up = fetched.lookup.get("mime_type")
         if verdict is None and job.mime_type is None and isinstance(looked_up, str):
@@ -356,7 +358,8 @@ class Archiver:
         download, s3 = Stopwatch(), Stopwatch()
         opening = time.perf_counter()
         url = self._webhook_url(job, attempt)
-        with provider.fetch(job.media_id, job.phone_number_id, url) as fetched:
+        own_limit = clients.account.policy.limit(job.type)
+        with provider.fetch(job.media_id, job.phone_number_id, url, max_bytes=own_limit) as fetched:
             # Entering `fetch` looked the media up (unless the webhook's URL served) and opened
             # its download.
             download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
@@ -371,7 +374,7 @@ class Archiver:
                 content_type,
                 limit,
                 (download, s3),
-                clients.account.policy.limit(job.type),
+                own_limit,
             )
         document = sidecar(
             job,

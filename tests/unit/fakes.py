@@ -22,7 +22,7 @@ from wa_media.config.accounts import Account, WorkerAccounts
 from wa_media.config.settings import WorkerSettings
 from wa_media.config.target import ArchiveTarget
 from wa_media.core.archive_policy import DEFAULT_POLICY, ArchivePolicy
-from wa_media.core.errors import ArchiveError, BusyError, NoAccount, ObjectExists
+from wa_media.core.errors import ArchiveError, BusyError, NoAccount, ObjectExists, TooBig
 from wa_media.core.events import Event
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.core.ports import ObjectHead
@@ -502,11 +502,15 @@ class FakeProvider(Faults):
             yield body[1:]
 
     @contextmanager
-    def _fetch(self, media_id: str, url: str | None) -> Iterator[Fetched]:
+    def _fetch(self, media_id: str, url: str | None, max_bytes: int | None) -> Iterator[Fetched]:
         self.fetched.append((media_id, url))
         self.check("fetch")
         item = self.media[media_id]
         by_url = url is not None
+        if not by_url and max_bytes is not None and (item.size or 0) > max_bytes:
+            raise TooBig(
+                f"media is {item.size} bytes, over the account's limit of {max_bytes} bytes"
+            )
         yield Fetched(
             sha256=None if by_url else item.sha256,
             size=None if by_url else item.size,
@@ -519,9 +523,14 @@ class FakeProvider(Faults):
         )
 
     def fetch(
-        self, media_id: str, phone_number_id: str | None, url: str | None = None
+        self,
+        media_id: str,
+        phone_number_id: str | None,
+        url: str | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> AbstractContextManager[Fetched]:
-        return self._fetch(media_id, url)
+        return self._fetch(media_id, url, max_bytes)
 
     def delete(self, media_id: str, phone_number_id: str | None) -> None:
         self.check("delete")

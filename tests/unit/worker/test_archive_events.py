@@ -164,8 +164,10 @@ def test_a_size_over_the_limit_is_skipped_by_the_look_up() -> None:
     world = with_policy(World(), ArchivePolicy(max_bytes=(("image", len(BODY) - 1),)))
     job = world.admit(media_job())
     result = world.archive(job)
+    # The provider stops before the download (FakeProvider as the real ones, by `max_bytes`).
     assert result == Skipped(
-        f"image of {len(BODY)} bytes, over the account's {len(BODY) - 1} bytes", "policy_size"
+        f"media is {len(BODY)} bytes, over the account's limit of {len(BODY) - 1} bytes",
+        "policy_size",
     )
     data = _skipped(world, job, "policy_size")
     assert data["reason"] == result.reason
