@@ -43,7 +43,7 @@ from wa_media.core.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
 from wa_media.core.ports import ArchiveBucket, CommitGuard, EventSink, MediaRecords
 from wa_media.core.provider import Fetched
 from wa_media.core.reasons import Reason, reason_of
-from wa_media.core.records import Attempt, MediaRef
+from wa_media.core.records import Attempt, MediaRecord, MediaRef
 from wa_media.observability.logs import get_logger, milliseconds, since
 from wa_media.observability.metrics import worker_metrics
 from wa_media.providers.transfer import Deadline, Stopwatch, Tally, under_deadline
@@ -190,15 +190,15 @@ class Archiver:
                 return skipped_event(job, label, reason)
         return None
 
-    def _settled(self, job: MediaJob, clients: AccountClients) -> Result | None:
+    def _settled(
+        self, job: MediaJob, clients: AccountClients, record: MediaRecord, key: str
+    ) -> Result | None:
         """What a task finds of a media already settled: archived (Done), or failed or skipped
         (a duplicate task, or the retry of one whose event the sink did not take)."""
-        record = self.state.get(MediaRef.of(job))
         if record.state == "archived":
             # The record names the key the media went to (an edit's job may know another
             # MIME type than the message that brought the media first).
-            key = record.key or self.object_key(job, clients.store.target.prefix)
-            return self._already_archived(clients, job, key)
+            return self._already_archived(clients, job, record.key or key)
         if record.state == "failed" and record.wamid in (None, job.wamid):
             reason = record.last_error or "failed"
             if record.skipped is not None:
@@ -215,10 +215,10 @@ class Archiver:
             return self._plan(job, exc, deadline)
         try:
             key = self.object_key(job, clients.store.target.prefix)
-            settled = self._settled(job, clients)
+            record = self.state.get(MediaRef.of(job))
+            settled = self._settled(job, clients, record, key)
             if settled is not None:
                 return settled
-            record = self.state.get(MediaRef.of(job))
             first = record.wamid
             if first not in (None, job.wamid) and record.state in ("queued", "archiving"):
                 # Another message brought this media first (the original of an edit): its task,
