@@ -622,3 +622,26 @@ def test_the_skip_reasons_are_served_from_zero(tenants: Tenants) -> None:
     for reason in ("policy_type", "policy_mime"):
         assert ("wa_messages_skipped_total", (("reason", reason),)) in web
     assert ("wa_messages_skipped_total", (("reason", "policy_size"),)) in worker
+
+
+def test_a_webhook_of_skips_only_publishes_their_events(
+    tenants: Tenants, sim: SimulatorClient
+) -> None:
+    """Nothing to archive or answer, but the consumers are owed their events: `web` publishes a
+    fan-out holding only them, and the worker hands them on."""
+    video = _generated(sim, 5_000, "video/mp4")
+    message = webhooks.media_message(
+        "video", video.id, sha256_b64=video.sha256_b64, mime_type="video/mp4"
+    )
+    done = ("wa_tasks_total", (("outcome", "done"), ("reason", ""), ("task", "fanout")))
+    before = tenants.worker_counts().get(done, 0.0)
+    assert tenants.post(POLICED, [message, webhooks.too_big_message()], tenants.alpha_secret) == 200
+    wait_for(
+        lambda: tenants.worker_counts().get(done, 0.0) == before + 1,
+        timeout=60,
+        what="the fan-out of the events",
+    )
+    lines = [
+        json.loads(line) for line in tenants.log("worker").splitlines() if "fanned_out" in line
+    ]
+    assert any(line.get("events") == 2 and line.get("media") == 0 for line in lines)
