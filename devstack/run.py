@@ -106,6 +106,10 @@ _SERVICE_NAMES = frozenset(
     {
         "REDIS_URL",
         "ARCHIVE_OUTBOUND",
+        "ARCHIVE_MEDIA_TYPES",
+        "ARCHIVE_MIME_TYPES",
+        "ARCHIVE_MAX_BYTES",
+        "TOO_LARGE_REPLY",
         "DELETE_AFTER_ARCHIVE",
         "MAX_MEDIA_BYTES",
         "TOO_BIG_REPLY_TEXT",

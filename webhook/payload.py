@@ -26,8 +26,10 @@ from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
+from wa_media.core.archive_policy import DEFAULT_POLICY, ArchivePolicy
 from wa_media.core.digests import normalise_sha256
 from wa_media.core.errors import NotWhatsAppPayload
+from wa_media.core.events import Event, skipped_event, too_large_event
 from wa_media.core.identity import is_bsuid, phone_address
 from wa_media.core.jobs import (
     REPLY_DROP_REASONS,
@@ -119,6 +121,8 @@ SkipReason = Literal[
     "wrong_app",
     "outbound_off",
     "other_field",
+    "policy_type",
+    "policy_mime",
 ]
 """Why a message (or a change) was not turned into work (docs/webhook.md, "What a webhook may
 carry"):
@@ -133,12 +137,23 @@ with nobody to answer;
 `unknown_account`: a number no account of this deployment serves;
 `wrong_app`: a number whose account does not accept the app that signed the webhook;
 `outbound_off`: a media the business sent, for an account that does not archive those;
-`other_field`: a change of another webhook field.
+`other_field`: a change of another webhook field;
+`policy_type`, `policy_mime`: a media of a type, or a MIME type, its account does not archive
+(ARCHIVE_MEDIA_TYPES, ARCHIVE_MIME_TYPES, an account's `policy`): a `media.skipped` event
+tells its consumers. (The worker skips by size, `policy_size`.)
 """
 SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)
 # Skips of messages that looked like media: listed by `wa-media skipped` as well as counted.
 LISTED_REASONS: frozenset[SkipReason] = frozenset(
-    {"malformed", "no_media_id", "unknown_account", "wrong_app", "outbound_off"}
+    {
+        "malformed",
+        "no_media_id",
+        "unknown_account",
+        "wrong_app",
+        "outbound_off",
+        "policy_type",
+        "policy_mime",
+    }
 )
 
 
@@ -190,6 +205,9 @@ class ParsedPayload:
     dropped_replies: list[DroppedReply] = field(default_factory=list)
     max_replies: int = DEFAULT_MAX_REPLIES
     """The warnings this request may owe at most; the ones past it are dropped."""
+    events: list[Event] = field(default_factory=list)
+    """What the consumers of the accounts are told of decisions taken here: media skipped by
+    the policy, a 131052 whose warning the account does not send."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +220,7 @@ class _Change:
     contacts: list[dict[str, Any]]
     received_at: int
     archives_outbound: bool
+    policy: ArchivePolicy = DEFAULT_POLICY
     number_problem: str | None = None
     """Why the change has no usable phone_number_id, when it names a malformed one."""
 
@@ -406,6 +425,17 @@ def _too_big_reply(
     message: dict[str, Any], change: _Change, wamid: str | None, out: ParsedPayload
 ) -> None:
     number = change.phone_number_id
+    if wamid and number and not change.policy.too_large_reply:
+        # The account answers its customers itself: its consumers are told instead.
+        try:
+            told = _customer(message, change, "inbound")
+        except ValueError:
+            told = None
+        out.dropped_replies.append(DroppedReply("reply_off", wamid, number))
+        out.events.append(
+            too_large_event(number, change.waba_id, wamid, told, at=float(change.received_at))
+        )
+        return
     try:
         customer = _customer(message, change, "inbound")
     except ValueError:
@@ -483,21 +513,28 @@ def _parse_message(
         skip("outbound_off", "the account does not archive media the business sent")
         return
     try:
-        out.media.append(
-            _media_job(
-                message,
-                content,
-                change,
-                wamid=wamid,
-                direction=direction,
-                source=source,
-                original_message_id=original,
-            )
+        job = _media_job(
+            message,
+            content,
+            change,
+            wamid=wamid,
+            direction=direction,
+            source=source,
+            original_message_id=original,
         )
     except ValidationError as exc:
         skip("malformed", f"malformed {kind} message: {exc.errors()[0]['loc']}")
     except ValueError as exc:
         skip("malformed", f"malformed {kind} message: {exc}")
+    else:
+        verdict = change.policy.by_type(job.type, job.mime_type)
+        if verdict is None:
+            out.media.append(job)
+            return
+        skip("policy_type" if verdict.reason == "policy_type" else "policy_mime", verdict.detail)
+        out.events.append(
+            skipped_event(job, verdict.reason, verdict.detail, at=float(change.received_at))
+        )
 
 
 def _type_name(kind: Any) -> str | None:
@@ -616,6 +653,7 @@ def parse_cloud_payload(
     archives_outbound: Callable[[str], bool] = lambda _: True,
     signed_for: Callable[[str], bool] = lambda _: True,
     max_replies: int = DEFAULT_MAX_REPLIES,
+    policy_of: Callable[[str], ArchivePolicy] = lambda _: DEFAULT_POLICY,
 ) -> ParsedPayload:
     """Collect every media and every 131052 reply owed, across all entries and changes.
 
@@ -623,8 +661,9 @@ def parse_cloud_payload(
     account of this deployment archives them; those to a number `signed_for` refuses are
     skipped as `wrong_app`: the app that signed the webhook does not speak for that account.
     `received_at` is when the webhook arrived (Unix seconds), `archives_outbound` tells
-    whether a number's account archives what it sent; past `max_replies` warnings, the others
-    are dropped (`request_cap`).
+    whether a number's account archives what it sent, `policy_of` its archive policy (the
+    media types and MIME types it archives, whether it sends the 131052 warning); past
+    `max_replies` warnings, the others are dropped (`request_cap`).
     """
     if isinstance(document, dict) and "object" not in document:
         document = _from_partner_envelope(document) or document
@@ -662,6 +701,7 @@ def parse_cloud_payload(
                 contacts=[_dict(c) for c in _list(value.get("contacts"))],
                 received_at=received_at,
                 archives_outbound=number is None or archives_outbound(number),
+                policy=DEFAULT_POLICY if number is None else policy_of(number),
                 number_problem=problem,
             )
             _parse_value(field_name, value, context, out)
@@ -674,9 +714,11 @@ def parse_onprem_payload(
     *,
     received_at: int = 0,
     max_replies: int = DEFAULT_MAX_REPLIES,
+    policy: ArchivePolicy = DEFAULT_POLICY,
 ) -> ParsedPayload:
     """Collect the media and replies of an On-Premises webhook, which names no phone number:
-    `phone_number_id` is the account's, known from the URL's token."""
+    `phone_number_id` is the account's, known from the URL's token; `policy` its archive
+    policy."""
     if not (
         isinstance(document, dict)
         and any(isinstance(document.get(name), list) for name in _ONPREM_LISTS)
@@ -694,6 +736,7 @@ def parse_onprem_payload(
         contacts=[_dict(c) for c in _list(document.get("contacts"))],
         received_at=received_at,
         archives_outbound=True,
+        policy=policy,
     )
     _parse_value("messages", document, context, out)
     return out

@@ -42,6 +42,7 @@ def _read_cloud_format(
         received_at=received_at,
         archives_outbound=lambda _: route.archive_outbound,
         max_replies=max_replies,
+        policy_of=lambda _: route.policy,
     )
 
 
@@ -51,7 +52,9 @@ def _read_onprem_format(
     # On-Premises payloads name no phone_number_id: the account's, known from the token.
     number = route.phone_number_id
     assert number is not None  # an On-Premises account always has one
-    return parse_onprem_payload(document, number, received_at=received_at, max_replies=max_replies)
+    return parse_onprem_payload(
+        document, number, received_at=received_at, max_replies=max_replies, policy=route.policy
+    )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from celery import Celery
 
 from wa_media.config.variables import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
 from wa_media.core.errors import BrokerUnavailable, StorageError
+from wa_media.core.events import Event
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE, send_task
 from wa_media.stores.records import MediaStateStore, ReplyLedger, SkippedLog
@@ -67,10 +68,13 @@ class Publisher:
         A failure anywhere is BrokerUnavailable: the request is answered 503 and delivered
         again, and whatever was recorded or published already is admitted again harmlessly.
         """
-        if not parsed.media and not parsed.replies:
+        if not parsed.media and not parsed.replies and not parsed.events:
             return None
         media = _chunks(parsed.media, self.batch_size)
         replies = _chunks(parsed.replies, self.batch_size)
+        # The events of what `web` decided (policy skips, a 131052 not answered) ride the same
+        # fan-out, whose worker hands them to the consumers' outbox.
+        events = _chunks(parsed.events, self.batch_size)
         try:
             # Every job recorded before any is published: should a fan-out be lost with the
             # worker holding it (or be refused by a worker of an older release), the sweep
@@ -79,18 +83,21 @@ class Publisher:
                 self._state.admit_many(chunk)
             self._ledger.admit_many(parsed.replies)
             ids = [
-                self._send(media_chunk or [], reply_chunk or [])
-                for media_chunk, reply_chunk in zip_longest(media, replies)
+                self._send(media_chunk or [], reply_chunk or [], event_chunk or [])
+                for media_chunk, reply_chunk, event_chunk in zip_longest(media, replies, events)
             ]
         except (StorageError, BrokerUnavailable) as exc:
             raise BrokerUnavailable(f"broker did not accept the batch: {exc}") from exc
         return ",".join(ids)
 
-    def _send(self, media: list[MediaJob], replies: list[ReplyJob]) -> str:
-        batch = {
+    def _send(self, media: list[MediaJob], replies: list[ReplyJob], events: list[Event]) -> str:
+        batch: dict[str, list[dict[str, Any]]] = {
             "media": [job.to_wire() for job in media],
             "replies": [job.to_wire() for job in replies],
         }
+        if events:
+            # Left out when none: a batch without events is what the previous release sent.
+            batch["events"] = [event.to_wire() for event in events]
         result = send_task(
             self._celery,
             FAN_OUT_TASK,

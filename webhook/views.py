@@ -150,7 +150,7 @@ def _enqueue(
     if parsed.skipped and not _note_skipped(parsed, publisher, context):
         return _text("broker unavailable", 503)
     ids = _job_ids(parsed)
-    if not ids:
+    if not ids and not parsed.events:
         # Statuses, texts, reactions: nothing to archive, counted by reason.
         log.debug(
             "webhook_ignored", skipped=len(parsed.skipped), duration_ms=since(started), **context
@@ -262,6 +262,7 @@ def receive() -> Response:
             accepts=accounts.signed_accepts,
             received_at=int(time.time()),
             archives_outbound=accounts.archives_outbound,
+            policy_of=accounts.policy_of,
             signed_for=signed_for,
             max_replies=settings.reply_max_per_webhook,
         ),

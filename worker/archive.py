@@ -5,9 +5,9 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
@@ -19,11 +19,14 @@ from wa_media.core.errors import (
     Expired,
     IntegrityError,
     PermanentError,
+    PolicySkip,
     RetryableError,
     SizeMismatch,
     TimedOut,
+    TooBig,
     WorkerDied,
 )
+from wa_media.core.events import Event, archived_event, failed_event, skipped_event
 from wa_media.core.jobs import Anomaly, MediaJob
 from wa_media.core.layout import (
     STORED_FALLBACK_TYPE,
@@ -37,10 +40,10 @@ from wa_media.core.layout import (
     storable_mime_type,
 )
 from wa_media.core.policy import MAX_WORKER_DEATHS, media_deadline, plan_retry
-from wa_media.core.ports import ArchiveBucket, CommitGuard, MediaRecords
+from wa_media.core.ports import ArchiveBucket, CommitGuard, EventSink, MediaRecords
 from wa_media.core.provider import Fetched
 from wa_media.core.reasons import Reason, reason_of
-from wa_media.core.records import Attempt, MediaRef
+from wa_media.core.records import Attempt, MediaRecord, MediaRef
 from wa_media.observability.logs import get_logger, milliseconds, since
 from wa_media.observability.metrics import worker_metrics
 from wa_media.providers.transfer import Deadline, Stopwatch, Tally, under_deadline
@@ -48,7 +51,16 @@ from wa_media.stores.broker import MAX_COUNTDOWN
 from wa_media.stores.commit import commit_upload
 from worker.clients import AccountClients, AccountDirectory
 
-__all__ = ["Archiver", "Done", "Failed", "Outcome", "Result", "RetryLater", "check_download"]
+__all__ = [
+    "Archiver",
+    "Done",
+    "Failed",
+    "Outcome",
+    "Result",
+    "RetryLater",
+    "Skipped",
+    "check_download",
+]
 
 log = get_logger(__name__)
 
@@ -100,6 +112,8 @@ class Done:
 
     outcome: Outcome
     key: str
+    sidecar: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The sidecar this try wrote; None when it was written before (read back for its event)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +133,16 @@ class RetryLater:
     error: RetryableError
 
 
-Result = Done | Failed | RetryLater
+@dataclass(frozen=True)
+class Skipped:
+    """Left out by the account's archive policy (`label`: policy_size, policy_mime), for
+    `reason`; recorded, listed and evented, never retried."""
+
+    reason: str
+    label: str
+
+
+Result = Done | Failed | RetryLater | Skipped
 
 
 @dataclass
@@ -131,6 +154,8 @@ class Archiver:
     state: MediaRecords
     commits: CommitGuard
     """One commit of an object's key at a time (`CommitClaims`)."""
+    events: EventSink
+    """Where the consumers' `media.archived`, `media.failed` and `media.skipped` go."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @staticmethod
@@ -139,7 +164,50 @@ class Archiver:
         return build_key(prefix, job.phone_number_id, job.timestamp, job.media_id, job.mime_type)
 
     def archive(self, job: MediaJob) -> Result:
-        """Try once to archive the media, and record in its state what came of it."""
+        """Try once to archive the media, record in its state what came of it, and tell the
+        account's consumers when that is final.
+
+        The event goes after the record: should the sink fail (RedisUnavailable,
+        BrokerUnavailable), the task is retried, finds the media settled, and emits the same
+        event (same id) again; an event is never lost, at worst sent twice.
+        """
+        result = self._archive_once(job)
+        event = self._event(job, result)
+        if event is not None:
+            self.events.emit(event)
+        return result
+
+    def _event(self, job: MediaJob, result: Result) -> Event | None:
+        match result:
+            case Done(_, key, document):
+                if document is None:
+                    store = self.clients.for_number(job.phone_number_id).store
+                    document = store.get_json(sidecar_key(key)) or {"key": key}
+                return archived_event(job, document, sidecar_key(key))
+            case Failed(reason, code, label):
+                return failed_event(job, reason, code, label)
+            case Skipped(reason, label):
+                return skipped_event(job, label, reason)
+        return None
+
+    def _settled(
+        self, job: MediaJob, clients: AccountClients, record: MediaRecord, key: str
+    ) -> Result | None:
+        """What a task finds of a media already settled: archived (Done), or failed or skipped
+        (a duplicate task, or the retry of one whose event the sink did not take)."""
+        if record.state == "archived":
+            # The record names the key the media went to (an edit's job may know another
+            # MIME type than the message that brought the media first).
+            return self._already_archived(clients, job, record.key or key)
+        if record.state == "failed" and record.wamid in (None, job.wamid):
+            reason = record.last_error or "failed"
+            if record.skipped is not None:
+                return Skipped(reason.removeprefix("skipped: "), record.skipped)
+            label: Reason = record.reason_label or "other"  # type: ignore[assignment]
+            return Failed(reason, record.error_code, label)
+        return None
+
+    def _archive_once(self, job: MediaJob) -> Result:
         deadline = media_deadline(job.window_start)
         try:
             clients = self.clients.for_number(job.phone_number_id)
@@ -148,10 +216,9 @@ class Archiver:
         try:
             key = self.object_key(job, clients.store.target.prefix)
             record = self.state.get(MediaRef.of(job))
-            if record.state == "archived":
-                # The record names the key the media went to (an edit's job may know another
-                # MIME type than the message that brought the media first).
-                return self._already_archived(clients, job, record.key or key)
+            settled = self._settled(job, clients, record, key)
+            if settled is not None:
+                return settled
             first = record.wamid
             if first not in (None, job.wamid) and record.state in ("queued", "archiving"):
                 # Another message brought this media first (the original of an edit): its task,
@@ -161,8 +228,7 @@ class Archiver:
             if time.time() >= deadline:
                 raise Expired("expired: the media id is past its 7-day window")
         except PermanentError as exc:
-            self.state.mark_failed(MediaRef.of(job), exc.reason)
-            return Failed(exc.reason, exc.code, reason_of(exc))
+            return self._fail(job, exc.reason, exc.code, reason_of(exc))
         # The threads pool enforces no time limit at all: a try bounds itself, its transfer
         # included (wa_media/providers/transfer.py), and its lease is not renewed past that.
         limit = Deadline(self.settings.try_seconds)
@@ -194,13 +260,21 @@ class Archiver:
     ) -> Result:
         try:
             with under_deadline(limit):
-                outcome = self._archive(clients, job, key, limit)
+                outcome, document = self._archive(clients, job, key, limit)
             if outcome == "already_archived":
                 return self._already_archived(clients, job, key)
-            return Done(outcome, key)
+            return Done(outcome, key, document)
+        except PolicySkip as exc:
+            return self._skip(job, exc.reason, exc.label)
+        except TooBig as exc:
+            # Over the account's own limit (the provider checks it before any byte), or over
+            # MAX_MEDIA_BYTES when that is the larger: skipped by the account's policy.
+            own = clients.account.policy.limit(job.type)
+            if own is not None and own <= self.settings.max_media_bytes:
+                return self._skip(job, exc.reason, "policy_size")
+            return self._fail(job, exc.reason, exc.code, reason_of(exc))
         except PermanentError as exc:
-            self.state.mark_failed(MediaRef.of(job), exc.reason)
-            return Failed(exc.reason, exc.code, reason_of(exc))
+            return self._fail(job, exc.reason, exc.code, reason_of(exc))
         except RetryableError as exc:
             return self._plan(job, exc, deadline)
         except SoftTimeLimitExceeded:
@@ -223,8 +297,7 @@ class Archiver:
         )
         if plan.countdown is None:
             reason = plan.give_up or exc.reason
-            self.state.mark_failed(MediaRef.of(job), reason)
-            return Failed(reason, exc.code, plan.give_up_reason or reason_of(exc))
+            return self._fail(job, reason, exc.code, plan.give_up_reason or reason_of(exc))
         self.state.record_error(
             MediaRef.of(job),
             exc.reason,
@@ -233,9 +306,37 @@ class Archiver:
         )
         return RetryLater(plan.countdown, exc)
 
+    def _fail(self, job: MediaJob, reason: str, code: int | None, label: Reason) -> Failed:
+        self.state.mark_failed(MediaRef.of(job), reason, label=label, code=code)
+        return Failed(reason, code, label)
+
+    def _skip(self, job: MediaJob, reason: str, label: str) -> Skipped:
+        listed = {
+            "reason": label,
+            "detail": reason,
+            "wamid": job.wamid,
+            "phone_number_id": job.phone_number_id,
+            "type": job.type,
+        }
+        self.state.mark_skipped(MediaRef.of(job), reason, label=label, listed=listed)
+        worker_metrics().skipped.labels(reason=label).inc()
+        return Skipped(reason, label)
+
+    @staticmethod
+    def _policy_check(account: Account, job: MediaJob, fetched: Fetched) -> None:
+        """PolicySkip when the look-up tells what the webhook did not: a size over the
+        account's limit (which the provider checks itself before the download, by
+        `max_bytes`), or a MIME type it does not archive."""
+        verdict = account.policy.by_size(job.type, fetched.size)
+        looked_up = fetched.lookup.get("mime_type")
+        if verdict is None and job.mime_type is None and isinstance(looked_up, str):
+            verdict = account.policy.by_type(job.type, looked_up)
+        if verdict is not None:
+            raise PolicySkip(verdict.detail, label=verdict.reason)
+
     def _archive(
         self, clients: AccountClients, job: MediaJob, key: str, limit: Deadline
-    ) -> Outcome:
+    ) -> tuple[Outcome, dict[str, Any] | None]:
         started = time.perf_counter()
         provider, store = clients.provider, clients.store
         provider.check_paused()
@@ -247,7 +348,7 @@ class Archiver:
             store.metadata(sidecar_key(key)) is not None
         ):
             self.state.mark_archived(MediaRef.of(job), key)
-            return "already_archived"
+            return "already_archived", None
         if attempt.attempts > 1:
             # An earlier try may have left an unfinished multipart upload: its worker died, or
             # S3 was down when it tried to abort. Its parts would linger unseen.
@@ -257,14 +358,23 @@ class Archiver:
         download, s3 = Stopwatch(), Stopwatch()
         opening = time.perf_counter()
         url = self._webhook_url(job, attempt)
-        with provider.fetch(job.media_id, job.phone_number_id, url) as fetched:
+        own_limit = clients.account.policy.limit(job.type)
+        with provider.fetch(job.media_id, job.phone_number_id, url, max_bytes=own_limit) as fetched:
             # Entering `fetch` looked the media up (unless the webhook's URL served) and opened
             # its download.
             download.seconds = time.perf_counter() - opening - (fetched.lookup_seconds or 0)
             self._looked_up(fetched)
+            self._policy_check(clients.account, job, fetched)
             content_type, odd = stored_type(job, fetched)
             digest, size, committed = self._store(
-                store, key, job, fetched, content_type, limit, (download, s3)
+                store,
+                key,
+                job,
+                fetched,
+                content_type,
+                limit,
+                (download, s3),
+                own_limit,
             )
         document = sidecar(
             job,
@@ -283,7 +393,7 @@ class Archiver:
         self.state.mark_archived(MediaRef.of(job), key)
         if not committed:
             # Another writer committed these very bytes; the sidecar was written if it lacked one.
-            return "already_archived"
+            return "already_archived", None
         metrics = worker_metrics()
         metrics.upload_seconds.observe(s3.seconds)
         metrics.archived_bytes.inc(size)
@@ -300,7 +410,7 @@ class Archiver:
         )
         if clients.account.delete_after_archive:
             self._delete_from_provider(clients, job)
-        return "archived"
+        return "archived", document
 
     def _webhook_url(self, job: MediaJob, attempt: Attempt) -> str | None:
         """The webhook's download URL, when this try may skip the look-up.
@@ -363,7 +473,10 @@ class Archiver:
         content_type: str,
         limit: Deadline,
         watches: tuple[Stopwatch, Stopwatch],
+        own_limit: int | None = None,
     ) -> tuple[str, int, bool]:
+        """Stream the bytes into the key; past `own_limit` (the account's limit for the media's
+        type, when the look-up gave no size) PolicySkip stops the download."""
         download, s3 = watches
         # Known before the first byte: the object's metadata is set when the upload starts,
         # and the commit only happens if the bytes match it. Only a provider without a look-up
@@ -379,6 +492,11 @@ class Archiver:
             content_disposition=object_disposition(job, content_type),
         ) as upload:
             for chunk in tally.through(download.through(fetched.chunks), fetched.size):
+                if own_limit is not None and tally.size > own_limit:
+                    raise PolicySkip(
+                        f"{job.type} passed the account's {own_limit} bytes; stopped",
+                        label="policy_size",
+                    )
                 with s3.timing():
                     upload.write(chunk)
                 limit.check("the transfer")

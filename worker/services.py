@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from redis import Redis
 
 from wa_media.config.settings import WorkerSettings
+from wa_media.core.events import Event
+from wa_media.core.ports import EventSink
 from wa_media.observability.logs import register_secrets
 from wa_media.providers.accounts import worker_settings
 from wa_media.stores.commit import CommitClaims
@@ -20,7 +22,7 @@ from worker.archive import Archiver
 from worker.clients import ClientDirectory
 from worker.replies import Replier
 
-__all__ = ["Services", "services", "set_tasks_at_once", "settings"]
+__all__ = ["DroppedEvents", "Services", "services", "set_tasks_at_once", "settings"]
 
 
 @functools.cache
@@ -54,6 +56,15 @@ class Services:
     replier: Replier
     state: MediaStateStore
     redis: Redis
+    events: EventSink
+    """The consumers' outbox: archive events, and those `web` decided (in fan-out batches)."""
+
+
+class DroppedEvents:
+    """An EventSink that takes every event and delivers none."""
+
+    def emit(self, event: Event) -> None:
+        """Drop `event`."""
 
 
 _services: dict[int, Services] = {}
@@ -73,8 +84,10 @@ def _build_services() -> Services:
     state = MediaStateStore(
         redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
     )
+    # joined at merge: the deliveries' outbox (wa_media.stores.deliveries.DeliveryOutbox).
+    events: EventSink = DroppedEvents()
     return Services(
-        archiver=Archiver(config, clients, state, CommitClaims(redis)),
+        archiver=Archiver(config, clients, state, CommitClaims(redis), events),
         replier=Replier(
             config,
             clients,
@@ -87,6 +100,7 @@ def _build_services() -> Services:
         ),
         state=state,
         redis=redis,
+        events=events,
     )
 
 

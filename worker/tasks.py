@@ -26,13 +26,14 @@ from wa_media.core.errors import (
     RetryableError,
     StorageError,
 )
+from wa_media.core.events import Event
 from wa_media.core.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
 from wa_media.core.keys import SWEEP_LAST_KEY
 from wa_media.core.reasons import reason_of
 from wa_media.core.records import ReplyRef
 from wa_media.core.sweep import media_step, reply_step
 from wa_media.observability.logs import get_logger
-from wa_media.observability.metrics import worker_metrics
+from wa_media.observability.metrics import count_task, worker_metrics
 from wa_media.stores.broker import (
     ARCHIVE_PRIORITY,
     ARCHIVE_TASK,
@@ -47,7 +48,7 @@ from wa_media.stores.broker import (
     apply_async,
 )
 from wa_media.stores.records import SWEEP_LAST_TTL
-from worker.archive import Done, Failed, RetryLater
+from worker.archive import Done, Failed, RetryLater, Skipped
 from worker.celery_app import app
 from worker.instrumented import InstrumentedTask
 from worker.services import Services, services
@@ -79,6 +80,19 @@ def _valid_jobs(model: type[J], raws: list[dict[str, Any]], counts: dict[str, in
     return valid
 
 
+def _valid_events(raws: list[dict[str, Any]], counts: dict[str, int]) -> list[Event]:
+    """The events of a batch (`web`'s decisions) that read back; the others counted as invalid
+    and logged."""
+    valid = []
+    for raw in raws:
+        try:
+            valid.append(Event.from_wire(raw))
+        except ValueError:
+            counts["invalid"] += 1
+            log.error("job_invalid", kind="event")
+    return valid
+
+
 @app.task(
     base=InstrumentedTask,
     name=FAN_OUT_TASK,
@@ -92,12 +106,18 @@ def _valid_jobs(model: type[J], raws: list[dict[str, Any]], counts: dict[str, in
     backoff=Backoff(base=1, cap=60),
 )
 def fan_out(self: InstrumentedTask, batch: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
-    """Split one webhook's batch into an archive task per media and a reply task per 131052."""
+    """Split one webhook's batch into an archive task per media and a reply task per 131052,
+    and hand the events `web` decided (policy skips, a 131052 not answered) to the outbox."""
     state = services().state
-    counts = {"media": 0, "duplicates": 0, "replies": 0, "invalid": 0}
+    counts = {"media": 0, "duplicates": 0, "replies": 0, "events": 0, "invalid": 0}
     try:
         jobs = _valid_jobs(MediaJob, batch.get("media", []), counts)
         replies = _valid_jobs(ReplyJob, batch.get("replies", []), counts)
+        # Batches of the previous release have none. Emitted again harmlessly (by their ids)
+        # when the batch runs again.
+        for event in _valid_events(batch.get("events", []), counts):
+            services().events.emit(event)
+            counts["events"] += 1
         # A no-op when `web` recorded them; not when an older `web` published this batch.
         services().replier.ledger.admit_many(replies)
         for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
@@ -145,8 +165,9 @@ def archive_media(self: InstrumentedTask, raw: dict[str, Any]) -> str:
     )
     try:
         result = services().archiver.archive(job)
-    except StorageError as exc:
-        # Redis itself failed while recording the outcome: the next try starts afresh.
+    except (StorageError, BrokerUnavailable) as exc:
+        # Redis itself failed while recording the outcome, or the outbox did not take its
+        # event: the next try starts afresh, and emits the event of a media settled meanwhile.
         self.retry_in(self.next_countdown(), exc)
     match result:
         case Done("archived"):
@@ -162,6 +183,11 @@ def archive_media(self: InstrumentedTask, raw: dict[str, Any]) -> str:
         case Failed(reason_text, code, label):
             self.failed(label, reason_text, code=code)
             return "failed"
+        case Skipped(reason_text, label):
+            # Not a failure: the account's policy leaves it out (wa-media skipped lists it).
+            count_task(self.short_name, "skipped", label)
+            log.warning("media_skipped", reason=reason_text, reason_label=label)
+            return "skipped"
         case RetryLater(countdown, error):
             _count_rejected_token(error, job.phone_number_id)
             self.retry_in(countdown, error, error=type(error).__name__)

@@ -7,7 +7,9 @@ several Cloud API accounts of an accounts file, each of two Meta apps, against t
 - records written by the previous release (their shape written here directly) are honoured for
   the account their job names, and for no other;
 - a warning goes only to a valid recipient, at most REPLY_MAX_PER_WEBHOOK per webhook, once an
-  hour per recipient and at most REPLY_RATE_PER_ACCOUNT a minute per account.
+  hour per recipient and at most REPLY_RATE_PER_ACCOUNT a minute per account;
+- each account archives what its own archive policy says (its `policy` in the file): the rest is
+  skipped, counted and listed, and an account that sends no 131052 warning sends none.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
@@ -33,6 +36,7 @@ from devstack.stack import StackEnv, start_beat, start_web, start_worker
 from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, REPLY_TEXT
+from wa_media.cli import main as cli
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import build_key
 
@@ -43,6 +47,8 @@ BETA = "100000002"  # app beta, its own access token
 CAPPED = "100000003"  # app alpha: the thousand warnings
 CHECKED = "100000004"  # app alpha: recipients checked, once an hour
 BUSY = "100000005"  # app alpha: over its rate
+POLICED = "100000006"  # app alpha: images and PDF documents only, images up to 30 kB, no warning
+IMAGE_LIMIT = 30_000
 ACCOUNT_RATE = 3  # warnings a minute per account, in this deployment
 BETA_TOKEN = "beta-" + secrets.token_hex(16)
 
@@ -142,6 +148,15 @@ def _accounts_file(path: Path, sim: Simulator) -> Path:
             CAPPED: cloud(app="alpha"),
             CHECKED: cloud(app="alpha"),
             BUSY: cloud(app="alpha"),
+            POLICED: cloud(
+                app="alpha",
+                policy={
+                    "media_types": ["image", "document"],
+                    "mime_types": ["image/*", "application/pdf"],
+                    "max_bytes": {"image": "30KB"},
+                    "too_large_reply": False,
+                },
+            ),
         },
     }
     path.write_text(json.dumps(document, indent=2))
@@ -487,3 +502,146 @@ def test_an_account_over_its_rate_sends_no_more_warnings(
     # One minute's budget, or two should the minute turn while they are sent.
     assert 1 <= sent <= 2 * ACCOUNT_RATE
     assert sent + dropped == len(messages)
+
+
+# --- each account's archive policy ------------------------------------------------------------
+
+
+def _generated(sim: SimulatorClient, size: int, mime_type: str) -> MediaRecord:
+    return sim.add_generated_media(size=size, seed=secrets.randbits(32), mime_type=mime_type)
+
+
+def _skipped_rows(tenants: Tenants) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(cli, ["skipped", "--json"], env=tenants.env.environ())
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines()]
+
+
+def test_an_account_archives_what_its_policy_says_and_skips_the_rest(
+    tenants: Tenants, sim: SimulatorClient
+) -> None:
+    small = _generated(sim, 20_000, "image/jpeg")
+    large = _generated(sim, 40_000, "image/jpeg")
+    streamed = _generated(sim, 40_000, "image/jpeg")  # no look-up: its size comes with its bytes
+    video = _generated(sim, 5_000, "video/mp4")
+    archive = _generated(sim, 5_000, "application/zip")
+    pdf = _generated(sim, 5_000, "application/pdf")
+    sender = _sender()
+
+    def message(kind: Any, record: MediaRecord, mime_type: str, **extra: Any) -> dict[str, Any]:
+        return webhooks.media_message(
+            kind, record.id, sha256_b64=record.sha256_b64, mime_type=mime_type, **extra
+        )
+
+    messages = [
+        message("image", small, "image/jpeg"),
+        message("image", large, "image/jpeg"),
+        message("image", streamed, "image/jpeg", url=sim.download_url(streamed.id)),
+        message("video", video, "video/mp4"),
+        message("document", archive, "application/zip"),
+        message("document", pdf, "application/pdf"),
+        webhooks.too_big_message(sender=sender),
+    ]
+    web_before, worker_before = tenants.web_counts(), tenants.worker_counts()
+    assert tenants.post(POLICED, messages, tenants.alpha_secret) == 200
+
+    # Archived: the small image and the PDF.
+    for record, msg, mime_type in (
+        (small, messages[0], "image/jpeg"),
+        (pdf, messages[5], "application/pdf"),
+    ):
+        key = build_key("", POLICED, int(msg["timestamp"]), record.id, mime_type)
+        wait_for(lambda k=key: tenants.sidecar(k), timeout=60, what=f"{record.id} archived")
+
+    # Skipped by the worker once the size is known (the look-up's, or the bytes passing it):
+    # settled, nothing written, never retried.
+    for record in (large, streamed):
+        media_key = f"wa:media:{POLICED}:{record.id}"
+        wait_for(
+            lambda k=media_key: tenants.redis.hget(k, "skipped") == "policy_size",
+            timeout=60,
+            what=f"{record.id} skipped",
+        )
+        assert tenants.redis.hget(media_key, "state") == "failed"
+        assert tenants.redis.zscore("wa:failed", f"{POLICED}:{record.id}") is None
+        assert not tenants.object_exists(_key(POLICED, messages[1], record))
+    assert _provider_calls(sim, large.id) == ["lookup"]
+    assert _provider_calls(sim, streamed.id).count("download") == 1
+
+    # Skipped by web: never recorded, never asked of the provider.
+    for record in (video, archive):
+        assert list(tenants.redis.scan_iter(f"wa:media:*{record.id}")) == []
+        assert _provider_calls(sim, record.id) == []
+
+    # Listed by `wa-media skipped`, with why.
+    listed = {
+        (row["reason"], row["wamid"])
+        for row in _skipped_rows(tenants)
+        if row["phone_number_id"] == POLICED
+    }
+    assert {
+        ("policy_size", messages[1]["id"]),
+        ("policy_size", messages[2]["id"]),
+        ("policy_type", messages[3]["id"]),
+        ("policy_mime", messages[4]["id"]),
+    } <= listed
+    failed = CliRunner().invoke(cli, ["failed"], env=tenants.env.environ())
+    assert large.id not in failed.output
+    assert streamed.id not in failed.output
+
+    # Counted: by web while parsing, by the worker once it knew.
+    web_after = tenants.web_counts()
+    skipped = "wa_messages_skipped_total"
+    for reason in ("policy_type", "policy_mime"):
+        assert (
+            _count(web_after, skipped, reason=reason) - _count(web_before, skipped, reason=reason)
+            == 1
+        )
+    assert (
+        _count(web_after, "wa_replies_dropped_total", reason="reply_off")
+        - _count(web_before, "wa_replies_dropped_total", reason="reply_off")
+        == 1
+    )
+    worker_after = tenants.worker_counts()
+    assert (
+        _count(worker_after, skipped, reason="policy_size")
+        - _count(worker_before, skipped, reason="policy_size")
+        == 2
+    )
+    tasks = "wa_tasks_total"
+    labels = {"task": "media", "outcome": "skipped", "reason": "policy_size"}
+    assert _count(worker_after, tasks, **labels) - _count(worker_before, tasks, **labels) == 2
+
+    # TOO_LARGE_REPLY off for this account: no warning owed, none sent.
+    assert tenants.reply_jobs(POLICED) == []
+    assert _sent(sim, to=sender) == []
+
+
+def test_the_skip_reasons_are_served_from_zero(tenants: Tenants) -> None:
+    web, worker = tenants.web_counts(), tenants.worker_counts()
+    for reason in ("policy_type", "policy_mime"):
+        assert ("wa_messages_skipped_total", (("reason", reason),)) in web
+    assert ("wa_messages_skipped_total", (("reason", "policy_size"),)) in worker
+
+
+def test_a_webhook_of_skips_only_publishes_their_events(
+    tenants: Tenants, sim: SimulatorClient
+) -> None:
+    """Nothing to archive or answer, but the consumers are owed their events: `web` publishes a
+    fan-out holding only them, and the worker hands them on."""
+    video = _generated(sim, 5_000, "video/mp4")
+    message = webhooks.media_message(
+        "video", video.id, sha256_b64=video.sha256_b64, mime_type="video/mp4"
+    )
+    done = ("wa_tasks_total", (("outcome", "done"), ("reason", ""), ("task", "fanout")))
+    before = tenants.worker_counts().get(done, 0.0)
+    assert tenants.post(POLICED, [message, webhooks.too_big_message()], tenants.alpha_secret) == 200
+    wait_for(
+        lambda: tenants.worker_counts().get(done, 0.0) == before + 1,
+        timeout=60,
+        what="the fan-out of the events",
+    )
+    lines = [
+        json.loads(line) for line in tenants.log("worker").splitlines() if "fanned_out" in line
+    ]
+    assert any(line.get("events") == 2 and line.get("media") == 0 for line in lines)

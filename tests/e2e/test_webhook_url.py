@@ -36,6 +36,7 @@ from wa_media.stores.s3 import make_s3_client
 from webhook.payload import parse_cloud_payload
 from worker.archive import Archiver, Done, Failed, RetryLater
 from worker.clients import ClientDirectory
+from worker.services import DroppedEvents
 
 PHONE = webhooks.DEFAULT_PHONE_NUMBER_ID
 MIME = "image/jpeg"
@@ -75,7 +76,9 @@ def make_archiver(
         redis = Redis.from_url(url_redis)
         opened.append(redis)
         clients = ClientDirectory(settings, redis, make_s3_client(seaweed.endpoint_url))
-        return Archiver(settings, clients, MediaStateStore(redis), CommitClaims(redis))
+        return Archiver(
+            settings, clients, MediaStateStore(redis), CommitClaims(redis), DroppedEvents()
+        )
 
     yield make
     for redis in opened:

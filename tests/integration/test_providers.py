@@ -18,6 +18,7 @@ from wa_media.core.errors import (
     PermanentError,
     TemporaryError,
     ThrottledError,
+    TooBig,
 )
 from wa_media.core.provider import PROVIDER_KINDS, Provider, ProviderKind
 from wa_media.providers.cloud import GraphClient
@@ -120,6 +121,21 @@ def test_an_uploaded_file_can_be_fetched(
         assert b"".join(fetched.chunks) == data
     [upload] = [entry for entry in client.requests() if entry["op"] == "upload"]
     assert (upload["status"], upload["media_id"]) == (200, media_id)
+
+
+def test_a_media_over_the_callers_limit_is_refused_before_its_bytes(
+    provider: Provider, client: SimulatorClient, kind: ProviderKind
+) -> None:
+    media_id = add_media(client, kind, b"x" * 1000, "image/jpeg")
+    limit = "over the account's limit of 999 bytes"
+    with pytest.raises(TooBig, match=limit), provider.fetch(media_id, PHONE, max_bytes=999):
+        pass
+    # The look-up told: the bytes were never asked for (On-Premises answers bytes by id, and
+    # its size comes with them).
+    downloads = [entry for entry in client.requests() if entry["op"] == "download"]
+    assert len(downloads) == (1 if kind == "onprem" else 0)
+    with provider.fetch(media_id, PHONE, max_bytes=1000) as fetched:
+        assert b"".join(fetched.chunks) == b"x" * 1000
 
 
 def test_a_deleted_media_is_gone(

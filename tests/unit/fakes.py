@@ -21,7 +21,9 @@ from typing import Any
 from wa_media.config.accounts import Account, WorkerAccounts
 from wa_media.config.settings import WorkerSettings
 from wa_media.config.target import ArchiveTarget
-from wa_media.core.errors import ArchiveError, BusyError, NoAccount, ObjectExists
+from wa_media.core.archive_policy import DEFAULT_POLICY, ArchivePolicy
+from wa_media.core.errors import ArchiveError, BusyError, NoAccount, ObjectExists, TooBig
+from wa_media.core.events import Event
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.core.ports import ObjectHead
 from wa_media.core.provider import Connection, Fetched
@@ -44,6 +46,7 @@ __all__ = [
     "FakeBucket",
     "FakeCommits",
     "FakeDirectory",
+    "FakeEventSink",
     "FakeLedger",
     "FakeProvider",
     "FakeRates",
@@ -88,6 +91,8 @@ class FakeRecords(Faults):
     archived: dict[str, float] = field(default_factory=dict)
     leases: dict[str, float] = field(default_factory=dict)
     """Held leases, by member: when each runs out."""
+    skipped_log: list[dict[str, Any]] = field(default_factory=list)
+    """What `wa:skipped` was given, oldest first."""
 
     def get(self, ref: MediaRef) -> MediaRecord:
         self.check("get")
@@ -156,9 +161,24 @@ class FakeRecords(Faults):
         self.check("mark_archived")
         self._write(ref, {"state": "archived", "key": object_key, "last_error": ""}, archived=True)
 
-    def mark_failed(self, ref: MediaRef, reason: str) -> None:
+    def mark_failed(
+        self, ref: MediaRef, reason: str, *, label: str | None = None, code: int | None = None
+    ) -> None:
         self.check("mark_failed")
-        self._write(ref, {"state": "failed", "last_error": reason}, failed=True)
+        fields = {"state": "failed", "last_error": reason}
+        if label is not None:
+            fields["reason_label"] = label
+        if code is not None:
+            fields["error_code"] = str(code)
+        self._write(ref, fields, failed=True)
+
+    def mark_skipped(
+        self, ref: MediaRef, reason: str, *, label: str, listed: dict[str, Any]
+    ) -> None:
+        self.check("mark_skipped")
+        fields = {"state": "failed", "last_error": f"skipped: {reason}", "skipped": label}
+        self._write(ref, fields)
+        self.skipped_log.append(listed)
 
     def record_error(self, ref: MediaRef, reason: str, *, retry_at: float, integrity: bool) -> None:
         self.check("record_error")
@@ -392,9 +412,30 @@ class FakeBucket(Faults):
             body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
             self.objects[key] = StoredObject(body, {}, "application/json; charset=utf-8")
 
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        self.check("get_json")
+        return self.document(key) if key in self.objects else None
+
     def document(self, key: str) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.objects[key].body)
         return loaded
+
+
+# --- the consumers' events --------------------------------------------------------------------
+
+
+@dataclass
+class FakeEventSink(Faults):
+    """`EventSink` in memory: every event emitted, in order; `fail` may name `emit`."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.check("emit")
+        self.events.append(event)
+
+    def of_type(self, kind: str) -> list[Event]:
+        return [event for event in self.events if event.type == kind]
 
 
 @dataclass
@@ -461,11 +502,15 @@ class FakeProvider(Faults):
             yield body[1:]
 
     @contextmanager
-    def _fetch(self, media_id: str, url: str | None) -> Iterator[Fetched]:
+    def _fetch(self, media_id: str, url: str | None, max_bytes: int | None) -> Iterator[Fetched]:
         self.fetched.append((media_id, url))
         self.check("fetch")
         item = self.media[media_id]
         by_url = url is not None
+        if not by_url and max_bytes is not None and (item.size or 0) > max_bytes:
+            raise TooBig(
+                f"media is {item.size} bytes, over the account's limit of {max_bytes} bytes"
+            )
         yield Fetched(
             sha256=None if by_url else item.sha256,
             size=None if by_url else item.size,
@@ -478,9 +523,14 @@ class FakeProvider(Faults):
         )
 
     def fetch(
-        self, media_id: str, phone_number_id: str | None, url: str | None = None
+        self,
+        media_id: str,
+        phone_number_id: str | None,
+        url: str | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> AbstractContextManager[Fetched]:
-        return self._fetch(media_id, url)
+        return self._fetch(media_id, url, max_bytes)
 
     def delete(self, media_id: str, phone_number_id: str | None) -> None:
         self.check("delete")
@@ -495,13 +545,16 @@ class FakeProvider(Faults):
 # --- the accounts ---------------------------------------------------------------------------
 
 
-def account(*, delete_after_archive: bool = False, prefix: str = "") -> Account:
+def account(
+    *, delete_after_archive: bool = False, prefix: str = "", policy: ArchivePolicy = DEFAULT_POLICY
+) -> Account:
     """The one account of the fakes, serving PHONE."""
     return Account(
         phone_number_id=PHONE,
         connection=Connection("cloud", "http://127.0.0.1:1", "token"),
         target=ArchiveTarget(BUCKET, prefix),
         delete_after_archive=delete_after_archive,
+        policy=policy,
     )
 
 

@@ -46,6 +46,13 @@ from wa_media.config.env import (
     webhook_token,
 )
 from wa_media.config.target import ArchiveTarget
+from wa_media.core.archive_policy import (
+    DEFAULT_POLICY,
+    ArchivePolicy,
+    limits_of,
+    media_types,
+    mime_patterns,
+)
 from wa_media.core.errors import ConfigError
 from wa_media.core.provider import DEFAULT_PROVIDER, Connection, ProviderKind
 from wa_media.observability.logs import get_logger
@@ -55,6 +62,7 @@ __all__ = [
     "Account",
     "AccountEntry",
     "AccountsFile",
+    "PolicyEntry",
     "ProviderAccounts",
     "Providers",
     "WebAccounts",
@@ -157,6 +165,46 @@ class AppEntry(_Entry):
         return self
 
 
+class PolicyEntry(_Entry):
+    """An account's archive policy; each value given replaces the variable's
+    (ARCHIVE_MEDIA_TYPES, ARCHIVE_MIME_TYPES, ARCHIVE_MAX_BYTES, TOO_LARGE_REPLY)."""
+
+    media_types: list[NonEmpty] | None = Field(default=None, min_length=1)
+    mime_types: list[NonEmpty] | None = Field(default=None, min_length=1)
+    max_bytes: dict[NonEmpty, int | str] | None = Field(default=None, min_length=1)
+    too_large_reply: bool | None = None
+
+    @model_validator(mode="after")
+    def _values(self) -> PolicyEntry:
+        # Checked here, so that a mistake stops the process naming the entry and its field.
+        checks = (
+            ("media_types", media_types),
+            ("mime_types", mime_patterns),
+            ("max_bytes", limits_of),
+        )
+        for name, check in checks:
+            value = getattr(self, name)
+            try:
+                if value is not None:
+                    check(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return self
+
+    def policy(self, default: ArchivePolicy) -> ArchivePolicy:
+        """`default` with this entry's values; ValueError for a bad one."""
+        return default.overridden(
+            media_types=None if self.media_types is None else media_types(self.media_types),
+            mime_types=None if self.mime_types is None else mime_patterns(self.mime_types),
+            max_bytes=None if self.max_bytes is None else limits_of(self.max_bytes),
+            too_large_reply=self.too_large_reply,
+        )
+
+
+def _policy(entry: AccountEntry, default: ArchivePolicy) -> ArchivePolicy:
+    return default if entry.policy is None else entry.policy.policy(default)
+
+
 class AccountEntry(_Entry):
     """One phone number: its provider, credential, webhook token and archive location."""
 
@@ -175,6 +223,7 @@ class AccountEntry(_Entry):
     prefix: Prefix | None = None
     delete_after_archive: bool | None = None
     archive_outbound: bool | None = None
+    policy: PolicyEntry | None = None
     sse: SseAlgorithm | None = None
     sse_kms_key_id: KmsKeyId | None = None
 
@@ -362,6 +411,8 @@ class WebRoute:
     signed: bool = field(default=False, kw_only=True)
     """Whether Meta signs its provider's webhooks (the Cloud API's): they may then arrive at
     `/webhook`, signed by an app's secret."""
+    policy: ArchivePolicy = field(default=DEFAULT_POLICY, kw_only=True)
+    """Which media types and MIME types it archives, whether it sends the 131052 warning."""
 
 
 def _digest(token: str) -> bytes:
@@ -426,6 +477,16 @@ class WebAccounts:
                 fallback = route.archive_outbound
         return fallback
 
+    def policy_of(self, phone_number_id: str) -> ArchivePolicy:
+        """The archive policy of the account of this number (as `archives_outbound` finds it)."""
+        fallback = DEFAULT_POLICY
+        for route in self.routes:
+            if route.phone_number_id == phone_number_id:
+                return route.policy
+            if route.phone_number_id is None:
+                fallback = route.policy
+        return fallback
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every webhook token, to keep out of logs."""
@@ -436,13 +497,18 @@ def web_accounts(environ: Mapping[str, str], *, providers: Providers) -> WebAcco
     """`web`'s accounts, from WHATSAPP_ACCOUNTS_FILE or else the single-account variables."""
     path = v.WHATSAPP_ACCOUNTS_FILE.read_optional(environ)
     outbound = v.ARCHIVE_OUTBOUND.read(environ)
+    policy = ArchivePolicy(
+        media_types=v.ARCHIVE_MEDIA_TYPES.read(environ),
+        mime_types=v.ARCHIVE_MIME_TYPES.read(environ),
+        too_large_reply=v.TOO_LARGE_REPLY.read(environ),
+    )
     if path:
-        return _web_from_file(load_accounts_file(path, providers), environ, outbound)
+        return _web_from_file(load_accounts_file(path, providers), environ, outbound, policy)
     kind = v.WHATSAPP_PROVIDER.read(environ)
     plugin = providers[kind]
     if plugin.signed_webhooks:
         secrets = v.WHATSAPP_APP_SECRET.read(environ)
-        route = WebRoute(kind, None, archive_outbound=outbound, signed=True)
+        route = WebRoute(kind, None, archive_outbound=outbound, signed=True, policy=policy)
         return WebAccounts((route,), secrets)
     token = v.WHATSAPP_WEBHOOK_TOKEN.read(environ)
     number = None
@@ -450,11 +516,11 @@ def web_accounts(environ: Mapping[str, str], *, providers: Providers) -> WebAcco
         # Its payloads name no phone_number_id: the archive needs one for its keys.
         number = v.WHATSAPP_PHONE_NUMBER_ID.read(environ)
     app_secrets = v.WHATSAPP_APP_SECRET.read_optional(environ) or ()
-    return WebAccounts((WebRoute(kind, number, token, outbound),), app_secrets)
+    return WebAccounts((WebRoute(kind, number, token, outbound, policy=policy),), app_secrets)
 
 
 def _web_from_file(
-    accounts: AccountsFile, environ: Mapping[str, str], outbound: bool
+    accounts: AccountsFile, environ: Mapping[str, str], outbound: bool, policy: ArchivePolicy
 ) -> WebAccounts:
     secrets = tuple(
         _secret(environ, f"apps.{name}.secret_env", app.secret, app.secret_env) or ""
@@ -473,6 +539,7 @@ def _web_from_file(
             outbound if entry.archive_outbound is None else entry.archive_outbound,
             frozenset(accounts.apps_of(number)),
             signed=entry.signed_webhooks,
+            policy=_policy(entry, policy),
         )
         for number, entry in accounts.accounts.items()
     )
@@ -495,6 +562,8 @@ class Account:
     connection: Connection
     target: ArchiveTarget
     delete_after_archive: bool = False
+    policy: ArchivePolicy = DEFAULT_POLICY
+    """Its MIME types and size limits, which the worker checks once it knows them."""
 
 
 @dataclass(frozen=True)
@@ -530,6 +599,10 @@ def worker_accounts(
     delete option are the defaults."""
     insecure = v.ALLOW_INSECURE_HTTP.read(environ)
     path = v.WHATSAPP_ACCOUNTS_FILE.read_optional(environ)
+    policy = ArchivePolicy(
+        mime_types=v.ARCHIVE_MIME_TYPES.read(environ),
+        max_bytes=v.ARCHIVE_MAX_BYTES.read_optional(environ) or (),
+    )
     if path:
         return _worker_from_file(
             load_accounts_file(path, providers),
@@ -538,12 +611,13 @@ def worker_accounts(
             insecure,
             target=target,
             delete_after_archive=delete_after_archive,
+            policy=policy,
         )
     if not target.bucket:
         raise ConfigError("S3_BUCKET is required but not set")
     kind = v.WHATSAPP_PROVIDER.read(environ)
     connection = providers[kind].env_connection(environ, insecure)
-    return WorkerAccounts((Account(None, connection, target, delete_after_archive),))
+    return WorkerAccounts((Account(None, connection, target, delete_after_archive, policy),))
 
 
 def file_url(number: str, url: str, insecure: bool) -> str:
@@ -563,6 +637,7 @@ def _worker_from_file(
     *,
     target: ArchiveTarget,
     delete_after_archive: bool,
+    policy: ArchivePolicy,
 ) -> WorkerAccounts:
     resolved = []
     for number, entry in accounts.accounts.items():
@@ -589,6 +664,7 @@ def _worker_from_file(
                 delete_after_archive
                 if entry.delete_after_archive is None
                 else entry.delete_after_archive,
+                _policy(entry, policy),
             )
         )
     return WorkerAccounts(tuple(resolved))

@@ -35,6 +35,7 @@ from wa_media.config.env import (
     text,
     webhook_token,
 )
+from wa_media.core.archive_policy import media_types, mime_patterns, parse_max_bytes
 from wa_media.core.provider import DEFAULT_PROVIDER
 
 __all__ = [
@@ -360,6 +361,37 @@ ARCHIVE_OUTBOUND = Variable(
     "true",
     WEB,
     "archive the media the business itself sent (echoes, history); accounts may override it",
+)
+# The archive policy (wa_media/core/archive_policy.py); an account's `policy` of the accounts
+# file replaces each value it gives.
+ARCHIVE_MEDIA_TYPES = Variable(
+    "ARCHIVE_MEDIA_TYPES",
+    lambda value: media_types(value.split(",")),
+    "image,video,audio,document,sticker",
+    WEB,
+    "media types archived (comma-separated); the others are skipped (`policy_type`)",
+)
+ARCHIVE_MIME_TYPES = Variable(
+    "ARCHIVE_MIME_TYPES",
+    lambda value: mime_patterns(value.split(",")),
+    "*/*",
+    ("web", "worker", "cli"),
+    "MIME patterns archived (type/subtype, type/*, */*); the others are skipped (`policy_mime`)",
+)
+ARCHIVE_MAX_BYTES = Variable(
+    "ARCHIVE_MAX_BYTES",
+    parse_max_bytes,
+    None,
+    WORKER,
+    "largest size archived per media type (video=50MB,document=20MB); larger: `policy_size`",
+    shown_default="unset: no limit but `MAX_MEDIA_BYTES`",
+)
+TOO_LARGE_REPLY = Variable(
+    "TOO_LARGE_REPLY",
+    flag,
+    "true",
+    WEB,
+    "send the 131052 warning; false: a media.failed event (code 131052) tells consumers",
 )
 DELETE_AFTER_ARCHIVE = Variable(
     "DELETE_AFTER_ARCHIVE",

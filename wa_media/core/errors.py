@@ -24,6 +24,7 @@ ArchiveError
     ├── MediaRejected       WhatsApp refuses an upload's type or size (checked before sending)
     ├── Unsupported         the provider's API has no such operation (On-Premises: media URLs)
     ├── TooBig              the media is larger than MAX_MEDIA_BYTES
+    ├── PolicySkip          the account's archive policy leaves the media out: skipped, not failed
     ├── Expired             the media's 7-day window closed before it was archived
     ├── WorkerDied          tries of this media killed their worker too often (poison)
     ├── ForeignHost         a download URL points to a host not allowed the credential
@@ -70,6 +71,7 @@ __all__ = [
     "ObjectExists",
     "PausedError",
     "PermanentError",
+    "PolicySkip",
     "RedisUnavailable",
     "ReengagementError",
     "RetryableError",
@@ -182,6 +184,23 @@ class Unsupported(PermanentError):
 
 class TooBig(PermanentError):
     """The media is larger than MAX_MEDIA_BYTES."""
+
+
+class PolicySkip(PermanentError):
+    """The account's archive policy leaves the media out (its size, or the MIME type only the
+    look-up named): the media is skipped, not failed; `label` is the skip reason
+    (wa_media/core/archive_policy.py)."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        label: str = "policy_size",
+        code: int | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(reason, code=code, status=status)
+        self.label = label
 
 
 class Expired(PermanentError):

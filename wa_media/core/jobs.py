@@ -53,16 +53,20 @@ digest computed on arrival. `caption_truncated`, `filename_truncated`: longer th
 keeps (webhook/payload.py), cut to that length."""
 ANOMALIES: tuple[Anomaly, ...] = get_args(Anomaly)
 
-ReplyDropReason = Literal["invalid_recipient", "request_cap", "recipient_rate", "account_rate"]
+ReplyDropReason = Literal[
+    "invalid_recipient", "request_cap", "recipient_rate", "account_rate", "reply_off"
+]
 """Why a 131052 warning owed was dropped, never sent: its recipient is no phone number or BSUID
 (`web`); the webhook owed more than REPLY_MAX_PER_WEBHOOK (`web`); the customer was warned
 within REPLY_RECIPIENT_INTERVAL (worker); the account sent REPLY_RATE_PER_ACCOUNT warnings in
-this minute (worker)."""
+this minute (worker); the account sends no warning of its own (TOO_LARGE_REPLY off, `web`: a
+`media.failed` event tells its consumers instead)."""
 REPLY_DROP_REASONS: tuple[ReplyDropReason, ...] = (
     "invalid_recipient",
     "request_cap",
     "recipient_rate",
     "account_rate",
+    "reply_off",
 )
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

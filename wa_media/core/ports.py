@@ -75,8 +75,16 @@ class MediaRecords(Protocol):
     def mark_archived(self, ref: MediaRef, object_key: str) -> None:
         """The object and its sidecar are committed."""
 
-    def mark_failed(self, ref: MediaRef, reason: str) -> None:
-        """Given up, for `reason`."""
+    def mark_failed(
+        self, ref: MediaRef, reason: str, *, label: str | None = None, code: int | None = None
+    ) -> None:
+        """Given up, for `reason` (`label` in a word, the provider's error `code`)."""
+
+    def mark_skipped(
+        self, ref: MediaRef, reason: str, *, label: str, listed: dict[str, Any]
+    ) -> None:
+        """Left out by the account's policy (`label`, e.g. policy_size), for `reason`: settled
+        like a failure but not listed among failures; `listed` goes to `wa-media skipped`."""
 
     def record_error(self, ref: MediaRef, reason: str, *, retry_at: float, integrity: bool) -> None:
         """A try failed; another is due at `retry_at`."""
@@ -207,6 +215,9 @@ class ArchiveBucket(Protocol):
 
     def put_json(self, key: str, document: dict[str, Any]) -> None:
         """Write a small JSON document if the key is free; a taken key is left as it is."""
+
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        """A small JSON document (a sidecar); None when there is no such object."""
 
 
 class CommitGuard(Protocol):

@@ -83,11 +83,18 @@ class MediaSource(Protocol):
         """Raise a CredentialsError while calls with this account's credential are paused."""
 
     def fetch(
-        self, media_id: str, phone_number_id: str | None, url: str | None = None
+        self,
+        media_id: str,
+        phone_number_id: str | None,
+        url: str | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> AbstractContextManager[Fetched]:
         """Open the media's bytes as a stream; `url`, a webhook's download URL, is tried first
         where the provider has such URLs (not the On-Premises API), under the same host rules
-        as a looked-up one, and a look-up replaces it when it cannot serve them."""
+        as a looked-up one, and a look-up replaces it when it cannot serve them. TooBig, before
+        any byte, when the size announced passes MAX_MEDIA_BYTES or `max_bytes` (the account's
+        own limit for the media's type)."""
 
     def delete(self, media_id: str, phone_number_id: str | None) -> None:
         """Delete a media from the provider."""

@@ -130,6 +130,13 @@ def _int(value: str | None) -> int | None:
     return None if value is None else int(value)
 
 
+def _code(value: str | None) -> int | None:
+    try:
+        return None if not value else int(value)
+    except ValueError:
+        return None
+
+
 def _time(value: str | None) -> float | None:
     if value is None or value == "":
         return None
@@ -160,6 +167,14 @@ class MediaRecord:
     updated_at: float | None = None
     next_try_at: float | None = None
     requeued_at: float | None = None
+    skipped: str | None = None
+    """For a media the account's policy left out (state `failed`, never in `wa:failed`): the
+    skip reason, e.g. `policy_size`."""
+    reason_label: str | None = None
+    """Why it failed, as a bounded label (wa_media/core/reasons.py); absent before this
+    release."""
+    error_code: int | None = None
+    """The provider's error code it failed with, if any."""
     raw: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """Every field as stored, those this release does not know included."""
 
@@ -187,6 +202,9 @@ class MediaRecord:
             updated_at=_time(raw.get("updated_at")),
             next_try_at=_time(raw.get("next_try_at")),
             requeued_at=_time(raw.get("requeued_at")),
+            skipped=raw.get("skipped") or None,
+            reason_label=raw.get("reason_label") or None,
+            error_code=_code(raw.get("error_code")),
             raw=raw,
         )
 

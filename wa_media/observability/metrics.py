@@ -58,6 +58,8 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 
 # Provider calls of one media: no look-up when the webhook's URL served, else 1, 3 at most before a
 # try gives up on refused URLs (a redirect followed adds a download).
 CALLS_BUCKETS = (0, 1, 2, 3, 4, 6, 8)
+# What the worker skips by the account's policy, once the look-up or the download tells.
+WORKER_SKIP_REASONS = ("policy_size", "policy_mime")
 
 
 def use_multiprocess_dir(
@@ -180,6 +182,17 @@ def _replies_dropped() -> Counter:
 
 
 @functools.cache
+def _skipped() -> Counter:
+    # One counter for web's skips (while parsing) and the worker's (policy_size, policy_mime,
+    # once the look-up or the download tells).
+    return Counter(
+        "wa_messages_skipped",
+        "Messages (and changes) of accepted webhooks not turned into work, by reason.",
+        ["reason"],
+    )
+
+
+@functools.cache
 def web_metrics() -> WebMetrics:
     """The metrics of `web`, made on first use."""
     return WebMetrics(
@@ -188,11 +201,7 @@ def web_metrics() -> WebMetrics:
             "Webhook requests answered, by HTTP status.",
             ["status"],
         ),
-        skipped=Counter(
-            "wa_messages_skipped",
-            "Messages (and changes) of accepted webhooks not turned into work, by reason.",
-            ["reason"],
-        ),
+        skipped=_skipped(),
         replies_dropped=_replies_dropped(),
     )
 
@@ -213,12 +222,13 @@ class WorkerMetrics:
     media_provider_calls: Histogram
     replies_dropped: Counter
     webhook_url_fallbacks: Counter
+    skipped: Counter
 
 
 @functools.cache
 def worker_metrics() -> WorkerMetrics:
     """The metrics of the worker, made on first use."""
-    return WorkerMetrics(
+    metrics = WorkerMetrics(
         tasks=Counter(
             "wa_tasks",
             "Tasks finished, by task, outcome and bounded reason.",
@@ -269,7 +279,11 @@ def worker_metrics() -> WorkerMetrics:
             "host_not_allowed, insecure_url.",
             ["reason"],
         ),
+        skipped=_skipped(),
     )
+    for reason in WORKER_SKIP_REASONS:  # served from the start, at zero
+        metrics.skipped.labels(reason=reason)
+    return metrics
 
 
 def count_task(task: str, outcome: str, reason: str = "") -> None:

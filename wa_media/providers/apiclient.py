@@ -141,10 +141,16 @@ class ApiClient(ABC):
 
     @abstractmethod
     def fetch(
-        self, media_id: str, phone_number_id: str | None, url: str | None = None
+        self,
+        media_id: str,
+        phone_number_id: str | None,
+        url: str | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> AbstractContextManager[Fetched]:
         """Open the media's bytes as a stream; `url`, a webhook's download URL, is tried first
-        where the provider has such URLs."""
+        where the provider has such URLs; TooBig when the size announced passes `max_bytes`
+        too."""
 
     @abstractmethod
     def delete(self, media_id: str, phone_number_id: str | None) -> None:
@@ -268,10 +274,12 @@ class ApiClient(ABC):
         """The base URL's `host:port`: the one host a stream may be redirected to."""
         return (host_entry(self.connection.base_url),)
 
-    def _check_limit(self, size: int | None) -> None:
+    def _check_limit(self, size: int | None, own: int | None = None) -> None:
         limit = self.max_media_bytes
         if size is not None and size > limit:
             raise TooBig(f"media is {size} bytes, over MAX_MEDIA_BYTES={limit}")
+        if size is not None and own is not None and size > own:
+            raise TooBig(f"media is {size} bytes, over the account's limit of {own} bytes")
 
     def download(
         self,

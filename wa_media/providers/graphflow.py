@@ -181,7 +181,12 @@ class GraphFlowClient(ApiClient):
 
     @contextmanager
     def fetch(
-        self, media_id: str, phone_number_id: str | None, url: str | None = None
+        self,
+        media_id: str,
+        phone_number_id: str | None,
+        url: str | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> Iterator[Fetched]:
         """Stream the media's bytes from `url`, a webhook's download URL, when given and
         usable; else look the media up and stream them from the URL it gives, looking up
@@ -201,7 +206,8 @@ class GraphFlowClient(ApiClient):
         info = self.lookup(media_id, phone_number_id)
         calls.lookups += 1
         looking = time.perf_counter() - started
-        self._check_limit(info.file_size)
+        # Before the download: a file over either limit is never asked for.
+        self._check_limit(info.file_size, max_bytes)
         for attempt in range(1, self.url_attempts + 1):
             opened = ExitStack()
             try:
@@ -213,7 +219,7 @@ class GraphFlowClient(ApiClient):
                 info = self.lookup(media_id, phone_number_id)
                 calls.lookups += 1
                 looking += time.perf_counter() - started
-                self._check_limit(info.file_size)
+                self._check_limit(info.file_size, max_bytes)
                 continue
             with opened:
                 yield Fetched(

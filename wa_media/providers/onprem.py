@@ -77,7 +77,12 @@ class OnPremClient(ApiClient):
 
     @contextmanager
     def fetch(
-        self, media_id: str, phone_number_id: str | None, url: str | None = None
+        self,
+        media_id: str,
+        phone_number_id: str | None,
+        url: str | None = None,
+        *,
+        max_bytes: int | None = None,
     ) -> Iterator[Fetched]:
         """Stream the media's bytes (`GET /v1/media/{id}`); On-Premises webhooks carry no `url`,
         and one given is not used."""
@@ -87,7 +92,7 @@ class OnPremClient(ApiClient):
             if response.status_code != 200:
                 raise self._failure(response, what)
             size = _content_length(response)
-            self._check_limit(size)
+            self._check_limit(size, max_bytes)
             mime_type = response.headers.get("Content-Type", "application/octet-stream")
             lookup = {"id": media_id, "mime_type": mime_type}
             chunks = response_chunks(response, what)

@@ -381,9 +381,26 @@ class MediaStateStore:
         """The object and its sidecar are committed."""
         self._write(ref, {"state": "archived", "key": object_key, "last_error": ""}, archived=True)
 
-    def mark_failed(self, ref: MediaRef, reason: str) -> None:
-        """Given up: `reason` says why, for an operator."""
-        self._write(ref, {"state": "failed", "last_error": reason}, failed=True)
+    def mark_failed(
+        self, ref: MediaRef, reason: str, *, label: str | None = None, code: int | None = None
+    ) -> None:
+        """Given up: `reason` says why, for an operator; `label` and `code` for its event."""
+        fields = {"state": "failed", "last_error": reason}
+        if label is not None:
+            fields["reason_label"] = label
+        if code is not None:
+            fields["error_code"] = str(code)
+        self._write(ref, fields, failed=True)
+
+    def mark_skipped(
+        self, ref: MediaRef, reason: str, *, label: str, listed: dict[str, Any]
+    ) -> None:
+        """Left out by the account's policy: `failed` with a `skipped` reason, as every release
+        settles it (no sweep, no second admission), but out of `wa:failed` (`wa-media failed`,
+        `replay --all`, `wa_media_failed`); listed by `wa-media skipped` instead."""
+        fields = {"state": "failed", "last_error": f"skipped: {reason}", "skipped": label}
+        self._write(ref, fields)
+        SkippedLog(self.redis).add([listed])
 
     def record_error(self, ref: MediaRef, reason: str, *, retry_at: float, integrity: bool) -> None:
         """A try failed and another is scheduled for `retry_at`."""
@@ -449,6 +466,11 @@ class MediaStateStore:
                 "crashes": "0",
                 "integrity_failures": "0",
                 "requeued_at": f"{time.time():.3f}",
+                # What the last outcome said goes with it (a skip replayed after the
+                # account's limit was raised, a failure's label and code).
+                "skipped": "",
+                "reason_label": "",
+                "error_code": "",
             },
             pending_at=time.time() + self.stall_after,
             window_start=job.window_start,

@@ -375,6 +375,17 @@ class ArchiveStore:
             raise _storage_error("abort of stale uploads", exc) from None
         return aborted
 
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        """A small JSON document (a sidecar); None when there is no such object, or it holds
+        no JSON object."""
+        if self.head(key) is None:
+            return None
+        try:
+            document = json.loads(read_object(self.client, self.bucket, key))
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
+
     def put_json(self, key: str, document: dict[str, Any]) -> None:
         """Write a small JSON document if the key is free; a taken key is left as it is."""
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

@@ -25,7 +25,7 @@ from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.core.keys import FAILED_KEY, PENDING_KEY, REPLIES_PENDING_KEY, SWEEP_LAST_KEY
 from wa_media.core.ports import MediaRecords, ReplyRates, ReplyRecords
 from wa_media.core.records import LedgerEntry, MediaRecord, MediaRef, ReplyRef, admits
-from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits
+from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits, SkippedLog
 from worker import tasks
 
 STALL_AFTER = 600.0
@@ -224,6 +224,46 @@ def test_a_failed_media_is_indexed_as_failed(records: Records) -> None:
     assert (record.state, record.last_error, record.settled) == ("failed", "expired", True)
     assert records.is_failed(ref)
     assert records.pending_at(ref) is None
+
+
+def test_a_failure_keeps_its_label_and_code(records: Records) -> None:
+    ref = MediaRef.of(media_job())
+    records.store.admit_many([media_job()])
+    records.store.mark_failed(ref, "unknown media", label="not_found", code=100)
+    record = records.store.get(ref)
+    assert (record.reason_label, record.error_code, record.skipped) == ("not_found", 100, None)
+
+
+def test_a_media_skipped_by_the_policy_is_settled_but_not_failed(records: Records) -> None:
+    job = media_job()
+    ref = MediaRef.of(job)
+    records.store.admit_many([job])
+    listed = {"reason": "policy_size", "detail": "over", "wamid": job.wamid, "type": "image"}
+    records.store.mark_skipped(ref, "over 5 bytes", label="policy_size", listed=listed)
+    record = records.store.get(ref)
+    assert (record.state, record.skipped, record.last_error) == (
+        "failed",
+        "policy_size",
+        "skipped: over 5 bytes",
+    )
+    # Settled for every release (no sweep, no second admission), not among the failures.
+    assert record.settled
+    assert records.store.admit_many([job]) == [False]
+    assert not records.is_failed(ref)
+    assert records.pending_at(ref) is None
+    if records.redis is None:
+        assert isinstance(records.store, FakeRecords)
+        assert records.store.skipped_log == [listed]
+    else:
+        [entry] = SkippedLog(records.redis).newest()
+        assert {k: entry[k] for k in listed} == listed
+        # `wa-media replay PHONE_NUMBER_ID:MEDIA_ID` after the limit was raised: tried afresh.
+        store = records.store
+        assert isinstance(store, MediaStateStore)
+        assert store.requeue(ref) == job
+        again = store.get(ref)
+        assert (again.state, again.skipped, again.reason_label) == ("queued", None, None)
+        assert store.failed() == []
 
 
 def test_the_sweeps_reads(records: Records) -> None:

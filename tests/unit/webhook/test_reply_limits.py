@@ -143,6 +143,7 @@ def test_drop_reasons_are_bounded() -> None:
         "request_cap",
         "recipient_rate",
         "account_rate",
+        "reply_off",
     }
 
 

@@ -15,6 +15,7 @@ from tests.unit.fakes import (
     FakeBucket,
     FakeCommits,
     FakeDirectory,
+    FakeEventSink,
     FakeMedia,
     FakeProvider,
     FakeRecords,
@@ -29,6 +30,7 @@ from wa_media.core.errors import (
     CredentialsError,
     IntegrityError,
     PermanentError,
+    PolicySkip,
     RedisUnavailable,
     RetryableError,
     StorageError,
@@ -38,7 +40,7 @@ from wa_media.core.layout import edit_record_key, sidecar_key
 from wa_media.core.policy import MAX_INTEGRITY_FAILURES, MAX_WORKER_DEATHS, MEDIA_LIFETIME
 from wa_media.core.reasons import reason_of
 from wa_media.core.records import MediaRef
-from worker.archive import Archiver, Done, Failed, RetryLater
+from worker.archive import Archiver, Done, Failed, Result, RetryLater, Skipped
 from worker.clients import AccountClients
 
 BODY = b"\xff\xd8 the bytes of a photo \xff\xd9"
@@ -68,6 +70,7 @@ class World:
     provider: FakeProvider = field(default_factory=FakeProvider)
     bucket: FakeBucket = field(default_factory=FakeBucket)
     commits: FakeCommits = field(default_factory=FakeCommits)
+    events: FakeEventSink = field(default_factory=FakeEventSink)
     delete_after_archive: bool = False
 
     def __post_init__(self) -> None:
@@ -76,13 +79,15 @@ class World:
             account(delete_after_archive=self.delete_after_archive), self.provider, self.bucket
         )
         self.directory = FakeDirectory(clients)
-        self.archiver = Archiver(settings(), self.directory, self.records, self.commits)
+        self.archiver = Archiver(
+            settings(), self.directory, self.records, self.commits, self.events
+        )
 
     def admit(self, job: MediaJob) -> MediaJob:
         assert self.records.admit_many([job]) == [True]
         return job
 
-    def archive(self, job: MediaJob) -> Done | Failed | RetryLater:
+    def archive(self, job: MediaJob) -> Result:
         return self.archiver.archive(job)
 
     def key(self, job: MediaJob) -> str:
@@ -340,7 +345,14 @@ def test_every_error_of_a_collaborator_has_its_outcome(
     assert world.records.leases == {}
     # A paused token is known before the try starts.
     assert record["attempts"] == ("0" if operation == "check_paused" else "1")
-    if issubclass(error, PermanentError):
+    if issubclass(error, PolicySkip):
+        # The account's policy left it out: settled, listed as skipped, not failed.
+        assert result == Skipped("it failed", "policy_size")
+        assert (record["state"], record["skipped"]) == ("failed", "policy_size")
+        assert member not in world.records.failed
+        assert member not in world.records.pending
+        assert [entry["reason"] for entry in world.records.skipped_log] == ["policy_size"]
+    elif issubclass(error, PermanentError):
         assert result == Failed("it failed", 7, reason_of(error("it failed")))
         assert (record["state"], record["last_error"]) == ("failed", "it failed")
         assert member in world.records.failed

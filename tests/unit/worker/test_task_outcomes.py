@@ -12,17 +12,20 @@ import structlog
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from tests.unit.fakes import FakeEventSink
 from wa_media.core.errors import (
+    BrokerUnavailable,
     CredentialsError,
     RedisUnavailable,
     ReengagementError,
     StorageError,
     TemporaryError,
 )
+from wa_media.core.events import Event, skipped_event
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.observability.metrics import worker_metrics
 from worker import tasks
-from worker.archive import Done, Failed, RetryLater
+from worker.archive import Done, Failed, RetryLater, Skipped
 
 MEDIA = MediaJob(
     phone_number_id="pn1", waba_id=None, wamid="wamid.1", sender="15550001", timestamp=0,
@@ -278,22 +281,84 @@ class ReplyLedger(Ledger):
         pass
 
 
-def _fan_out(monkeypatch: pytest.MonkeyPatch, state: State) -> Any:
-    svc = SimpleNamespace(state=state, replier=SimpleNamespace(ledger=ReplyLedger()))
+def _fan_out(
+    monkeypatch: pytest.MonkeyPatch,
+    state: State,
+    events: list[Any] | None = None,
+    sink: FakeEventSink | None = None,
+) -> Any:
+    svc = SimpleNamespace(
+        state=state, replier=SimpleNamespace(ledger=ReplyLedger()), events=sink or FakeEventSink()
+    )
     monkeypatch.setattr(tasks, "services", lambda: svc)
     published: list[str] = []
     for task in (tasks.archive_media, tasks.send_reply):
         monkeypatch.setattr(
             task, "apply_async", lambda *a, name=task.name, **k: published.append(name)
         )
-    batch = {"media": [MEDIA.to_wire(), {"bad": 1}], "replies": [REPLY.to_wire()]}
+    batch: dict[str, Any] = {"media": [MEDIA.to_wire(), {"bad": 1}], "replies": [REPLY.to_wire()]}
+    if events is not None:
+        batch["events"] = events
     return tasks.fan_out.apply(args=(batch,), task_id="t3").get(), published
+
+
+EVENT = skipped_event(MEDIA, "policy_type", "the account does not archive image media", at=1.0)
+
+
+def test_fan_out_hands_webs_events_to_the_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = FakeEventSink()
+    counts, _ = _fan_out(monkeypatch, State(), [EVENT.to_wire(), {"type": "nope"}], sink)
+    assert sink.events == [EVENT]
+    assert (counts["events"], counts["invalid"]) == (1, 2)
+
+
+def test_fan_out_retries_when_the_sink_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    @dataclass
+    class RefusesOnce(FakeEventSink):
+        def emit(self, event: Event) -> None:
+            try:
+                super().emit(event)
+            finally:
+                self.fail.clear()
+
+    sink = RefusesOnce(fail={"emit": BrokerUnavailable("down")})
+    before = _count("fanout", "retried", "broker_unavailable")
+    # The retry runs at once (eager), and the whole batch again: the event is emitted then.
+    counts, _ = _fan_out(monkeypatch, State(), [EVENT.to_wire()], sink)
+    assert _count("fanout", "retried", "broker_unavailable") == before + 1
+    assert sink.events == [EVENT]
+    assert counts["events"] == 1
+
+
+def test_media_skipped(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]) -> None:
+    before = _count("media", "skipped", "policy_size")
+    failed = _count("media", "failed", "policy_size")
+    assert _archive(monkeypatch, Skipped("over 5 bytes", "policy_size")) == "skipped"
+    assert _count("media", "skipped", "policy_size") == before + 1
+    assert _count("media", "failed", "policy_size") == failed
+    assert logs == [
+        {
+            "event": "media_skipped",
+            "log_level": "warning",
+            "reason": "over 5 bytes",
+            "reason_label": "policy_size",
+            **MEDIA_CONTEXT,
+        }
+    ]
+
+
+def test_media_retried_when_the_sink_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _count("media", "retried", "broker_unavailable")
+    assert _archive(monkeypatch, BrokerUnavailable("outbox down"), Done("archived", "k")) == (
+        "archived"
+    )
+    assert _count("media", "retried", "broker_unavailable") == before + 1
 
 
 def test_fan_out_done(monkeypatch: pytest.MonkeyPatch, logs: list[dict[str, Any]]) -> None:
     before = _count("fanout", "done")
     counts, published = _fan_out(monkeypatch, State())
-    assert counts == {"media": 1, "duplicates": 0, "replies": 1, "invalid": 1}
+    assert counts == {"media": 1, "duplicates": 0, "replies": 1, "events": 0, "invalid": 1}
     assert published == ["wa.archive_media", "wa.send_reply"]
     assert _count("fanout", "done") == before + 1
     invalid, done = logs
