@@ -347,6 +347,8 @@ class FakeBucket(Faults):
     objects: dict[str, StoredObject] = field(default_factory=dict)
     unfinished: list[str] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)
+    """The keys of the JSON documents written, in order."""
 
     @property
     def bucket(self) -> str:
@@ -386,11 +388,14 @@ class FakeBucket(Faults):
         self.unfinished = [k for k in self.unfinished if k != key]
         return count
 
-    def put_json(self, key: str, document: dict[str, Any]) -> None:
+    def put_json(self, key: str, document: dict[str, Any]) -> bool:
         self.check("put_json")
-        if key not in self.objects:
-            body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-            self.objects[key] = StoredObject(body, {}, "application/json; charset=utf-8")
+        if key in self.objects:
+            return False
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        self.objects[key] = StoredObject(body, {}, "application/json; charset=utf-8")
+        self.writes.append(key)
+        return True
 
     def document(self, key: str) -> dict[str, Any]:
         loaded: dict[str, Any] = json.loads(self.objects[key].body)

@@ -205,8 +205,9 @@ class ArchiveBucket(Protocol):
     def abort_uploads(self, key: str) -> int:
         """Abort the unfinished multipart uploads of exactly `key`."""
 
-    def put_json(self, key: str, document: dict[str, Any]) -> None:
-        """Write a small JSON document if the key is free; a taken key is left as it is."""
+    def put_json(self, key: str, document: dict[str, Any]) -> bool:
+        """Write a small JSON document if the key is free; a taken key is left as it is.
+        Whether it was written."""
 
 
 class CommitGuard(Protocol):

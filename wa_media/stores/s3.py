@@ -34,6 +34,7 @@ __all__ = [
     "make_s3_client",
     "object_chunks",
     "presign_get",
+    "read_if_present",
     "read_object",
 ]
 
@@ -111,6 +112,18 @@ def read_object(client: S3Client, bucket: str, key: str) -> bytes:
     try:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
+        raise _storage_error("read", exc) from None
+
+
+def read_if_present(client: S3Client, bucket: str, key: str) -> bytes | None:
+    """A small object's bytes; None when the key holds nothing; StorageError when S3 fails."""
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise _storage_error("read", exc) from None
+    except BotoCoreError as exc:
         raise _storage_error("read", exc) from None
 
 
@@ -375,8 +388,9 @@ class ArchiveStore:
             raise _storage_error("abort of stale uploads", exc) from None
         return aborted
 
-    def put_json(self, key: str, document: dict[str, Any]) -> None:
-        """Write a small JSON document if the key is free; a taken key is left as it is."""
+    def put_json(self, key: str, document: dict[str, Any]) -> bool:
+        """Write a small JSON document if the key is free; a taken key is left as it is.
+        Whether it was written (False: the key was taken)."""
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             self.client.put_object(
@@ -391,7 +405,8 @@ class ArchiveStore:
             )
         except ClientError as exc:
             if _precondition_failed(exc):
-                return
+                return False
             raise _storage_error("sidecar write", exc) from None
         except BotoCoreError as exc:
             raise _storage_error("sidecar write", exc) from None
+        return True
