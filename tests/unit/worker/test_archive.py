@@ -34,7 +34,7 @@ from wa_media.core.errors import (
     RetryableError,
     StorageError,
 )
-from wa_media.core.index import IndexEntry, entry_keys, media_id_entry_key, wamid_entry_key
+from wa_media.core.index import IndexEntry, entry_keys, wamid_entry_key
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import edit_record_key, sidecar_key
 from wa_media.core.policy import MAX_INTEGRITY_FAILURES, MAX_WORKER_DEATHS, MEDIA_LIFETIME
@@ -415,7 +415,7 @@ def test_the_index_is_written_before_the_sidecar_which_stays_the_last_write(worl
 
     assert world.archive(job) == Done("archived", key)
 
-    by_wamid, by_media_id = wamid_entry_key("", "wamid.1"), media_id_entry_key("", "m1")
+    by_wamid, by_media_id = wamid_entry_key("", "wamid.1"), "_index/by-media-id/m1"
     assert world.bucket.writes == [by_wamid, by_media_id, sidecar_key(key)]
     entry = IndexEntry.parse(world.bucket.document(by_media_id))
     assert entry is not None
