@@ -63,10 +63,10 @@ def lookup_settings(
     """The read API's settings, or None when no key is configured (the API is off)."""
     env_keys = v.LOOKUP_API_KEYS.read_optional(environ)
     locations: dict[str | None, Location] = {}
-    prefix = v.S3_PREFIX.read(environ)
     if accounts is None:
         if env_keys is None:
             return None
+        prefix = v.S3_PREFIX.read(environ)
         keys = tuple(
             ApiKey(f"LOOKUP_API_KEYS[{i}]", secret) for i, secret in enumerate(env_keys, 1)
         )
@@ -79,6 +79,7 @@ def lookup_settings(
             )
         if not accounts.api_keys:
             return None
+        prefix = v.S3_PREFIX.read(environ)
         keys = tuple(
             ApiKey(
                 name,
