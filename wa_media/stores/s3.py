@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore import httpsession
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -48,12 +50,22 @@ PARTS_IN_FLIGHT = 2
 MAX_CONNECTIONS = 10
 
 
+def _use_patched_ssl() -> None:
+    """Under gevent's patching (`web`'s gunicorn workers, which patch after the master imported
+    botocore), make botocore build its TLS contexts from gevent's SSLContext: one of the class
+    it imported first would recurse forever when its options are set, and block the worker."""
+    patched = ssl.SSLContext
+    if httpsession.SSLContext is not patched and issubclass(patched, httpsession.SSLContext):
+        setattr(httpsession, "SSLContext", patched)  # noqa: B010 (a module's global, rebound)
+
+
 def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTIONS) -> S3Client:
     """One S3 client for the process, with timeouts and botocore's standard retries.
 
     The client is thread-safe; `max_connections` should be at least the tasks running at once
     in the process, or connections are opened and dropped instead of reused.
     """
+    _use_patched_ssl()
     config = Config(
         connect_timeout=5,
         read_timeout=60,
