@@ -54,8 +54,8 @@ def _use_patched_ssl() -> None:
     """Under gevent's patching (`web`'s gunicorn workers, which patch after the master imported
     botocore), make botocore build its TLS contexts from gevent's SSLContext: one of the class
     it imported first would recurse forever when its options are set, and block the worker."""
-    patched = ssl.SSLContext
-    if httpsession.SSLContext is not patched and issubclass(patched, httpsession.SSLContext):
+    patched, bound = ssl.SSLContext, getattr(httpsession, "SSLContext", None)
+    if bound is not None and bound is not patched and issubclass(patched, bound):
         setattr(httpsession, "SSLContext", patched)  # noqa: B010 (a module's global, rebound)
 
 
