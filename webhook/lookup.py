@@ -9,7 +9,7 @@ credentials, and answered as its sidecar plus a presigned GET URL, or with `?red
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from wa_media.core.errors import StorageError
 from wa_media.core.lookup import ApiKey
 from wa_media.observability.logs import get_logger, since
 from wa_media.observability.metrics import lookup_metrics
-from wa_media.stores.index import find
+from wa_media.stores.index import FoundCache, find
 from wa_media.stores.lookup_rate import LookupRate
 from wa_media.stores.s3 import presign_get
 
@@ -42,6 +42,7 @@ class Lookup:
     settings: LookupSettings
     s3: S3Client
     rate: LookupRate
+    cache: FoundCache = field(default_factory=FoundCache)
 
 
 def _lookup() -> Lookup:
@@ -92,7 +93,8 @@ def media(ref: str) -> Response:
         return _finished(started, limited, key)
     seconds = lookup.settings.presigned_url_seconds
     try:
-        found = find(lookup.s3, lookup.settings.locations_for(key), ref, key.accounts or ())
+        locations = lookup.settings.locations_for(key)
+        found = find(lookup.s3, locations, ref, key.accounts or (), lookup.cache)
         if found is None or found.sidecar is None:
             return _finished(started, _answer(404, {"error": "not found"}), key)
         url = presign_get(lookup.s3, found.entry.bucket, found.entry.key, seconds)

@@ -33,6 +33,8 @@ INDEX_FOLDER = "_index"
 Kind = Literal["message", "edit"]
 # A media id as it may stand in a key (wa_media/core/layout.py's checked ids).
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# How Cloud API wamids begin (media ids are digits): the entry tried first.
+WAMID_START = "wamid."
 _FIELDS = ("phone_number_id", "media_id", "wamid", "bucket", "key", "sidecar_key")
 
 
@@ -56,11 +58,13 @@ def media_id_entry_key(prefix: str, media_id: str) -> str | None:
 
 
 def lookup_keys(prefix: str, ref: str) -> list[str]:
-    """The entries a wamid or a media id may be found at, the wamid's first."""
+    """The entries a wamid or a media id may be found at, the likelier first: a wamid's when
+    `ref` reads as one (Cloud API wamids start `wamid.`), else the media id's; each read costs
+    a request to S3."""
     keys = [wamid_entry_key(prefix, ref)]
     by_media_id = media_id_entry_key(prefix, ref)
     if by_media_id is not None:
-        keys.append(by_media_id)
+        keys.insert(0 if not ref.startswith(WAMID_START) else 1, by_media_id)
     return keys
 
 

@@ -5,8 +5,11 @@ it existed. S3 through the adapter (wa_media/stores/s3.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +21,16 @@ from wa_media.stores.s3 import ArchiveStore, read_if_present
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["Found", "Reindexed", "find", "index_media", "read_entry", "reindex", "sidecar_entry"]
+__all__ = [
+    "Found",
+    "FoundCache",
+    "Reindexed",
+    "find",
+    "index_media",
+    "read_entry",
+    "reindex",
+    "sidecar_entry",
+]
 
 
 def index_media(store: ArchiveBucket, entry: IndexEntry) -> None:
@@ -51,21 +63,77 @@ class Found:
     sidecar: dict[str, Any] | None
 
 
+_Where = tuple[str, str, str]
+"""A reference looked up in a bucket and prefix."""
+
+
+@dataclass
+class FoundCache:
+    """Media found through the index, kept in memory (least recently used out past `size`).
+
+    An index entry and a sidecar never change once written (conditional writes), so a media
+    found stays found; only its removal from the bucket (by hand, a lifecycle rule) is seen
+    late, up to `ttl` seconds. What is not found is never kept: it may be archived any moment.
+    """
+
+    size: int = 4096
+    ttl: float = 300.0
+    clock: Callable[[], float] = field(default=time.monotonic)
+    _items: OrderedDict[_Where, tuple[float, Found]] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, where: _Where) -> Found | None:
+        """The media found at `where` less than `ttl` seconds ago, or None."""
+        with self._lock:
+            kept = self._items.get(where)
+            if kept is None:
+                return None
+            if self.clock() - kept[0] >= self.ttl:
+                del self._items[where]
+                return None
+            self._items.move_to_end(where)
+            return kept[1]
+
+    def put(self, where: _Where, found: Found) -> None:
+        """Keep a media found with its sidecar."""
+        with self._lock:
+            self._items[where] = (self.clock(), found)
+            self._items.move_to_end(where)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def _found_at(client: S3Client, bucket: str, prefix: str, ref: str) -> Found | None:
+    for key in lookup_keys(prefix, ref):
+        entry = read_entry(client, bucket, key)
+        if entry is None or entry.bucket != bucket:
+            continue
+        sidecar = _json(read_if_present(client, bucket, entry.sidecar_key))
+        return Found(entry, sidecar if isinstance(sidecar, dict) else None)
+    return None
+
+
 def find(
-    client: S3Client, locations: Iterable[tuple[str, str]], ref: str, numbers: Iterable[str] = ()
+    client: S3Client,
+    locations: Iterable[tuple[str, str]],
+    ref: str,
+    numbers: Iterable[str] = (),
+    cache: FoundCache | None = None,
 ) -> Found | None:
     """The media a wamid or media id names, looked up in each (bucket, prefix) in turn; with
-    `numbers`, only a media of those accounts counts. StorageError when S3 fails."""
+    `numbers`, only a media of those accounts counts (another's is not found). With `cache`,
+    a media found earlier is answered from memory. StorageError when S3 fails."""
     allowed = frozenset(numbers)
     for bucket, prefix in dict.fromkeys(locations):
-        for key in lookup_keys(prefix, ref):
-            entry = read_entry(client, bucket, key)
-            if entry is None or entry.bucket != bucket:
-                continue
-            if allowed and entry.phone_number_id not in allowed:
-                continue
-            sidecar = _json(read_if_present(client, bucket, entry.sidecar_key))
-            return Found(entry, sidecar if isinstance(sidecar, dict) else None)
+        where = (bucket, prefix, ref)
+        found = None if cache is None else cache.get(where)
+        if found is None:
+            found = _found_at(client, bucket, prefix, ref)
+            if found is not None and found.sidecar is not None and cache is not None:
+                cache.put(where, found)
+        if found is None or (allowed and found.entry.phone_number_id not in allowed):
+            continue
+        return found
     return None
 
 

@@ -41,9 +41,14 @@ def test_entries_live_under_the_prefix_named_by_the_wamid_s_digest_and_the_media
     assert wamid_entry_key("p/q/", WAMID) == f"p/q/_index/by-wamid/{digest}"
     assert wamid_entry_key("", WAMID) == f"_index/by-wamid/{digest}"
     assert media_id_entry_key("p", "1234567890") == "p/_index/by-media-id/1234567890"
+    # The likelier entry first: a media id's for what is not a wamid, else the wamid's.
     assert lookup_keys("p", "1234567890") == [
-        wamid_entry_key("p", "1234567890"),
         "p/_index/by-media-id/1234567890",
+        wamid_entry_key("p", "1234567890"),
+    ]
+    assert lookup_keys("p", "wamid.HBgL") == [
+        wamid_entry_key("p", "wamid.HBgL"),
+        "p/_index/by-media-id/wamid.HBgL",
     ]
 
 
