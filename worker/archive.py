@@ -24,7 +24,7 @@ from wa_media.core.errors import (
     TimedOut,
     WorkerDied,
 )
-from wa_media.core.index import IndexEntry
+from wa_media.core.index import IndexEntry, Kind
 from wa_media.core.jobs import Anomaly, MediaJob
 from wa_media.core.layout import (
     STORED_FALLBACK_TYPE,
@@ -182,8 +182,9 @@ class Archiver:
         if job.wamid == self.state.get(MediaRef.of(job)).wamid:
             return Done("already_archived", key)
         try:
-            # The edit's wamid finds the media too: indexed before its record, as a sidecar.
-            index_media(clients.store, self._entry(clients, job, key, kind="edit"))
+            # This message's wamid finds the media too: indexed before its record, as a sidecar.
+            kind: Kind = "edit" if job.original_message_id else "message"
+            index_media(clients.store, self._entry(clients, job, key, kind=kind))
             clients.store.put_json(
                 edit_record_key(key, job.wamid),
                 edit_record(job, object_key=key, recorded_at=self.clock()),
@@ -313,7 +314,7 @@ class Archiver:
         clients: AccountClients,
         job: MediaJob,
         key: str,
-        kind: Literal["message", "edit"] = "message",
+        kind: Kind = "message",
     ) -> IndexEntry:
         """The index entry of the job's message, pointing at the object and its sidecar."""
         return IndexEntry.of(

@@ -21,6 +21,7 @@ __all__ = [
     "INDEX_FOLDER",
     "INDEX_SCHEMA",
     "IndexEntry",
+    "Kind",
     "entry_keys",
     "is_index_key",
     "lookup_keys",
