@@ -90,6 +90,7 @@ RUN_SETS = frozenset(
         "WORKER_METRICS_PORT",
         "PROMETHEUS_MULTIPROC_DIR",
         "BEAT_SCHEDULE_FILE",
+        "PRESIGNED_URL_SECONDS",
     }
 )
 """Variables `make run` sets itself: a settings file may not (PORT, WEB_METRICS_PORT and
@@ -101,7 +102,7 @@ CREDENTIALS = ("WHATSAPP_ACCESS_TOKEN", "WHATSAPP_ACCOUNTS_FILE", "D360_API_KEY"
 SIMULATED = ("WHATSAPP_PROVIDER", "WHATSAPP_GRAPH_URL", "WHATSAPP_MEDIA_HOSTS")
 """Where the provider is: the simulator's, whatever a settings file without credentials says."""
 
-_SERVICE_PREFIXES = ("WHATSAPP_", "D360_", "S3_", "AWS_")
+_SERVICE_PREFIXES = ("WHATSAPP_", "D360_", "S3_", "AWS_", "LOOKUP_")
 _SERVICE_NAMES = frozenset(
     {
         "REDIS_URL",
@@ -130,6 +131,7 @@ _SERVICE_NAMES = frozenset(
         "WORKER_METRICS_PORT",
         "PROMETHEUS_MULTIPROC_DIR",
         "BEAT_SCHEDULE_FILE",
+        "PRESIGNED_URL_SECONDS",
         "PORT",
     }
 )

@@ -76,7 +76,12 @@ WORKER, VERIFY, WEB, BEAT, OTHER_CLI = "worker", "wa-media verify", "web", "beat
 POLICIES = {
     WORKER: S3_DOCUMENTS / "worker-role-policy.json",
     VERIFY: S3_DOCUMENTS / "verify-operator-policy.json",
+    WEB: S3_DOCUMENTS / "web-role-policy.json",
 }
+# The read-only operator's commands (verify-operator-policy.json), and those that write index
+# entries as the worker does (with the worker's rights).
+READ_ONLY_COMMANDS = ("verify", "find")
+WORKER_COMMANDS = ("reindex",)
 PRINCIPALS = (WORKER, VERIFY, WEB, BEAT, OTHER_CLI)
 
 
@@ -165,11 +170,15 @@ def principal(call: Call) -> str | None:
     if call.process == "celery":
         return BEAT if "beat" in call.args else WORKER
     if call.process == "wa-media":
-        return VERIFY if "verify" in call.args else OTHER_CLI
+        if any(command in call.args for command in READ_ONLY_COMMANDS):
+            return VERIFY
+        return WORKER if any(c in call.args for c in WORKER_COMMANDS) else OTHER_CLI
     if not call.callers:
         return None
-    if "wa_media.cli.verify" in call.callers:
+    if any(f"wa_media.cli.{command}" in call.callers for command in READ_ONLY_COMMANDS):
         return VERIFY
+    if any(f"wa_media.cli.{command}" in call.callers for command in WORKER_COMMANDS):
+        return WORKER
     if any(name == "wa_media.cli" or name.startswith("wa_media.cli.") for name in call.callers):
         return OTHER_CLI
     if any(name.partition(".")[0] == "webhook" for name in call.callers):

@@ -12,8 +12,11 @@ from wa_media.core.errors import ConfigError
 from wa_media.observability.logs import configure_logging, register_secrets
 from wa_media.observability.metrics import web_metrics
 from wa_media.stores.broker import make_celery
+from wa_media.stores.lookup_rate import LookupRate
 from wa_media.stores.records import MediaStateStore, ReplyLedger
 from wa_media.stores.redis_client import connect as connect_redis
+from wa_media.stores.s3 import make_s3_client
+from webhook import lookup
 from webhook.config import WebSettings
 from webhook.metrics import count_request
 from webhook.payload import SKIP_REASONS
@@ -39,6 +42,8 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     register_secrets(
         [*settings.app_secrets, *settings.accounts.secrets, settings.verify_token or ""]
     )
+    if settings.lookup is not None:
+        register_secrets(settings.lookup.keys.secrets)
 
     app = Flask(__name__)
     app.extensions["wa.settings"] = settings
@@ -50,6 +55,14 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     )
     app.extensions["wa.redis"] = redis
     app.register_blueprint(bp)
+    if settings.lookup is not None:
+        # The read API: off (its paths answer 404) unless a key is configured.
+        app.extensions["wa.lookup"] = lookup.Lookup(
+            settings.lookup,
+            make_s3_client(settings.lookup.endpoint_url),
+            LookupRate(redis, settings.lookup.rate_limit),
+        )
+        app.register_blueprint(lookup.bp)
     counters = web_metrics()  # made now, in this process: after gunicorn's config chose where
     for reason in SKIP_REASONS:  # every reason is served from the start, at zero
         counters.skipped.labels(reason=reason)

@@ -9,6 +9,7 @@ from functools import cached_property
 
 from wa_media.config import variables as v
 from wa_media.config.accounts import WebAccounts, WebRoute
+from wa_media.config.lookup import LookupSettings, lookup_settings
 from wa_media.config.variables import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_FANOUT_BATCH,
@@ -17,7 +18,7 @@ from wa_media.config.variables import (
 )
 from wa_media.config.variables import DEFAULT_REPLY_MAX_PER_WEBHOOK as REPLY_MAX_PER_WEBHOOK
 from wa_media.core.provider import DEFAULT_PROVIDER
-from wa_media.providers.accounts import web_accounts
+from wa_media.providers.accounts import load_accounts_file, web_accounts
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
@@ -54,6 +55,8 @@ class WebSettings:
     """Where the gunicorn master serves the metrics; 0: not at all."""
     fanout_batch: int = DEFAULT_FANOUT_BATCH
     """Media (and replies) per fan-out task: a request holding more is published as several."""
+    lookup: LookupSettings | None = None
+    """The read API (GET /v1/media/...); None: off, no key configured."""
 
     @cached_property
     def accounts(self) -> WebAccounts:
@@ -78,4 +81,11 @@ class WebSettings:
             body_timeout=v.WEBHOOK_BODY_TIMEOUT.read(environ),
             metrics_port=v.WEB_METRICS_PORT.read(environ),
             fanout_batch=v.FANOUT_BATCH.read(environ),
+            lookup=_lookup(environ),
         )
+
+
+def _lookup(environ: Mapping[str, str]) -> LookupSettings | None:
+    """The read API's settings; its S3 settings are read only when a key is configured."""
+    path = v.WHATSAPP_ACCOUNTS_FILE.read_optional(environ)
+    return lookup_settings(environ, load_accounts_file(path) if path else None)

@@ -37,7 +37,9 @@ logger_class = RedactingLogger
 # The gevent workers (Procfile) patch the standard library when they start, after the fork; the
 # modules this file brought in first (the worker package: kombu, redis.asyncio, urllib3,
 # botocore) keep their direct imports of ssl unpatched. `web` makes no TLS connection through
-# those: redis-py's sockets and TLS are made through the patched modules.
+# those but S3's (its read API), whose client builds its contexts from gevent's SSLContext
+# (wa_media/stores/s3.py, make_s3_client); redis-py's sockets and TLS are made through the
+# patched modules.
 warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl has already been imported")
 
 

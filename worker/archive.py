@@ -27,6 +27,7 @@ from wa_media.core.errors import (
     WorkerDied,
 )
 from wa_media.core.events import Event, archived_event, failed_event, skipped_event
+from wa_media.core.index import IndexEntry, Kind
 from wa_media.core.jobs import Anomaly, MediaJob
 from wa_media.core.layout import (
     STORED_FALLBACK_TYPE,
@@ -49,6 +50,7 @@ from wa_media.observability.metrics import worker_metrics
 from wa_media.providers.transfer import Deadline, Stopwatch, Tally, under_deadline
 from wa_media.stores.broker import MAX_COUNTDOWN
 from wa_media.stores.commit import commit_upload
+from wa_media.stores.index import index_media
 from worker.clients import AccountClients, AccountDirectory
 
 __all__ = [
@@ -246,6 +248,9 @@ class Archiver:
         if job.wamid == self.state.get(MediaRef.of(job)).wamid:
             return Done("already_archived", key)
         try:
+            # This message's wamid finds the media too: indexed before its record, as a sidecar.
+            kind: Kind = "edit" if job.original_message_id else "message"
+            index_media(clients.store, self._entry(clients, job, key, kind=kind))
             clients.store.put_json(
                 edit_record_key(key, job.wamid),
                 edit_record(job, object_key=key, recorded_at=self.clock()),
@@ -389,6 +394,8 @@ class Archiver:
             anomalies=(*odd, *(() if _announced_digest(job, fetched) else ("unverified",))),
         )
         with s3.timing():
+            # The index first: the sidecar stays the last write (its presence means archived).
+            index_media(store, self._entry(clients, job, key))
             store.put_json(sidecar_key(key), document)
         self.state.mark_archived(MediaRef.of(job), key)
         if not committed:
@@ -411,6 +418,25 @@ class Archiver:
         if clients.account.delete_after_archive:
             self._delete_from_provider(clients, job)
         return "archived", document
+
+    def _entry(
+        self,
+        clients: AccountClients,
+        job: MediaJob,
+        key: str,
+        kind: Kind = "message",
+    ) -> IndexEntry:
+        """The index entry of the job's message, pointing at the object and its sidecar."""
+        return IndexEntry.of(
+            phone_number_id=job.phone_number_id,
+            media_id=job.media_id,
+            wamid=job.wamid,
+            bucket=clients.store.bucket,
+            key=key,
+            sidecar_key=sidecar_key(key),
+            at=self.clock(),
+            kind=kind,
+        )
 
     def _webhook_url(self, job: MediaJob, attempt: Attempt) -> str | None:
         """The webhook's download URL, when this try may skip the look-up.

@@ -25,6 +25,7 @@ from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import Simulator, SimulatorClient
 from tests.conftest import redis_db
 from wa_media.cli import main
+from wa_media.core.index import wamid_entry_key
 from wa_media.core.layout import build_key
 from wa_media.stores.s3 import PART_SIZE
 
@@ -92,10 +93,12 @@ def test_objects_and_sidecars_are_encrypted_with_sse_s3(
         sent.append((record, message, key))
     assert _post(url, env, [message for _, message, _ in sent]) == 200
 
-    for record, _, key in sent:
+    for record, message, key in sent:
         document = wait_for(lambda key=key: _sidecar(s3, key), timeout=90, what=key)
         assert document["sha256"] == record.sha256
-        for written in (key, key + ".json"):
+        # The index entries too (docs/s3-archive.md, "The index").
+        entries = (wamid_entry_key("", message["id"]), f"_index/by-media-id/{record.id}")
+        for written in (key, key + ".json", *entries):
             head = s3.head_object(Bucket=ENCRYPTED_BUCKET, Key=written)
             assert head.get("ServerSideEncryption") == "AES256", written
             assert "SSEKMSKeyId" not in head

@@ -4,7 +4,7 @@ Every S3 call of `web`, `worker`, `beat`, `wa-media` and of the service's code r
 process is recorded during the e2e tests (conftest.py's `s3_requests`). This check runs after
 every other test of the session (conftest.py moves it last) and asserts that each policy grants
 every right its principal's requests needed, that the bucket policy refuses none of them, and
-that the principals granted nothing (web, beat, the other `wa-media` commands) made none. When
+that the principals granted nothing (beat, the other `wa-media` commands) made none. When
 the session ran the whole e2e suite and every test passed, it also asserts that each policy
 grants nothing that no request needed; a partial session cannot tell a right unused from a
 right its tests did not reach.
@@ -25,7 +25,6 @@ from tests.s3policies import (
     OPERATOR_ARN,
     OTHER_CLI,
     POLICIES,
-    WEB,
     WORKER,
     WORKER_ROLE_ARN,
     Call,
@@ -50,7 +49,7 @@ def test_recorded_s3_requests_are_what_the_policies_grant(
     if not calls:
         pytest.skip("no S3 request of the service was recorded: this session archived nothing")
 
-    for who in (WEB, BEAT, OTHER_CLI):
+    for who in (BEAT, OTHER_CLI):
         made = sorted({c.operation for c in calls[who]})
         assert not made, (
             f"{who} has no S3 rights (docs/s3-archive.md, 'Protecting the archive'), made {made}"
@@ -63,6 +62,7 @@ def test_recorded_s3_requests_are_what_the_policies_grant(
         assert not unknown, f"tests/s3policies.py does not know what {sorted(unknown)} need"
         missing = needed(operations) - granted(load(path))
         assert not missing, f"{path.name} lacks {sorted(missing)}, used by {sorted(operations)}"
+        # The bucket policy names the worker's role only; any other principal is as the operator.
         arn = WORKER_ROLE_ARN if who == WORKER else OPERATOR_ARN
         for call in {(c.operation, c.if_none_match): c for c in calls[who]}.values():
             refused = denied_by(bucket_policy, request_of(call, arn))

@@ -110,6 +110,7 @@ DOCUMENTED_OPERATIONS = {
         "AbortMultipartUpload",
     },
     VERIFY: {"ListObjectsV2", "GetObject"},
+    WEB: {"GetObject"},
 }
 
 

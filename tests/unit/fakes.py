@@ -367,6 +367,8 @@ class FakeBucket(Faults):
     objects: dict[str, StoredObject] = field(default_factory=dict)
     unfinished: list[str] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)
+    """The keys of the JSON documents written, in order."""
 
     @property
     def bucket(self) -> str:
@@ -406,11 +408,14 @@ class FakeBucket(Faults):
         self.unfinished = [k for k in self.unfinished if k != key]
         return count
 
-    def put_json(self, key: str, document: dict[str, Any]) -> None:
+    def put_json(self, key: str, document: dict[str, Any]) -> bool:
         self.check("put_json")
-        if key not in self.objects:
-            body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-            self.objects[key] = StoredObject(body, {}, "application/json; charset=utf-8")
+        if key in self.objects:
+            return False
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        self.objects[key] = StoredObject(body, {}, "application/json; charset=utf-8")
+        self.writes.append(key)
+        return True
 
     def get_json(self, key: str) -> dict[str, Any] | None:
         self.check("get_json")

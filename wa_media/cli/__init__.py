@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from wa_media.cli import media, records, simulate, status, verify
+from wa_media.cli import find, media, records, reindex, simulate, status, verify
 from wa_media.cli.common import ConfigurationError, read_env_file
 from wa_media.config.variables import LOG_LEVEL
 from wa_media.core.errors import ConfigError
@@ -47,6 +47,8 @@ for command in (
     records.replay,
     records.skipped,
     verify.verify,
+    find.find,
+    reindex.reindex,
     simulate.simulate,
     media.upload,
     media.url,

@@ -62,6 +62,7 @@ __all__ = [
     "Account",
     "AccountEntry",
     "AccountsFile",
+    "ApiKeyEntry",
     "PolicyEntry",
     "ProviderAccounts",
     "Providers",
@@ -268,14 +269,35 @@ class AccountEntry(_Entry):
         return () if self.app is None else (self.app,)
 
 
+class ApiKeyEntry(_Entry):
+    """A consumer's key of `web`'s read API (wa_media/config/apikeys.py): the accounts whose
+    media it may read."""
+
+    key: NonEmpty | None = Field(default=None, repr=False)
+    key_env: EnvName | None = None
+    accounts: list[NonEmpty] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _key_given(self) -> ApiKeyEntry:
+        _one_of(self, "key", "key_env", required=True)
+        if self.key is not None:
+            webhook_token(self.key)
+        return self
+
+
 class AccountsFile(_Entry):
-    """The accounts file: Meta apps by name, accounts by phone_number_id."""
+    """The accounts file: Meta apps by name, accounts by phone_number_id, read API keys."""
 
     apps: dict[NonEmpty, AppEntry] = Field(default_factory=dict)
     accounts: dict[NonEmpty, AccountEntry] = Field(min_length=1)
+    api_keys: dict[NonEmpty, ApiKeyEntry] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> AccountsFile:
+        for name, api_key in self.api_keys.items():
+            for number in api_key.accounts:
+                if number not in self.accounts:
+                    raise ValueError(f"api_keys.{name}.accounts: no account {number!r}")
         for number, entry in self.accounts.items():
             if not usable_phone_number_id(number):
                 raise ValueError(

@@ -76,6 +76,8 @@ WEB: tuple[Process, ...] = ("web",)
 WORKER: tuple[Process, ...] = ("worker", "cli")
 """The worker's account and S3 settings: `wa-media` reads them too, for the same accounts."""
 WORKER_ONLY: tuple[Process, ...] = ("worker",)
+WORKER_AND_WEB: tuple[Process, ...] = ("web", "worker", "cli")
+"""The S3 location and credentials: `web` reads them too when its read API is on (LOOKUP_*)."""
 
 
 @dataclass(frozen=True)
@@ -470,7 +472,7 @@ S3_BUCKET = Variable(
     "S3_BUCKET",
     text,
     None,
-    WORKER,
+    WORKER_AND_WEB,
     "archive bucket (the default bucket of the accounts file)",
     shown_default="required, unless every account of the accounts file names its bucket",
 )
@@ -478,7 +480,7 @@ S3_PREFIX = Variable(
     "S3_PREFIX",
     s3_prefix,
     "",
-    WORKER,
+    WORKER_AND_WEB,
     "key prefix (the default prefix of the accounts file)",
     shown_default="empty",
 )
@@ -486,7 +488,7 @@ S3_ENDPOINT_URL = Variable(
     "S3_ENDPOINT_URL",
     _url_form,
     None,
-    WORKER,
+    WORKER_AND_WEB,
     "any S3-compatible endpoint (http:// or https://)",
     shown_default="unset (AWS)",
 )
@@ -511,7 +513,7 @@ AWS_ACCESS_KEY_ID = Variable(
     "AWS_ACCESS_KEY_ID",
     text,
     None,
-    WORKER,
+    WORKER_AND_WEB,
     "S3 credentials",
     shown_default=_BOTO3_CHAIN,
     read_elsewhere="botocore",
@@ -520,7 +522,7 @@ AWS_SECRET_ACCESS_KEY = Variable(
     "AWS_SECRET_ACCESS_KEY",
     text,
     None,
-    WORKER,
+    WORKER_AND_WEB,
     "S3 credentials",
     shown_default=_BOTO3_CHAIN,
     read_elsewhere="botocore",
@@ -529,7 +531,7 @@ AWS_DEFAULT_REGION = Variable(
     "AWS_DEFAULT_REGION",
     text,
     None,
-    WORKER,
+    WORKER_AND_WEB,
     "S3 region",
     shown_default=_BOTO3_CHAIN,
     read_elsewhere="botocore",
@@ -621,6 +623,54 @@ USE_WEBHOOK_URL = Variable(
     "true",
     WORKER_ONLY,
     "download a media's first try from the URL its webhook carried, without a look-up",
+)
+
+# ----------------------------------------------------------------- lookup and presigned URLs
+
+MAX_PRESIGNED_URL_SECONDS = 7 * 24 * 3600  # what S3's signature version 4 allows
+
+
+def _presigned_seconds(value: str) -> int:
+    seconds = positive_int(value)
+    if seconds > MAX_PRESIGNED_URL_SECONDS:
+        raise ValueError(f"expected 1 to {MAX_PRESIGNED_URL_SECONDS} seconds (7 days)")
+    return seconds
+
+
+def _api_keys(value: str) -> tuple[str, ...]:
+    """Comma-separated API keys, each at least 16 URL-safe characters."""
+    keys = comma_list(value)
+    for key in keys:
+        webhook_token(key)
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key is listed twice")
+    return keys
+
+
+# joined at merge: the relay's events use PRESIGNED_URL_SECONDS too (one row, these readers).
+PRESIGNED_URL_SECONDS = Variable(
+    "PRESIGNED_URL_SECONDS",
+    _presigned_seconds,
+    "3600",
+    ("web", "worker", "cli"),
+    "lifetime of the presigned GET URLs handed out (at most 604800, and never past the "
+    "signing credentials' own expiry)",
+)
+LOOKUP_API_KEYS = Variable(
+    "LOOKUP_API_KEYS",
+    _api_keys,
+    None,
+    WEB,
+    "comma-separated API keys of `GET /v1/media/...`, each reading the single account's media "
+    "(the accounts file has `api_keys`)",
+    shown_default="unset: the read API is off",
+)
+LOOKUP_RATE_LIMIT = Variable(
+    "LOOKUP_RATE_LIMIT",
+    positive_int,
+    "20",
+    WEB,
+    "requests per second each API key may make to the read API, shared through Redis",
 )
 
 VARIABLES: tuple[Variable[Any], ...] = tuple(

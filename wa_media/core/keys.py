@@ -22,6 +22,7 @@ __all__ = [
     "SWEEP_LOCK_KEY",
     "commit_key",
     "lease_key",
+    "lookup_rate_key",
     "media_key",
     "pause_key",
     "rate_key",
@@ -98,6 +99,11 @@ def pause_key(fingerprint: str) -> str:
 def rate_key(fingerprint: str, second: int) -> str:
     """A token's count of calls in one second (Unix time)."""
     return f"wa:rate:{fingerprint}:{second}"
+
+
+def lookup_rate_key(fingerprint: str, second: int) -> str:
+    """A read API key's count of requests in one second (Unix time), by the key's fingerprint."""
+    return f"wa:lookup-rate:{fingerprint}:{second}"
 
 
 # Patterns (SCAN/KEYS) of the tools that watch the records.

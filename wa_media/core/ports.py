@@ -213,8 +213,9 @@ class ArchiveBucket(Protocol):
     def abort_uploads(self, key: str) -> int:
         """Abort the unfinished multipart uploads of exactly `key`."""
 
-    def put_json(self, key: str, document: dict[str, Any]) -> None:
-        """Write a small JSON document if the key is free; a taken key is left as it is."""
+    def put_json(self, key: str, document: dict[str, Any]) -> bool:
+        """Write a small JSON document if the key is free; a taken key is left as it is.
+        Whether it was written."""
 
     def get_json(self, key: str) -> dict[str, Any] | None:
         """A small JSON document (a sidecar); None when there is no such object."""

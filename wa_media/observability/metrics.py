@@ -35,12 +35,15 @@ __all__ = [
     "CALLS_BUCKETS",
     "DEFAULT_METRICS_PORT",
     "DURATION_BUCKETS",
+    "LOOKUP_BUCKETS",
     "MULTIPROC_ENV",
     "TASKS",
+    "LookupMetrics",
     "WebMetrics",
     "WorkerMetrics",
     "count_task",
     "exposition_registry",
+    "lookup_metrics",
     "serve_metrics",
     "serve_metrics_on_first_free",
     "use_multiprocess_dir",
@@ -203,6 +206,33 @@ def web_metrics() -> WebMetrics:
         ),
         skipped=_skipped(),
         replies_dropped=_replies_dropped(),
+    )
+
+
+# The read API answers from two or three small S3 reads: milliseconds, not minutes.
+LOOKUP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+@dataclass(frozen=True)
+class LookupMetrics:
+    """What `web`'s read API (GET /v1/media/...) counts and times."""
+
+    requests: Counter
+    seconds: Histogram
+
+
+@functools.cache
+def lookup_metrics() -> LookupMetrics:
+    """The read API's metrics, made on first use."""
+    return LookupMetrics(
+        requests=Counter(
+            "wa_lookup_requests", "Read API requests answered, by HTTP status.", ["status"]
+        ),
+        seconds=Histogram(
+            "wa_lookup_request_seconds",
+            "Time the read API took to answer a request.",
+            buckets=LOOKUP_BUCKETS,
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wa_media.core.index import is_index_key
 from wa_media.stores.s3 import list_keys, object_chunks, read_object
 
 if TYPE_CHECKING:
@@ -48,10 +49,11 @@ def compare(sidecar: Any, digest_hex: str | None, size: int | None) -> str | Non
 
 
 def sidecar_keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
-    """Every sidecar key under `prefix` (the whole bucket when empty)."""
+    """Every sidecar key under `prefix` (the whole bucket when empty); never an index entry
+    (`_index/`), whatever its name ends with."""
     listed = prefix.strip("/") + "/" if prefix.strip("/") else ""
     for key in list_keys(s3, bucket, listed):
-        if key.endswith(SIDECAR_SUFFIX):
+        if key.endswith(SIDECAR_SUFFIX) and not is_index_key(key):
             yield key
 
 

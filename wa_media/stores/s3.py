@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore import httpsession
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -34,6 +36,7 @@ __all__ = [
     "make_s3_client",
     "object_chunks",
     "presign_get",
+    "read_if_present",
     "read_object",
 ]
 
@@ -47,12 +50,22 @@ PARTS_IN_FLIGHT = 2
 MAX_CONNECTIONS = 10
 
 
+def _use_patched_ssl() -> None:
+    """Under gevent's patching (`web`'s gunicorn workers, which patch after the master imported
+    botocore), make botocore build its TLS contexts from gevent's SSLContext: one of the class
+    it imported first would recurse forever when its options are set, and block the worker."""
+    patched, bound = ssl.SSLContext, getattr(httpsession, "SSLContext", None)
+    if bound is not None and bound is not patched and issubclass(patched, bound):
+        setattr(httpsession, "SSLContext", patched)  # noqa: B010 (a module's global, rebound)
+
+
 def make_s3_client(endpoint_url: str | None, max_connections: int = MAX_CONNECTIONS) -> S3Client:
     """One S3 client for the process, with timeouts and botocore's standard retries.
 
     The client is thread-safe; `max_connections` should be at least the tasks running at once
     in the process, or connections are opened and dropped instead of reused.
     """
+    _use_patched_ssl()
     config = Config(
         connect_timeout=5,
         read_timeout=60,
@@ -111,6 +124,18 @@ def read_object(client: S3Client, bucket: str, key: str) -> bytes:
     try:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
+        raise _storage_error("read", exc) from None
+
+
+def read_if_present(client: S3Client, bucket: str, key: str) -> bytes | None:
+    """A small object's bytes; None when the key holds nothing; StorageError when S3 fails."""
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise _storage_error("read", exc) from None
+    except BotoCoreError as exc:
         raise _storage_error("read", exc) from None
 
 
@@ -386,8 +411,9 @@ class ArchiveStore:
             return None
         return document if isinstance(document, dict) else None
 
-    def put_json(self, key: str, document: dict[str, Any]) -> None:
-        """Write a small JSON document if the key is free; a taken key is left as it is."""
+    def put_json(self, key: str, document: dict[str, Any]) -> bool:
+        """Write a small JSON document if the key is free; a taken key is left as it is.
+        Whether it was written (False: the key was taken)."""
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             self.client.put_object(
@@ -402,7 +428,8 @@ class ArchiveStore:
             )
         except ClientError as exc:
             if _precondition_failed(exc):
-                return
+                return False
             raise _storage_error("sidecar write", exc) from None
         except BotoCoreError as exc:
             raise _storage_error("sidecar write", exc) from None
+        return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from wa_media.core.errors import (
     RetryableError,
     StorageError,
 )
+from wa_media.core.index import IndexEntry, entry_keys, wamid_entry_key
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import edit_record_key, sidecar_key
 from wa_media.core.policy import MAX_INTEGRITY_FAILURES, MAX_WORKER_DEATHS, MEDIA_LIFETIME
@@ -414,3 +416,61 @@ def test_redis_failing_when_the_retry_is_recorded_reaches_the_task(world: World)
     world.records.fail["record_error"] = UNAVAILABLE
     with pytest.raises(RedisUnavailable):
         world.archive(job)
+
+
+# --- the index in the bucket ----------------------------------------------------------------
+
+
+def test_the_index_is_written_before_the_sidecar_which_stays_the_last_write(world: World) -> None:
+    job = world.admit(media_job())
+    key = world.key(job)
+
+    assert world.archive(job) == Done("archived", key)
+
+    by_wamid, by_media_id = wamid_entry_key("", "wamid.1"), "_index/by-media-id/m1"
+    assert world.bucket.writes == [by_wamid, by_media_id, sidecar_key(key)]
+    entry = IndexEntry.parse(world.bucket.document(by_media_id))
+    assert entry is not None
+    assert (entry.phone_number_id, entry.media_id, entry.wamid) == (PHONE, "m1", "wamid.1")
+    assert (entry.bucket, entry.key, entry.sidecar_key) == ("archive", key, sidecar_key(key))
+
+
+def test_entries_an_earlier_try_wrote_stay_and_the_sidecar_follows(world: World) -> None:
+    """A try that died between the index and the sidecar: the next one finds the entries taken
+    (pointing at the same object) and writes the sidecar."""
+    job = world.admit(media_job())
+    key = world.key(job)
+    earlier = IndexEntry.of(
+        phone_number_id=PHONE,
+        media_id="m1",
+        wamid="wamid.1",
+        bucket="archive",
+        key=key,
+        sidecar_key=sidecar_key(key),
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    for entry_key in entry_keys("", earlier):
+        world.bucket.put_json(entry_key, earlier.document())
+
+    assert world.archive(job) == Done("archived", key)
+
+    assert world.bucket.writes[-1] == sidecar_key(key)
+    assert IndexEntry.parse(world.bucket.document(wamid_entry_key("", "wamid.1"))) == earlier
+
+
+def test_an_edit_s_wamid_is_indexed_before_its_record(world: World) -> None:
+    job = world.admit(media_job())
+    key = world.key(job)
+    assert world.archive(job) == Done("archived", key)
+    edit = media_job(wamid="wamid.edit", source="edit", original_message_id="wamid.1")
+    assert world.records.admit_many([edit]) == [True]
+
+    assert world.archive(edit) == Done("edit_recorded", key)
+
+    assert world.bucket.writes[-2:] == [
+        wamid_entry_key("", "wamid.edit"),
+        edit_record_key(key, "wamid.edit"),
+    ]
+    entry = IndexEntry.parse(world.bucket.document(wamid_entry_key("", "wamid.edit")))
+    assert entry is not None
+    assert (entry.kind, entry.key, entry.media_id) == ("edit", key, "m1")
