@@ -61,6 +61,7 @@ from devstack.stack import (
 )
 from devstack.webhooks import DEFAULT_PHONE_NUMBER_ID, MediaKind
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError
+from wa_media.core.index import is_index_key, media_id_entry_key, wamid_entry_key
 from wa_media.core.keys import LEASE_PATTERN, REPLY_PATTERN, reply_key
 from wa_media.core.layout import build_key, sidecar_key
 
@@ -1164,7 +1165,21 @@ def check_media(s3: S3Client, item: Registered) -> list[str]:
         if not isinstance(document, dict) or document.get(name) != value:
             found = document.get(name) if isinstance(document, dict) else document
             problems.append(f"{record.id}: sidecar {name}={found!r}, expected {value!r}")
+    for entry_key in index_keys(item):
+        try:
+            entry = json.loads(s3.get_object(Bucket=BUCKET, Key=entry_key)["Body"].read())
+        except (ClientError, BotoCoreError, ValueError) as exc:
+            problems.append(f"{record.id}: index entry {entry_key} unreadable: {exc}")
+            continue
+        if not isinstance(entry, dict) or entry.get("key") != item.key:
+            problems.append(f"{record.id}: index entry {entry_key} names another object")
     return problems
+
+
+def index_keys(item: Registered) -> list[str]:
+    """The index entries an archived media must have: by its media id and by its wamid."""
+    by_media_id = media_id_entry_key("", item.record.id)
+    return [k for k in (by_media_id, wamid_entry_key("", item.plan.wamid)) if k is not None]
 
 
 def incomplete_uploads(s3: S3Client) -> list[str]:
@@ -1188,7 +1203,8 @@ def verify(
     result = Verification()
     keys = list_keys(s3)
     expected = {item.key for item in registered} | {sidecar_key(i.key) for i in registered}
-    result.objects = sum(1 for key in keys if not key.endswith(".json"))
+    expected |= {entry for item in registered for entry in index_keys(item)}
+    result.objects = sum(1 for key in keys if not key.endswith(".json") and not is_index_key(key))
     result.unexpected = sorted(set(keys) - expected)
     present = [i for i in registered if i.key in keys and sidecar_key(i.key) in keys]
     found = {item.record.id for item in present}
@@ -1196,8 +1212,9 @@ def verify(
     with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
         outcomes = list(pool.map(lambda item: check_media(s3, item), present))
     for problems in outcomes:
-        result.integrity += [p for p in problems if "sidecar" not in p]
-        result.sidecars += [p for p in problems if "sidecar" in p]
+        described = [p for p in problems if "sidecar" in p or "index entry" in p]
+        result.integrity += [p for p in problems if p not in described]
+        result.sidecars += described
         result.archived += not problems
     _check_records(result, redis, registered)
     result.unacked = unacked_tasks(redis)
@@ -1369,7 +1386,7 @@ class Outcome:
             ("every media recorded in Redis", not v.unrecorded,
              f"no wa:media record (never admitted by a fan-out): {', '.join(v.unrecorded[:6])}"),
             ("sha256 and size match", not v.integrity, "; ".join(v.integrity[:3])),
-            ("sidecars agree", not v.sidecars, "; ".join(v.sidecars[:3])),
+            ("sidecars and index entries agree", not v.sidecars, "; ".join(v.sidecars[:3])),
             ("no duplicate or stray objects", not v.unexpected, ", ".join(v.unexpected[:5])),
             ("no incomplete multipart uploads", not v.multipart, ", ".join(v.multipart[:5])),
             ("every 131052 sender warned", not v.unwarned, ", ".join(v.unwarned[:5])),
@@ -1415,7 +1432,7 @@ class Outcome:
             ("objects (without sidecars)", str(v.objects)),
             ("duplicate or stray objects", str(len(v.unexpected))),
             ("sha256/size failures", str(len(v.integrity))),
-            ("sidecar problems", str(len(v.sidecars))),
+            ("sidecar or index problems", str(len(v.sidecars))),
             ("media lost (not archived)", str(len(p.media) - v.archived)),
             ("media failed", f"{len(v.failed)} {_reasons(v.failed)}"),
             ("media stuck (queued/archiving)", str(len(v.stuck))),

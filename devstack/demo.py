@@ -43,6 +43,7 @@ from devstack.stack import StackEnv, start_web, start_worker
 from graphsim import MediaRecord, Simulator, SimulatorClient, SimulatorError
 from wa_media.config.env import redis_url
 from wa_media.config.settings import DEFAULT_TOO_BIG_REPLY
+from wa_media.core.index import media_id_entry_key, wamid_entry_key
 from wa_media.core.layout import build_key, sidecar_key
 from wa_media.stores.records import MediaRef
 
@@ -464,8 +465,11 @@ def expected_customer(sample: Sample) -> dict[str, str | None]:
 
 
 def check_bucket(s3: S3Client, sent: list[Sent]) -> list[str]:
-    """The bucket must hold exactly the objects and sidecars of the media sent, nothing else."""
+    """The bucket must hold exactly the objects, sidecars and index entries (by media id and by
+    wamid) of the media sent, nothing else."""
     expected = {item.key for item in sent} | {sidecar_key(item.key) for item in sent}
+    expected |= {media_id_entry_key("", item.record.id) or "" for item in sent}
+    expected |= {wamid_entry_key("", str(item.message["id"])) for item in sent}
     found: set[str] = set()
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
