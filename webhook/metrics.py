@@ -30,13 +30,16 @@ from wa_media.core.keys import (
 from wa_media.observability.logs import get_logger
 from wa_media.observability.metrics import web_metrics
 from wa_media.stores.broker import MEDIA_QUEUE, REPLIES_QUEUE
+from wa_media.stores.deliveries import DeliveryState
 from wa_media.stores.records import RECORD_TTL
 from wa_media.stores.snapshot import PendingMedia, Snapshot, queue_keys, stored_unix_time
 
 __all__ = [
     "COUNTED_ENDPOINTS",
+    "DeliveryCollector",
     "StateCollector",
     "count_request",
+    "delivery_metrics",
     "read_state",
     "reindex_windows",
     "state_metrics",
@@ -220,6 +223,47 @@ class StateCollector:
             log.warning("metrics_state_unavailable", reason=str(exc))
             return []
         return state_metrics(snapshot)
+
+
+def delivery_metrics(state: DeliveryState, *, now: float) -> list[Metric]:
+    """The relay's and events' gauges: per destination, the age of its oldest delivery not
+    settled; the bytes of bodies held; the dead letters kept."""
+    oldest = GaugeMetricFamily(
+        "wa_delivery_oldest_pending_seconds",
+        "Age of each destination's oldest delivery not settled yet (0: none).",
+        labels=["destination"],
+    )
+    started = state.oldest_pending()
+    for name in state.destinations():
+        oldest.add_metric([name], max(0.0, now - started[name]) if name in started else 0.0)
+    return [
+        oldest,
+        GaugeMetricFamily(
+            "wa_delivery_held_bytes",
+            "Bytes of webhook bodies held in Redis for relay (RELAY_HELD_BYTES_MAX bounds it).",
+            value=state.held_bytes(),
+        ),
+        GaugeMetricFamily(
+            "wa_delivery_dead_letters_kept",
+            "Dead letters kept, listed by wa-media dead-letters.",
+            value=state.dead_count(),
+        ),
+    ]
+
+
+class DeliveryCollector:
+    """Reads the deliveries' state from Redis at every scrape."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._state = DeliveryState(redis)
+
+    def collect(self) -> Iterable[Metric]:
+        """The gauges; none when Redis does not answer."""
+        try:
+            return delivery_metrics(self._state, now=time.time())
+        except RedisUnavailable as exc:
+            log.warning("metrics_state_unavailable", reason=str(exc))
+            return []
 
 
 def count_request(response: Response) -> Response:

@@ -9,9 +9,11 @@ from typing import Any
 from celery import Celery
 
 from wa_media.config.variables import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
+from wa_media.core.delivery import Relay
 from wa_media.core.errors import BrokerUnavailable, StorageError
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE, send_task
+from wa_media.stores.deliveries import RelayInbox
 from wa_media.stores.records import MediaStateStore, ReplyLedger, SkippedLog
 from webhook.payload import ParsedPayload
 
@@ -39,6 +41,7 @@ class Publisher:
         self._celery = celery
         self._state = state
         self._ledger = ledger
+        self._inbox = RelayInbox(state.redis)
         self.batch_size = batch_size
 
     def note_skipped(self, parsed: ParsedPayload) -> None:
@@ -60,37 +63,45 @@ class Publisher:
         except StorageError as exc:
             raise BrokerUnavailable(f"skipped messages not recorded: {exc}") from exc
 
-    def publish(self, parsed: ParsedPayload) -> str | None:
-        """Record every job of the request, then publish them in fan-out tasks of at most
-        `batch_size` media and replies; return the task ids, comma-separated (None if no jobs).
+    def publish(self, parsed: ParsedPayload, relay: Relay | None = None) -> str | None:
+        """Record every job of the request (and its relay), then publish them in fan-out tasks
+        of at most `batch_size` media and replies, the relay riding the first; return the task
+        ids, comma-separated (None if no jobs and no relay).
 
         A failure anywhere is BrokerUnavailable: the request is answered 503 and delivered
         again, and whatever was recorded or published already is admitted again harmlessly.
         """
-        if not parsed.media and not parsed.replies:
+        if not parsed.media and not parsed.replies and relay is None:
             return None
-        media = _chunks(parsed.media, self.batch_size)
+        media = _chunks(parsed.media, self.batch_size) or [[]]
         replies = _chunks(parsed.replies, self.batch_size)
         try:
+            if relay is not None:
+                # Recorded first, like the jobs: a fan-out lost with its worker is sent again
+                # by the sweep.
+                self._inbox.admit(relay)
             # Every job recorded before any is published: should a fan-out be lost with the
             # worker holding it (or be refused by a worker of an older release), the sweep
             # still finds this work. One script call per batch keeps each short for Redis.
             for chunk in media:
-                self._state.admit_many(chunk)
+                if chunk:
+                    self._state.admit_many(chunk)
             self._ledger.admit_many(parsed.replies)
             ids = [
-                self._send(media_chunk or [], reply_chunk or [])
-                for media_chunk, reply_chunk in zip_longest(media, replies)
+                self._send(media_chunk or [], reply_chunk or [], relay if i == 0 else None)
+                for i, (media_chunk, reply_chunk) in enumerate(zip_longest(media, replies))
             ]
         except (StorageError, BrokerUnavailable) as exc:
             raise BrokerUnavailable(f"broker did not accept the batch: {exc}") from exc
         return ",".join(ids)
 
-    def _send(self, media: list[MediaJob], replies: list[ReplyJob]) -> str:
-        batch = {
-            "media": [job.to_wire() for job in media],
-            "replies": [job.to_wire() for job in replies],
-        }
+    def _send(self, media: list[MediaJob], replies: list[ReplyJob], relay: Relay | None) -> str:
+        batch: dict[str, Any] = {}
+        if media or replies or relay is None:
+            batch["media"] = [job.to_wire() for job in media]
+            batch["replies"] = [job.to_wire() for job in replies]
+        if relay is not None:
+            batch["relay"] = relay.to_wire()
         result = send_task(
             self._celery,
             FAN_OUT_TASK,
@@ -99,7 +110,7 @@ class Publisher:
             # Celery would otherwise render the whole batch with saferepr for the message's
             # headers (a tenth of the publish, more for ten media), customers' numbers
             # included: a count says enough.
-            argsrepr=f"({len(media)} media, {len(replies)} replies)",
+            argsrepr=f"({len(media)} media, {len(replies)} replies, {relay is not None:d} relay)",
             kwargsrepr="{}",
             ignore_result=True,
             # Published to the default exchange with the queue's name as routing key, the

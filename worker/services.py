@@ -6,18 +6,24 @@ import functools
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 from redis import Redis
 
 from wa_media.config.settings import WorkerSettings
+from wa_media.core.ports import EventSink
 from wa_media.observability.logs import register_secrets
 from wa_media.providers.accounts import worker_settings
+from wa_media.stores.broker import DELIVERIES_QUEUE, MAX_COUNTDOWN, apply_async
 from wa_media.stores.commit import CommitClaims
+from wa_media.stores.deliveries import DeliveryOutbox, DeliveryState, RelayInbox
+from wa_media.stores.delivery_http import DeliveryClient
 from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits
 from wa_media.stores.redis_client import connect as connect_redis
-from wa_media.stores.s3 import PARTS_IN_FLIGHT, make_s3_client
+from wa_media.stores.s3 import PARTS_IN_FLIGHT, make_s3_client, presign_get
 from worker.archive import Archiver
 from worker.clients import ClientDirectory
+from worker.delivery import Deliverer
 from worker.replies import Replier
 
 __all__ = ["Services", "services", "set_tasks_at_once", "settings"]
@@ -54,12 +60,23 @@ class Services:
     replier: Replier
     state: MediaStateStore
     redis: Redis
+    deliveries: DeliveryState
+    deliverer: Deliverer
+    inbox: RelayInbox
+    events: EventSink
 
 
 _services: dict[int, Services] = {}
 # Building clients takes a while and boto3's default session must not be used by two threads at
 # once: the first tasks of a threads pool wait for one build instead of racing to make many.
 _services_lock = threading.Lock()
+
+
+def _publish_delivery(ident: str) -> None:
+    # The task is this process's own: imported here, as tasks.py imports this module.
+    from worker.tasks import deliver
+
+    apply_async(deliver, args=(ident,), queue=DELIVERIES_QUEUE)
 
 
 def _build_services() -> Services:
@@ -73,7 +90,25 @@ def _build_services() -> Services:
     state = MediaStateStore(
         redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
     )
+    deliveries = DeliveryState(
+        redis,
+        max_age=config.delivery.max_age,
+        held_bytes_max=config.delivery.held_bytes_max,
+        stall_after=config.sweep_stalled_after,
+    )
+    destinations = dict(config.accounts.destinations)
     return Services(
+        deliveries=deliveries,
+        deliverer=Deliverer(
+            config.delivery,
+            destinations,
+            deliveries,
+            DeliveryClient(config.delivery.timeout, pool_size=connections),
+            max_countdown=MAX_COUNTDOWN,
+            presign=partial(presign_get, s3),
+        ),
+        inbox=RelayInbox(redis),
+        events=DeliveryOutbox(deliveries, config.accounts.event_endpoints, _publish_delivery),
         archiver=Archiver(config, clients, state, CommitClaims(redis)),
         replier=Replier(
             config,

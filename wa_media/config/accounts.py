@@ -33,6 +33,12 @@ from pydantic import (
 )
 
 from wa_media.config import variables as v
+from wa_media.config.destinations import (
+    DESTINATION_NAME,
+    Destination,
+    destination_url,
+    signing_secret,
+)
 from wa_media.config.encryption import (
     Encryption,
     SseAlgorithm,
@@ -45,6 +51,7 @@ from wa_media.config.env import (
     usable_phone_number_id,
     webhook_token,
 )
+from wa_media.config.relay import env_destinations, file_destinations
 from wa_media.config.target import ArchiveTarget
 from wa_media.core.errors import ConfigError
 from wa_media.core.provider import DEFAULT_PROVIDER, Connection, ProviderKind
@@ -177,6 +184,10 @@ class AccountEntry(_Entry):
     archive_outbound: bool | None = None
     sse: SseAlgorithm | None = None
     sse_kms_key_id: KmsKeyId | None = None
+    relay_to: list[NonEmpty] = Field(default_factory=list)
+    """The destinations (of `destinations:`) every webhook of this account is relayed to."""
+    events_to: list[NonEmpty] = Field(default_factory=list)
+    """The destinations receiving this account's archive events."""
 
     _signed: bool = PrivateAttr(default=False)
 
@@ -219,15 +230,42 @@ class AccountEntry(_Entry):
         return () if self.app is None else (self.app,)
 
 
+DestinationName = Annotated[str, Field(pattern=f"^{DESTINATION_NAME.pattern}$")]
+
+
+class DestinationEntry(_Entry):
+    """A relay destination or event endpoint: its URL and its Standard Webhooks secret."""
+
+    url: Annotated[str, AfterValidator(destination_url)] = Field(repr=False)
+    secret: Annotated[str, AfterValidator(signing_secret)] | None = Field(default=None, repr=False)
+    secret_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _secret_once(self) -> DestinationEntry:
+        _one_of(self, "secret", "secret_env", required=False)
+        return self
+
+
 class AccountsFile(_Entry):
-    """The accounts file: Meta apps by name, accounts by phone_number_id."""
+    """The accounts file: Meta apps by name, destinations by name, accounts by
+    phone_number_id."""
 
     apps: dict[NonEmpty, AppEntry] = Field(default_factory=dict)
+    destinations: dict[
+        Annotated[str, Field(pattern=DESTINATION_NAME.pattern)], DestinationEntry
+    ] = Field(default_factory=dict)
     accounts: dict[NonEmpty, AccountEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _references(self) -> AccountsFile:
         for number, entry in self.accounts.items():
+            for key in ("relay_to", "events_to"):
+                for name in getattr(entry, key):
+                    if name not in self.destinations:
+                        raise ValueError(
+                            f"accounts.{number}.{key}: no destination named {name!r} in "
+                            "destinations"
+                        )
             if not usable_phone_number_id(number):
                 raise ValueError(
                     f"accounts.{number}: not a usable phone_number_id (1 to 128 of "
@@ -362,6 +400,8 @@ class WebRoute:
     signed: bool = field(default=False, kw_only=True)
     """Whether Meta signs its provider's webhooks (the Cloud API's): they may then arrive at
     `/webhook`, signed by an app's secret."""
+    relay: bool = field(default=False, kw_only=True)
+    """Whether its webhooks are relayed (it has relay destinations)."""
 
 
 def _digest(token: str) -> bytes:
@@ -426,6 +466,17 @@ class WebAccounts:
                 fallback = route.archive_outbound
         return fallback
 
+    def relayed(self, numbers: list[str]) -> list[str] | None:
+        """The numbers of a webhook whose accounts relay it; None: it goes to no destination.
+        An account of any number (the variables') relays every webhook, naming no number."""
+        named = []
+        for route in self.routes:
+            if route.phone_number_id is None and route.relay:
+                return numbers
+        relaying = {r.phone_number_id for r in self.routes if r.relay}
+        named = [number for number in numbers if number in relaying]
+        return named or None
+
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every webhook token, to keep out of logs."""
@@ -440,9 +491,10 @@ def web_accounts(environ: Mapping[str, str], *, providers: Providers) -> WebAcco
         return _web_from_file(load_accounts_file(path, providers), environ, outbound)
     kind = v.WHATSAPP_PROVIDER.read(environ)
     plugin = providers[kind]
+    relay = bool(env_destinations(environ, events=False).relay_to)
     if plugin.signed_webhooks:
         secrets = v.WHATSAPP_APP_SECRET.read(environ)
-        route = WebRoute(kind, None, archive_outbound=outbound, signed=True)
+        route = WebRoute(kind, None, archive_outbound=outbound, signed=True, relay=relay)
         return WebAccounts((route,), secrets)
     token = v.WHATSAPP_WEBHOOK_TOKEN.read(environ)
     number = None
@@ -450,7 +502,7 @@ def web_accounts(environ: Mapping[str, str], *, providers: Providers) -> WebAcco
         # Its payloads name no phone_number_id: the archive needs one for its keys.
         number = v.WHATSAPP_PHONE_NUMBER_ID.read(environ)
     app_secrets = v.WHATSAPP_APP_SECRET.read_optional(environ) or ()
-    return WebAccounts((WebRoute(kind, number, token, outbound),), app_secrets)
+    return WebAccounts((WebRoute(kind, number, token, outbound, relay=relay),), app_secrets)
 
 
 def _web_from_file(
@@ -473,6 +525,7 @@ def _web_from_file(
             outbound if entry.archive_outbound is None else entry.archive_outbound,
             frozenset(accounts.apps_of(number)),
             signed=entry.signed_webhooks,
+            relay=bool(entry.relay_to),
         )
         for number, entry in accounts.accounts.items()
     )
@@ -495,6 +548,10 @@ class Account:
     connection: Connection
     target: ArchiveTarget
     delete_after_archive: bool = False
+    relay_to: tuple[str, ...] = ()
+    """The names of the destinations its webhooks are relayed to."""
+    events_to: tuple[str, ...] = ()
+    """The names of the destinations its archive events go to."""
 
 
 @dataclass(frozen=True)
@@ -502,6 +559,33 @@ class WorkerAccounts:
     """The accounts whose media the worker archives."""
 
     accounts: tuple[Account, ...]
+    destinations: Mapping[str, Destination] = field(default_factory=dict, repr=False)
+    """Every relay destination and event endpoint, by name."""
+
+    def relay_destinations(self, numbers: list[str]) -> list[Destination]:
+        """The union of the destinations of these numbers' accounts, each once; the account
+        of any number (the variables') relays webhooks naming none."""
+        names: dict[str, None] = {}
+        for number in numbers or [""]:
+            account = self.for_number(number)
+            if account is not None:
+                names.update(dict.fromkeys(account.relay_to))
+        return [self.destinations[name] for name in names if name in self.destinations]
+
+    def event_endpoints(self, number: str) -> list[Destination]:
+        """The endpoints receiving the archive events of this number's account."""
+        account = self.for_number(number)
+        names = () if account is None else account.events_to
+        return [self.destinations[name] for name in names if name in self.destinations]
+
+    def deleting_and_relaying(self) -> list[str]:
+        """The accounts (`*`: the variables') that delete media after archiving them and relay
+        their webhooks."""
+        return [
+            account.phone_number_id or "*"
+            for account in self.accounts
+            if account.delete_after_archive and account.relay_to
+        ]
 
     def for_number(self, number: str) -> Account | None:
         """The account of a phone_number_id, or None when none is configured for it."""
@@ -515,8 +599,15 @@ class WorkerAccounts:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Every provider credential, to keep out of logs."""
-        return tuple(account.connection.credential for account in self.accounts)
+        """Every provider credential and signing secret, and the destinations' URLs (they may
+        hold a token), to keep out of logs."""
+        signing = [d.secret for d in self.destinations.values() if d.secret]
+        urls = [d.url for d in self.destinations.values()]
+        return (
+            *(account.connection.credential for account in self.accounts),
+            *signing,
+            *urls,
+        )
 
 
 def worker_accounts(
@@ -543,7 +634,14 @@ def worker_accounts(
         raise ConfigError("S3_BUCKET is required but not set")
     kind = v.WHATSAPP_PROVIDER.read(environ)
     connection = providers[kind].env_connection(environ, insecure)
-    return WorkerAccounts((Account(None, connection, target, delete_after_archive),))
+    found = env_destinations(environ)
+    if found.relay_to and not providers[kind].signed_webhooks:
+        # Its webhooks arrive unsigned: each destination is sent them signed by us.
+        v.RELAY_SIGNING_SECRET.read(environ)
+    account = Account(
+        None, connection, target, delete_after_archive, found.relay_to, found.events_to
+    )
+    return WorkerAccounts((account,), found.directory)
 
 
 def file_url(number: str, url: str, insecure: bool) -> str:
@@ -565,7 +663,17 @@ def _worker_from_file(
     delete_after_archive: bool,
 ) -> WorkerAccounts:
     resolved = []
+    destinations = file_destinations(accounts.destinations, environ)
     for number, entry in accounts.accounts.items():
+        for key, names in (("relay_to", entry.relay_to), ("events_to", entry.events_to)):
+            for name in names:
+                needed = key == "events_to" or not entry.signed_webhooks
+                if needed and destinations[name].secret is None:
+                    raise ConfigError(
+                        f"{ACCOUNTS_FILE_VARIABLE}: destinations.{name}: secret or secret_env is "
+                        f"required: accounts.{number}.{key} sends it what only our signature "
+                        "authenticates"
+                    )
         if not (entry.bucket or target.bucket):
             raise ConfigError(
                 f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.bucket is not set and "
@@ -589,6 +697,8 @@ def _worker_from_file(
                 delete_after_archive
                 if entry.delete_after_archive is None
                 else entry.delete_after_archive,
+                tuple(entry.relay_to),
+                tuple(entry.events_to),
             )
         )
-    return WorkerAccounts(tuple(resolved))
+    return WorkerAccounts(tuple(resolved), destinations)
