@@ -215,7 +215,7 @@ class Relay:
                 numbers=tuple(str(n) for n in numbers),
                 received_at=float(raw["received_at"]),
             )
-        except (KeyError, TypeError, binascii.Error) as exc:
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ValueError(f"not a relay member: {type(exc).__name__}") from None
         if not relay.id or not isinstance(numbers, list):
             raise ValueError("not a relay member")
