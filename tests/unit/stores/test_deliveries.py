@@ -56,12 +56,8 @@ def test_a_body_is_held_once_for_all_its_destinations(redis: Redis) -> None:
     first, second = (state.get(ident) for ident, _ in hold.pending)
     assert first is not None
     assert second is not None
-    assert (first.kind, first.state, first.signature, first.received_at) == (
-        "relay",
-        "pending",
-        "sha256=00",
-        pytest.approx(NOW, abs=0.01),
-    )
+    assert (first.kind, first.state, first.signature) == ("relay", "pending", "sha256=00")
+    assert first.received_at == pytest.approx(NOW, abs=0.01)
     assert state.oldest_pending() == {
         "a": pytest.approx(NOW, abs=0.01),
         "b": pytest.approx(NOW, abs=0.01),
@@ -111,11 +107,8 @@ def test_a_dead_letter_keeps_its_body_and_is_replayed(redis: Redis) -> None:
     assert state.replay(ident) == 0  # pending now, not dead
     replayed = state.get(ident)
     assert replayed is not None
-    assert (replayed.state, replayed.attempts, replayed.age_from) == (
-        "pending",
-        0,
-        pytest.approx(NOW + 100, abs=0.01),
-    )
+    assert (replayed.state, replayed.attempts) == ("pending", 0)
+    assert replayed.age_from == pytest.approx(NOW + 100, abs=0.01)
     assert state.dead_letters() == []
     assert state.sent(replayed)
     assert state.held_bytes() == 0
