@@ -48,6 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         at = time.time()
         owner = self.server.owner
+        owner.arrived(self, body, at)
         status, retry_after, location = owner.mode()
         if status is None:
             # Held without an answer until released (or `hang_seconds`), then hung up on: the
@@ -84,6 +85,8 @@ class Downstream:
         self._retry_after: str | None = None
         self._location: str | None = None
         self.received: list[Received] = []
+        """The requests answered (or hung up on), with their status."""
+        self.arrivals: list[Received] = []
         self.released = threading.Event()
         self.released.set()
         self.hang_seconds = 120.0
@@ -132,6 +135,11 @@ class Downstream:
         with self._lock:
             return self._status, self._retry_after, self._location
 
+    def arrived(self, handler: BaseHTTPRequestHandler, body: bytes, at: float) -> None:
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        with self._lock:
+            self.arrivals.append(Received(handler.path, body, headers, at, None))
+
     def record(
         self, handler: BaseHTTPRequestHandler, body: bytes, at: float, status: int | None
     ) -> None:
@@ -147,8 +155,9 @@ class Downstream:
             return [r for r in self.received if r.status is not None and 200 <= r.status < 300]
 
     def all(self) -> list[Received]:
+        """Every request received, as it arrived (also those held without an answer yet)."""
         with self._lock:
-            return list(self.received)
+            return list(self.arrivals)
 
     def wait_count(self, count: int, *, taken: bool = True, timeout: float = 60) -> list[Received]:
         """Wait until at least `count` requests were received (answered 2xx when `taken`)."""
@@ -164,3 +173,4 @@ class Downstream:
     def clear(self) -> None:
         with self._lock:
             self.received.clear()
+            self.arrivals.clear()
