@@ -238,6 +238,15 @@ return freed
 """
 
 
+# KEYS: the relay's record, the inbox. ARGV: the relay member (JSON), now, relay id, ttl.
+_INBOX = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class Hold:
     """What holding a relay made: the deliveries to send, and those dead at once (the body was
@@ -544,15 +553,18 @@ class RelayInbox:
     with its worker, the sweep publishes it again (`wa:deliver:inbox`)."""
 
     redis: Redis
+    _admit: Script = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._admit = self.redis.register_script(_INBOX)
 
     def admit(self, relay: Relay, now: float | None = None) -> None:
-        """Record a relay before it is published (one round trip)."""
+        """Record a relay before it is published: one command, on `web`'s path."""
         now = time.time() if now is None else now
-        with _redis_errors("relay record"), self.redis.pipeline() as pipe:
-            pipe.set(deliver_inbox_key(relay.id), json.dumps(relay.to_wire()), ex=INBOX_TTL)
-            pipe.zadd(DELIVER_INBOX_KEY, {relay.id: now})
-            pipe.expire(DELIVER_INBOX_KEY, INBOX_TTL)
-            pipe.execute()
+        keys = [deliver_inbox_key(relay.id), DELIVER_INBOX_KEY]
+        args: list[str | int] = [json.dumps(relay.to_wire()), f"{now:.3f}", relay.id, INBOX_TTL]
+        with _redis_errors("relay record"):
+            self._admit(keys=keys, args=args)
 
     def held(self, relay_id: str) -> None:
         """The fan-out held it: nothing more to rescue."""
