@@ -76,16 +76,16 @@ class Publisher:
         media = _chunks(parsed.media, self.batch_size) or [[]]
         replies = _chunks(parsed.replies, self.batch_size)
         try:
-            if relay is not None:
-                # Recorded first, like the jobs: a fan-out lost with its worker is sent again
-                # by the sweep.
-                self._inbox.admit(relay)
             # Every job recorded before any is published: should a fan-out be lost with the
             # worker holding it (or be refused by a worker of an older release), the sweep
             # still finds this work. One script call per batch keeps each short for Redis.
-            for chunk in media:
+            # The relay is recorded so too: with the first media, in the same call.
+            if relay is not None and not parsed.media:
+                self._inbox.admit(relay)
+            for i, chunk in enumerate(media):
                 if chunk:
-                    self._state.admit_many(chunk)
+                    record = RelayInbox.record(relay) if relay is not None and i == 0 else None
+                    self._state.admit_many(chunk, record)
             self._ledger.admit_many(parsed.replies)
             ids = [
                 self._send(media_chunk or [], reply_chunk or [], relay if i == 0 else None)

@@ -559,12 +559,20 @@ class RelayInbox:
         self._admit = self.redis.register_script(_INBOX)
 
     def admit(self, relay: Relay, now: float | None = None) -> None:
-        """Record a relay before it is published: one command, on `web`'s path."""
+        """Record a relay before it is published: one command, on `web`'s path (a webhook
+        with media writes `record` with its media's records instead, in the same call)."""
         now = time.time() if now is None else now
         keys = [deliver_inbox_key(relay.id), DELIVER_INBOX_KEY]
         args: list[str | int] = [json.dumps(relay.to_wire()), f"{now:.3f}", relay.id, INBOX_TTL]
         with _redis_errors("relay record"):
             self._admit(keys=keys, args=args)
+
+    @staticmethod
+    def record(relay: Relay) -> tuple[list[str], list[str | int]]:
+        """The keys and values of a relay's record, for MediaStateStore.admit_many to write
+        with the webhook's media (scored by the call's time)."""
+        keys = [deliver_inbox_key(relay.id), DELIVER_INBOX_KEY]
+        return keys, [json.dumps(relay.to_wire()), relay.id, INBOX_TTL]
 
     def held(self, relay_id: str) -> None:
         """The fan-out held it: nothing more to rescue."""

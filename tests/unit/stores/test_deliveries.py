@@ -16,8 +16,11 @@ from wa_media.config.destinations import Destination
 from wa_media.core.delivery import Relay, delivery_id
 from wa_media.core.errors import RedisUnavailable
 from wa_media.core.events import Event
+from wa_media.core.jobs import MediaJob
 from wa_media.core.keys import DELIVER_DUE_KEY, DELIVER_HELD_BYTES_KEY
+from wa_media.core.records import MediaRef
 from wa_media.stores.deliveries import DeliveryOutbox, DeliveryState, RelayInbox
+from wa_media.stores.records import MediaStateStore
 from wa_media.stores.redis_client import connect
 
 NOW = time.time()
@@ -183,3 +186,29 @@ def test_redis_failures_are_the_products_error(tmp_path: Path) -> None:
         state.hold(relay(), ["a"])
     with pytest.raises(RedisUnavailable):
         RelayInbox(client).admit(relay())
+
+
+def test_web_records_a_relay_with_its_webhooks_media_in_one_call(redis: Redis) -> None:
+    store = MediaStateStore(redis)
+    jobs = [
+        MediaJob(
+            phone_number_id="111",
+            waba_id=None,
+            wamid=f"wamid.{n}",
+            sender="15550001",
+            timestamp=int(NOW),
+            type="image",
+            media_id=f"m{n}",
+            mime_type="image/jpeg",
+            sha256=None,
+        )
+        for n in range(3)
+    ]
+    assert store.admit_many(jobs, RelayInbox.record(relay("r9"))) == [True, True, True]
+    assert store.get(MediaRef.of(jobs[2])).state == "queued"
+    ((ident, member),) = RelayInbox(redis).stalled(time.time() + 1)
+    assert ident == "r9"
+    assert member is not None
+    assert Relay.from_wire(member) == relay("r9")
+    # Without a relay, the call is as before.
+    assert store.admit_many(jobs) == [True, True, True]
