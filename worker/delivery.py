@@ -83,11 +83,11 @@ class Deliverer:
         )
 
     def request(
-        self, record: DeliveryRecord, destination: Destination, now: float
+        self, record: DeliveryRecord, destination: Destination, now: float, body: bytes | None
     ) -> Request | None:
-        """The attempt's body and headers; None when a relayed body is no longer held."""
+        """The attempt's body and headers (`body`: the relayed body held); None when a relayed
+        body is no longer held."""
         if record.kind == "relay":
-            body = None if record.body_ref is None else self.state.body(record.body_ref)
             if body is None:
                 return None
             headers = {"Content-Type": record.content_type or "application/json"}
@@ -122,7 +122,7 @@ class Deliverer:
         """One attempt of delivery `ident` (none while its destination is paused)."""
         state = self.state
         metrics = worker_metrics().deliveries
-        record = state.get(ident)
+        record, paused_until, held = state.begin(ident)
         if record is None or record.state != "pending":
             state.forget(ident)
             return Outcome("duplicate")
@@ -134,20 +134,19 @@ class Deliverer:
                 destination=record.destination, reason="no_destination"
             ).inc()
             return Outcome("dead", reason="no_destination")
-        paused_until = state.paused_until(destination.name, now)
-        if paused_until is not None:
+        if paused_until is not None and paused_until > now:
             countdown = self.policy.while_paused(paused_until, now)
             state.look_again(ident, now + countdown + state.stall_after)
             return Outcome("paused", countdown)
         if self.policy.expired(record.age_from, now):
             return self._dead(record, "max_age", record.last_error or "", now)
-        request = self.request(record, destination, now)
+        request = self.request(record, destination, now, held)
         if request is None:
             return self._dead(record, "body_missing", "the body is no longer held", now)
-        attempts = state.attempt(record)
+        attempts = record.attempts + 1
         answer = self.client.post(destination.url, request.body, request.headers)
         if answer.failure is None:
-            if state.sent(record):
+            if state.sent(record, attempts=attempts):
                 metrics.sent.labels(destination=destination.name).inc()
                 metrics.latency.labels(destination=destination.name).observe(
                     max(0.0, time.time() - record.received_at)
@@ -163,7 +162,7 @@ class Deliverer:
         worker_metrics().deliveries.failed.labels(
             destination=record.destination, reason=reason
         ).inc()
-        in_row = state.failure_in_row(record.destination)
+        in_row = state.failed(record, answer.detail, attempts)
         step: Step = self.policy.after_failure(
             attempts=attempts,
             created_at=record.age_from,
@@ -181,7 +180,7 @@ class Deliverer:
             )
         if step.action == "dead":
             return self._dead(record, "max_age", answer.detail, now)
-        state.failed(record, answer.detail, now + step.countdown)
+        state.retry_at(record, now + step.countdown)
         return Outcome("retry", step.countdown, reason, answer.detail)
 
     def _dead(self, record: DeliveryRecord, reason: str, detail: str, now: float) -> Outcome:

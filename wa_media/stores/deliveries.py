@@ -151,10 +151,25 @@ redis.call('EXPIRE', KEYS[3], ARGV[6])
 return 1
 """
 
-# KEYS: record, pending index, due, held bytes, bodies. ARGV: id, sent ttl, now.
-# 1 when it was pending (now sent), 0 otherwise.
+# KEYS: record. A delivery's attempt begins: its record's fields, when its destination's pause
+# ends ('' when not paused), and its held body ('' when none): one round trip.
+_BEGIN = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return {fields, '', ''} end
+local destination = redis.call('HGET', KEYS[1], 'destination') or ''
+local paused = redis.call('GET', 'wa:deliver-pause:' .. destination) or ''
+local body = ''
+local ref = redis.call('HGET', KEYS[1], 'body_ref')
+if ref then body = redis.call('HGET', 'wa:deliver-body:' .. ref, 'body') or '' end
+return {fields, paused, body}
+"""
+
+# KEYS: record, pending index, due, held bytes, bodies, the destination's failures in a row.
+# ARGV: id, sent ttl, now, attempts. 1 when it was pending (now sent), 0 otherwise.
 _SENT = """
+redis.call('DEL', KEYS[6])
 if redis.call('HGET', KEYS[1], 'state') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], 'attempts', ARGV[4])
 redis.call('HSET', KEYS[1], 'state', 'sent', 'sent_at', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -276,6 +291,7 @@ class DeliveryState:
             name: self.redis.register_script(source)
             for name, source in (
                 ("hold", _HOLD),
+                ("begin", _BEGIN),
                 ("emit", _EMIT),
                 ("sent", _SENT),
                 ("dead", _DEAD),
@@ -369,6 +385,18 @@ class DeliveryState:
 
     # ------------------------------------------------------------------------- reading them
 
+    def begin(self, ident: str) -> tuple[DeliveryRecord | None, float | None, bytes | None]:
+        """An attempt begins: the delivery's record, when its destination's pause ends (None:
+        not paused) and its held body (None: none held), in one round trip."""
+        with _redis_errors("read"):
+            raw_fields, raw_paused, raw_body = self._scripts["begin"](keys=[delivery_key(ident)])
+        pairs = [_text(item) for item in raw_fields]
+        record = DeliveryRecord.from_hash(ident, dict(zip(pairs[::2], pairs[1::2], strict=True)))
+        paused = float(_text(raw_paused)) if raw_paused else None
+        if raw_body and not isinstance(raw_body, bytes):
+            raw_body = str(raw_body).encode()
+        return record, paused, raw_body or None
+
     def get(self, ident: str) -> DeliveryRecord | None:
         """The delivery's record; None when it is gone."""
         with _redis_errors("read"):
@@ -407,9 +435,12 @@ class DeliveryState:
 
     # ------------------------------------------------------------------------- settling them
 
-    def sent(self, record: DeliveryRecord, now: float | None = None) -> bool:
-        """The destination took it (2xx): settled; the body goes when no delivery needs it.
-        False when it was not pending (a duplicate settled it first)."""
+    def sent(
+        self, record: DeliveryRecord, now: float | None = None, attempts: int | None = None
+    ) -> bool:
+        """The destination took it (2xx), at attempt number `attempts`: settled, its
+        destination's failures in a row ended; the body goes when no delivery needs it. False
+        when it was not pending (a duplicate settled it first)."""
         now = time.time() if now is None else now
         keys = [
             delivery_key(record.id),
@@ -417,11 +448,12 @@ class DeliveryState:
             DELIVER_DUE_KEY,
             DELIVER_HELD_BYTES_KEY,
             DELIVER_BODIES_KEY,
+            deliver_failures_key(record.destination),
         ]
+        count = record.attempts + 1 if attempts is None else attempts
+        args: list[str | int] = [record.id, SENT_TTL, f"{now:.3f}", count]
         with _redis_errors("delivery settle"):
-            done = self._scripts["sent"](keys=keys, args=[record.id, SENT_TTL, f"{now:.3f}"])
-            self.redis.delete(deliver_failures_key(record.destination))
-        return bool(int(done))
+            return bool(int(self._scripts["sent"](keys=keys, args=args)))
 
     def dead(
         self, record: DeliveryRecord, reason: str, error: str = "", now: float | None = None
@@ -439,14 +471,24 @@ class DeliveryState:
         with _redis_errors("dead letter"):
             return bool(int(self._scripts["dead"](keys=keys, args=args)))
 
-    def failed(self, record: DeliveryRecord, error: str, retry_at: float) -> None:
-        """An attempt failed and another is due at `retry_at`."""
+    def failed(self, record: DeliveryRecord, error: str, attempts: int) -> int:
+        """Attempt number `attempts` failed: recorded, and counted in its destination's
+        failures in a row; their number (one round trip)."""
+        failures = deliver_failures_key(record.destination)
         with _redis_errors("delivery write"), self.redis.pipeline() as pipe:
             pipe.hset(
-                delivery_key(record.id),
-                mapping={"last_error": error[:500], "next_try_at": f"{retry_at:.3f}"},
+                delivery_key(record.id), mapping={"last_error": error[:500], "attempts": attempts}
             )
-            pipe.zadd(DELIVER_DUE_KEY, {record.id: retry_at + self.stall_after}, xx=True)
+            pipe.incr(failures)
+            pipe.expire(failures, DEAD_LETTER_TTL)
+            _, in_row, _ = pipe.execute()
+        return int(in_row)
+
+    def retry_at(self, record: DeliveryRecord, at: float) -> None:
+        """Its next attempt is due at `at`: the sweep looks at it `stall_after` later."""
+        with _redis_errors("delivery write"), self.redis.pipeline() as pipe:
+            pipe.hset(delivery_key(record.id), "next_try_at", f"{at:.3f}")
+            pipe.zadd(DELIVER_DUE_KEY, {record.id: at + self.stall_after}, xx=True)
             pipe.execute()
 
     def attempt(self, record: DeliveryRecord) -> int:

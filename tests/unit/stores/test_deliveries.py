@@ -120,17 +120,23 @@ def test_a_dead_letter_keeps_its_body_and_is_replayed(redis: Redis) -> None:
 def test_failed_attempts_are_recorded_and_pause_the_destination(redis: Redis) -> None:
     state = DeliveryState(redis, stall_after=10)
     ((ident, _),) = state.hold(relay(), ["a"], now=NOW).pending
-    record = state.get(ident)
+    record, paused, body = state.begin(ident)
     assert record is not None
-    assert state.attempt(record) == 1
-    state.failed(record, "HTTP 503", NOW + 5)
+    assert (paused, body) == (None, relay().body)
+    assert [state.failed(record, "HTTP 503", n) for n in (1, 2, 3)] == [1, 2, 3]
+    state.retry_at(record, NOW + 5)
     assert redis.zscore(DELIVER_DUE_KEY, ident) == pytest.approx(NOW + 15)
-    assert [state.failure_in_row("a") for _ in range(3)] == [1, 2, 3]
+    again = state.get(ident)
+    assert again is not None
+    assert (again.attempts, again.last_error) == (3, "HTTP 503")
     assert state.paused_until("a") is None
     ends = state.pause("a", 30, now=time.time())
     assert state.paused_until("a") == pytest.approx(ends)
-    state.sent(record)
+    assert state.begin(ident)[1] == pytest.approx(ends)
+    assert state.sent(again)
     assert state.failure_in_row("a") == 1  # a success ended the row
+    assert state.begin(ident)[2] is None  # its body went with it
+    assert state.begin("dlv_nothing") == (None, None, None)
 
 
 def test_the_outbox_makes_one_delivery_per_endpoint_once(redis: Redis) -> None:
