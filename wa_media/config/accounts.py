@@ -417,10 +417,13 @@ class WebAccounts:
     app_names: tuple[str, ...] = ()
     """The app owning each of `app_secrets`, position for position (empty without a file)."""
     _by_digest: dict[bytes, WebRoute] = field(init=False, repr=False, compare=False)
+    _relaying: frozenset[str | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_digest = {_digest(r.webhook_token): r for r in self.routes if r.webhook_token}
         object.__setattr__(self, "_by_digest", by_digest)
+        relaying = frozenset(r.phone_number_id for r in self.routes if r.relay)
+        object.__setattr__(self, "_relaying", relaying)
 
     def by_token(self, token: str) -> WebRoute | None:
         """The account a path token names, or None; the comparison is constant-time."""
@@ -469,12 +472,9 @@ class WebAccounts:
     def relayed(self, numbers: list[str]) -> list[str] | None:
         """The numbers of a webhook whose accounts relay it; None: it goes to no destination.
         An account of any number (the variables') relays every webhook, naming no number."""
-        named = []
-        for route in self.routes:
-            if route.phone_number_id is None and route.relay:
-                return numbers
-        relaying = {r.phone_number_id for r in self.routes if r.relay}
-        named = [number for number in numbers if number in relaying]
+        if None in self._relaying:
+            return numbers
+        named = [number for number in numbers if number in self._relaying]
         return named or None
 
     @property
