@@ -14,6 +14,8 @@ import base64
 import itertools
 import json
 import secrets
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -512,3 +514,43 @@ def test_events_are_signed_deduplicated_and_carry_a_presigned_url(
     wait_for(lambda: rel.fanouts_done() >= fanouts + 2, timeout=30, what="both fan-outs")
     assert rel.redis.zcard("wa:deliver:due") == 0
     assert len([r for r in rel.ev.all() if r.headers.get("webhook-id") == ident]) == 1
+
+
+# --- start-up -----------------------------------------------------------------------------------
+
+
+def _start(argv: list[str], environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, env=environ, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_worker_refuses_to_delete_media_a_destination_may_still_need(rel: Relaying) -> None:
+    environ = {**rel.env.environ(), "DELETE_AFTER_ARCHIVE": "true"}
+    celery = str(Path(sys.executable).parent / "celery")
+    done = _start([celery, "-A", "worker", "worker", "--pool", "solo"], environ)
+    assert done.returncode == 2
+    assert "worker: configuration error: DELETE_AFTER_ARCHIVE is refused with relay" in done.stderr
+    assert "DELETE_WITH_RELAY_ACCEPTED" in done.stderr
+
+
+def test_web_refuses_a_destination_off_loopback_in_clear(rel: Relaying) -> None:
+    environ = {
+        **rel.env.environ(),
+        "WHATSAPP_ACCOUNTS_FILE": "",
+        "RELAY_DESTINATIONS": "crm=http://crm.example.com/hook?token=s3cr3t",
+    }
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    argv = [
+        gunicorn,
+        "--config",
+        "python:webhook.gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{free_port()}",
+    ]
+    done = _start([*argv, "webhook.app:create_app()"], environ)
+    assert done.returncode != 0
+    assert "RELAY_DESTINATIONS is invalid: crm: http:// is taken for a loopback host only" in (
+        done.stderr
+    )
+    assert "s3cr3t" not in done.stderr + done.stdout
