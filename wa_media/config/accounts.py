@@ -469,6 +469,11 @@ class WebAccounts:
                 fallback = route.archive_outbound
         return fallback
 
+    @property
+    def relays(self) -> bool:
+        """Whether any account relays its webhooks."""
+        return bool(self._relaying)
+
     def relayed(self, numbers: list[str]) -> list[str] | None:
         """The numbers of a webhook whose accounts relay it; None: it goes to no destination.
         An account of any number (the variables') relays every webhook, naming no number."""
