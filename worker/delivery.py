@@ -129,17 +129,13 @@ class Deliverer:
         now = time.time()
         destination = self.destinations.get(record.destination)
         if destination is None:
-            state.dead(record, "no_destination", "the destination is no longer configured", now)
-            metrics.dead_letters.labels(
-                destination=record.destination, reason="no_destination"
-            ).inc()
-            return Outcome("dead", reason="no_destination")
+            return self._dead(record, "no_destination", "no longer configured", now)
+        if self.policy.expired(record.age_from, now):
+            return self._dead(record, "max_age", record.last_error or "", now)
         if paused_until is not None and paused_until > now:
             countdown = self.policy.while_paused(paused_until, now)
             state.look_again(ident, now + countdown + state.stall_after)
             return Outcome("paused", countdown)
-        if self.policy.expired(record.age_from, now):
-            return self._dead(record, "max_age", record.last_error or "", now)
         request = self.request(record, destination, now, held)
         if request is None:
             return self._dead(record, "body_missing", "the body is no longer held", now)
