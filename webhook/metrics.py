@@ -29,7 +29,7 @@ from wa_media.core.keys import (
 )
 from wa_media.observability.logs import get_logger
 from wa_media.observability.metrics import web_metrics
-from wa_media.stores.broker import MEDIA_QUEUE, REPLIES_QUEUE
+from wa_media.stores.broker import DELIVERIES_QUEUE, MEDIA_QUEUE, REPLIES_QUEUE
 from wa_media.stores.deliveries import DeliveryState
 from wa_media.stores.records import RECORD_TTL
 from wa_media.stores.snapshot import PendingMedia, Snapshot, queue_keys, stored_unix_time
@@ -164,8 +164,12 @@ def reindex_windows(redis: Redis) -> tuple[int, int]:
     return int(dropped), added
 
 
+# The queues whose depth a scrape reads.
+_QUEUES = (MEDIA_QUEUE, REPLIES_QUEUE, DELIVERIES_QUEUE)
+
+
 def read_state(redis: Redis, *, now: float) -> Snapshot:
-    """The counts, the oldest pending media and the last sweep's time: 14 commands in one round
+    """The counts, the oldest pending media and the last sweep's time: 18 commands in one round
     trip, then one to check that the oldest is still pending.
 
     This release changes both pending indexes together. Should they disagree (in size, or on
@@ -177,7 +181,7 @@ def read_state(redis: Redis, *, now: float) -> Snapshot:
         pipe.zcard(PENDING_KEY)
         pipe.zcard(PENDING_WINDOW_KEY)
         pipe.zcount(FAILED_KEY, now - RECORD_TTL, "+inf")
-        for queue in (MEDIA_QUEUE, REPLIES_QUEUE):
+        for queue in _QUEUES:
             for key in queue_keys(queue):
                 pipe.llen(key)
         pipe.zcount(PAUSED_KEY, now, "+inf")
@@ -185,7 +189,7 @@ def read_state(redis: Redis, *, now: float) -> Snapshot:
         pipe.zrange(PENDING_WINDOW_KEY, 0, 0, withscores=True)
         results = pipe.execute()
     pending, indexed, failed = int(results[0]), int(results[1]), int(results[2])
-    lengths = [int(n) for n in results[3 : 3 + 2 * steps]]
+    lengths = [int(n) for n in results[3 : 3 + len(_QUEUES) * steps]]
     head = results[-1]
     in_step = indexed == pending and (not head or redis.zscore(PENDING_KEY, head[0][0]) is not None)
     if not in_step:
@@ -201,7 +205,9 @@ def read_state(redis: Redis, *, now: float) -> Snapshot:
         pending=pending,
         failed=failed,
         by_state={},
-        queues={MEDIA_QUEUE: sum(lengths[:steps]), REPLIES_QUEUE: sum(lengths[steps:])},
+        queues={
+            queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(_QUEUES)
+        },
         paused_credentials=int(results[-3]),
         nearest=nearest,
         sampled=0,

@@ -278,6 +278,9 @@ def test_every_webhook_reaches_every_destination_exactly_as_received(rel: Relayi
     samples = rel.worker_samples()
     assert samples[("wa_delivery_sent_total", (("destination", "a"),))] >= 3
     assert ("wa_delivery_latency_seconds_count", (("destination", "b"),)) in samples
+    gauges = rel.web_samples()
+    assert ("wa_queue_depth", (("queue", "deliveries"),)) in gauges
+    assert gauges[("wa_delivery_oldest_pending_seconds", (("destination", "a"),))] >= 0
 
 
 def test_a_webhook_with_media_is_archived_and_relayed(rel: Relaying, simulator: Simulator) -> None:
