@@ -491,11 +491,6 @@ class DeliveryState:
             pipe.zadd(DELIVER_DUE_KEY, {record.id: at + self.stall_after}, xx=True)
             pipe.execute()
 
-    def attempt(self, record: DeliveryRecord) -> int:
-        """Count an attempt starting; its number."""
-        with _redis_errors("delivery write"):
-            return int(self.redis.hincrby(delivery_key(record.id), "attempts", 1))
-
     def look_again(self, ident: str, at: float) -> None:
         """Have the sweep look at an unsettled delivery again at `at`."""
         with _redis_errors("delivery write"):
@@ -539,15 +534,6 @@ class DeliveryState:
             )
 
     # ----------------------------------------------------------------- pausing destinations
-
-    def failure_in_row(self, destination: str) -> int:
-        """Count a failed attempt of `destination`; its failures in a row."""
-        key = deliver_failures_key(destination)
-        with _redis_errors("delivery write"), self.redis.pipeline() as pipe:
-            pipe.incr(key)
-            pipe.expire(key, DEAD_LETTER_TTL)
-            count, _ = pipe.execute()
-        return int(count)
 
     def pause(self, destination: str, seconds: float, now: float | None = None) -> float:
         """Pause `destination` for `seconds`; when the pause ends."""

@@ -134,7 +134,7 @@ def test_failed_attempts_are_recorded_and_pause_the_destination(redis: Redis) ->
     assert state.paused_until("a") == pytest.approx(ends)
     assert state.begin(ident)[1] == pytest.approx(ends)
     assert state.sent(again)
-    assert state.failure_in_row("a") == 1  # a success ended the row
+    assert state.failed(again, "HTTP 500", 4) == 1  # a success ended the row
     assert state.begin(ident)[2] is None  # its body went with it
     assert state.begin("dlv_nothing") == (None, None, None)
 
