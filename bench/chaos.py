@@ -47,6 +47,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from devstack import webhooks
+from devstack.downstream import Downstream
 from devstack.processes import Service, free_port, wait_for
 from devstack.redis_server import RedisServer
 from devstack.seaweed import SeaweedFS
@@ -546,11 +547,13 @@ class Stack:
         return slot
 
 
-def start_stack(exits: contextlib.ExitStack, workdir: Path, params: Params) -> Stack:
-    """Redis, SeaweedFS, the simulator, web, beat and the workers, each stopped by `exits`."""
-    backends = start_backends(
-        exits, workdir, BUCKET, aof=params.aof, extra=(("SWEEP_STALLED_AFTER", "60"),)
-    )
+def start_stack(
+    exits: contextlib.ExitStack, workdir: Path, params: Params, relay_url: str
+) -> Stack:
+    """Redis, SeaweedFS, the simulator, web, beat and the workers, each stopped by `exits`;
+    every webhook relayed to `relay_url`."""
+    extra = (("SWEEP_STALLED_AFTER", "60"), ("RELAY_DESTINATIONS", f"chaos={relay_url}"))
+    backends = start_backends(exits, workdir, BUCKET, aof=params.aof, extra=extra)
     stack = Stack(
         workdir,
         params,
@@ -1322,6 +1325,30 @@ def reply_allowance(plan: Plan, kills: Sequence[KillRecord], evidence: Evidence)
 
 
 @dataclass
+class RelayVerification:
+    """What the relay destination received of the webhooks web accepted."""
+
+    missing: list[int] = field(default_factory=list)
+    """The batches (their index) whose webhook never reached it."""
+    received: int = 0
+    duplicates: int = 0
+
+
+def verify_relay(relay: Downstream, bodies: Sequence[bytes], timeout: float) -> RelayVerification:
+    """Wait until every webhook body reached the relay destination byte for byte (or
+    `timeout`); what arrived."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = Counter(r.body for r in relay.taken())
+        missing = [n for n, body in enumerate(bodies) if not counts[body]]
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)  # polling the destination's record until the deadline
+    duplicates = sum(counts[body] - 1 for body in set(bodies) if counts[body] > 1)
+    return RelayVerification(missing, sum(1 for b in set(bodies) if counts[b]), duplicates)
+
+
+@dataclass
 class Outcome:
     """Everything the report shows."""
 
@@ -1336,6 +1363,7 @@ class Outcome:
     unexpected_exits: list[Exit]
     evidence: Evidence = field(default_factory=Evidence)
     lookout_errors: list[str] = field(default_factory=list)
+    relay: RelayVerification = field(default_factory=RelayVerification)
 
     def chaos_checks(self) -> list[tuple[str, bool, str]]:
         """(check, passed, detail) for what the run injected: each blow must have landed."""
@@ -1393,6 +1421,8 @@ class Outcome:
             ("no warning to anybody else", not v.strangers, ", ".join(v.strangers[:5])),
             ("no process exited unbidden", not self.unexpected_exits,
              "; ".join(str(gone) for gone in self.unexpected_exits)),
+            ("every webhook relayed as received", not self.relay.missing,
+             f"batches never relayed: {self.relay.missing[:10]}"),
             *self.chaos_checks(),
         ]  # fmt: skip
 
@@ -1413,6 +1443,8 @@ class Outcome:
             ("webhook POSTs", f"{s.posts} (5xx {s.unavailable}, connection errors "
                               f"{s.connection_errors}, redeliveries {s.redeliveries})"),
             ("duplicates delivered", f"{s.duplicates} of {len(p.deliveries) - len(p.batches)}"),
+            ("webhooks relayed", f"{self.relay.received}/{len(p.batches)} received as sent, "
+                                 f"{self.relay.duplicates} twice or more"),
         ]  # fmt: skip
         for kind in FAULT_KINDS:
             rows.append((f"fault: {kind}", f"{self.faults_triggered[kind]}/{planned[kind]} hit"))
@@ -1555,7 +1587,8 @@ def deliver_amid_chaos(
 def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
     """Start the stack, deliver amid chaos, settle and verify."""
     params, phases = plan.params, Phases()
-    stack = start_stack(exits, workdir, params)
+    relay = exits.enter_context(Downstream())
+    stack = start_stack(exits, workdir, params, relay.url)
     client = exits.enter_context(stack.sim.client())
     redis = Redis.from_url(stack.redis_server.url, decode_responses=True, socket_timeout=10)
     exits.callback(redis.close)
@@ -1574,6 +1607,7 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
     say("settled" if settled else f"NOT settled after {params.settle_timeout:.0f}s")
     phases.end("settling")
     verification = verify(s3, redis, client, registered, plan)
+    relayed = verify_relay(relay, bodies, params.settle_timeout)
     note_cut_tries(redis, chaos.records)
     chaos.supervise()
     phases.end("verification")
@@ -1589,6 +1623,7 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
         unexpected_exits=chaos.exits,
         evidence=read_evidence(stack.logs),
         lookout_errors=lookout.errors,
+        relay=relayed,
     )
 
 

@@ -74,6 +74,11 @@ SHA256_B64 = base64.b64encode(b"\x01" * 32).decode()
 TARGET_REAL_VS_BARE = 0.50
 TARGET_TEN_VS_ONE = 0.80
 TARGET_HALF_RATE_P99_MS = 50.0
+# Relaying every webhook to two destinations (`--app relay`) costs web at most a tenth of its rate.
+TARGET_RELAY_VS_NONE = 0.90
+# Two destinations `web` relays to with `--app relay`: it only records and publishes, never
+# calls them.
+RELAY_DESTINATIONS = "crm=http://127.0.0.1:9/crm,bot=http://127.0.0.1:9/bot"
 
 Phase = Literal["max", "half"]
 START = time.monotonic()
@@ -661,6 +666,14 @@ def assess(cells: Cells, cell: Cell) -> tuple[str, str, str, bool | None]:
     """The `vs bare` and `ten/one` columns, the row's target and whether it is met (None:
     no target, or not measured)."""
     ten_one = share(max_rate(cells, cell.app, TEN), max_rate(cells, cell.app, ONE))
+    if cell.app == "relay":
+        # Against web without destinations: the `vs bare` column holds that ratio.
+        vs_web = share(cell.rate, max_rate(cells, "web", cell.payload))
+        if cell.phase == "half":
+            of_max = percent(share(cell.rate, max_rate(cells, "relay", cell.payload)), " of max")
+            return of_max, "", "", None
+        met = None if vs_web is None else vs_web >= TARGET_RELAY_VS_NONE
+        return percent(vs_web, " of web"), "", f">= {TARGET_RELAY_VS_NONE:.0%} of web", met
     if cell.phase == "half":
         of_max = percent(share(cell.rate, max_rate(cells, cell.app, cell.payload)), " of max")
         if cell.app != "web":
@@ -682,7 +695,8 @@ def render(cells: Cells) -> tuple[str, bool]:
     """The table, and whether every target that could be judged was met."""
     rows: list[tuple[str, ...]] = [HEADER]
     met = True
-    order = {name: i for i, name in enumerate(("bare", "web", ONE.name, TEN.name, "max", "half"))}
+    names = ("bare", "web", "relay", ONE.name, TEN.name, "max", "half")
+    order = {name: i for i, name in enumerate(names)}
     for key in sorted(cells, key=lambda k: [order[part] for part in k]):
         cell = cells[key]
         vs_bare, ten_one, target, ok = assess(cells, cell)
@@ -784,6 +798,14 @@ def execute(apps: Sequence[str], options: Options, template: list[str], workdir:
                 base_env() | settings | {"WEB_METRICS_PORT": str(free_port())},
                 Redis.from_url(server.url),
             ),
+            AppUnderTest(
+                "relay",
+                REAL_APP_SPEC,
+                base_env()
+                | settings
+                | {"WEB_METRICS_PORT": str(free_port()), "RELAY_DESTINATIONS": RELAY_DESTINATIONS},
+                Redis.from_url(server.url),
+            ),
         )
         chosen = [app for app in candidates if app.name in apps]
         for app in chosen:
@@ -825,9 +847,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--quick", action="store_true", help="one 3-second run per figure, to try things out")
     add(
         "--app",
-        choices=("both", "web", "bare"),
+        choices=("both", "web", "bare", "relay"),
         default="both",
-        help="bench one app only: no ratio between them (%(default)s)",
+        help="bench one app only: no ratio between them; `relay`: web relaying every webhook to "
+        "two destinations against web without (%(default)s)",
     )
     add("--profile", type=Path, help="py-spy profiles of web's max-rate runs into this directory")
     add(
@@ -848,7 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(args.duration, args.runs, args.connections, args.profile)
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
-    apps = ("bare", "web") if args.app == "both" else (args.app,)
+    apps = {"both": ("bare", "web"), "relay": ("web", "relay")}.get(args.app, (args.app,))
     template = shlex.split(args.command) if args.command else procfile_web()
     workdir = Path(tempfile.mkdtemp(prefix="wa-bench-webhook-"))
     try:

@@ -161,9 +161,19 @@ def shown(path: Path) -> str:
 # --- the Procfile -------------------------------------------------------------------------
 
 
+# Relay and archive events.
+_DELIVERY_PREFIXES = ("RELAY_", "EVENT_", "DELIVERY_")
+_DELIVERY_NAMES = frozenset({"PRESIGNED_URL_SECONDS", "DELETE_WITH_RELAY_ACCEPTED"})
+
+
 def is_service_variable(name: str) -> bool:
     """A variable the service reads (docs/configuration.md), or one make run sets."""
-    return name in _SERVICE_NAMES or name.startswith(_SERVICE_PREFIXES)
+    return (
+        name in _SERVICE_NAMES
+        or name.startswith(_SERVICE_PREFIXES)
+        or name in _DELIVERY_NAMES
+        or name.startswith(_DELIVERY_PREFIXES)
+    )
 
 
 def expand(command: str, environ: Mapping[str, str]) -> str:

@@ -70,10 +70,10 @@ def on_starting(server: Any) -> None:
     if settings.metrics_port == 0:
         return
     # Imported once the settings are known good: it loads the Celery app, which reads REDIS_URL.
-    from webhook.metrics import StateCollector
+    from webhook.metrics import DeliveryCollector, StateCollector
 
     redis = connect_redis(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
-    registry = exposition_registry(StateCollector(redis))
+    registry = exposition_registry(StateCollector(redis), DeliveryCollector(redis))
     try:
         _MASTER.server, _thread = start_http_server(settings.metrics_port, registry=registry)
     except OSError as exc:

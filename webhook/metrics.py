@@ -29,14 +29,17 @@ from wa_media.core.keys import (
 )
 from wa_media.observability.logs import get_logger
 from wa_media.observability.metrics import web_metrics
-from wa_media.stores.broker import MEDIA_QUEUE, REPLIES_QUEUE
+from wa_media.stores.broker import DELIVERIES_QUEUE, MEDIA_QUEUE, REPLIES_QUEUE
+from wa_media.stores.deliveries import DeliveryState
 from wa_media.stores.records import RECORD_TTL
 from wa_media.stores.snapshot import PendingMedia, Snapshot, queue_keys, stored_unix_time
 
 __all__ = [
     "COUNTED_ENDPOINTS",
+    "DeliveryCollector",
     "StateCollector",
     "count_request",
+    "delivery_metrics",
     "read_state",
     "reindex_windows",
     "state_metrics",
@@ -161,8 +164,12 @@ def reindex_windows(redis: Redis) -> tuple[int, int]:
     return int(dropped), added
 
 
+# The queues whose depth a scrape reads.
+_QUEUES = (MEDIA_QUEUE, REPLIES_QUEUE, DELIVERIES_QUEUE)
+
+
 def read_state(redis: Redis, *, now: float) -> Snapshot:
-    """The counts, the oldest pending media and the last sweep's time: 14 commands in one round
+    """The counts, the oldest pending media and the last sweep's time: 18 commands in one round
     trip, then one to check that the oldest is still pending.
 
     This release changes both pending indexes together. Should they disagree (in size, or on
@@ -174,7 +181,7 @@ def read_state(redis: Redis, *, now: float) -> Snapshot:
         pipe.zcard(PENDING_KEY)
         pipe.zcard(PENDING_WINDOW_KEY)
         pipe.zcount(FAILED_KEY, now - RECORD_TTL, "+inf")
-        for queue in (MEDIA_QUEUE, REPLIES_QUEUE):
+        for queue in _QUEUES:
             for key in queue_keys(queue):
                 pipe.llen(key)
         pipe.zcount(PAUSED_KEY, now, "+inf")
@@ -182,7 +189,7 @@ def read_state(redis: Redis, *, now: float) -> Snapshot:
         pipe.zrange(PENDING_WINDOW_KEY, 0, 0, withscores=True)
         results = pipe.execute()
     pending, indexed, failed = int(results[0]), int(results[1]), int(results[2])
-    lengths = [int(n) for n in results[3 : 3 + 2 * steps]]
+    lengths = [int(n) for n in results[3 : 3 + len(_QUEUES) * steps]]
     head = results[-1]
     in_step = indexed == pending and (not head or redis.zscore(PENDING_KEY, head[0][0]) is not None)
     if not in_step:
@@ -198,7 +205,9 @@ def read_state(redis: Redis, *, now: float) -> Snapshot:
         pending=pending,
         failed=failed,
         by_state={},
-        queues={MEDIA_QUEUE: sum(lengths[:steps]), REPLIES_QUEUE: sum(lengths[steps:])},
+        queues={
+            queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(_QUEUES)
+        },
         paused_credentials=int(results[-3]),
         nearest=nearest,
         sampled=0,
@@ -220,6 +229,47 @@ class StateCollector:
             log.warning("metrics_state_unavailable", reason=str(exc))
             return []
         return state_metrics(snapshot)
+
+
+def delivery_metrics(state: DeliveryState, *, now: float) -> list[Metric]:
+    """The relay's and events' gauges: per destination, the age of its oldest delivery not
+    settled; the bytes of bodies held; the dead letters kept."""
+    oldest = GaugeMetricFamily(
+        "wa_delivery_oldest_pending_seconds",
+        "Age of each destination's oldest delivery not settled yet (0: none).",
+        labels=["destination"],
+    )
+    started = state.oldest_pending()
+    for name in state.destinations():
+        oldest.add_metric([name], max(0.0, now - started[name]) if name in started else 0.0)
+    return [
+        oldest,
+        GaugeMetricFamily(
+            "wa_delivery_held_bytes",
+            "Bytes of webhook bodies held in Redis for relay (RELAY_HELD_BYTES_MAX bounds it).",
+            value=state.held_bytes(),
+        ),
+        GaugeMetricFamily(
+            "wa_delivery_dead_letters_kept",
+            "Dead letters kept, listed by wa-media dead-letters.",
+            value=state.dead_count(),
+        ),
+    ]
+
+
+class DeliveryCollector:
+    """Reads the deliveries' state from Redis at every scrape."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._state = DeliveryState(redis)
+
+    def collect(self) -> Iterable[Metric]:
+        """The gauges; none when Redis does not answer."""
+        try:
+            return delivery_metrics(self._state, now=time.time())
+        except RedisUnavailable as exc:
+            log.warning("metrics_state_unavailable", reason=str(exc))
+            return []
 
 
 def count_request(response: Response) -> Response:

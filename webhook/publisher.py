@@ -9,10 +9,12 @@ from typing import Any
 from celery import Celery
 
 from wa_media.config.variables import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
+from wa_media.core.delivery import Relay
 from wa_media.core.errors import BrokerUnavailable, StorageError
 from wa_media.core.events import Event
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE, send_task
+from wa_media.stores.deliveries import RelayInbox
 from wa_media.stores.records import MediaStateStore, ReplyLedger, SkippedLog
 from webhook.payload import ParsedPayload
 
@@ -40,6 +42,7 @@ class Publisher:
         self._celery = celery
         self._state = state
         self._ledger = ledger
+        self._inbox = RelayInbox(state.redis)
         self.batch_size = batch_size
 
     def note_skipped(self, parsed: ParsedPayload) -> None:
@@ -61,16 +64,17 @@ class Publisher:
         except StorageError as exc:
             raise BrokerUnavailable(f"skipped messages not recorded: {exc}") from exc
 
-    def publish(self, parsed: ParsedPayload) -> str | None:
-        """Record every job of the request, then publish them in fan-out tasks of at most
-        `batch_size` media and replies; return the task ids, comma-separated (None if no jobs).
+    def publish(self, parsed: ParsedPayload, relay: Relay | None = None) -> str | None:
+        """Record every job of the request (and its relay), then publish them in fan-out tasks
+        of at most `batch_size` media and replies, the relay riding the first; return the task
+        ids, comma-separated (None if no jobs and no relay).
 
         A failure anywhere is BrokerUnavailable: the request is answered 503 and delivered
         again, and whatever was recorded or published already is admitted again harmlessly.
         """
-        if not parsed.media and not parsed.replies and not parsed.events:
+        if not parsed.media and not parsed.replies and not parsed.events and relay is None:
             return None
-        media = _chunks(parsed.media, self.batch_size)
+        media = _chunks(parsed.media, self.batch_size) or [[]]
         replies = _chunks(parsed.replies, self.batch_size)
         # The events of what `web` decided (policy skips, a 131052 not answered) ride the same
         # fan-out, whose worker hands them to the consumers' outbox.
@@ -79,25 +83,45 @@ class Publisher:
             # Every job recorded before any is published: should a fan-out be lost with the
             # worker holding it (or be refused by a worker of an older release), the sweep
             # still finds this work. One script call per batch keeps each short for Redis.
-            for chunk in media:
-                self._state.admit_many(chunk)
+            # The relay is recorded so too: with the first media, in the same call.
+            if relay is not None and not parsed.media:
+                self._inbox.admit(relay)
+            for i, chunk in enumerate(media):
+                if chunk:
+                    record = RelayInbox.record(relay) if relay is not None and i == 0 else None
+                    self._state.admit_many(chunk, record)
             self._ledger.admit_many(parsed.replies)
             ids = [
-                self._send(media_chunk or [], reply_chunk or [], event_chunk or [])
-                for media_chunk, reply_chunk, event_chunk in zip_longest(media, replies, events)
+                self._send(
+                    media_chunk or [],
+                    reply_chunk or [],
+                    event_chunk or [],
+                    relay if i == 0 else None,
+                )
+                for i, (media_chunk, reply_chunk, event_chunk) in enumerate(
+                    zip_longest(media, replies, events)
+                )
             ]
         except (StorageError, BrokerUnavailable) as exc:
             raise BrokerUnavailable(f"broker did not accept the batch: {exc}") from exc
         return ",".join(ids)
 
-    def _send(self, media: list[MediaJob], replies: list[ReplyJob], events: list[Event]) -> str:
-        batch: dict[str, list[dict[str, Any]]] = {
-            "media": [job.to_wire() for job in media],
-            "replies": [job.to_wire() for job in replies],
-        }
+    def _send(
+        self,
+        media: list[MediaJob],
+        replies: list[ReplyJob],
+        events: list[Event],
+        relay: Relay | None,
+    ) -> str:
+        batch: dict[str, Any] = {}
+        if media or replies or relay is None:
+            batch["media"] = [job.to_wire() for job in media]
+            batch["replies"] = [job.to_wire() for job in replies]
         if events:
             # Left out when none: a batch without events is what the previous release sent.
             batch["events"] = [event.to_wire() for event in events]
+        if relay is not None:
+            batch["relay"] = relay.to_wire()
         result = send_task(
             self._celery,
             FAN_OUT_TASK,
@@ -106,7 +130,7 @@ class Publisher:
             # Celery would otherwise render the whole batch with saferepr for the message's
             # headers (a tenth of the publish, more for ten media), customers' numbers
             # included: a count says enough.
-            argsrepr=f"({len(media)} media, {len(replies)} replies)",
+            argsrepr=f"({len(media)} media, {len(replies)} replies, {relay is not None:d} relay)",
             kwargsrepr="{}",
             ignore_result=True,
             # Published to the default exchange with the queue's name as routing key, the

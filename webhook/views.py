@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -14,6 +15,7 @@ import gevent.monkey
 from flask import Blueprint, Response, current_app, request
 from redis import Redis
 
+from wa_media.core.delivery import Relay
 from wa_media.core.errors import (
     BodyTimeout,
     BrokerUnavailable,
@@ -28,6 +30,7 @@ from webhook.config import MAX_BODY_BYTES, WebSettings
 from webhook.payload import ParsedPayload, parse_cloud_payload
 from webhook.providers import WEBHOOK_PROVIDERS
 from webhook.publisher import Publisher
+from webhook.relay import body_numbers
 from webhook.signature import verify
 
 __all__ = ["bp"]
@@ -130,12 +133,32 @@ def _read_body() -> bytes | Response:
     return body
 
 
+def _relay_of(body: bytes, numbers: list[str] | None) -> Relay | None:
+    """The webhook's relay when its accounts have destinations: as received, byte for byte."""
+    if numbers is None:
+        return None
+    return Relay(
+        id=uuid.uuid4().hex,
+        body=body,
+        content_type=request.headers.get("Content-Type") or "application/json",
+        signature=request.headers.get("X-Hub-Signature-256"),
+        numbers=tuple(numbers),
+        received_at=time.time(),
+    )
+
+
 def _enqueue(
-    body: bytes, parse: Callable[[Any], ParsedPayload], started: float, **context: Any
+    body: bytes,
+    parse: Callable[[Any], ParsedPayload],
+    started: float,
+    relayed: Callable[[Any], list[str] | None] = lambda _: None,
+    **context: Any,
 ) -> Response:
-    """Parse an authenticated body and hand its work to the broker."""
+    """Parse an authenticated body and hand its work to the broker; `relayed`: the numbers
+    its relay names, or None when it goes to no destination."""
     try:
-        parsed = parse(json.loads(body))
+        document = json.loads(body)
+        parsed = parse(document)
     except (ValueError, RecursionError) as exc:
         reason = str(exc) if isinstance(exc, NotWhatsAppPayload) else "body is not JSON"
         log.warning("webhook_rejected", status=400, reason=reason, size=len(body), **context)
@@ -150,7 +173,8 @@ def _enqueue(
     if parsed.skipped and not _note_skipped(parsed, publisher, context):
         return _text("broker unavailable", 503)
     ids = _job_ids(parsed)
-    if not ids and not parsed.events:
+    relay = _relay_of(body, relayed(document))
+    if not ids and not parsed.events and relay is None:
         # Statuses, texts, reactions: nothing to archive, counted by reason.
         log.debug(
             "webhook_ignored", skipped=len(parsed.skipped), duration_ms=since(started), **context
@@ -158,11 +182,14 @@ def _enqueue(
         return _text("ok", 200)
     # One line per request, not per job: a log line costs as much as a tenth of a publish, and a
     # webhook may carry dozens of media. The ids let a search by media id or wamid find it.
-    log.info("received", duration_ms=since(started), **ids, **context)
+    if ids:
+        log.info("received", duration_ms=since(started), **ids, **context)
+    if relay is not None:
+        context["relay_id"] = relay.id
 
     publishing = time.perf_counter()
     try:
-        task_id = publisher.publish(parsed)
+        task_id = publisher.publish(parsed, relay)
     except BrokerUnavailable as exc:
         log.error("webhook_enqueue_failed", status=503, reason=str(exc), **ids, **context)
         return _text("broker unavailable", 503)
@@ -255,6 +282,12 @@ def receive() -> Response:
         refused.add(number)
         return False
 
+    def relayed(document: Any) -> list[str] | None:
+        if not accounts.relays:  # the usual case costs nothing
+            return None
+        numbers = [n for n in body_numbers(document) if accounts.signed_by(n, apps)]
+        return accounts.relayed(numbers)
+
     answer = _enqueue(
         body,
         lambda doc: parse_cloud_payload(
@@ -267,6 +300,7 @@ def receive() -> Response:
             max_replies=settings.reply_max_per_webhook,
         ),
         started,
+        relayed,
     )
     if refused:
         # Counted by message as `wrong_app` (wa_messages_skipped_total) and listed when media.
@@ -295,12 +329,20 @@ def receive_for_account(token: str) -> Response:
     context = {"provider": route.provider, "account": route.phone_number_id or "*"}
     received_at = int(time.time())
     read = WEBHOOK_PROVIDERS[route.provider].read_token_delivery
+
+    def relayed(document: Any) -> list[str] | None:
+        if not route.relay:
+            return None
+        number = route.phone_number_id
+        return [number] if number is not None else body_numbers(document)
+
     return _enqueue(
         body,
         lambda doc: read(
             doc, route, received_at=received_at, max_replies=settings.reply_max_per_webhook
         ),
         started,
+        relayed,
         **context,
     )
 

@@ -6,23 +6,27 @@ import functools
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 from redis import Redis
 
 from wa_media.config.settings import WorkerSettings
-from wa_media.core.events import Event
 from wa_media.core.ports import EventSink
 from wa_media.observability.logs import register_secrets
 from wa_media.providers.accounts import worker_settings
+from wa_media.stores.broker import DELIVERIES_QUEUE, MAX_COUNTDOWN, apply_async
 from wa_media.stores.commit import CommitClaims
+from wa_media.stores.deliveries import DeliveryOutbox, DeliveryState, RelayInbox
+from wa_media.stores.delivery_http import DeliveryClient
 from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits
 from wa_media.stores.redis_client import connect as connect_redis
-from wa_media.stores.s3 import PARTS_IN_FLIGHT, make_s3_client
+from wa_media.stores.s3 import PARTS_IN_FLIGHT, make_s3_client, presign_get
 from worker.archive import Archiver
 from worker.clients import ClientDirectory
+from worker.delivery import Deliverer
 from worker.replies import Replier
 
-__all__ = ["DroppedEvents", "Services", "services", "set_tasks_at_once", "settings"]
+__all__ = ["Services", "services", "set_tasks_at_once", "settings"]
 
 
 @functools.cache
@@ -56,21 +60,24 @@ class Services:
     replier: Replier
     state: MediaStateStore
     redis: Redis
+    deliveries: DeliveryState
+    deliverer: Deliverer
+    inbox: RelayInbox
     events: EventSink
     """The consumers' outbox: archive events, and those `web` decided (in fan-out batches)."""
-
-
-class DroppedEvents:
-    """An EventSink that takes every event and delivers none."""
-
-    def emit(self, event: Event) -> None:
-        """Drop `event`."""
 
 
 _services: dict[int, Services] = {}
 # Building clients takes a while and boto3's default session must not be used by two threads at
 # once: the first tasks of a threads pool wait for one build instead of racing to make many.
 _services_lock = threading.Lock()
+
+
+def _publish_delivery(ident: str) -> None:
+    # The task is this process's own: imported here, as tasks.py imports this module.
+    from worker.tasks import deliver
+
+    apply_async(deliver, args=(ident,), queue=DELIVERIES_QUEUE)
 
 
 def _build_services() -> Services:
@@ -84,9 +91,25 @@ def _build_services() -> Services:
     state = MediaStateStore(
         redis, stall_after=config.sweep_stalled_after, lease_ttl=config.lease_seconds
     )
-    # joined at merge: the deliveries' outbox (wa_media.stores.deliveries.DeliveryOutbox).
-    events: EventSink = DroppedEvents()
+    deliveries = DeliveryState(
+        redis,
+        max_age=config.delivery.max_age,
+        held_bytes_max=config.delivery.held_bytes_max,
+        stall_after=config.sweep_stalled_after,
+    )
+    destinations = dict(config.accounts.destinations)
+    events = DeliveryOutbox(deliveries, config.accounts.event_endpoints, _publish_delivery)
     return Services(
+        deliveries=deliveries,
+        deliverer=Deliverer(
+            config.delivery,
+            destinations,
+            deliveries,
+            DeliveryClient(config.delivery.timeout, pool_size=connections),
+            max_countdown=MAX_COUNTDOWN,
+            presign=partial(presign_get, s3),
+        ),
+        inbox=RelayInbox(redis),
         archiver=Archiver(config, clients, state, CommitClaims(redis), events),
         replier=Replier(
             config,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from wa_media.core.backoff import Backoff
+from wa_media.core.delivery import Relay
 from wa_media.core.errors import (
     ArchiveError,
     BrokerUnavailable,
@@ -37,6 +38,8 @@ from wa_media.observability.metrics import count_task, worker_metrics
 from wa_media.stores.broker import (
     ARCHIVE_PRIORITY,
     ARCHIVE_TASK,
+    DELIVER_TASK,
+    DELIVERIES_QUEUE,
     FAN_OUT_TASK,
     MAX_COUNTDOWN,
     MEDIA_QUEUE,
@@ -51,9 +54,9 @@ from wa_media.stores.records import SWEEP_LAST_TTL
 from worker.archive import Done, Failed, RetryLater, Skipped
 from worker.celery_app import app
 from worker.instrumented import InstrumentedTask
-from worker.services import Services, services
+from worker.services import Services, services, settings
 
-__all__ = ["archive_media", "fan_out", "send_reply", "sweep"]
+__all__ = ["archive_media", "deliver", "fan_out", "send_reply", "sweep"]
 
 log = get_logger(__name__)
 
@@ -105,9 +108,10 @@ def _valid_events(raws: list[dict[str, Any]], counts: dict[str, int]) -> list[Ev
     retry_event="fan_out_retry",
     backoff=Backoff(base=1, cap=60),
 )
-def fan_out(self: InstrumentedTask, batch: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+def fan_out(self: InstrumentedTask, batch: dict[str, Any]) -> dict[str, int]:
     """Split one webhook's batch into an archive task per media and a reply task per 131052,
-    and hand the events `web` decided (policy skips, a 131052 not answered) to the outbox."""
+    hand the events `web` decided (policy skips, a 131052 not answered) to the outbox, and hold
+    its relay for its destinations."""
     state = services().state
     counts = {"media": 0, "duplicates": 0, "replies": 0, "events": 0, "invalid": 0}
     try:
@@ -134,11 +138,84 @@ def fan_out(self: InstrumentedTask, batch: dict[str, list[dict[str, Any]]]) -> d
         for reply in replies:
             apply_async(send_reply, args=(reply.to_wire(),), queue=REPLIES_QUEUE)
             counts["replies"] += 1
+        # A member of this release (older batches have none).
+        if "relay" in batch:
+            _hold_relay(batch["relay"], counts)
     except (StorageError, BrokerUnavailable) as exc:
         # Not acknowledged: the whole batch runs again, and the records skip what was done.
         self.retry_in(self.next_countdown(), exc, attach=False)
     self.done("done", "fanned_out", **counts)
     return counts
+
+
+def _hold_relay(raw: Any, counts: dict[str, int]) -> None:
+    """Hold a webhook's body once and make a delivery per destination of its accounts."""
+    svc = services()
+    try:
+        relay = Relay.from_wire(raw)
+    except ValueError as exc:
+        counts["invalid"] += 1
+        log.error("job_invalid", kind="relay", error=str(exc))
+        return
+    destinations = settings().accounts.relay_destinations(list(relay.numbers))
+    hold = svc.deliveries.hold(relay, [d.name for d in destinations])
+    for ident, _ in hold.pending:
+        apply_async(deliver, args=(ident,), queue=DELIVERIES_QUEUE)
+    for ident, name in hold.dead:
+        worker_metrics().deliveries.dead_letters.labels(
+            destination=name, reason="held_bytes_cap"
+        ).inc()
+        log.error(
+            "delivery_dead_letter",
+            delivery_id=ident,
+            destination=name,
+            kind="relay",
+            reason="held_bytes_cap",
+            detail="RELAY_HELD_BYTES_MAX reached: the body is not held",
+            size=len(relay.body),
+        )
+    svc.inbox.held(relay.id)
+    counts["relayed"] = len(hold.pending)
+
+
+@app.task(
+    base=InstrumentedTask,
+    name=DELIVER_TASK,
+    bind=True,
+    acks_late=True,
+    # A delivery's maximum age (DELIVERY_MAX_AGE) bounds its tries, not a count.
+    max_retries=None,
+    short_name="deliver",
+    retry_event="delivery_retry",
+    # When Redis itself fails; the delivery's own retries follow wa_media/core/delivery.py.
+    backoff=Backoff(base=2, cap=60),
+)
+def deliver(self: InstrumentedTask, ident: str) -> str:
+    """One attempt to deliver a relayed webhook or an archive event to its destination."""
+    self.bind_log(delivery_id=ident)
+    try:
+        outcome = services().deliverer.deliver(ident)
+    except (StorageError, BrokerUnavailable) as exc:
+        self.retry_in(self.next_countdown(), exc, attach=False)
+    if outcome.action == "retry":
+        count_task(self.short_name, "retried", outcome.reason)
+        log.warning(
+            self.retry_event,
+            reason=outcome.detail,
+            reason_label=outcome.reason,
+            countdown=round(outcome.countdown, 1),
+            duration_ms=self.elapsed_ms(),
+        )
+        raise self.retry(countdown=outcome.countdown) from None
+    if outcome.action == "paused":
+        # Its destination is paused: no call, wait for the pause's end.
+        count_task(self.short_name, "paused")
+        raise self.retry(countdown=outcome.countdown) from None
+    if outcome.action == "dead":
+        self.failed(outcome.reason, outcome.detail or outcome.reason, event="delivery_failed")
+        return "dead"
+    self.done(outcome.action)
+    return outcome.action
 
 
 @app.task(
@@ -315,15 +392,15 @@ def sweep(self: InstrumentedTask) -> dict[str, int]:
                     reason=step.reason,
                 )
         _sweep_replies(svc, now, counts)
+        _sweep_deliveries(svc, now, counts)
         svc.redis.set(SWEEP_LAST_KEY, f"{time.time():.3f}", ex=SWEEP_LAST_TTL)
         state.release_sweep_lock(lock)
     except (StorageError, BrokerUnavailable) as exc:
         self.failed(reason_of(exc), str(exc), event="sweep_failed", level="warning", timed=False)
         return {}
     # Logged only when it sent something again: beat sweeps every SWEEP_INTERVAL.
-    self.done(
-        "done", "swept" if counts["requeued"] or counts["replies_requeued"] else None, **counts
-    )
+    requeued = counts["requeued"] or counts["replies_requeued"] or counts["deliveries_requeued"]
+    self.done("done", "swept" if requeued or counts["relays_requeued"] else None, **counts)
     return counts
 
 
@@ -361,3 +438,39 @@ def _sweep_replies(svc: Services, now: float, counts: dict[str, int]) -> None:
                 phone_number_id=job.phone_number_id,
                 reason="not sent in time",
             )
+
+
+def _sweep_deliveries(svc: Services, now: float, counts: dict[str, int]) -> None:
+    """Publish again the deliveries whose task was lost (a worker killed while holding it) and
+    the relays whose fan-out was; give back the bytes of bodies that expired."""
+    state = svc.deliveries
+    counts["deliveries_requeued"] = 0
+    counts["relays_requeued"] = 0
+    for ident in state.due(now):
+        try:
+            record = state.get(ident)
+        except ValueError as exc:
+            log.error("record_invalid", kind="delivery", delivery_id=ident, error=str(exc))
+            state.forget(ident)
+            continue
+        if record is None or record.state != "pending":
+            state.forget(ident)
+            continue
+        apply_async(deliver, args=(ident,), queue=DELIVERIES_QUEUE)
+        state.look_again(ident, now + state.stall_after)
+        counts["deliveries_requeued"] += 1
+        log.warning(
+            "delivery_requeued",
+            delivery_id=ident,
+            destination=record.destination,
+            reason="not settled in time",
+        )
+    for relay_id, member in svc.inbox.stalled(now - state.stall_after):
+        if member is None:
+            svc.inbox.forget(relay_id)
+            continue
+        apply_async(fan_out, args=({"relay": member},), queue=MEDIA_QUEUE, priority=RESCUE_PRIORITY)
+        svc.inbox.look_again(relay_id, now)
+        counts["relays_requeued"] += 1
+        log.warning("relay_requeued", relay_id=relay_id, reason="not held in time")
+    state.reap_bodies(now)

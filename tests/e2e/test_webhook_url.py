@@ -26,6 +26,7 @@ from devstack.stack import StackEnv
 from graphsim import MediaRecord, Simulator, SimulatorClient
 from tests.conftest import redis_db
 from tests.e2e.conftest import BUCKET, MAX_MEDIA_BYTES, Sent, Stack
+from tests.unit.fakes import FakeEventSink
 from wa_media.core.errors import IntegrityError, TemporaryError
 from wa_media.core.jobs import MediaJob
 from wa_media.core.layout import build_key
@@ -36,7 +37,6 @@ from wa_media.stores.s3 import make_s3_client
 from webhook.payload import parse_cloud_payload
 from worker.archive import Archiver, Done, Failed, RetryLater
 from worker.clients import ClientDirectory
-from worker.services import DroppedEvents
 
 PHONE = webhooks.DEFAULT_PHONE_NUMBER_ID
 MIME = "image/jpeg"
@@ -77,7 +77,7 @@ def make_archiver(
         opened.append(redis)
         clients = ClientDirectory(settings, redis, make_s3_client(seaweed.endpoint_url))
         return Archiver(
-            settings, clients, MediaStateStore(redis), CommitClaims(redis), DroppedEvents()
+            settings, clients, MediaStateStore(redis), CommitClaims(redis), FakeEventSink()
         )
 
     yield make

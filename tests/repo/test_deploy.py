@@ -65,6 +65,8 @@ METRICS = frozenset(
         "wa_calls_paused",
         "wa_token_rejected_total",
         "wa_sweep_last_success_timestamp_seconds",
+        "wa_delivery_dead_letters_total",
+        "wa_delivery_oldest_pending_seconds",
         "up",
     }
 )

@@ -28,6 +28,8 @@ ADAPTERS: dict[str, frozenset[str]] = {
     # Publishes travel over kombu's Redis transport: its errors are the broker's.
     "wa_media/stores/broker.py": frozenset({"kombu", "amqp", "redis"}),
     "wa_media/providers/": frozenset({"requests", "urllib3"}),
+    # A delivery's POST to a relay destination or event endpoint.
+    "wa_media/stores/delivery_http.py": frozenset({"requests", "urllib3"}),
     # The simulator is its own HTTP client: it calls `web` and tells how the call failed.
     "wa_media/cli/simulate.py": frozenset({"requests"}),
     # Celery's signal to a running task that its time is up, not a failure of a service.

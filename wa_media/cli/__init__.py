@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from wa_media.cli import find, media, records, reindex, simulate, status, verify
+from wa_media.cli import deliveries, find, media, records, reindex, simulate, status, verify
 from wa_media.cli.common import ConfigurationError, read_env_file
 from wa_media.config.variables import LOG_LEVEL
 from wa_media.core.errors import ConfigError
@@ -46,6 +46,8 @@ for command in (
     records.failed,
     records.replay,
     records.skipped,
+    deliveries.dead_letters,
+    deliveries.redeliver,
     verify.verify,
     find.find,
     reindex.reindex,

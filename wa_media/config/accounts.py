@@ -33,6 +33,12 @@ from pydantic import (
 )
 
 from wa_media.config import variables as v
+from wa_media.config.destinations import (
+    DESTINATION_NAME,
+    Destination,
+    destination_url,
+    signing_secret,
+)
 from wa_media.config.encryption import (
     Encryption,
     SseAlgorithm,
@@ -45,6 +51,7 @@ from wa_media.config.env import (
     usable_phone_number_id,
     webhook_token,
 )
+from wa_media.config.relay import env_destinations, file_destinations
 from wa_media.config.target import ArchiveTarget
 from wa_media.core.archive_policy import (
     DEFAULT_POLICY,
@@ -227,6 +234,10 @@ class AccountEntry(_Entry):
     policy: PolicyEntry | None = None
     sse: SseAlgorithm | None = None
     sse_kms_key_id: KmsKeyId | None = None
+    relay_to: list[NonEmpty] = Field(default_factory=list)
+    """The destinations (of `destinations:`) every webhook of this account is relayed to."""
+    events_to: list[NonEmpty] = Field(default_factory=list)
+    """The destinations receiving this account's archive events."""
 
     _signed: bool = PrivateAttr(default=False)
 
@@ -285,10 +296,30 @@ class ApiKeyEntry(_Entry):
         return self
 
 
+DestinationName = Annotated[str, Field(pattern=f"^{DESTINATION_NAME.pattern}$")]
+
+
+class DestinationEntry(_Entry):
+    """A relay destination or event endpoint: its URL and its Standard Webhooks secret."""
+
+    url: Annotated[str, AfterValidator(destination_url)] = Field(repr=False)
+    secret: Annotated[str, AfterValidator(signing_secret)] | None = Field(default=None, repr=False)
+    secret_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _secret_once(self) -> DestinationEntry:
+        _one_of(self, "secret", "secret_env", required=False)
+        return self
+
+
 class AccountsFile(_Entry):
-    """The accounts file: Meta apps by name, accounts by phone_number_id, read API keys."""
+    """The accounts file: Meta apps by name, destinations by name, accounts by
+    phone_number_id, read API keys."""
 
     apps: dict[NonEmpty, AppEntry] = Field(default_factory=dict)
+    destinations: dict[
+        Annotated[str, Field(pattern=DESTINATION_NAME.pattern)], DestinationEntry
+    ] = Field(default_factory=dict)
     accounts: dict[NonEmpty, AccountEntry] = Field(min_length=1)
     api_keys: dict[NonEmpty, ApiKeyEntry] = Field(default_factory=dict)
 
@@ -299,6 +330,13 @@ class AccountsFile(_Entry):
                 if number not in self.accounts:
                     raise ValueError(f"api_keys.{name}.accounts: no account {number!r}")
         for number, entry in self.accounts.items():
+            for key in ("relay_to", "events_to"):
+                for name in getattr(entry, key):
+                    if name not in self.destinations:
+                        raise ValueError(
+                            f"accounts.{number}.{key}: no destination named {name!r} in "
+                            "destinations"
+                        )
             if not usable_phone_number_id(number):
                 raise ValueError(
                     f"accounts.{number}: not a usable phone_number_id (1 to 128 of "
@@ -435,6 +473,8 @@ class WebRoute:
     `/webhook`, signed by an app's secret."""
     policy: ArchivePolicy = field(default=DEFAULT_POLICY, kw_only=True)
     """Which media types and MIME types it archives, whether it sends the 131052 warning."""
+    relay: bool = field(default=False, kw_only=True)
+    """Whether its webhooks are relayed (it has relay destinations)."""
 
 
 def _digest(token: str) -> bytes:
@@ -450,10 +490,13 @@ class WebAccounts:
     app_names: tuple[str, ...] = ()
     """The app owning each of `app_secrets`, position for position (empty without a file)."""
     _by_digest: dict[bytes, WebRoute] = field(init=False, repr=False, compare=False)
+    _relaying: frozenset[str | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_digest = {_digest(r.webhook_token): r for r in self.routes if r.webhook_token}
         object.__setattr__(self, "_by_digest", by_digest)
+        relaying = frozenset(r.phone_number_id for r in self.routes if r.relay)
+        object.__setattr__(self, "_relaying", relaying)
 
     def by_token(self, token: str) -> WebRoute | None:
         """The account a path token names, or None; the comparison is constant-time."""
@@ -510,6 +553,19 @@ class WebAccounts:
         return fallback
 
     @property
+    def relays(self) -> bool:
+        """Whether any account relays its webhooks."""
+        return bool(self._relaying)
+
+    def relayed(self, numbers: list[str]) -> list[str] | None:
+        """The numbers of a webhook whose accounts relay it; None: it goes to no destination.
+        An account of any number (the variables') relays every webhook, naming no number."""
+        if None in self._relaying:
+            return numbers
+        named = [number for number in numbers if number in self._relaying]
+        return named or None
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """Every webhook token, to keep out of logs."""
         return tuple(r.webhook_token for r in self.routes if r.webhook_token)
@@ -528,9 +584,12 @@ def web_accounts(environ: Mapping[str, str], *, providers: Providers) -> WebAcco
         return _web_from_file(load_accounts_file(path, providers), environ, outbound, policy)
     kind = v.WHATSAPP_PROVIDER.read(environ)
     plugin = providers[kind]
+    relay = bool(env_destinations(environ, events=False).relay_to)
     if plugin.signed_webhooks:
         secrets = v.WHATSAPP_APP_SECRET.read(environ)
-        route = WebRoute(kind, None, archive_outbound=outbound, signed=True, policy=policy)
+        route = WebRoute(
+            kind, None, archive_outbound=outbound, signed=True, policy=policy, relay=relay
+        )
         return WebAccounts((route,), secrets)
     token = v.WHATSAPP_WEBHOOK_TOKEN.read(environ)
     number = None
@@ -538,7 +597,9 @@ def web_accounts(environ: Mapping[str, str], *, providers: Providers) -> WebAcco
         # Its payloads name no phone_number_id: the archive needs one for its keys.
         number = v.WHATSAPP_PHONE_NUMBER_ID.read(environ)
     app_secrets = v.WHATSAPP_APP_SECRET.read_optional(environ) or ()
-    return WebAccounts((WebRoute(kind, number, token, outbound, policy=policy),), app_secrets)
+    return WebAccounts(
+        (WebRoute(kind, number, token, outbound, policy=policy, relay=relay),), app_secrets
+    )
 
 
 def _web_from_file(
@@ -562,6 +623,7 @@ def _web_from_file(
             frozenset(accounts.apps_of(number)),
             signed=entry.signed_webhooks,
             policy=_policy(entry, policy),
+            relay=bool(entry.relay_to),
         )
         for number, entry in accounts.accounts.items()
     )
@@ -586,6 +648,10 @@ class Account:
     delete_after_archive: bool = False
     policy: ArchivePolicy = DEFAULT_POLICY
     """Its MIME types and size limits, which the worker checks once it knows them."""
+    relay_to: tuple[str, ...] = ()
+    """The names of the destinations its webhooks are relayed to."""
+    events_to: tuple[str, ...] = ()
+    """The names of the destinations its archive events go to."""
 
 
 @dataclass(frozen=True)
@@ -593,6 +659,33 @@ class WorkerAccounts:
     """The accounts whose media the worker archives."""
 
     accounts: tuple[Account, ...]
+    destinations: Mapping[str, Destination] = field(default_factory=dict, repr=False)
+    """Every relay destination and event endpoint, by name."""
+
+    def relay_destinations(self, numbers: list[str]) -> list[Destination]:
+        """The union of the destinations of these numbers' accounts, each once; the account
+        of any number (the variables') relays webhooks naming none."""
+        names: dict[str, None] = {}
+        for number in numbers or [""]:
+            account = self.for_number(number)
+            if account is not None:
+                names.update(dict.fromkeys(account.relay_to))
+        return [self.destinations[name] for name in names if name in self.destinations]
+
+    def event_endpoints(self, number: str) -> list[Destination]:
+        """The endpoints receiving the archive events of this number's account."""
+        account = self.for_number(number)
+        names = () if account is None else account.events_to
+        return [self.destinations[name] for name in names if name in self.destinations]
+
+    def deleting_and_relaying(self) -> list[str]:
+        """The accounts (`*`: the variables') that delete media after archiving them and relay
+        their webhooks."""
+        return [
+            account.phone_number_id or "*"
+            for account in self.accounts
+            if account.delete_after_archive and account.relay_to
+        ]
 
     def for_number(self, number: str) -> Account | None:
         """The account of a phone_number_id, or None when none is configured for it."""
@@ -606,8 +699,15 @@ class WorkerAccounts:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Every provider credential, to keep out of logs."""
-        return tuple(account.connection.credential for account in self.accounts)
+        """Every provider credential and signing secret, and the destinations' URLs (they may
+        hold a token), to keep out of logs."""
+        signing = [d.secret for d in self.destinations.values() if d.secret]
+        urls = [d.url for d in self.destinations.values()]
+        return (
+            *(account.connection.credential for account in self.accounts),
+            *signing,
+            *urls,
+        )
 
 
 def worker_accounts(
@@ -639,7 +739,14 @@ def worker_accounts(
         raise ConfigError("S3_BUCKET is required but not set")
     kind = v.WHATSAPP_PROVIDER.read(environ)
     connection = providers[kind].env_connection(environ, insecure)
-    return WorkerAccounts((Account(None, connection, target, delete_after_archive, policy),))
+    found = env_destinations(environ)
+    if found.relay_to and not providers[kind].signed_webhooks:
+        # Its webhooks arrive unsigned: each destination is sent them signed by us.
+        v.RELAY_SIGNING_SECRET.read(environ)
+    account = Account(
+        None, connection, target, delete_after_archive, policy, found.relay_to, found.events_to
+    )
+    return WorkerAccounts((account,), found.directory)
 
 
 def file_url(number: str, url: str, insecure: bool) -> str:
@@ -662,7 +769,17 @@ def _worker_from_file(
     policy: ArchivePolicy,
 ) -> WorkerAccounts:
     resolved = []
+    destinations = file_destinations(accounts.destinations, environ)
     for number, entry in accounts.accounts.items():
+        for key, names in (("relay_to", entry.relay_to), ("events_to", entry.events_to)):
+            for name in names:
+                needed = key == "events_to" or not entry.signed_webhooks
+                if needed and destinations[name].secret is None:
+                    raise ConfigError(
+                        f"{ACCOUNTS_FILE_VARIABLE}: destinations.{name}: secret or secret_env is "
+                        f"required: accounts.{number}.{key} sends it what only our signature "
+                        "authenticates"
+                    )
         if not (entry.bucket or target.bucket):
             raise ConfigError(
                 f"{ACCOUNTS_FILE_VARIABLE}: accounts.{number}.bucket is not set and "
@@ -687,6 +804,8 @@ def _worker_from_file(
                 if entry.delete_after_archive is None
                 else entry.delete_after_archive,
                 _policy(entry, policy),
+                tuple(entry.relay_to),
+                tuple(entry.events_to),
             )
         )
-    return WorkerAccounts(tuple(resolved))
+    return WorkerAccounts(tuple(resolved), destinations)

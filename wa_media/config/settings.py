@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from wa_media.config import variables as v
 from wa_media.config.accounts import Providers, WorkerAccounts, worker_accounts
 from wa_media.config.encryption import NO_ENCRYPTION, Encryption, checked_encryption
+from wa_media.config.relay import check_delete_with_relay
 from wa_media.config.target import ArchiveTarget
 from wa_media.config.variables import (
     DEFAULT_METRICS_PORTS,
@@ -52,6 +53,32 @@ _DEFAULT_PORTS = MetricsPorts.parse(DEFAULT_METRICS_PORTS)
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    """How relayed webhooks and archive events are delivered (wa_media/core/delivery.py)."""
+
+    timeout: float = v.DEFAULT_DELIVERY_TIMEOUT
+    max_age: int = v.DEFAULT_DELIVERY_MAX_AGE
+    pause_after: int = 5
+    pause_seconds: int = 60
+    held_bytes_max: int = v.DEFAULT_RELAY_HELD_BYTES_MAX
+    presigned_urls: bool = False
+    presigned_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> DeliverySettings:
+        """Read the delivery variables; ConfigError names the first bad one."""
+        return cls(
+            timeout=v.DELIVERY_TIMEOUT.read(environ),
+            max_age=v.DELIVERY_MAX_AGE.read(environ),
+            pause_after=v.DELIVERY_PAUSE_AFTER.read(environ),
+            pause_seconds=v.DELIVERY_PAUSE_SECONDS.read(environ),
+            held_bytes_max=v.RELAY_HELD_BYTES_MAX.read(environ),
+            presigned_urls=v.EVENT_PRESIGNED_URLS.read(environ),
+            presigned_seconds=v.PRESIGNED_URL_SECONDS.read(environ),
+        )
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     """Everything the `worker` process needs, validated."""
 
@@ -78,6 +105,8 @@ class WorkerSettings:
     try_seconds: int = MAX_TRY_SECONDS
     """How long one try of a media may take, its transfer included; past it, the connection is
     closed and the media retried."""
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    """Relay and archive events: timeouts, age, pause, held bytes, presigned URLs."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, providers: Providers) -> WorkerSettings:
@@ -85,13 +114,16 @@ class WorkerSettings:
         `providers`: every provider's plugin (wa_media.providers.accounts.worker_settings passes
         the registry's)."""
         target = archive_target(environ)
+        accounts = worker_accounts(
+            environ,
+            providers=providers,
+            target=target,
+            delete_after_archive=v.DELETE_AFTER_ARCHIVE.read(environ),
+        )
+        check_delete_with_relay(accounts.deleting_and_relaying(), environ)
         return cls(
-            accounts=worker_accounts(
-                environ,
-                providers=providers,
-                target=target,
-                delete_after_archive=v.DELETE_AFTER_ARCHIVE.read(environ),
-            ),
+            accounts=accounts,
+            delivery=DeliverySettings.from_env(environ),
             redis_url=v.REDIS_URL.read(environ),
             archive=target,
             s3_endpoint_url=v.S3_ENDPOINT_URL.read_optional(environ),

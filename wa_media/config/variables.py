@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from wa_media.config.destinations import destination_list, signing_secret
 from wa_media.config.encryption import kms_key_id, sse_algorithm
 from wa_media.config.env import (
     base_url,
@@ -629,6 +630,23 @@ USE_WEBHOOK_URL = Variable(
 
 MAX_PRESIGNED_URL_SECONDS = 7 * 24 * 3600  # what S3's signature version 4 allows
 
+# ------------------------------------------------------------------- relay and archive events
+#
+# Destinations of the single account; with WHATSAPP_ACCOUNTS_FILE set, its `destinations:` and
+# each account's `relay_to` and `events_to` say the same (wa_media/config/relay.py).
+
+# Delivery's bounds (wa_media/core/delivery.py).
+DEFAULT_DELIVERY_TIMEOUT = 10
+DEFAULT_DELIVERY_MAX_AGE = 86400
+DEFAULT_RELAY_HELD_BYTES_MAX = 1024 * 1024 * 1024
+
+
+def _delivery_timeout(value: str) -> float:
+    seconds = float(value)
+    if not 0 < seconds <= 120:
+        raise ValueError(f"expected more than 0 and at most 120 seconds, got {value}")
+    return seconds
+
 
 def _presigned_seconds(value: str) -> int:
     seconds = positive_int(value)
@@ -647,7 +665,47 @@ def _api_keys(value: str) -> tuple[str, ...]:
     return keys
 
 
-# joined at merge: the relay's events use PRESIGNED_URL_SECONDS too (one row, these readers).
+RELAY_DESTINATIONS = Variable(
+    "RELAY_DESTINATIONS",
+    destination_list,
+    None,
+    ("web", "worker", "cli"),
+    "single account: `name=url,...` where every accepted webhook is relayed (https://; "
+    "http:// to loopback only)",
+    shown_default="unset (no relay)",
+)
+RELAY_SIGNING_SECRET = Variable(
+    "RELAY_SIGNING_SECRET",
+    signing_secret,
+    None,
+    WORKER,
+    "single account: `whsec_...` signing relayed webhooks that arrived unsigned (360dialog, "
+    "On-Premises) per Standard Webhooks",
+    shown_default="required with `RELAY_DESTINATIONS` for `360dialog` and `onprem`",
+)
+EVENT_ENDPOINTS = Variable(
+    "EVENT_ENDPOINTS",
+    destination_list,
+    None,
+    WORKER,
+    "single account: `name=url,...` receiving the archive events",
+    shown_default="unset (no events)",
+)
+EVENT_SIGNING_SECRET = Variable(
+    "EVENT_SIGNING_SECRET",
+    signing_secret,
+    None,
+    WORKER,
+    "single account: `whsec_...` signing the archive events per Standard Webhooks",
+    shown_default="required with `EVENT_ENDPOINTS`",
+)
+EVENT_PRESIGNED_URLS = Variable(
+    "EVENT_PRESIGNED_URLS",
+    flag,
+    "false",
+    WORKER,
+    "add a presigned GET URL of the object (`data.url`, `data.url_expires_at`) to each event",
+)
 PRESIGNED_URL_SECONDS = Variable(
     "PRESIGNED_URL_SECONDS",
     _presigned_seconds,
@@ -671,6 +729,48 @@ LOOKUP_RATE_LIMIT = Variable(
     "20",
     WEB,
     "requests per second each API key may make to the read API, shared through Redis",
+)
+DELIVERY_TIMEOUT = Variable(
+    "DELIVERY_TIMEOUT",
+    _delivery_timeout,
+    str(DEFAULT_DELIVERY_TIMEOUT),
+    WORKER_ONLY,
+    "seconds one delivery attempt may take, connection and answer (0 < s <= 120)",
+)
+DELIVERY_MAX_AGE = Variable(
+    "DELIVERY_MAX_AGE",
+    positive_int,
+    str(DEFAULT_DELIVERY_MAX_AGE),
+    ("worker", "cli"),
+    "seconds after receipt a delivery is retried before it becomes a dead letter",
+)
+DELIVERY_PAUSE_AFTER = Variable(
+    "DELIVERY_PAUSE_AFTER",
+    positive_int,
+    "5",
+    WORKER_ONLY,
+    "consecutive failed attempts after which a destination is paused",
+)
+DELIVERY_PAUSE_SECONDS = Variable(
+    "DELIVERY_PAUSE_SECONDS",
+    positive_int,
+    "60",
+    WORKER_ONLY,
+    "how long a paused destination is sent nothing",
+)
+RELAY_HELD_BYTES_MAX = Variable(
+    "RELAY_HELD_BYTES_MAX",
+    positive_int,
+    str(DEFAULT_RELAY_HELD_BYTES_MAX),
+    WORKER_ONLY,
+    "bytes of webhook bodies held in Redis for relay; past it, new bodies become dead letters",
+)
+DELETE_WITH_RELAY_ACCEPTED = Variable(
+    "DELETE_WITH_RELAY_ACCEPTED",
+    flag,
+    "false",
+    WORKER_ONLY,
+    "accept `DELETE_AFTER_ARCHIVE` for accounts whose webhooks are relayed",
 )
 
 VARIABLES: tuple[Variable[Any], ...] = tuple(

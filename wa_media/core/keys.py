@@ -10,6 +10,12 @@ from __future__ import annotations
 
 __all__ = [
     "ARCHIVED_KEY",
+    "DELIVER_BODIES_KEY",
+    "DELIVER_DEAD_KEY",
+    "DELIVER_DESTINATIONS_KEY",
+    "DELIVER_DUE_KEY",
+    "DELIVER_HELD_BYTES_KEY",
+    "DELIVER_INBOX_KEY",
     "FAILED_KEY",
     "LEASE_PATTERN",
     "PAUSED_KEY",
@@ -21,6 +27,12 @@ __all__ = [
     "SWEEP_LAST_KEY",
     "SWEEP_LOCK_KEY",
     "commit_key",
+    "deliver_body_key",
+    "deliver_failures_key",
+    "deliver_inbox_key",
+    "deliver_pause_key",
+    "deliver_pending_key",
+    "delivery_key",
     "lease_key",
     "lookup_rate_key",
     "media_key",
@@ -109,3 +121,51 @@ def lookup_rate_key(fingerprint: str, second: int) -> str:
 # Patterns (SCAN/KEYS) of the tools that watch the records.
 LEASE_PATTERN = lease_key("*")
 REPLY_PATTERN = reply_key("*")
+
+
+# ------------------------------------------------------------ relay and archive events
+# (wa_media/stores/deliveries.py; docs/architecture.md, "Records in Redis")
+
+# Deliveries not settled yet (ids `dlv_...`), scored by when the sweep should look at them.
+DELIVER_DUE_KEY = "wa:deliver:due"
+# Dead letters, scored by when they died (`wa-media dead-letters`).
+DELIVER_DEAD_KEY = "wa:deliver:dead"
+# Bytes of webhook bodies held for relay (RELAY_HELD_BYTES_MAX bounds it).
+DELIVER_HELD_BYTES_KEY = "wa:deliver:held-bytes"
+# The held bodies (members `{ref}|{bytes}`), scored by when they expire: the sweep gives back
+# the bytes of bodies that expired.
+DELIVER_BODIES_KEY = "wa:deliver:bodies"
+# The names of the destinations deliveries were made for (the scrape's gauges read them).
+DELIVER_DESTINATIONS_KEY = "wa:deliver:destinations"
+# Webhooks `web` published for relay whose fan-out has not held them yet, scored by arrival.
+DELIVER_INBOX_KEY = "wa:deliver:inbox"
+
+
+def delivery_key(delivery_id: str) -> str:
+    """A delivery's record (a hash): `wa:delivery:{id}`."""
+    return f"wa:delivery:{delivery_id}"
+
+
+def deliver_body_key(ref: str) -> str:
+    """A webhook body held once for all its destinations (a hash: body, refs, size)."""
+    return f"wa:deliver-body:{ref}"
+
+
+def deliver_pending_key(destination: str) -> str:
+    """A destination's deliveries not settled, scored by when their age started."""
+    return f"wa:deliver-pending:{destination}"
+
+
+def deliver_pause_key(destination: str) -> str:
+    """Present while a destination is paused; its value is when the pause ends."""
+    return f"wa:deliver-pause:{destination}"
+
+
+def deliver_failures_key(destination: str) -> str:
+    """A destination's failed attempts in a row."""
+    return f"wa:deliver-failures:{destination}"
+
+
+def deliver_inbox_key(relay_id: str) -> str:
+    """The relay member `web` published for a webhook, until its fan-out held it."""
+    return f"wa:deliver-inbox:{relay_id}"

@@ -34,10 +34,12 @@ from prometheus_client.registry import Collector
 __all__ = [
     "CALLS_BUCKETS",
     "DEFAULT_METRICS_PORT",
+    "DELIVERY_BUCKETS",
     "DURATION_BUCKETS",
     "LOOKUP_BUCKETS",
     "MULTIPROC_ENV",
     "TASKS",
+    "DeliveryMetrics",
     "LookupMetrics",
     "WebMetrics",
     "WorkerMetrics",
@@ -55,7 +57,9 @@ __all__ = [
 # under the configured one (PROMETHEUS_MULTIPROC_DIR's row, wa_media/config/variables.py).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_METRICS_PORT = 9808
-TASKS = ("media", "reply", "fanout", "sweep")
+TASKS = ("media", "reply", "fanout", "sweep", "deliver")
+# From a healthy destination's few milliseconds to a day of retries (DELIVERY_MAX_AGE).
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 # From a 50 ms look-up to a 100 MB transfer crawling at 200 KB/s (the task's 15 minute limit).
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
 # Provider calls of one media: no look-up when the webhook's URL served, else 1, 3 at most before a
@@ -237,6 +241,16 @@ def lookup_metrics() -> LookupMetrics:
 
 
 @dataclass(frozen=True)
+class DeliveryMetrics:
+    """What the worker counts of relay and events, per destination (its name, never its URL)."""
+
+    sent: Counter
+    failed: Counter
+    latency: Histogram
+    dead_letters: Counter
+
+
+@dataclass(frozen=True)
 class WorkerMetrics:
     """What the worker counts and times."""
 
@@ -253,6 +267,7 @@ class WorkerMetrics:
     replies_dropped: Counter
     webhook_url_fallbacks: Counter
     skipped: Counter
+    deliveries: DeliveryMetrics
 
 
 @functools.cache
@@ -310,6 +325,29 @@ def worker_metrics() -> WorkerMetrics:
             ["reason"],
         ),
         skipped=_skipped(),
+        deliveries=DeliveryMetrics(
+            sent=Counter(
+                "wa_delivery_sent",
+                "Relayed webhooks and events a destination took (2xx), by destination.",
+                ["destination"],
+            ),
+            failed=Counter(
+                "wa_delivery_failed",
+                "Delivery attempts failed, by destination and reason.",
+                ["destination", "reason"],
+            ),
+            latency=Histogram(
+                "wa_delivery_latency_seconds",
+                "From web's 200 (or the event) to the destination's 2xx, by destination.",
+                ["destination"],
+                buckets=DELIVERY_BUCKETS,
+            ),
+            dead_letters=Counter(
+                "wa_delivery_dead_letters",
+                "Deliveries given up as dead letters, by destination and reason.",
+                ["destination", "reason"],
+            ),
+        ),
     )
     for reason in WORKER_SKIP_REASONS:  # served from the start, at zero
         metrics.skipped.labels(reason=reason)

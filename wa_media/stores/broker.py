@@ -25,6 +25,8 @@ from wa_media.core.errors import BrokerUnavailable
 __all__ = [
     "ARCHIVE_PRIORITY",
     "ARCHIVE_TASK",
+    "DELIVERIES_QUEUE",
+    "DELIVER_TASK",
     "FAN_OUT_TASK",
     "MAX_COUNTDOWN",
     "MEDIA_QUEUE",
@@ -46,6 +48,10 @@ REPLIES_QUEUE = "replies"
 FAN_OUT_TASK = "wa.fan_out"
 ARCHIVE_TASK = "wa.archive_media"
 REPLY_TASK = "wa.send_reply"
+# Relayed webhooks and archive events: a queue of their own, so that a slow destination never
+# holds an archive or a warning back.
+DELIVERIES_QUEUE = "deliveries"
+DELIVER_TASK = "wa.deliver"
 SWEEP_TASK = "wa.sweep"
 # Beat sends a sweep this often; with the 60 s lease, a dead worker's media is enqueued again
 # at most about 75 s after it died.
@@ -94,11 +100,12 @@ def make_celery(broker_url: str) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        task_queues=(Queue(MEDIA_QUEUE), Queue(REPLIES_QUEUE)),
+        task_queues=(Queue(MEDIA_QUEUE), Queue(REPLIES_QUEUE), Queue(DELIVERIES_QUEUE)),
         task_default_queue=MEDIA_QUEUE,
         # The sweep rides the light queue: it must not wait behind the backlog it rescues.
         task_routes={
             REPLY_TASK: {"queue": REPLIES_QUEUE},
+            DELIVER_TASK: {"queue": DELIVERIES_QUEUE},
             SWEEP_TASK: {"queue": REPLIES_QUEUE},
         },
         # `celery beat` without --schedule (the Procfile's line) reads it here.

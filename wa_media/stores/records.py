@@ -153,13 +153,16 @@ return redis.call('hgetall', KEYS[1])
 # KEYS: wa:pending, wa:failed, then each media's record and the previous release's record, and
 # last wa:pending:window; ARGV: now, the pending score, the TTL, then the phone_number_id, the
 # index member, the media id, the wamid, the job and the window start of each media. One call
-# records a whole webhook: one round trip.
+# records a whole webhook: one round trip. With `web`'s relay of the webhook, 2 more KEYS and 3
+# more ARGV: its inbox record and the inbox; the relay member, its id and their TTL.
 _ADMIT = (
     _ADOPT
     + """
 local now, due, ttl = ARGV[1], ARGV[2], ARGV[3]
-local admitted, added, window = {}, false, KEYS[#KEYS]
-for i = 1, (#KEYS - 3) / 2 do
+local extra = (#ARGV - 3) % 6
+local n = (#ARGV - 3 - extra) / 6
+local admitted, added, window = {}, false, KEYS[3 + 2 * n]
+for i = 1, n do
   local record, at = KEYS[1 + 2 * i], 4 + (i - 1) * 6
   local member = ARGV[at + 1]
   adopt(record, KEYS[2 + 2 * i], KEYS[1], KEYS[2], ARGV[at], member, ARGV[at + 2], ttl, now)
@@ -184,6 +187,11 @@ end
 if added then
   redis.call('expire', KEYS[1], ttl)
   redis.call('expire', window, ttl)
+end
+if extra == 3 then
+  redis.call('set', KEYS[4 + 2 * n], ARGV[#ARGV - 2], 'EX', ARGV[#ARGV])
+  redis.call('zadd', KEYS[5 + 2 * n], now, ARGV[#ARGV - 1])
+  redis.call('expire', KEYS[5 + 2 * n], ARGV[#ARGV])
 end
 return admitted
 """
@@ -334,9 +342,13 @@ class MediaStateStore:
         """Record one media announced by a webhook; see `admit_many`."""
         return self.admit_many([job])[0]
 
-    def admit_many(self, jobs: list[MediaJob]) -> list[bool]:
+    def admit_many(
+        self, jobs: list[MediaJob], relay: tuple[list[str], list[str | int]] | None = None
+    ) -> list[bool]:
         """Record media announced by a webhook, in one round trip (one script call); for each,
         True unless it is already archived (by this message) or failed in its account.
+        `relay`: the webhook's relay record, written in the same call (its keys and values,
+        wa_media.stores.deliveries.RelayInbox.record).
 
         A record holds the job, so the sweep can enqueue it again if its task is lost. A
         duplicate of a media still in flight is admitted again: its lease keeps two tasks from
@@ -359,6 +371,9 @@ class MediaStateStore:
                 job.window_start,
             ]
         keys.append(PENDING_WINDOW_KEY)
+        if relay is not None:
+            keys += relay[0]
+            args += relay[1]
         with _redis_errors("write"):
             # EVALSHA, loading the script only when Redis does not know it yet.
             admitted = self._admit(keys=keys, args=args)

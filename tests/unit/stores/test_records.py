@@ -25,6 +25,7 @@ from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.core.keys import FAILED_KEY, PENDING_KEY, REPLIES_PENDING_KEY, SWEEP_LAST_KEY
 from wa_media.core.ports import MediaRecords, ReplyRates, ReplyRecords
 from wa_media.core.records import LedgerEntry, MediaRecord, MediaRef, ReplyRef, admits
+from wa_media.stores.deliveries import DeliveryState, RelayInbox
 from wa_media.stores.records import MediaStateStore, ReplyLedger, ReplyLimits, SkippedLog
 from worker import tasks
 
@@ -475,6 +476,8 @@ def test_a_sweep_passes_over_values_no_release_writes(
             "redis": clean,
             "replier": type("Replier", (), {"ledger": ledger})(),
             "archiver": type("Archiver", (), {"settings": settings})(),
+            "deliveries": DeliveryState(clean, stall_after=STALL_AFTER),
+            "inbox": RelayInbox(clean),
         },
     )()
     monkeypatch.setattr(tasks, "services", lambda: services)
