@@ -1,6 +1,9 @@
 """The newcomer's demo: the whole stack on one machine, one webhook of every media type, a
 file from a customer known only by their username, a file the business sent from the WhatsApp
-Business app, and proof that each reached the archive byte for byte.
+Business app, and proof that each reached the archive byte for byte; beside it, the business's
+other systems on loopback: a webhook consumer the relay forwards every webhook to (checked byte
+for byte, with Meta's signature), and an endpoint of archive events (each `media.archived`
+verified with the standardwebhooks library, its presigned URL downloading the verified bytes).
 
 Run it with `python -m devstack.demo` (or `make demo`). It starts a private `redis-server`, a
 private SeaweedFS, the Graph API simulator, one `web` and one `worker`, and writes only to what
@@ -12,10 +15,12 @@ Ctrl-C. It exits 0 only if every check passed.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import hmac
 import json
+import secrets
 import shutil
 import signal
 import sys
@@ -34,8 +39,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from redis import Redis
 from redis.exceptions import RedisError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from devstack import webhooks
+from devstack.downstream import Downstream, Received
 from devstack.processes import Service, free_port, stop_signals, wait_for
 from devstack.redis_server import RedisServer, redis_answers
 from devstack.seaweed import SeaweedFS
@@ -65,6 +72,7 @@ TOO_BIG_SENDER = "GB.70011122233344455566"
 
 ARCHIVE_TIMEOUT = 120.0
 REPLY_TIMEOUT = 60.0
+RELAY_TIMEOUT = 60.0
 HTTP_TIMEOUT = 10.0
 LOG_TAIL_LINES = 40
 LOG_LINE_CHARS = 300
@@ -138,6 +146,24 @@ class Verified:
 
     sent: Sent
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A webhook as it was sent to `web`: what the relay destination must receive."""
+
+    body: bytes
+    signature: str
+
+
+@dataclass
+class Consumers:
+    """The business's other systems: a webhook consumer behind the relay, and an endpoint of
+    archive events."""
+
+    relay: Downstream
+    events: Downstream
+    events_secret: str
 
 
 @dataclass
@@ -265,7 +291,7 @@ def messages_payload(messages: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
-def post_webhook(web_url: str, payload: dict[str, Any], secret: str) -> None:
+def post_webhook(web_url: str, payload: dict[str, Any], secret: str) -> Posted:
     """Sign a Cloud API payload and POST it as Meta would; 200 expected."""
     messages = payload["entry"][0]["changes"][0]["value"]
     count = len(messages.get("messages", messages.get("message_echoes", [])))
@@ -284,6 +310,7 @@ def post_webhook(web_url: str, payload: dict[str, Any], secret: str) -> None:
         raise DemoFailure(f"POST /webhook answered {answer.status_code}: {answer.text[:200]}")
     field_name = payload["entry"][0]["changes"][0]["field"]
     say(f"POST /webhook, {field_name}, {count} message(s): {answer.status_code} {answer.text}")
+    return Posted(body, headers["X-Hub-Signature-256"])
 
 
 def object_exists(s3: S3Client, key: str) -> bool:
@@ -557,7 +584,112 @@ def report(results: list[Verified]) -> str:
     return table(rows)
 
 
-def start_stack(stack: Stack) -> tuple[StackEnv, str, Redis, SimulatorClient]:
+def start_consumers(stack: Stack) -> Consumers:
+    """The business's other systems, on loopback: a webhook consumer the relay forwards every
+    webhook to, and an endpoint of archive events."""
+    relay = stack.exits.enter_context(Downstream("/crm/webhook"))
+    events = stack.exits.enter_context(Downstream("/crm/archive-events"))
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    say(f"Relay destination `crm`: {relay.url}")
+    say(f"Event endpoint `crm-events`: {events.url}")
+    return Consumers(relay, events, secret)
+
+
+def consumer_variables(consumers: Consumers) -> tuple[tuple[str, str], ...]:
+    """The variables that relay every webhook to the consumer and send it archive events."""
+    return (
+        ("RELAY_DESTINATIONS", f"crm={consumers.relay.url}"),
+        ("EVENT_ENDPOINTS", f"crm-events={consumers.events.url}"),
+        ("EVENT_SIGNING_SECRET", consumers.events_secret),
+        ("EVENT_PRESIGNED_URLS", "true"),
+        ("PRESIGNED_URL_SECONDS", "600"),
+    )
+
+
+def check_relayed(consumers: Consumers, posted: list[Posted]) -> list[str]:
+    """Every webhook sent to `web` reached the relay destination byte for byte, with Meta's
+    signature and Content-Type as sent (at least once)."""
+    with contextlib.suppress(TimeoutError):  # what arrived is checked below
+        consumers.relay.wait_count(len(posted), timeout=RELAY_TIMEOUT)
+    received = consumers.relay.taken()
+    problems = []
+    for index, sent in enumerate(posted, 1):
+        copies = [r for r in received if r.body == sent.body]
+        if not copies:
+            problems.append(f"webhook {index} never reached the relay destination")
+            continue
+        for copy in copies:
+            if copy.headers.get("x-hub-signature-256") != sent.signature:
+                problems.append(f"webhook {index} reached the relay without Meta's signature")
+            if copy.headers.get("content-type") != "application/json":
+                problems.append(f"webhook {index} reached the relay with another Content-Type")
+    return problems
+
+
+def _event_of(consumers: Consumers, request: Received) -> dict[str, Any] | None:
+    try:
+        event = Webhook(consumers.events_secret).verify(request.body, request.headers)
+    except WebhookVerificationError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def arrived_so_far(consumers: Consumers) -> dict[str, dict[str, Any]]:
+    """The verified `media.archived` events received until now, by media id."""
+    found = {}
+    for request in consumers.events.taken():
+        event = _event_of(consumers, request)
+        if event is not None and event.get("type") == "media.archived":
+            found[str(event["data"].get("media_id"))] = event
+    return found
+
+
+def wait_for_events(consumers: Consumers, sent: list[Sent]) -> dict[str, dict[str, Any]]:
+    """The verified `media.archived` events, by media id, once one arrived for every media (or
+    what arrived by RELAY_TIMEOUT)."""
+    wanted = {item.record.id for item in sent}
+
+    def arrived() -> dict[str, dict[str, Any]] | None:
+        found = arrived_so_far(consumers)
+        return found if wanted <= set(found) else None
+
+    with contextlib.suppress(TimeoutError):
+        return wait_for(arrived, timeout=RELAY_TIMEOUT, interval=0.1, what="archive events")
+    return arrived_so_far(consumers)
+
+
+def check_events(
+    consumers: Consumers, sent: list[Sent], events: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Each media's `media.archived` event verified with the standardwebhooks library, names its
+    object, and carries a presigned URL that downloads exactly the archived bytes."""
+    problems = [
+        f"an event endpoint request failed its signature check ({len(r.body)} bytes)"
+        for r in consumers.events.taken()
+        if _event_of(consumers, r) is None
+    ]
+    for item in sent:
+        event = events.get(item.record.id)
+        if event is None:
+            problems.append(f"{item.record.id}: no media.archived event")
+            continue
+        data = event["data"]
+        if data.get("key") != item.key or data.get("sha256") != item.record.sha256:
+            problems.append(f"{item.record.id}: the event names another object or digest")
+        try:
+            answer = requests.get(str(data.get("url")), timeout=HTTP_TIMEOUT)
+        except requests.RequestException as exc:
+            problems.append(f"{item.record.id}: the event's URL failed: {exc}")
+            continue
+        digest = hashlib.sha256(answer.content).hexdigest()
+        if answer.status_code != 200 or digest != item.record.sha256:
+            problems.append(
+                f"{item.record.id}: the event's URL answered {answer.status_code} with other bytes"
+            )
+    return problems
+
+
+def start_stack(stack: Stack, consumers: Consumers) -> tuple[StackEnv, str, Redis, SimulatorClient]:
     """Redis, SeaweedFS, the simulator, web and worker; each stopped when `stack.exits` closes."""
     redis_url = choose_redis(stack)
     redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
@@ -577,7 +709,7 @@ def start_stack(stack: Stack) -> tuple[StackEnv, str, Redis, SimulatorClient]:
     stack.exits.callback(client.close)
     say(f"Graph API simulator: {sim.url}")
 
-    env = StackEnv.local(sim, seaweed, redis_url, BUCKET)
+    env = StackEnv.local(sim, seaweed, redis_url, BUCKET, extra=consumer_variables(consumers))
     logs = stack.workdir / "logs"
     # The port is chosen here so that the log's path is known even if web never comes up.
     web_port = free_port()
@@ -597,7 +729,8 @@ def start_stack(stack: Stack) -> tuple[StackEnv, str, Redis, SimulatorClient]:
 def run(stack: Stack) -> bool:
     """Start everything, send the webhooks, check the archive and the warning; True if every
     check passed. Raises DemoFailure when the stack cannot do its work at all."""
-    env, web_url, redis, client = start_stack(stack)
+    consumers = start_consumers(stack)
+    env, web_url, redis, client = start_stack(stack, consumers)
     s3 = s3_client(env.s3_endpoint_url, env.environ())
 
     timestamp = int(time.time())
@@ -607,13 +740,15 @@ def run(stack: Stack) -> bool:
     inbound = [item for item in sent if item.sample.origin != "echo"]
     echoed = [item.message for item in sent if item.sample.origin == "echo"]
     first, rest = inbound[:3], inbound[3:]
-    post_webhook(web_url, messages_payload([item.message for item in first]), env.app_secret)
-    post_webhook(web_url, messages_payload([item.message for item in rest]), env.app_secret)
-    post_webhook(
-        web_url,
-        webhooks.echoes_envelope(echoed, phone_number_id=PHONE_NUMBER_ID, waba_id=WABA_ID),
-        env.app_secret,
-    )
+    posted = [
+        post_webhook(web_url, messages_payload([item.message for item in first]), env.app_secret),
+        post_webhook(web_url, messages_payload([item.message for item in rest]), env.app_secret),
+        post_webhook(
+            web_url,
+            webhooks.echoes_envelope(echoed, phone_number_id=PHONE_NUMBER_ID, waba_id=WABA_ID),
+            env.app_secret,
+        ),
+    ]
     too_big_wamid = webhooks.new_wamid()
     # From a customer who shares no phone number: the warning goes to their BSUID.
     too_big = webhooks.from_user(
@@ -621,7 +756,7 @@ def run(stack: Stack) -> bool:
         TOO_BIG_SENDER,
         phone=False,
     )
-    post_webhook(web_url, messages_payload([too_big]), env.app_secret)
+    posted.append(post_webhook(web_url, messages_payload([too_big]), env.app_secret))
 
     say("Waiting for the worker to archive every media ...")
     wait_for_archive(stack, s3, redis, sent)
@@ -630,6 +765,10 @@ def run(stack: Stack) -> bool:
     say("Waiting for the 131052 warning ...")
     warning = wait_for_warning(stack, client, too_big_wamid)
     warning_problems = check_warning(client, warning)
+    say("Waiting for the relay destination and the event endpoint ...")
+    relay_problems = check_relayed(consumers, posted)
+    events = wait_for_events(consumers, sent)
+    event_problems = check_events(consumers, sent, events)
 
     say("")
     say(f"Archived into s3://{BUCKET}/ (each object with a sidecar <key>.json):")
@@ -641,13 +780,28 @@ def run(stack: Stack) -> bool:
         f"number id {PHONE_NUMBER_ID}:"
     )
     say(f"  {warning.get('body')!r}")
+    say("")
+    relayed = consumers.relay.taken()
+    say(
+        f"Relayed to `crm`: {len(relayed)} request(s) for {len(posted)} webhooks, each body "
+        "byte for byte with Meta's X-Hub-Signature-256"
+    )
+    say(
+        f"Events at `crm-events`: {len(events)} media.archived, each verified with the "
+        "standardwebhooks library; its presigned URL downloads the verified bytes"
+    )
+    for event in list(events.values())[:1]:
+        data = event["data"]
+        say(
+            f"  e.g. {event['type']} {data.get('media_id')} -> s3://{data.get('bucket')}/{data.get('key')}"
+        )
 
     problems = [
         f"{result.sent.sample.kind} {result.sent.key}: {problem}"
         for result in results
         for problem in result.problems
     ]
-    problems += bucket_problems + warning_problems
+    problems += bucket_problems + warning_problems + relay_problems + event_problems
     say("")
     if problems:
         say("FAILED checks:")
@@ -658,7 +812,8 @@ def run(stack: Stack) -> bool:
         f"All checks passed: {len(results)} files archived and verified (bytes, sha256, size, "
         "ContentType, metadata, sidecar), one of them from a customer known only by username, "
         "one sent by the business from the WhatsApp Business app; one warning sent, once, to a "
-        "BSUID."
+        "BSUID; every webhook relayed as received; a signed media.archived event for each "
+        "file, its presigned URL downloading the verified bytes."
     )
     return True
 
