@@ -45,6 +45,7 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 from redis import Redis
 from redis.exceptions import RedisError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from devstack import webhooks
 from devstack.downstream import Downstream
@@ -548,11 +549,16 @@ class Stack:
 
 
 def start_stack(
-    exits: contextlib.ExitStack, workdir: Path, params: Params, relay_url: str
+    exits: contextlib.ExitStack, workdir: Path, params: Params, relay_url: str, events: Consumer
 ) -> Stack:
     """Redis, SeaweedFS, the simulator, web, beat and the workers, each stopped by `exits`;
-    every webhook relayed to `relay_url`."""
-    extra = (("SWEEP_STALLED_AFTER", "60"), ("RELAY_DESTINATIONS", f"chaos={relay_url}"))
+    every webhook relayed to `relay_url`, the archive events sent to `events`."""
+    extra = (
+        ("SWEEP_STALLED_AFTER", "60"),
+        ("RELAY_DESTINATIONS", f"chaos={relay_url}"),
+        ("EVENT_ENDPOINTS", f"chaos-events={events.endpoint.url}"),
+        ("EVENT_SIGNING_SECRET", events.secret),
+    )
     backends = start_backends(exits, workdir, BUCKET, aof=params.aof, extra=extra)
     stack = Stack(
         workdir,
@@ -1348,6 +1354,60 @@ def verify_relay(relay: Downstream, bodies: Sequence[bytes], timeout: float) -> 
     return RelayVerification(missing, sum(1 for b in set(bodies) if counts[b]), duplicates)
 
 
+@dataclass(frozen=True)
+class Consumer:
+    """The endpoint of archive events, and the secret it verifies their signatures with."""
+
+    endpoint: Downstream
+    secret: str
+
+
+@dataclass
+class EventVerification:
+    """What the event endpoint received: each media's final outcome, told once or more."""
+
+    missing: list[str] = field(default_factory=list)
+    """Media (their ids) without a verified event of their outcome (`media.archived` for those
+    in the bucket, `media.failed` for the others)."""
+    forged: int = 0
+    """Requests whose signature the standardwebhooks library refused."""
+    received: int = 0
+    duplicates: int = 0
+    """Events received again (the same webhook-id): allowed, at least once."""
+
+
+def verify_events(
+    consumer: Consumer, registered: Sequence[Registered], archived: set[str], timeout: float
+) -> EventVerification:
+    """Wait until every media's event arrived, verified as a consumer would (or `timeout`)."""
+    hook = Webhook(consumer.secret)
+    deadline = time.monotonic() + timeout
+    while True:
+        taken = consumer.endpoint.taken()
+        told: dict[str, set[str]] = {}
+        ids: Counter[str] = Counter()
+        forged = 0
+        for request in taken:
+            try:
+                event = hook.verify(request.body, request.headers)
+            except WebhookVerificationError:
+                forged += 1
+                continue
+            ids[request.headers.get("webhook-id", "")] += 1
+            told.setdefault(str(event["data"].get("media_id")), set()).add(event["type"])
+        missing = [
+            item.record.id
+            for item in registered
+            if ("media.archived" if item.record.id in archived else "media.failed")
+            not in told.get(item.record.id, set())
+        ]
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)  # polling the endpoint's record until the deadline
+    duplicates = sum(n - 1 for n in ids.values())
+    return EventVerification(missing, forged, len(ids), duplicates)
+
+
 @dataclass
 class Outcome:
     """Everything the report shows."""
@@ -1364,6 +1424,7 @@ class Outcome:
     evidence: Evidence = field(default_factory=Evidence)
     lookout_errors: list[str] = field(default_factory=list)
     relay: RelayVerification = field(default_factory=RelayVerification)
+    events: EventVerification = field(default_factory=EventVerification)
 
     def chaos_checks(self) -> list[tuple[str, bool, str]]:
         """(check, passed, detail) for what the run injected: each blow must have landed."""
@@ -1423,6 +1484,10 @@ class Outcome:
              "; ".join(str(gone) for gone in self.unexpected_exits)),
             ("every webhook relayed as received", not self.relay.missing,
              f"batches never relayed: {self.relay.missing[:10]}"),
+            ("every media's outcome evented", not self.events.missing,
+             f"media without their event: {', '.join(self.events.missing[:6])}"),
+            ("every event's signature verifies", not self.events.forged,
+             f"{self.events.forged} requests refused by standardwebhooks"),
             *self.chaos_checks(),
         ]  # fmt: skip
 
@@ -1445,6 +1510,8 @@ class Outcome:
             ("duplicates delivered", f"{s.duplicates} of {len(p.deliveries) - len(p.batches)}"),
             ("webhooks relayed", f"{self.relay.received}/{len(p.batches)} received as sent, "
                                  f"{self.relay.duplicates} twice or more"),
+            ("archive events", f"{self.events.received} verified, for {len(p.media)} media; "
+                               f"{self.events.duplicates} received again"),
         ]  # fmt: skip
         for kind in FAULT_KINDS:
             rows.append((f"fault: {kind}", f"{self.faults_triggered[kind]}/{planned[kind]} hit"))
@@ -1588,7 +1655,11 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
     """Start the stack, deliver amid chaos, settle and verify."""
     params, phases = plan.params, Phases()
     relay = exits.enter_context(Downstream())
-    stack = start_stack(exits, workdir, params, relay.url)
+    events = Consumer(
+        exits.enter_context(Downstream("/events")),
+        "whsec_" + base64.b64encode(_rng(params, "events").randbytes(32)).decode(),
+    )
+    stack = start_stack(exits, workdir, params, relay.url, events)
     client = exits.enter_context(stack.sim.client())
     redis = Redis.from_url(stack.redis_server.url, decode_responses=True, socket_timeout=10)
     exits.callback(redis.close)
@@ -1608,6 +1679,8 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
     phases.end("settling")
     verification = verify(s3, redis, client, registered, plan)
     relayed = verify_relay(relay, bodies, params.settle_timeout)
+    archived = {item.record.id for item in registered} - set(verification.missing)
+    evented = verify_events(events, registered, archived, params.settle_timeout)
     note_cut_tries(redis, chaos.records)
     chaos.supervise()
     phases.end("verification")
@@ -1624,6 +1697,7 @@ def execute(exits: contextlib.ExitStack, workdir: Path, plan: Plan) -> Outcome:
         evidence=read_evidence(stack.logs),
         lookout_errors=lookout.errors,
         relay=relayed,
+        events=evented,
     )
 
 

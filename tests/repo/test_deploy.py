@@ -34,6 +34,7 @@ from tests.graphsim.test_graphsim_imports import module_imports
 from wa_media.observability.metrics import DEFAULT_METRICS_PORT
 from wa_media.stores.broker import (
     ARCHIVE_PRIORITY,
+    DELIVERIES_QUEUE,
     MEDIA_QUEUE,
     RESCUE_PRIORITY,
     TASK_TIME_LIMIT,
@@ -530,7 +531,7 @@ def test_ingress_example_buffers_bodies_up_to_webs_limit() -> None:
 # --- KEDA ----------------------------------------------------------------------------------
 
 
-def test_keda_scales_the_worker_on_every_list_of_the_media_queue() -> None:
+def test_keda_scales_the_worker_on_every_list_of_the_media_queue_and_on_deliveries() -> None:
     scaled = k8s_object("ScaledObject", "wa-media-worker")["spec"]
     assert scaled["scaleTargetRef"]["name"] == DEPLOYMENTS["worker"]
     assert "replicas" not in deployment("worker")["spec"], "KEDA owns the worker's replicas"
@@ -539,7 +540,8 @@ def test_keda_scales_the_worker_on_every_list_of_the_media_queue() -> None:
     triggers = scaled["triggers"]
     assert {t["type"] for t in triggers} == {"redis"}
     lists = {t["metadata"]["listName"] for t in triggers}
-    assert lists == set(queue_keys(MEDIA_QUEUE))
+    # Deliveries are published without a priority: their one list is the queue's name.
+    assert lists == {*queue_keys(MEDIA_QUEUE), DELIVERIES_QUEUE}
     # kombu's own naming of the lists that archive and rescued tasks go to.
     channel = SimpleNamespace(priority_steps=Channel.priority_steps, sep=Channel.sep)
     channel.priority = lambda n: Channel.priority(channel, n)
