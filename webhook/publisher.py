@@ -11,7 +11,7 @@ from celery import Celery
 from wa_media.config.variables import DEFAULT_FANOUT_BATCH, MAX_FANOUT_BATCH
 from wa_media.core.delivery import Relay
 from wa_media.core.errors import BrokerUnavailable, StorageError
-from wa_media.core.events import Event
+from wa_media.core.events import Event, events_record_id
 from wa_media.core.jobs import MediaJob, ReplyJob
 from wa_media.stores.broker import FAN_OUT_TASK, MEDIA_QUEUE, send_task
 from wa_media.stores.deliveries import RelayInbox
@@ -91,12 +91,17 @@ class Publisher:
                     record = RelayInbox.record(relay) if relay is not None and i == 0 else None
                     self._state.admit_many(chunk, record)
             self._ledger.admit_many(parsed.replies)
+            # And the events, each batch's under its own record.
+            records = [events_record_id([event.id for event in chunk]) for chunk in events]
+            for record_id, chunk in zip(records, events, strict=True):
+                self._inbox.admit_events(record_id, [event.to_wire() for event in chunk])
             ids = [
                 self._send(
                     media_chunk or [],
                     reply_chunk or [],
                     event_chunk or [],
                     relay if i == 0 else None,
+                    events_record=records[i] if i < len(records) else None,
                 )
                 for i, (media_chunk, reply_chunk, event_chunk) in enumerate(
                     zip_longest(media, replies, events)
@@ -112,6 +117,8 @@ class Publisher:
         replies: list[ReplyJob],
         events: list[Event],
         relay: Relay | None,
+        *,
+        events_record: str | None = None,
     ) -> str:
         batch: dict[str, Any] = {}
         if media or replies or relay is None:
@@ -120,6 +127,7 @@ class Publisher:
         if events:
             # Left out when none: a batch without events is what the previous release sent.
             batch["events"] = [event.to_wire() for event in events]
+            batch["events_record"] = events_record
         if relay is not None:
             batch["relay"] = relay.to_wire()
         result = send_task(

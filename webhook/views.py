@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -15,7 +14,7 @@ import gevent.monkey
 from flask import Blueprint, Response, current_app, request
 from redis import Redis
 
-from wa_media.core.delivery import Relay
+from wa_media.core.delivery import Relay, relay_id
 from wa_media.core.errors import (
     BodyTimeout,
     BrokerUnavailable,
@@ -137,11 +136,12 @@ def _relay_of(body: bytes, numbers: list[str] | None) -> Relay | None:
     """The webhook's relay when its accounts have destinations: as received, byte for byte."""
     if numbers is None:
         return None
+    signature = request.headers.get("X-Hub-Signature-256")
     return Relay(
-        id=uuid.uuid4().hex,
+        id=relay_id(body, signature),
         body=body,
         content_type=request.headers.get("Content-Type") or "application/json",
-        signature=request.headers.get("X-Hub-Signature-256"),
+        signature=signature,
         numbers=tuple(numbers),
         received_at=time.time(),
     )

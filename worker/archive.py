@@ -183,14 +183,24 @@ class Archiver:
         match result:
             case Done(_, key, document):
                 if document is None:
-                    store = self.clients.for_number(job.phone_number_id).store
-                    document = store.get_json(sidecar_key(key)) or {"key": key}
+                    document = self._sidecar(job, key)
                 return archived_event(job, document, sidecar_key(key))
             case Failed(reason, code, label):
                 return failed_event(job, reason, code, label)
             case Skipped(reason, label):
                 return skipped_event(job, label, reason)
         return None
+
+    def _sidecar(self, job: MediaJob, key: str) -> dict[str, Any]:
+        """The archived media's sidecar, for the event of a message that finds it archived; only
+        its key when it cannot be read now (the event of the first archive, same id, named the
+        rest: a consumer got it, or gets this one; a duplicate must not retry for it)."""
+        try:
+            store = self.clients.for_number(job.phone_number_id).store
+            return store.get_json(sidecar_key(key)) or {"key": key}
+        except ArchiveError as exc:
+            log.warning("sidecar_unread", key=key, reason=exc.reason)
+            return {"key": key}
 
     def _settled(
         self, job: MediaJob, clients: AccountClients, record: MediaRecord, key: str

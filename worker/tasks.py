@@ -27,7 +27,7 @@ from wa_media.core.errors import (
     RetryableError,
     StorageError,
 )
-from wa_media.core.events import Event
+from wa_media.core.events import EVENTS_RECORD_PREFIX, Event
 from wa_media.core.jobs import REPLY_DROP_REASONS, MediaJob, ReplyJob
 from wa_media.core.keys import SWEEP_LAST_KEY
 from wa_media.core.reasons import reason_of
@@ -122,6 +122,9 @@ def fan_out(self: InstrumentedTask, batch: dict[str, Any]) -> dict[str, int]:
         for event in _valid_events(batch.get("events", []), counts):
             services().events.emit(event)
             counts["events"] += 1
+        if isinstance(batch.get("events_record"), str):
+            # Emitted: `web`'s record of them has nothing more to rescue.
+            services().inbox.held(batch["events_record"])
         # A no-op when `web` recorded them; not when an older `web` published this batch.
         services().replier.ledger.admit_many(replies)
         for job, admitted in zip(jobs, state.admit_many(jobs), strict=True):
@@ -156,6 +159,9 @@ def _hold_relay(raw: Any, counts: dict[str, int]) -> None:
     except ValueError as exc:
         counts["invalid"] += 1
         log.error("job_invalid", kind="relay", error=str(exc))
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str) and raw["id"]:
+            # Its record would bring it back at every sweep, as unreadable each time.
+            svc.inbox.forget(raw["id"])
         return
     destinations = settings().accounts.relay_destinations(list(relay.numbers))
     hold = svc.deliveries.hold(relay, [d.name for d in destinations])
@@ -469,7 +475,30 @@ def _sweep_deliveries(svc: Services, now: float, counts: dict[str, int]) -> None
         if member is None:
             svc.inbox.forget(relay_id)
             continue
-        apply_async(fan_out, args=({"relay": member},), queue=MEDIA_QUEUE, priority=RESCUE_PRIORITY)
+        if relay_id.startswith(EVENTS_RECORD_PREFIX):
+            # Events `web` decided whose fan-out was lost (or ignored by an older worker).
+            events = member.get("events", []) if isinstance(member, dict) else []
+            apply_async(
+                fan_out,
+                args=({"events": events, "events_record": relay_id},),
+                queue=MEDIA_QUEUE,
+                priority=RESCUE_PRIORITY,
+                argsrepr=f"(0 media, 0 replies, {len(events)} events)",
+                kwargsrepr="{}",
+            )
+            svc.inbox.look_again(relay_id, now)
+            counts["events_requeued"] = counts.get("events_requeued", 0) + 1
+            log.warning("events_requeued", record=relay_id, reason="not emitted in time")
+            continue
+        apply_async(
+            fan_out,
+            args=({"relay": member},),
+            queue=MEDIA_QUEUE,
+            priority=RESCUE_PRIORITY,
+            # Not the body and signature in the message's headers: a count says enough.
+            argsrepr="(0 media, 0 replies, 1 relay)",
+            kwargsrepr="{}",
+        )
         svc.inbox.look_again(relay_id, now)
         counts["relays_requeued"] += 1
         log.warning("relay_requeued", relay_id=relay_id, reason="not held in time")

@@ -31,6 +31,7 @@ __all__ = [
     "Step",
     "delivery_id",
     "failure_of_status",
+    "relay_id",
     "retry_after_seconds",
     "rfc3339",
 ]
@@ -96,6 +97,14 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
+
+
+def relay_id(body: bytes, signature: str | None) -> str:
+    """A webhook's relay id: 32 hex digits of a digest of its bytes and its signature. The same
+    webhook delivered again (Meta retrying after a 503, or sending it twice) has the same id, so
+    each destination is sent it once while its delivery is remembered, under one `webhook-id`."""
+    digest = hashlib.sha256((signature or "").encode() + b"\n" + body).hexdigest()
+    return digest[:32]
 
 
 def delivery_id(source_id: str, destination: str) -> str:

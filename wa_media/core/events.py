@@ -1,4 +1,4 @@
-"""Archive events: what a consumer endpoint is told about a media (docs/consuming-the-archive.md).
+"""Archive events: what a consumer endpoint is told about a media (docs/consuming.md).
 
 Pure: an `Event` is built from what the worker knows (the job, the sidecar, the reason it gave
 up) and handed to an `EventSink` (wa_media/core/ports.py), which delivers it durably. Its id is
@@ -19,6 +19,7 @@ from typing import Any, Literal
 from wa_media.core.jobs import Customer, MediaJob
 
 __all__ = [
+    "EVENTS_RECORD_PREFIX",
     "EVENT_TYPES",
     "TOO_LARGE_CODE",
     "TOO_LARGE_LABEL",
@@ -26,6 +27,7 @@ __all__ = [
     "EventType",
     "archived_event",
     "event_id",
+    "events_record_id",
     "failed_event",
     "skipped_event",
     "too_large_event",
@@ -33,6 +35,17 @@ __all__ = [
 
 EventType = Literal["media.archived", "media.failed", "media.skipped"]
 EVENT_TYPES: tuple[EventType, ...] = ("media.archived", "media.failed", "media.skipped")
+
+
+# The ids of the records `web` keeps of the events it decided (in the relay inbox, beside the
+# relays' own): `ev_` and a digest of the events' ids.
+EVENTS_RECORD_PREFIX = "ev_"
+
+
+def events_record_id(event_ids: list[str]) -> str:
+    """The id of the record of a fan-out batch's events: the same events, the same record."""
+    digest = hashlib.sha256("\n".join(event_ids).encode()).hexdigest()
+    return EVENTS_RECORD_PREFIX + digest[:32]
 
 
 def event_id(event_type: EventType, phone_number_id: str, wamid: str, media_id: str) -> str:

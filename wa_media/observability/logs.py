@@ -109,6 +109,9 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(number)
+    # urllib3's DEBUG lines print each request's path and query (a relay destination's token,
+    # a signed download URL) where redaction, which knows whole secrets, cannot find them.
+    logging.getLogger("urllib3").setLevel(max(number, logging.INFO))
 
 
 def get_logger(name: str) -> Any:

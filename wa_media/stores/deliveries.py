@@ -374,7 +374,9 @@ class DeliveryState:
             ident,
             destination,
             event.id,
-            f"{event.timestamp:.3f}",
+            # Its age (DELIVERY_MAX_AGE, the latency) counts from now, not from what it tells:
+            # an event emitted again long after (an edit of a media archived days ago) is due.
+            f"{now:.3f}",
             body,
             self.record_ttl,
             f"{now + self.stall_after:.3f}",
@@ -577,8 +579,9 @@ class DeliveryState:
 
 @dataclass
 class RelayInbox:
-    """The relays `web` published, until their fan-out held them: should the fan-out be lost
-    with its worker, the sweep publishes it again (`wa:deliver:inbox`)."""
+    """The relays `web` published, and the events it decided, until their fan-out held them:
+    should the fan-out be lost with its worker, the sweep publishes it again
+    (`wa:deliver:inbox`; the events' records have ids starting `ev_`)."""
 
     redis: Redis
     _admit: Script = field(init=False, repr=False)
@@ -593,6 +596,18 @@ class RelayInbox:
         keys = [deliver_inbox_key(relay.id), DELIVER_INBOX_KEY]
         args: list[str | int] = [json.dumps(relay.to_wire()), f"{now:.3f}", relay.id, INBOX_TTL]
         with _redis_errors("relay record"):
+            self._admit(keys=keys, args=args)
+
+    def admit_events(
+        self, ident: str, events: list[dict[str, Any]], now: float | None = None
+    ) -> None:
+        """Record the events `web` decided (their wire form) before their fan-out is published,
+        under `ident` (events_record_id): should the fan-out be lost, or be taken by a worker of
+        a release that ignores events, the sweep publishes them again."""
+        now = time.time() if now is None else now
+        keys = [deliver_inbox_key(ident), DELIVER_INBOX_KEY]
+        args: list[str | int] = [json.dumps({"events": events}), f"{now:.3f}", ident, INBOX_TTL]
+        with _redis_errors("events record"):
             self._admit(keys=keys, args=args)
 
     @staticmethod

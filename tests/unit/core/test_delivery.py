@@ -13,6 +13,7 @@ from wa_media.core.delivery import (
     Relay,
     delivery_id,
     failure_of_status,
+    relay_id,
     retry_after_seconds,
     rfc3339,
 )
@@ -168,3 +169,11 @@ def test_a_record_reads_its_hash() -> None:
     assert (record.age_from, record.attempts, record.dead_at) == (10.5, 3, 20.0)
     with pytest.raises(ValueError, match="no release writes"):
         DeliveryRecord.from_hash("dlv_1", {"kind": "fax", "state": "pending"})
+
+
+def test_a_webhook_delivered_again_keeps_its_relay_id() -> None:
+    first = relay_id(b'{"entry": []}', "sha256=ab")
+    assert first == relay_id(b'{"entry": []}', "sha256=ab")
+    assert len(first) == 32
+    assert first != relay_id(b'{"entry": [1]}', "sha256=ab")
+    assert first != relay_id(b'{"entry": []}', "sha256=cd")

@@ -15,7 +15,7 @@ from devstack.redis_server import RedisServer
 from wa_media.config.destinations import Destination
 from wa_media.core.delivery import Relay, delivery_id
 from wa_media.core.errors import RedisUnavailable
-from wa_media.core.events import Event
+from wa_media.core.events import EVENTS_RECORD_PREFIX, Event, events_record_id
 from wa_media.core.jobs import MediaJob
 from wa_media.core.keys import DELIVER_DUE_KEY, DELIVER_HELD_BYTES_KEY
 from wa_media.core.records import MediaRef
@@ -172,6 +172,27 @@ def test_the_inbox_keeps_a_relay_until_its_fan_out_held_it(redis: Redis) -> None
     assert inbox.stalled(NOW - 50) == []
     inbox.held("r1")
     inbox.held("r2")
+    assert inbox.stalled(NOW + 10) == []
+
+
+def test_an_event_s_age_counts_from_its_emission_not_from_what_it_tells(redis: Redis) -> None:
+    state = DeliveryState(redis)
+    ident = state.emit(Event("media.archived", "111", "evt_old", NOW - 10**6, {}), "feed", NOW)
+    assert ident is not None
+    record = state.get(ident)
+    assert record is not None
+    assert record.age_from == pytest.approx(NOW, abs=0.01)
+    assert record.received_at == pytest.approx(NOW, abs=0.01)
+
+
+def test_the_inbox_keeps_web_s_events_until_a_fan_out_emitted_them(redis: Redis) -> None:
+    inbox = RelayInbox(redis)
+    events = [{"type": "media.skipped", "phone_number_id": "1", "id": "evt_1", "timestamp": 1.0}]
+    ident = events_record_id(["evt_1"])
+    assert ident.startswith(EVENTS_RECORD_PREFIX)
+    inbox.admit_events(ident, events, now=NOW - 100)
+    assert inbox.stalled(NOW - 50) == [(ident, {"events": events})]
+    inbox.held(ident)
     assert inbox.stalled(NOW + 10) == []
 
 

@@ -5,12 +5,13 @@ the account does not archive is skipped (`policy_type`, `policy_mime`: counted, 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from wa_media.core.archive_policy import DEFAULT_POLICY, ArchivePolicy
-from wa_media.core.events import Event, event_id
+from wa_media.core.events import Event, event_id, events_record_id
 from webhook import publisher as publisher_module
 from webhook.payload import LISTED_REASONS, SKIP_REASONS, parse_cloud_payload, parse_onprem_payload
 from webhook.publisher import Publisher
@@ -160,18 +161,24 @@ def test_on_premises_payloads_follow_the_account_policy() -> None:
     assert sorted(e.type for e in parsed.events) == ["media.failed", "media.skipped"]
 
 
-class _NoScripts:
-    def register_script(self, script: str) -> Any:
-        def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise AssertionError("a webhook without relay records none")
+class _Scripts:
+    """Stands for Redis under the relay inbox: records each call of its script."""
 
-        return refuse
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], list[Any]]] = []
+
+    def register_script(self, script: str) -> Any:
+        def record(*, keys: list[str], args: list[Any]) -> int:
+            self.calls.append((keys, args))
+            return 1
+
+        return record
 
 
 class _State:
     def __init__(self) -> None:
         self.admitted: list[Any] = []
-        self.redis = _NoScripts()  # the relay's inbox is built on it; no relay here calls it
+        self.redis = _Scripts()  # the relay inbox, which keeps web's records of its events
 
     def admit_many(self, jobs: list[Any], relay: Any = None) -> list[bool]:
         self.admitted += jobs
@@ -179,7 +186,7 @@ class _State:
 
 
 def _publish(
-    monkeypatch: pytest.MonkeyPatch, parsed: Any, batch_size: int = 100
+    monkeypatch: pytest.MonkeyPatch, parsed: Any, batch_size: int = 100, state: Any = None
 ) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 
@@ -191,10 +198,22 @@ def _publish(
         return _Result()
 
     monkeypatch.setattr(publisher_module, "send_task", send_task)
-    state = _State()
+    state = state or _State()
     publisher = Publisher(None, state, state, batch_size=batch_size)  # type: ignore[arg-type]
     publisher.publish(parsed)
     return sent
+
+
+def test_web_records_its_events_before_their_fan_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed = parse_cloud_payload(
+        payload(media("video", "wamid.2", "video/mp4")), policy_of=policies
+    )
+    state = _State()
+    [batch] = _publish(monkeypatch, parsed, state=state)
+    [(keys, args)] = state.redis.calls
+    assert batch["events_record"] == args[2] == events_record_id([e.id for e in parsed.events])
+    assert keys[0] == f"wa:deliver-inbox:{batch['events_record']}"
+    assert json.loads(args[0]) == {"events": batch["events"]}
 
 
 def test_a_webhook_with_only_events_publishes_a_fan_out_holding_them(
@@ -221,5 +240,7 @@ def test_a_batch_without_events_is_what_the_previous_release_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parsed = parse_cloud_payload(payload(media("image", "wamid.1", "image/png")))
-    [batch] = _publish(monkeypatch, parsed)
+    state = _State()
+    [batch] = _publish(monkeypatch, parsed, state=state)
     assert set(batch) == {"media", "replies"}
+    assert state.redis.calls == []

@@ -13,6 +13,7 @@ from wa_media.config.accounts import Account, WorkerAccounts
 from wa_media.config.destinations import Destination
 from wa_media.config.target import ArchiveTarget
 from wa_media.core.delivery import Relay
+from wa_media.core.errors import RedisUnavailable
 from wa_media.core.events import Event
 from wa_media.core.provider import Connection
 from wa_media.stores.deliveries import Hold
@@ -35,6 +36,9 @@ class Inbox:
 
     def held(self, relay_id: str) -> None:
         self.done.append(relay_id)
+
+    def forget(self, relay_id: str) -> None:
+        self.done.append(f"forgotten {relay_id}")
 
 
 @dataclass
@@ -98,3 +102,34 @@ def test_events_go_to_the_sink_and_what_is_not_a_member_is_invalid(
     assert deliveries.held == []
     assert counts["invalid"] == 3
     assert counts["events"] == 1
+
+
+def test_an_unreadable_relay_is_forgotten_not_rescued_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts, _, inbox, _, _ = _run(monkeypatch, {"relay": {"id": "x"}})
+    assert inbox.done == ["forgotten x"]
+    assert counts["invalid"] == 1
+
+
+def test_web_s_record_of_its_events_is_settled_once_they_are_emitted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = {"type": "media.skipped", "phone_number_id": "111", "id": "evt_1", "timestamp": 5}
+    _, _, inbox, sink, _ = _run(monkeypatch, {"events": [event], "events_record": "ev_1"})
+    assert [e.id for e in sink.events] == ["evt_1"]
+    assert inbox.done == ["ev_1"]
+
+
+def test_events_the_sink_refuses_leave_web_s_record_for_the_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = {"type": "media.skipped", "phone_number_id": "111", "id": "evt_1", "timestamp": 5}
+
+    def refuse(event: Event) -> None:
+        raise RedisUnavailable("emit failed: ConnectionError")
+
+    monkeypatch.setattr(Sink, "emit", lambda self, event: refuse(event))
+    monkeypatch.setattr(Inbox, "held", lambda self, ident: pytest.fail(f"{ident} settled"))
+    with pytest.raises(Exception):  # noqa: B017, PT011 (the fan-out's retry, whatever its class)
+        _run(monkeypatch, {"events": [event], "events_record": "ev_1"})
