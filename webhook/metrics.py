@@ -170,7 +170,7 @@ _QUEUES = (MEDIA_QUEUE, REPLIES_QUEUE, DELIVERIES_QUEUE)
 
 def read_state(redis: Redis, *, now: float) -> Snapshot:
     """The counts, the oldest pending media and the last sweep's time: 18 commands in one round
-    trip, then one to check that the oldest is still pending.
+    trip (the queues' depths: 4 lists each), then one to check that the oldest is still pending.
 
     This release changes both pending indexes together. Should they disagree (in size, or on
     the oldest media: media recorded or settled by a release that did not keep the window
@@ -239,20 +239,20 @@ def delivery_metrics(state: DeliveryState, *, now: float) -> list[Metric]:
         "Age of each destination's oldest delivery not settled yet (0: none).",
         labels=["destination"],
     )
-    started = state.oldest_pending()
-    for name in state.destinations():
-        oldest.add_metric([name], max(0.0, now - started[name]) if name in started else 0.0)
+    gauges = state.gauges()
+    for name, started in gauges.oldest.items():
+        oldest.add_metric([name], 0.0 if started is None else max(0.0, now - started))
     return [
         oldest,
         GaugeMetricFamily(
             "wa_delivery_held_bytes",
             "Bytes of webhook bodies held in Redis for relay (RELAY_HELD_BYTES_MAX bounds it).",
-            value=state.held_bytes(),
+            value=gauges.held_bytes,
         ),
         GaugeMetricFamily(
             "wa_delivery_dead_letters_kept",
             "Dead letters kept, listed by wa-media dead-letters.",
-            value=state.dead_count(),
+            value=gauges.dead_letters,
         ),
     ]
 

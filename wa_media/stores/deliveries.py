@@ -52,6 +52,7 @@ __all__ = [
     "DEAD_LETTER_TTL",
     "INBOX_TTL",
     "SENT_TTL",
+    "DeliveryGauges",
     "DeliveryOutbox",
     "DeliveryState",
     "Hold",
@@ -271,6 +272,17 @@ class Hold:
     """(delivery id, destination) of each delivery made pending."""
     dead: list[tuple[str, str]] = field(default_factory=list)
     """(delivery id, destination) of each made a dead letter (`held_bytes_cap`)."""
+
+
+@dataclass(frozen=True)
+class DeliveryGauges:
+    """The deliveries' state a scrape reports."""
+
+    oldest: dict[str, float | None]
+    """Per destination deliveries were made for, when its oldest unsettled delivery's age
+    started (None: none unsettled)."""
+    held_bytes: int
+    dead_letters: int
 
 
 @dataclass
@@ -557,14 +569,26 @@ class DeliveryState:
 
     # ------------------------------------------------------------------------ the gauges
 
-    def oldest_pending(self) -> dict[str, float]:
-        """Per destination, when its oldest unsettled delivery's age started."""
-        names = self.destinations()
+    def gauges(self) -> DeliveryGauges:
+        """What a scrape tells of the deliveries: 3 commands in one round trip, then one per
+        destination in another (none without destinations), whatever the backlog."""
         with _redis_errors("read"), self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.zrange(deliver_pending_key(name), 0, 0, withscores=True)
-            heads = pipe.execute()
-        return {name: float(head[0][1]) for name, head in zip(names, heads, strict=True) if head}
+            pipe.smembers(DELIVER_DESTINATIONS_KEY)
+            pipe.get(DELIVER_HELD_BYTES_KEY)
+            pipe.zcard(DELIVER_DEAD_KEY)
+            members, held, dead = pipe.execute()
+        names = sorted(_text(m) for m in members)
+        heads: list[Any] = []
+        if names:
+            with _redis_errors("read"), self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.zrange(deliver_pending_key(name), 0, 0, withscores=True)
+                heads = pipe.execute()
+        oldest = {
+            name: float(head[0][1]) if head else None
+            for name, head in zip(names, heads, strict=True)
+        }
+        return DeliveryGauges(oldest, int(held or 0), int(dead))
 
     def held_bytes(self) -> int:
         """Bytes of webhook bodies held for relay."""

@@ -61,10 +61,9 @@ def test_a_body_is_held_once_for_all_its_destinations(redis: Redis) -> None:
     assert second is not None
     assert (first.kind, first.state, first.signature) == ("relay", "pending", "sha256=00")
     assert first.received_at == pytest.approx(NOW, abs=0.01)
-    assert state.oldest_pending() == {
-        "a": pytest.approx(NOW, abs=0.01),
-        "b": pytest.approx(NOW, abs=0.01),
-    }
+    gauges = state.gauges()
+    assert gauges.oldest == {"a": pytest.approx(NOW, abs=0.01), "b": pytest.approx(NOW, abs=0.01)}
+    assert (gauges.held_bytes, gauges.dead_letters) == (len(relay().body), 0)
     # The body stays while one delivery needs it; the last one settled gives its bytes back.
     assert state.sent(first)
     assert not state.sent(first)  # a duplicate
@@ -72,7 +71,7 @@ def test_a_body_is_held_once_for_all_its_destinations(redis: Redis) -> None:
     assert state.sent(second)
     assert state.body("r1") is None
     assert state.held_bytes() == 0
-    assert state.oldest_pending() == {}
+    assert state.gauges().oldest == {"a": None, "b": None}
     assert redis.zcard(DELIVER_DUE_KEY) == 0
 
 
