@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
     "BACKOFF_BASE",
@@ -51,18 +51,7 @@ FailureReason = Literal[
     "body_missing",
     "no_destination",
 ]
-FAILURE_REASONS: tuple[FailureReason, ...] = (
-    "http_4xx",
-    "http_429",
-    "http_5xx",
-    "redirect",
-    "timeout",
-    "connection",
-    "held_bytes_cap",
-    "max_age",
-    "body_missing",
-    "no_destination",
-)
+FAILURE_REASONS: tuple[FailureReason, ...] = get_args(FailureReason)
 """Why an attempt failed (`wa_delivery_failed_total{reason}`), or why a delivery became a dead
 letter without one (`held_bytes_cap`, `max_age`, `body_missing`, `no_destination`: no longer
 configured)."""

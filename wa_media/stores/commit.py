@@ -30,7 +30,7 @@ from wa_media.core.keys import commit_key
 from wa_media.core.ports import ArchiveBucket, CommitGuard, ObjectUpload
 from wa_media.observability.logs import get_logger
 from wa_media.stores.records import holder_died, holder_token
-from wa_media.stores.redis_client import failure_name
+from wa_media.stores.redis_client import decoded, failure_name
 
 __all__ = ["COMMIT_CLAIM_SECONDS", "COMMIT_WAIT_SECONDS", "CommitClaims", "commit_upload"]
 
@@ -41,10 +41,6 @@ log = get_logger(__name__)
 COMMIT_CLAIM_SECONDS = 300
 # A second writer of a key waits this long for the first one's commit, then retries later.
 COMMIT_WAIT_SECONDS = 30.0
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 _RELEASE = """
@@ -73,7 +69,7 @@ class CommitClaims:
         try:
             while not self.redis.set(name, token, nx=True, ex=self.ttl):
                 holder = self.redis.get(name)
-                if holder is not None and holder_died(_text(holder)):
+                if holder is not None and holder_died(decoded(holder)):
                     # Its process on this host is gone (a killed worker): no need to wait
                     # for the claim to expire.
                     self.redis.eval(_RELEASE, 1, name, holder)

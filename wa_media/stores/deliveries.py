@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,6 @@ from redis.commands.core import Script
 
 from wa_media.config.destinations import Destination
 from wa_media.core.delivery import DeliveryRecord, Relay, delivery_id
-from wa_media.core.errors import RedisUnavailable
 from wa_media.core.events import Event
 from wa_media.core.keys import (
     DELIVER_BODIES_KEY,
@@ -46,7 +44,7 @@ from wa_media.core.keys import (
     deliver_pending_key,
     delivery_key,
 )
-from wa_media.stores.redis_client import failure_name
+from wa_media.stores.redis_client import decoded, naming_failures
 
 __all__ = [
     "DEAD_LETTER_TTL",
@@ -68,18 +66,6 @@ SENT_TTL = 24 * 3600
 INBOX_TTL = 8 * 24 * 3600
 # Kept past the maximum age of a pending delivery, so that a record never expires unsettled.
 _PENDING_MARGIN = 24 * 3600
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-@contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    try:
-        yield
-    except RedisUnavailable as exc:
-        raise RedisUnavailable(f"Redis {action} failed: {failure_name(exc)}") from None
 
 
 # KEYS: body, held bytes, bodies, due, dead, destinations, then per destination its record
@@ -352,13 +338,13 @@ class DeliveryState:
         for ident, name in zip(ids, destinations, strict=True):
             keys += [delivery_key(ident), deliver_pending_key(name)]
             args += [ident, name]
-        with _redis_errors("relay hold"):
+        with naming_failures("relay hold"):
             made = self._scripts["hold"](keys=keys, args=args)
         names = dict(zip(ids, destinations, strict=True))
         result = Hold()
         for raw_id, raw_state in made:
-            ident = _text(raw_id)
-            target = result.pending if _text(raw_state) == "pending" else result.dead
+            ident = decoded(raw_id)
+            target = result.pending if decoded(raw_state) == "pending" else result.dead
             target.append((ident, names[ident]))
         return result
 
@@ -393,7 +379,7 @@ class DeliveryState:
             self.record_ttl,
             f"{now + self.stall_after:.3f}",
         ]
-        with _redis_errors("event hold"):
+        with naming_failures("event hold"):
             made = self._scripts["emit"](keys=keys, args=args)
         return ident if int(made) else None
 
@@ -402,24 +388,24 @@ class DeliveryState:
     def begin(self, ident: str) -> tuple[DeliveryRecord | None, float | None, bytes | None]:
         """An attempt begins: the delivery's record, when its destination's pause ends (None:
         not paused) and its held body (None: none held), in one round trip."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             raw_fields, raw_paused, raw_body = self._scripts["begin"](keys=[delivery_key(ident)])
-        pairs = [_text(item) for item in raw_fields]
+        pairs = [decoded(item) for item in raw_fields]
         record = DeliveryRecord.from_hash(ident, dict(zip(pairs[::2], pairs[1::2], strict=True)))
-        paused = float(_text(raw_paused)) if raw_paused else None
+        paused = float(decoded(raw_paused)) if raw_paused else None
         if raw_body and not isinstance(raw_body, bytes):
             raw_body = str(raw_body).encode()
         return record, paused, raw_body or None
 
     def get(self, ident: str) -> DeliveryRecord | None:
         """The delivery's record; None when it is gone."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             raw = self.redis.hgetall(delivery_key(ident))
-        return DeliveryRecord.from_hash(ident, {_text(k): _text(v) for k, v in raw.items()})
+        return DeliveryRecord.from_hash(ident, {decoded(k): decoded(v) for k, v in raw.items()})
 
     def body(self, ref: str) -> bytes | None:
         """A held webhook body; None when it is not held (any more)."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             raw = self.redis.hget(deliver_body_key(ref), "body")
         if raw is None:
             return None
@@ -427,25 +413,25 @@ class DeliveryState:
 
     def due(self, now: float, limit: int = 500) -> list[str]:
         """Unsettled deliveries whose look by the sweep is due."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             members = self.redis.zrangebyscore(DELIVER_DUE_KEY, "-inf", now, start=0, num=limit)
-        return [_text(m) for m in members]
+        return [decoded(m) for m in members]
 
     def dead_letters(self, limit: int = 1000) -> list[DeliveryRecord]:
         """The dead letters, newest first."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             members = self.redis.zrevrange(DELIVER_DEAD_KEY, 0, limit - 1)
         records = []
         for member in members:
-            record = self.get(_text(member))
+            record = self.get(decoded(member))
             if record is not None and record.state == "dead":
                 records.append(record)
         return records
 
     def destinations(self) -> list[str]:
         """The destinations deliveries were made for."""
-        with _redis_errors("read"):
-            return sorted(_text(m) for m in self.redis.smembers(DELIVER_DESTINATIONS_KEY))
+        with naming_failures("read"):
+            return sorted(decoded(m) for m in self.redis.smembers(DELIVER_DESTINATIONS_KEY))
 
     # ------------------------------------------------------------------------- settling them
 
@@ -466,7 +452,7 @@ class DeliveryState:
         ]
         count = record.attempts + 1 if attempts is None else attempts
         args: list[str | int] = [record.id, SENT_TTL, f"{now:.3f}", count]
-        with _redis_errors("delivery settle"):
+        with naming_failures("delivery settle"):
             return bool(int(self._scripts["sent"](keys=keys, args=args)))
 
     def dead(
@@ -482,14 +468,14 @@ class DeliveryState:
             DELIVER_BODIES_KEY,
         ]
         args: list[str | int] = [record.id, f"{now:.3f}", reason, DEAD_LETTER_TTL, error]
-        with _redis_errors("dead letter"):
+        with naming_failures("dead letter"):
             return bool(int(self._scripts["dead"](keys=keys, args=args)))
 
     def failed(self, record: DeliveryRecord, error: str, attempts: int) -> int:
         """Attempt number `attempts` failed: recorded, and counted in its destination's
         failures in a row; their number (one round trip)."""
         failures = deliver_failures_key(record.destination)
-        with _redis_errors("delivery write"), self.redis.pipeline() as pipe:
+        with naming_failures("delivery write"), self.redis.pipeline() as pipe:
             pipe.hset(
                 delivery_key(record.id), mapping={"last_error": error[:500], "attempts": attempts}
             )
@@ -500,19 +486,19 @@ class DeliveryState:
 
     def retry_at(self, record: DeliveryRecord, at: float) -> None:
         """Its next attempt is due at `at`: the sweep looks at it `stall_after` later."""
-        with _redis_errors("delivery write"), self.redis.pipeline() as pipe:
+        with naming_failures("delivery write"), self.redis.pipeline() as pipe:
             pipe.hset(delivery_key(record.id), "next_try_at", f"{at:.3f}")
             pipe.zadd(DELIVER_DUE_KEY, {record.id: at + self.stall_after}, xx=True)
             pipe.execute()
 
     def look_again(self, ident: str, at: float) -> None:
         """Have the sweep look at an unsettled delivery again at `at`."""
-        with _redis_errors("delivery write"):
+        with naming_failures("delivery write"):
             self.redis.zadd(DELIVER_DUE_KEY, {ident: at}, xx=True)
 
     def forget(self, ident: str) -> None:
         """Drop a settled or vanished delivery from the sweep's index."""
-        with _redis_errors("delivery write"):
+        with naming_failures("delivery write"):
             self.redis.zrem(DELIVER_DUE_KEY, ident)
 
     def replay(self, ident: str, now: float | None = None) -> int:
@@ -534,13 +520,13 @@ class DeliveryState:
             self.record_ttl,
             f"{now + self.stall_after:.3f}",
         ]
-        with _redis_errors("replay"):
+        with naming_failures("replay"):
             return int(self._scripts["replay"](keys=keys, args=args))
 
     def reap_bodies(self, now: float | None = None) -> int:
         """Give back the bytes of held bodies that expired; how many."""
         now = time.time() if now is None else now
-        with _redis_errors("reap"):
+        with naming_failures("reap"):
             return int(
                 self._scripts["reap"](
                     keys=[DELIVER_HELD_BYTES_KEY, DELIVER_BODIES_KEY], args=[f"{now:.3f}"]
@@ -553,18 +539,18 @@ class DeliveryState:
         """Pause `destination` for `seconds`; when the pause ends."""
         now = time.time() if now is None else now
         ends = now + seconds
-        with _redis_errors("pause"):
+        with naming_failures("pause"):
             self.redis.set(deliver_pause_key(destination), f"{ends:.3f}", ex=max(1, int(seconds)))
         return ends
 
     def paused_until(self, destination: str, now: float | None = None) -> float | None:
         """When the pause of `destination` ends; None when it is not paused."""
         now = time.time() if now is None else now
-        with _redis_errors("read"):
+        with naming_failures("read"):
             raw = self.redis.get(deliver_pause_key(destination))
         if raw is None:
             return None
-        ends = float(_text(raw))
+        ends = float(decoded(raw))
         return ends if ends > now else None
 
     # ------------------------------------------------------------------------ the gauges
@@ -572,15 +558,15 @@ class DeliveryState:
     def gauges(self) -> DeliveryGauges:
         """What a scrape tells of the deliveries: 3 commands in one round trip, then one per
         destination in another (none without destinations), whatever the backlog."""
-        with _redis_errors("read"), self.redis.pipeline(transaction=False) as pipe:
+        with naming_failures("read"), self.redis.pipeline(transaction=False) as pipe:
             pipe.smembers(DELIVER_DESTINATIONS_KEY)
             pipe.get(DELIVER_HELD_BYTES_KEY)
             pipe.zcard(DELIVER_DEAD_KEY)
             members, held, dead = pipe.execute()
-        names = sorted(_text(m) for m in members)
+        names = sorted(decoded(m) for m in members)
         heads: list[Any] = []
         if names:
-            with _redis_errors("read"), self.redis.pipeline(transaction=False) as pipe:
+            with naming_failures("read"), self.redis.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.zrange(deliver_pending_key(name), 0, 0, withscores=True)
                 heads = pipe.execute()
@@ -592,12 +578,12 @@ class DeliveryState:
 
     def held_bytes(self) -> int:
         """Bytes of webhook bodies held for relay."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             return int(self.redis.get(DELIVER_HELD_BYTES_KEY) or 0)
 
     def dead_count(self) -> int:
         """Dead letters kept."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             return int(self.redis.zcard(DELIVER_DEAD_KEY))
 
 
@@ -619,7 +605,7 @@ class RelayInbox:
         now = time.time() if now is None else now
         keys = [deliver_inbox_key(relay.id), DELIVER_INBOX_KEY]
         args: list[str | int] = [json.dumps(relay.to_wire()), f"{now:.3f}", relay.id, INBOX_TTL]
-        with _redis_errors("relay record"):
+        with naming_failures("relay record"):
             self._admit(keys=keys, args=args)
 
     def admit_events(
@@ -631,7 +617,7 @@ class RelayInbox:
         now = time.time() if now is None else now
         keys = [deliver_inbox_key(ident), DELIVER_INBOX_KEY]
         args: list[str | int] = [json.dumps({"events": events}), f"{now:.3f}", ident, INBOX_TTL]
-        with _redis_errors("events record"):
+        with naming_failures("events record"):
             self._admit(keys=keys, args=args)
 
     @staticmethod
@@ -643,7 +629,7 @@ class RelayInbox:
 
     def held(self, relay_id: str) -> None:
         """The fan-out held it: nothing more to rescue."""
-        with _redis_errors("relay record"), self.redis.pipeline() as pipe:
+        with naming_failures("relay record"), self.redis.pipeline() as pipe:
             pipe.delete(deliver_inbox_key(relay_id))
             pipe.zrem(DELIVER_INBOX_KEY, relay_id)
             pipe.execute()
@@ -651,9 +637,9 @@ class RelayInbox:
     def stalled(self, before: float, limit: int = 100) -> list[tuple[str, dict[str, Any] | None]]:
         """Relays recorded before `before` and not held yet, with their member (None when its
         record expired)."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             ids = [
-                _text(m)
+                decoded(m)
                 for m in self.redis.zrangebyscore(DELIVER_INBOX_KEY, "-inf", before, 0, limit)
             ]
             raws = [self.redis.get(deliver_inbox_key(ident)) for ident in ids]
@@ -664,7 +650,7 @@ class RelayInbox:
 
     def look_again(self, relay_id: str, at: float) -> None:
         """Leave a stalled relay alone until `at`."""
-        with _redis_errors("relay record"):
+        with naming_failures("relay record"):
             self.redis.zadd(DELIVER_INBOX_KEY, {relay_id: at}, xx=True)
 
     def forget(self, relay_id: str) -> None:

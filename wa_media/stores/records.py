@@ -55,7 +55,7 @@ from wa_media.core.records import (
     ReplyRef,
     State,
 )
-from wa_media.stores.redis_client import failure_name
+from wa_media.stores.redis_client import decoded, naming_failures
 
 __all__ = [
     "ARCHIVED_KEPT_SECONDS",
@@ -235,19 +235,6 @@ def holder_died(holder: str) -> bool:
     return False
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-@contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    """Name what the records were doing when Redis failed (the client names the command)."""
-    try:
-        yield
-    except RedisUnavailable as exc:
-        raise RedisUnavailable(f"Redis {action} failed: {failure_name(exc)}") from None
-
-
 @dataclass
 class MediaStateStore:
     """`wa:media:{phone_number_id}:{media_id}` records and their leases, plus indexes the sweep
@@ -281,15 +268,15 @@ class MediaStateStore:
             RECORD_TTL,
             f"{time.time():.3f}",
         ]
-        with _redis_errors("read"):
+        with naming_failures("read"):
             raw = self._get(keys=keys, args=args)
-        pairs = [_text(item) for item in raw]
+        pairs = [decoded(item) for item in raw]
         return MediaRecord.from_hash(dict(zip(pairs[::2], pairs[1::2], strict=True)))
 
     def resolve(self, member: str) -> MediaRef | None:
         """The media an index member names (of this release or the previous), read from its
         record's job; None when the record or its job is gone."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             job = self.redis.hget(media_key(member), "job")
         if job is None:
             return None
@@ -313,7 +300,7 @@ class MediaStateStore:
         now = time.time()
         # redis-py types `mapping` with an invariant key union that no dict[str, str] satisfies.
         mapping: dict[Any, Any] = {**fields, "updated_at": f"{now:.3f}"}
-        with _redis_errors("write"), self.redis.pipeline(transaction=True) as pipe:
+        with naming_failures("write"), self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=mapping)
             for counter in incr:
                 pipe.hincrby(key, counter, 1)
@@ -374,16 +361,16 @@ class MediaStateStore:
         if relay is not None:
             keys += relay[0]
             args += relay[1]
-        with _redis_errors("write"):
+        with naming_failures("write"):
             # EVALSHA, loading the script only when Redis does not know it yet.
             admitted = self._admit(keys=keys, args=args)
         return [bool(flag) for flag in admitted]
 
     def start(self, ref: MediaRef) -> Attempt:
         """A worker holding the lease starts a try; an unfinished earlier try counts as a crash."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             state = self.redis.hget(ref.key, "state")
-        crashed = state is not None and _text(state) == "archiving"
+        crashed = state is not None and decoded(state) == "archiving"
         self._write(
             ref,
             {"state": "archiving"},
@@ -428,37 +415,37 @@ class MediaStateStore:
 
     def due(self, now: float, limit: int = 500) -> list[str]:
         """Members of `wa:pending` the sweep should look at now."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             members = self.redis.zrangebyscore(PENDING_KEY, "-inf", now, start=0, num=limit)
-        return [_text(member) for member in members]
+        return [decoded(member) for member in members]
 
     def look_again(self, member: str, at: float) -> None:
         """Push a pending media's next look to `at`."""
-        with _redis_errors("write"):
+        with naming_failures("write"):
             self.redis.zadd(PENDING_KEY, {member: at}, xx=True)
 
     def forget_pending(self, member: str) -> None:
         """Drop a member from the pending indexes (its record is settled or has expired)."""
-        with _redis_errors("write"), self.redis.pipeline(transaction=True) as pipe:
+        with naming_failures("write"), self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(PENDING_KEY, member)
             pipe.zrem(PENDING_WINDOW_KEY, member)
             pipe.execute()
 
     def lease_remaining(self, ref: MediaRef) -> float:
         """Seconds until this media's lease runs out; 0 when nobody holds it."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             milliseconds = self.redis.pttl(ref.lease_key)
         return max(0, int(milliseconds)) / 1000
 
     def failed(self, limit: int = 1000) -> list[tuple[str, MediaRecord]]:
         """Failed media, oldest failure first: their members of `wa:failed`
         (`{phone_number_id}:{media_id}`) with their records."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             self.redis.zremrangebyscore(FAILED_KEY, "-inf", time.time() - RECORD_TTL)
             members = self.redis.zrange(FAILED_KEY, 0, limit - 1)
             out = []
             for member in members:
-                name = _text(member)
+                name = decoded(member)
                 try:
                     record = MediaRecord.from_hash(self.redis.hgetall(media_key(name)))
                 except ValueError:
@@ -497,7 +484,7 @@ class MediaStateStore:
         if self.redis.set(key, token, nx=True, ex=ttl):
             return True
         holder = self.redis.get(key)
-        if holder is None or not holder_died(_text(holder)):
+        if holder is None or not holder_died(decoded(holder)):
             return False
         # Its process on this host is gone (a killed pool process): no need to wait for expiry.
         self.redis.register_script(_RELEASE)(keys=[key], args=[holder])
@@ -508,12 +495,12 @@ class MediaStateStore:
         this host that died mid-sweep; None while another sweep holds it (one whose holder died
         on another host expires after `ttl`)."""
         token = holder_token()
-        with _redis_errors("take the sweep lock"):
+        with naming_failures("take the sweep lock"):
             return token if self._take(SWEEP_LOCK_KEY, token, ttl) else None
 
     def release_sweep_lock(self, token: str) -> None:
         """Let go of the sweep lock, if this token still holds it."""
-        with _redis_errors("release the sweep lock"):
+        with naming_failures("release the sweep lock"):
             self.redis.register_script(_RELEASE)(keys=[SWEEP_LOCK_KEY], args=[token])
 
     @contextmanager
@@ -525,7 +512,7 @@ class MediaStateStore:
         """
         key = ref.lease_key
         token = holder_token()
-        with _redis_errors("lease"):
+        with naming_failures("lease"):
             if not self._take(key, token):
                 raise BusyError(
                     "another worker holds this media's lease", retry_after=self.lease_ttl / 4
@@ -605,7 +592,7 @@ class ReplyLedger:
         if not jobs:
             return
         due = time.time() + self.stall_after
-        with _redis_errors("write"), self.redis.pipeline(transaction=False) as pipe:
+        with naming_failures("write"), self.redis.pipeline(transaction=False) as pipe:
             for job in jobs:
                 ref = ReplyRef.of(job)
                 pipe.set(
@@ -617,14 +604,14 @@ class ReplyLedger:
 
     def settled(self, member: str) -> None:
         """The warning was sent, given up or dropped: no sweep needs to look at it again."""
-        with _redis_errors("write"):
+        with naming_failures("write"):
             self.redis.zrem(REPLIES_PENDING_KEY, member)
 
     def due(self, now: float, limit: int = 500) -> list[tuple[str, str | None]]:
         """Warnings the sweep should look at now: (member, job JSON)."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             members = [
-                _text(m)
+                decoded(m)
                 for m in self.redis.zrangebyscore(
                     REPLIES_PENDING_KEY, "-inf", now, start=0, num=limit
                 )
@@ -636,19 +623,19 @@ class ReplyLedger:
                     pipe.get(reply_job_key(member))
                 rows = pipe.execute()
         return [
-            (member, None if row is None else _text(row))
+            (member, None if row is None else decoded(row))
             for member, row in zip(members, rows, strict=True)
         ]
 
     def look_again(self, member: str, at: float) -> None:
         """Push a pending warning's next look to `at`."""
-        with _redis_errors("write"):
+        with naming_failures("write"):
             self.redis.zadd(REPLIES_PENDING_KEY, {member: at}, xx=True)
 
     def status(self, ref: ReplyRef) -> LedgerEntry | None:
         """What the ledger holds for this warning (the previous release's entry when the
         account's is absent): `sending`, `sent`, `failed: ...`, `dropped: ...`, or None."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             value = self.redis.get(ref.key)
             if value is None:
                 value = self.redis.get(ref.legacy_key)
@@ -656,20 +643,20 @@ class ReplyLedger:
 
     def claim(self, ref: ReplyRef) -> ReplyClaim:
         """Take the right to send, or learn it was sent (or settled) or is being sent."""
-        with _redis_errors("reply claim"):
+        with naming_failures("reply claim"):
             value = self._claim(keys=[ref.key, ref.legacy_key], args=[self.claim_ttl])
         if value is None:
             return "claimed"
-        return "in_flight" if _text(value) == "sending" else "sent"
+        return "in_flight" if decoded(value) == "sending" else "sent"
 
     def settle(self, ref: ReplyRef, entry: LedgerEntry) -> None:
         """Record the final outcome (`sent`, `failed: reason`, `dropped: reason`) for 8 days."""
-        with _redis_errors("reply settle"):
+        with naming_failures("reply settle"):
             self.redis.set(ref.key, entry.text, ex=RECORD_TTL)
 
     def release(self, ref: ReplyRef) -> None:
         """Give the claim back after a failed try, so the retry may claim it again."""
-        with _redis_errors("reply release"):
+        with naming_failures("reply release"):
             self.redis.delete(ref.key)
 
 
@@ -703,8 +690,8 @@ class ReplyLimits:
         tried again keeps the slot it took."""
         minute = int(time.time() // 60)
         keys = [self._slot(ref, recipient), reply_rate_key(ref.phone_number_id, minute)]
-        with _redis_errors("reply rate"):
-            verdict = _text(
+        with naming_failures("reply rate"):
+            verdict = decoded(
                 self._admit(keys=keys, args=[ref.wamid, self.interval, self.per_minute])
             )
         if verdict == "recipient_rate":
@@ -715,7 +702,7 @@ class ReplyLimits:
 
     def forget(self, ref: ReplyRef, recipient: str) -> None:
         """Free the recipient's slot this warning took: it was never delivered."""
-        with _redis_errors("reply rate"):
+        with naming_failures("reply rate"):
             self.redis.register_script(_RELEASE)(
                 keys=[self._slot(ref, recipient)], args=[ref.wamid]
             )
@@ -736,7 +723,7 @@ class SkippedLog:
         members: dict[Any, float] = {
             json.dumps({**entry, "at": round(now, 3)}, sort_keys=True): now for entry in entries
         }
-        with _redis_errors("write"), self.redis.pipeline(transaction=False) as pipe:
+        with naming_failures("write"), self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(SKIPPED_KEY, members)
             pipe.zremrangebyrank(SKIPPED_KEY, 0, -SKIPPED_KEPT - 1)
             pipe.zremrangebyscore(SKIPPED_KEY, "-inf", now - RECORD_TTL)
@@ -745,6 +732,6 @@ class SkippedLog:
 
     def newest(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The newest skipped messages, newest first."""
-        with _redis_errors("read"):
+        with naming_failures("read"):
             members = self.redis.zrevrange(SKIPPED_KEY, 0, limit - 1)
-        return [json.loads(_text(member)) for member in members]
+        return [json.loads(decoded(member)) for member in members]

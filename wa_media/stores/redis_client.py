@@ -11,7 +11,8 @@ transaction lost its race; nothing here uses WATCH).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from redis import Redis
@@ -21,7 +22,7 @@ from redis.exceptions import NoScriptError, RedisError, WatchError
 
 from wa_media.core.errors import RedisUnavailable
 
-__all__ = ["TranslatedRedis", "connect", "failure_name"]
+__all__ = ["TranslatedRedis", "connect", "decoded", "failure_name", "naming_failures"]
 
 # What redis-py raises when Redis fails or cannot be reached: its own errors, and the socket's
 # that it does not wrap.
@@ -39,6 +40,20 @@ def failure_name(error: BaseException) -> str:
     name when it translates none): for messages that name how Redis or the broker failed."""
     cause = error.__cause__ or error.__context__
     return type(cause).__name__ if cause is not None else type(error).__name__
+
+
+def decoded(value: object) -> str:
+    """A reply as text: clients made without decode_responses answer bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@contextmanager
+def naming_failures(action: str) -> Iterator[None]:
+    """Name what a store was doing when Redis failed (the client names the command)."""
+    try:
+        yield
+    except RedisUnavailable as exc:
+        raise RedisUnavailable(f"Redis {action} failed: {failure_name(exc)}") from None
 
 
 class TranslatedScript(Script):

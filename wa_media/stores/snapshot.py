@@ -20,6 +20,7 @@ from wa_media.core.keys import (
 from wa_media.core.policy import media_deadline
 from wa_media.stores.broker import MEDIA_QUEUE, REPLIES_QUEUE
 from wa_media.stores.records import ARCHIVED_KEPT_SECONDS, RECORD_TTL
+from wa_media.stores.redis_client import decoded
 
 __all__ = [
     "ArchivedCounts",
@@ -92,10 +93,6 @@ class Snapshot:
         return self.nearest[0] if self.nearest else None
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _pending_media(redis: Redis, members: list[str]) -> list[PendingMedia]:
     """The pending media the index members name (`{phone_number_id}:{media_id}`, or a media id
     alone as the previous release wrote them), read from their records' jobs."""
@@ -109,7 +106,7 @@ def _pending_media(redis: Redis, members: list[str]) -> list[PendingMedia]:
         for state, job in rows:
             if state is None or job is None:
                 continue  # expired, or settled since the index was read
-            state_text = _text(state)
+            state_text = decoded(state)
             if state_text in ("archived", "failed"):
                 continue
             document = MediaJob.model_validate_json(job)
@@ -147,7 +144,7 @@ def read_snapshot(
         MEDIA_QUEUE: sum(int(n) for n in lengths[:steps]),
         REPLIES_QUEUE: sum(int(n) for n in lengths[steps:]),
     }
-    members = [_text(m) for m in results[-1]]
+    members = [decoded(m) for m in results[-1]]
     media = sorted(_pending_media(redis, members), key=lambda m: m.timestamp)
     by_state: dict[str, int] = {}
     for item in media:
@@ -170,7 +167,7 @@ def stored_unix_time(value: bytes | str | None) -> float | None:
     if value is None:
         return None
     try:
-        moment = float(_text(value))
+        moment = float(decoded(value))
     except ValueError:
         return None
     return moment if math.isfinite(moment) and moment > 0 else None
