@@ -43,6 +43,7 @@ from devstack import webhooks
 from devstack.images import ROOT, build_all, build_app_images
 from devstack.processes import free_port, wait_for
 from graphsim import MediaRecord, Simulator, SimulatorClient
+from wa_media.core.index import media_id_entry_key, wamid_entry_key
 from wa_media.core.layout import build_key
 
 COMPOSE_FILE = ROOT / "deploy" / "docker-compose.yml"
@@ -620,7 +621,17 @@ def test_worker_killed_mid_download_archives_once(stack: ComposeStack) -> None:
 
 
 def test_bucket_holds_exactly_what_was_archived(stack: ComposeStack) -> None:
-    expected = sorted(k for sent in stack.archived for k in (sent.key, sent.key + ".json"))
+    # Each media: its object, its sidecar, and its index entries by media id and by wamid.
+    expected = sorted(
+        k
+        for sent in stack.archived
+        for k in (
+            sent.key,
+            sent.key + ".json",
+            media_id_entry_key("", sent.record.id),
+            wamid_entry_key("", str(sent.message["id"])),
+        )
+    )
     assert stack.bucket_keys() == expected
     for sent in stack.archived:
         document = stack.sidecar(sent.key)
